@@ -1,0 +1,137 @@
+/* libmdp: mdp_broker_t, a Majordomo broker (MDP/0.2, RFC 18, with MMI, RFC 8)
+ * on a caller's libuv loop.
+ *
+ * One ROUTER socket bound to one or more endpoints serves clients and
+ * workers.  Requests are queued per service and handed to that service's
+ * idle workers, least recently used first; clients are served round-robin
+ * within a service so one client cannot starve another.  Replies are routed
+ * back unchanged, bodies moved, not copied.  docs/broker.md describes the
+ * behaviour in full.
+ *
+ * Threading: a broker belongs to the thread that runs its loop; call its
+ * functions only from that thread.
+ *
+ * Life cycle: mdp_broker_options_init() -> mdp_broker_new() ->
+ * mdp_broker_bind() (one or more) -> ... -> mdp_broker_close(cb).  The broker
+ * is freed after its close callback returns.
+ */
+#ifndef MDP_BROKER_H
+#define MDP_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mdp/log.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mdp_broker_s mdp_broker_t;
+
+/* Called once the broker is closed; do not use `broker` after it returns. */
+typedef void (*mdp_broker_close_cb)(mdp_broker_t *broker);
+
+typedef struct {
+  /* ZeroMQ context for the ROUTER socket; NULL: mdp_zmq_context().  Peers
+   * on inproc:// endpoints must use the same context. */
+  void *zmq_context;
+  /* Heartbeat sent to every worker each interval (default 2500 ms); a worker
+   * silent for liveness x interval is removed (default liveness 4). */
+  uint64_t heartbeat_interval_ms;
+  unsigned heartbeat_liveness;
+  /* Longest time one request may stay with a worker before the worker is
+   * dropped (DISCONNECT) and the request re-dispatched; 0 = off (default). */
+  uint64_t busy_timeout_ms;
+  /* A queued request for a service with no idle worker is dropped after
+   * this long (default 30000 ms); 0 = never. */
+  uint64_t request_expiry_ms;
+  /* Queued requests per service; new requests beyond it are dropped
+   * (default 10000); 0 = unlimited. */
+  size_t max_queue;
+  /* ZMQ_MAXMSGSIZE of the socket: a peer sending a larger message is
+   * disconnected by ZeroMQ (default 64 MiB); -1 = unlimited. */
+  int64_t max_msg_size;
+  /* Times a request is sent to another worker after its worker was lost
+   * before replying (default 1). */
+  unsigned max_redispatch;
+  /* Log hook (NULL: silent) and the most verbose level passed to it
+   * (default MDP_LOG_INFO). */
+  mdp_log_cb log_cb;
+  void *log_data;
+  mdp_log_level_t log_level;
+} mdp_broker_options_t;
+
+/* Counters since creation, and gauges (marked "now"). */
+typedef struct {
+  uint64_t requests;           /* client requests accepted (MMI included) */
+  uint64_t mmi_requests;       /* answered by the broker itself */
+  uint64_t dispatched;         /* requests sent to a worker */
+  uint64_t partials;           /* PARTIALs forwarded to clients */
+  uint64_t replies;            /* FINALs forwarded to clients */
+  uint64_t redispatched;       /* requests re-sent after their worker died */
+  uint64_t dropped_invalid;    /* malformed messages */
+  uint64_t dropped_expired;    /* requests expired in a queue */
+  uint64_t dropped_queue_full; /* requests refused by max_queue */
+  uint64_t dropped_unroutable; /* replies for clients that are gone */
+  uint64_t dropped_worker_lost;/* requests lost with their worker (after a
+                                  PARTIAL, or past max_redispatch) */
+  uint64_t disconnects_sent;   /* DISCONNECTs for protocol errors & expiry */
+  uint64_t workers_registered; /* READYs accepted */
+  uint64_t workers_expired;    /* removed for silence or busy timeout */
+  uint64_t heartbeats_sent;
+  size_t workers;              /* now: registered workers */
+  size_t workers_idle;         /* now: idle workers */
+  size_t services;             /* now: services known */
+  size_t queued;               /* now: requests waiting, all services */
+} mdp_broker_stats_t;
+
+/* Per-service figures (what mmi.workers reports). */
+typedef struct {
+  size_t workers_idle;
+  size_t workers_busy;
+  size_t queued;
+} mdp_broker_service_stats_t;
+
+/* Fills `opts` with the defaults listed above. */
+void mdp_broker_options_init(mdp_broker_options_t *opts);
+
+/* Creates a broker on `loop` (opts NULL: defaults).  Returns 0 and sets
+ * `*out`, or MDP_EINVAL, MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is
+ * left behind.  The options are copied. */
+int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
+                   mdp_broker_t **out);
+
+/* Binds the broker's socket to `endpoint` (tcp://, ipc://, inproc://;
+ * "tcp://127.0.0.1:*" picks a free port, see mdp_broker_last_endpoint).
+ * Returns 0, MDP_EADDRINUSE, MDP_EINVAL (malformed or unsupported endpoint),
+ * MDP_ECLOSING or MDP_EZMQ. */
+int mdp_broker_bind(mdp_broker_t *broker, const char *endpoint);
+
+/* Copies the last bound endpoint, NUL-terminated, into `buf`.  0, or
+ * MDP_ENOBUFS if it does not fit. */
+int mdp_broker_last_endpoint(mdp_broker_t *broker, char *buf, size_t size);
+
+/* Starts closing: sends DISCONNECT to every registered worker, drops queued
+ * requests, closes the socket and timers, then calls `close_cb` (may be NULL)
+ * from the loop and frees the broker.  Safe from the broker's own log
+ * callback.  A second call is a no-op. */
+void mdp_broker_close(mdp_broker_t *broker, mdp_broker_close_cb close_cb);
+
+void mdp_broker_get_stats(const mdp_broker_t *broker, mdp_broker_stats_t *out);
+
+/* Figures for one service.  0, or MDP_EINVAL if the broker knows no such
+ * service (then `*out` is zeroed). */
+int mdp_broker_get_service_stats(const mdp_broker_t *broker,
+                                 const char *service,
+                                 mdp_broker_service_stats_t *out);
+
+void mdp_broker_set_data(mdp_broker_t *broker, void *data);
+void *mdp_broker_get_data(const mdp_broker_t *broker);
+uv_loop_t *mdp_broker_loop(const mdp_broker_t *broker);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDP_BROKER_H */

@@ -1,0 +1,120 @@
+/* libmdp: the reactor, a ZeroMQ socket on a libuv loop.
+ *
+ * An mdp_reactor_t watches one ZeroMQ socket's ZMQ_FD with a uv_poll_t and
+ * delivers whole multipart messages to a callback, and sends messages without
+ * ever blocking.  Every MDP object (broker, worker, client) is built on it.
+ * docs/reactor.md explains the rules it follows and why:
+ *   - ZMQ_FD is edge-triggered and only hints that ZMQ_EVENTS may have
+ *     changed; the reactor receives until EAGAIN and re-reads ZMQ_EVENTS
+ *     after the sends and receives it does, so no wake-up is lost;
+ *   - at most `batch` messages are handled per wake-up, so a busy socket
+ *     cannot starve timers or other sockets; the rest is resumed on the next
+ *     loop iteration (a uv_idle_t) without waiting for a new edge;
+ *   - a send that finds the socket full (EAGAIN) is held, in order, until the
+ *     socket is writable again;
+ *   - close goes through the libuv close-callback life cycle.
+ *
+ * Threading: a reactor belongs to the thread that runs its loop.  Call its
+ * functions only from that thread (callbacks of the same loop included).
+ */
+#ifndef MDP_REACTOR_H
+#define MDP_REACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mdp/msg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mdp_reactor_s mdp_reactor_t;
+
+/* A whole message was received.  `msg` belongs to the callback.  The callback
+ * may send, stop receiving, or close the reactor (then no further message is
+ * delivered). */
+typedef void (*mdp_reactor_recv_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg);
+
+/* A held message could not be delivered later because its peer is gone
+ * (ROUTER with ZMQ_ROUTER_MANDATORY: EHOSTUNREACH) or `err` says why.  `msg`
+ * (the whole message, identity frame included) belongs to the callback.
+ * When no such callback is set, the message is destroyed and counted. */
+typedef void (*mdp_reactor_fail_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg,
+                                    int err);
+
+/* The reactor is closed: its handles are closed, the socket is closed (if the
+ * reactor owns it) and the memory of the reactor is about to be freed.  Do not
+ * use `reactor` after this callback returns. */
+typedef void (*mdp_reactor_close_cb)(mdp_reactor_t *reactor);
+
+typedef struct {
+  uint64_t msgs_received; /* whole messages delivered */
+  uint64_t msgs_sent;     /* whole messages handed to ZeroMQ */
+  uint64_t msgs_held;     /* messages that had to wait for POLLOUT */
+  uint64_t msgs_failed;   /* held messages that could not be sent later */
+  uint64_t wakeups;       /* times the reactor ran its batch */
+  size_t pending;         /* messages held now */
+} mdp_reactor_stats_t;
+
+/* Creates a reactor for `socket` on `loop` and stores it in `*out`.
+ * If `own_socket` is non-zero the reactor takes the socket and zmq_close()s
+ * it when it is closed (after its poll handle is closed, as libuv demands);
+ * otherwise the caller closes it after the close callback.  The reactor does
+ * not receive until mdp_reactor_start().  Returns 0, MDP_EINVAL, MDP_ENOMEM,
+ * MDP_EZMQ (ZMQ_FD could not be read) or a libuv error as MDP_EUV; on failure
+ * nothing was created and the socket is still the caller's. */
+int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
+                    mdp_reactor_recv_cb recv_cb, mdp_reactor_t **out);
+
+/* Starts / stops delivering received messages.  Sending works either way.
+ * Starting checks ZMQ_EVENTS at once, since messages may be waiting from
+ * before the first edge.  0, or MDP_ECLOSING. */
+int mdp_reactor_start(mdp_reactor_t *reactor);
+int mdp_reactor_stop(mdp_reactor_t *reactor);
+
+/* Sends `msg` (at least one frame) with ZMQ_DONTWAIT.
+ * Returns 0: the message was sent or is held until the socket is writable;
+ *   it belongs to the reactor.
+ * Returns an error: the message is still the caller's and nothing was sent.
+ *   MDP_EHOSTUNREACH: a ROUTER with ZMQ_ROUTER_MANDATORY has no such peer;
+ *   MDP_ENOBUFS: `max_pending` messages are already held;
+ *   MDP_ECLOSING: the reactor is closing; MDP_EINVAL: empty message;
+ *   MDP_EZMQ: another ZeroMQ error (zmq_errno() tells which).
+ * Messages are sent in the order they were given. */
+int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
+
+/* Closes the reactor: stops receiving, drops held messages (they are
+ * destroyed and counted in msgs_failed), closes its libuv handles and then,
+ * in a later loop iteration, calls `close_cb` (may be NULL) and frees the
+ * reactor.  Safe to call from the reactor's own callbacks.  Calling it twice
+ * is a no-op. */
+void mdp_reactor_close(mdp_reactor_t *reactor, mdp_reactor_close_cb close_cb);
+
+/* Handles at most `batch` messages (received and sent) per wake-up; the
+ * default is 64.  0 is taken as 1. */
+void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
+
+/* At most `max` messages are held waiting for POLLOUT (default 100000). */
+void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
+
+/* Callback for held messages that fail later (see mdp_reactor_fail_cb). */
+void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
+
+/* The user's pointer (NULL initially). */
+void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
+void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
+
+/* The ZeroMQ socket and the loop. */
+void *mdp_reactor_socket(const mdp_reactor_t *reactor);
+uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor);
+
+/* Counters, copied into `*stats`. */
+void mdp_reactor_get_stats(const mdp_reactor_t *reactor,
+                           mdp_reactor_stats_t *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDP_REACTOR_H */

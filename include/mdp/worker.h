@@ -1,0 +1,4 @@
+/* placeholder: being written */
+#ifndef MDP_WORKER_H
+#define MDP_WORKER_H
+#endif
