@@ -1,1 +1,211 @@
-/* placeholder: being written */
+/* mdp_msg_t: an array of zmq_msg_t with room at both ends.
+ *
+ * Frames live in one array, inline in the message for the common case of a
+ * few frames and on the heap beyond that.  `head` is the index of the first
+ * frame, so dropping or popping at the front is O(1), and a fresh message
+ * keeps a few free slots before `head` so that the codec can prepend a
+ * command's header (and the broker an identity) without moving the body.
+ * A zmq_msg_t may be relocated by a plain struct copy: zmq_msg_move() is
+ * nothing more than that plus re-initialising the source.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mdp/error.h"
+#include "mdp/msg.h"
+
+#define INLINE_FRAMES 10
+#define FRONT_ROOM 4 /* free slots kept before the first frame of a new msg */
+
+struct mdp_msg_s {
+  zmq_msg_t *frames; /* inline_frames or a heap array of `cap` */
+  size_t head;       /* index of the first frame */
+  size_t count;      /* frames in use, from head */
+  size_t cap;
+  zmq_msg_t inline_frames[INLINE_FRAMES];
+};
+
+mdp_msg_t *mdp_msg_new(void) {
+  mdp_msg_t *msg = malloc(sizeof *msg);
+  if (msg == NULL)
+    return NULL;
+  msg->frames = msg->inline_frames;
+  msg->head = FRONT_ROOM;
+  msg->count = 0;
+  msg->cap = INLINE_FRAMES;
+  return msg;
+}
+
+void mdp_msg_destroy(mdp_msg_t *msg) {
+  if (msg == NULL)
+    return;
+  for (size_t i = 0; i < msg->count; i++)
+    zmq_msg_close(&msg->frames[msg->head + i]);
+  if (msg->frames != msg->inline_frames)
+    free(msg->frames);
+  free(msg);
+}
+
+size_t mdp_msg_size(const mdp_msg_t *msg) { return msg->count; }
+
+zmq_msg_t *mdp_msg_frame(mdp_msg_t *msg, size_t index) {
+  return index < msg->count ? &msg->frames[msg->head + index] : NULL;
+}
+
+const void *mdp_msg_data(mdp_msg_t *msg, size_t index) {
+  zmq_msg_t *f = mdp_msg_frame(msg, index);
+  return f ? zmq_msg_data(f) : NULL;
+}
+
+size_t mdp_msg_frame_size(mdp_msg_t *msg, size_t index) {
+  zmq_msg_t *f = mdp_msg_frame(msg, index);
+  return f ? zmq_msg_size(f) : 0;
+}
+
+/* Makes room for `front` free slots before head and `back` after the last
+ * frame, moving frames (and growing the array) only when needed. */
+static int reserve(mdp_msg_t *msg, size_t front, size_t back) {
+  size_t tail_free = msg->cap - msg->head - msg->count;
+  if (msg->head >= front && tail_free >= back)
+    return 0;
+  /* Re-centre with generous room on the side that ran out, so a run of
+   * prepends (or appends) costs O(1) amortised. */
+  size_t want_front = front ? front + msg->count + FRONT_ROOM : msg->head;
+  size_t want_back = back ? back + msg->count : tail_free;
+  size_t need = want_front + msg->count + want_back;
+  zmq_msg_t *frames = msg->frames;
+  if (need > msg->cap) {
+    frames = malloc(need * sizeof *frames);
+    if (frames == NULL)
+      return MDP_ENOMEM;
+  }
+  memmove(&frames[want_front], &msg->frames[msg->head],
+          msg->count * sizeof *frames);
+  if (frames != msg->frames) {
+    if (msg->frames != msg->inline_frames)
+      free(msg->frames);
+    msg->frames = frames;
+    msg->cap = need;
+  }
+  msg->head = want_front;
+  return 0;
+}
+
+int mdp_msg_append(mdp_msg_t *msg, zmq_msg_t *frame) {
+  int rc = reserve(msg, 0, 1);
+  if (rc < 0)
+    return rc;
+  zmq_msg_t *slot = &msg->frames[msg->head + msg->count];
+  zmq_msg_init(slot);
+  zmq_msg_move(slot, frame);
+  msg->count++;
+  return 0;
+}
+
+int mdp_msg_prepend(mdp_msg_t *msg, zmq_msg_t *frame) {
+  int rc = reserve(msg, 1, 0);
+  if (rc < 0)
+    return rc;
+  msg->head--;
+  zmq_msg_t *slot = &msg->frames[msg->head];
+  zmq_msg_init(slot);
+  zmq_msg_move(slot, frame);
+  msg->count++;
+  return 0;
+}
+
+static int frame_from_mem(zmq_msg_t *frame, const void *data, size_t size) {
+  if (zmq_msg_init_size(frame, size) != 0)
+    return MDP_ENOMEM;
+  if (size)
+    memcpy(zmq_msg_data(frame), data, size);
+  return 0;
+}
+
+int mdp_msg_append_mem(mdp_msg_t *msg, const void *data, size_t size) {
+  zmq_msg_t frame;
+  int rc = frame_from_mem(&frame, data, size);
+  if (rc == 0)
+    rc = mdp_msg_append(msg, &frame);
+  zmq_msg_close(&frame);
+  return rc;
+}
+
+int mdp_msg_prepend_mem(mdp_msg_t *msg, const void *data, size_t size) {
+  zmq_msg_t frame;
+  int rc = frame_from_mem(&frame, data, size);
+  if (rc == 0)
+    rc = mdp_msg_prepend(msg, &frame);
+  zmq_msg_close(&frame);
+  return rc;
+}
+
+int mdp_msg_append_str(mdp_msg_t *msg, const char *str) {
+  return mdp_msg_append_mem(msg, str, strlen(str));
+}
+
+int mdp_msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
+  if (msg->count == 0)
+    return MDP_EFRAMES;
+  zmq_msg_init(out);
+  zmq_msg_move(out, &msg->frames[msg->head]);
+  zmq_msg_close(&msg->frames[msg->head]);
+  msg->head++;
+  msg->count--;
+  return 0;
+}
+
+void mdp_msg_drop_front(mdp_msg_t *msg, size_t n) {
+  if (n > msg->count)
+    n = msg->count;
+  for (size_t i = 0; i < n; i++)
+    zmq_msg_close(&msg->frames[msg->head + i]);
+  msg->head += n;
+  msg->count -= n;
+}
+
+int mdp_msg_append_msg(mdp_msg_t *dst, mdp_msg_t *src) {
+  int rc = reserve(dst, 0, src->count);
+  if (rc < 0)
+    return rc;
+  /* Relocating whole zmq_msg_t structs is what zmq_msg_move does. */
+  memcpy(&dst->frames[dst->head + dst->count], &src->frames[src->head],
+         src->count * sizeof(zmq_msg_t));
+  dst->count += src->count;
+  src->head = src->frames == src->inline_frames ? FRONT_ROOM : 0;
+  src->count = 0;
+  return 0;
+}
+
+mdp_msg_t *mdp_msg_dup(mdp_msg_t *msg) {
+  mdp_msg_t *copy = mdp_msg_new();
+  if (copy == NULL || reserve(copy, 0, msg->count) < 0)
+    goto fail;
+  for (size_t i = 0; i < msg->count; i++) {
+    zmq_msg_t *slot = &copy->frames[copy->head + i];
+    zmq_msg_init(slot);
+    if (zmq_msg_copy(slot, &msg->frames[msg->head + i]) != 0) {
+      zmq_msg_close(slot);
+      goto fail;
+    }
+    copy->count++;
+  }
+  return copy;
+fail:
+  mdp_msg_destroy(copy);
+  return NULL;
+}
+
+size_t mdp_msg_bytes(const mdp_msg_t *msg) {
+  size_t total = 0;
+  for (size_t i = 0; i < msg->count; i++)
+    total += zmq_msg_size((zmq_msg_t *)&msg->frames[msg->head + i]);
+  return total;
+}
+
+int mdp_msg_frame_eq(mdp_msg_t *msg, size_t index, const void *data,
+                     size_t size) {
+  zmq_msg_t *f = mdp_msg_frame(msg, index);
+  return f != NULL && zmq_msg_size(f) == size &&
+         (size == 0 || memcmp(zmq_msg_data(f), data, size) == 0);
+}
