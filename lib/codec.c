@@ -1,1 +1,453 @@
-/* placeholder: being written */
+/* The Majordomo codec: wire messages <-> mdp_cmd_t, for every dialect.
+ *
+ * The three dialects differ only in data: whether every message starts with
+ * an empty frame, the two header strings, whether the client sub-protocol
+ * has a command frame, and which command byte means what in which
+ * direction.  So each dialect is a row of `dialects[]` below, each command a
+ * row of a spec table, and one parser and one encoder serve them all.
+ * Adding a dialect is adding rows (see docs/codec.md).
+ *
+ * A message's layout after its command frame is one of a handful of shapes
+ * (service + body, address + "" + body, ...); the shape is what the parser
+ * validates and what the encoder builds.
+ */
+#include <string.h>
+#include <zmq.h>
+
+#include "mdp/codec.h"
+#include "mdp/error.h"
+#include "mdp/msg.h"
+
+/* What follows the command frame (or the header, when there is none). */
+typedef enum {
+  SHAPE_SERVICE_BODY, /* service | body... */
+  SHAPE_BODY,         /* body... (Majortomo's replies to a client) */
+  SHAPE_SERVICE,      /* service, and nothing after it (READY) */
+  SHAPE_ADDRESS_BODY, /* client address | "" | body... */
+  SHAPE_NONE          /* nothing (HEARTBEAT, DISCONNECT) */
+} shape_t;
+
+/* The two sub-protocols; also the index into a dialect's header pair. */
+enum { SUB_CLIENT = 0, SUB_WORKER = 1 };
+
+typedef struct {
+  /* The command frame's byte.  It is a field of a static table so that
+   * mdp_encode() can point a zero-copy frame at it. */
+  uint8_t byte;
+  uint8_t role;    /* mdp_role_t that receives this command */
+  uint8_t command; /* mdp_command_t */
+  uint8_t shape;   /* shape_t */
+} cmd_spec_t;
+
+typedef struct {
+  mdp_dialect_t id;
+  const char *name;
+  /* Every message starts with an empty frame (what a REQ socket expects). */
+  int leading_empty;
+  /* Header strings, by sub-protocol; all headers are HEADER_SIZE bytes. */
+  const char *header[2];
+  /* Whether a command frame follows the header, by sub-protocol (MDP/0.1's
+   * client sub-protocol has none: the direction alone says what it is). */
+  int command_frame[2];
+  /* Commands, by sub-protocol; each list ends with a zero row. */
+  const cmd_spec_t *specs[2];
+} dialect_spec_t;
+
+#define HEADER_SIZE (sizeof(MDP_CLIENT_HEADER) - 1)
+
+/* HEARTBEAT and DISCONNECT go both ways, so they have a row per direction;
+ * the encoder takes the first row it finds, and both carry the same byte. */
+static const cmd_spec_t rfc18_client[] = {
+    {0x01, MDP_ROLE_BROKER, MDP_CLIENT_REQUEST, SHAPE_SERVICE_BODY},
+    {0x02, MDP_ROLE_CLIENT, MDP_CLIENT_PARTIAL, SHAPE_SERVICE_BODY},
+    {0x03, MDP_ROLE_CLIENT, MDP_CLIENT_FINAL, SHAPE_SERVICE_BODY},
+    {0, 0, MDP_CMD_NONE, 0}};
+
+/* Majortomo keeps RFC 18's worker sub-protocol, so it shares this table. */
+static const cmd_spec_t rfc18_worker[] = {
+    {0x01, MDP_ROLE_BROKER, MDP_WORKER_READY, SHAPE_SERVICE},
+    {0x02, MDP_ROLE_WORKER, MDP_WORKER_REQUEST, SHAPE_ADDRESS_BODY},
+    {0x03, MDP_ROLE_BROKER, MDP_WORKER_PARTIAL, SHAPE_ADDRESS_BODY},
+    {0x04, MDP_ROLE_BROKER, MDP_WORKER_FINAL, SHAPE_ADDRESS_BODY},
+    {0x05, MDP_ROLE_BROKER, MDP_WORKER_HEARTBEAT, SHAPE_NONE},
+    {0x05, MDP_ROLE_WORKER, MDP_WORKER_HEARTBEAT, SHAPE_NONE},
+    {0x06, MDP_ROLE_BROKER, MDP_WORKER_DISCONNECT, SHAPE_NONE},
+    {0x06, MDP_ROLE_WORKER, MDP_WORKER_DISCONNECT, SHAPE_NONE},
+    {0, 0, MDP_CMD_NONE, 0}};
+
+/* Majortomo numbers client commands differently and sends no service frame
+ * in replies (its clients know what they asked for). */
+static const cmd_spec_t majortomo_client[] = {
+    {0x02, MDP_ROLE_BROKER, MDP_CLIENT_REQUEST, SHAPE_SERVICE_BODY},
+    {0x03, MDP_ROLE_CLIENT, MDP_CLIENT_PARTIAL, SHAPE_BODY},
+    {0x04, MDP_ROLE_CLIENT, MDP_CLIENT_FINAL, SHAPE_BODY},
+    {0, 0, MDP_CMD_NONE, 0}};
+
+/* MDP/0.1 has no command frame on the client side: `byte` is unused.  Its
+ * REPLY is our FINAL; it has no PARTIAL, so encoding one fails. */
+static const cmd_spec_t mdp01_client[] = {
+    {0, MDP_ROLE_BROKER, MDP_CLIENT_REQUEST, SHAPE_SERVICE_BODY},
+    {0, MDP_ROLE_CLIENT, MDP_CLIENT_FINAL, SHAPE_SERVICE_BODY},
+    {0, 0, MDP_CMD_NONE, 0}};
+
+static const cmd_spec_t mdp01_worker[] = {
+    {0x01, MDP_ROLE_BROKER, MDP_WORKER_READY, SHAPE_SERVICE},
+    {0x02, MDP_ROLE_WORKER, MDP_WORKER_REQUEST, SHAPE_ADDRESS_BODY},
+    {0x03, MDP_ROLE_BROKER, MDP_WORKER_FINAL, SHAPE_ADDRESS_BODY},
+    {0x04, MDP_ROLE_BROKER, MDP_WORKER_HEARTBEAT, SHAPE_NONE},
+    {0x04, MDP_ROLE_WORKER, MDP_WORKER_HEARTBEAT, SHAPE_NONE},
+    {0x05, MDP_ROLE_BROKER, MDP_WORKER_DISCONNECT, SHAPE_NONE},
+    {0x05, MDP_ROLE_WORKER, MDP_WORKER_DISCONNECT, SHAPE_NONE},
+    {0, 0, MDP_CMD_NONE, 0}};
+
+/* Order matters only for detection, and the headers are disjoint anyway
+ * (with or without the leading empty frame, and 01 vs 02). */
+static const dialect_spec_t dialects[] = {
+    {MDP_DIALECT_RFC18,
+     "rfc18",
+     0,
+     {MDP_CLIENT_HEADER, MDP_WORKER_HEADER},
+     {1, 1},
+     {rfc18_client, rfc18_worker}},
+    {MDP_DIALECT_MAJORTOMO,
+     "majortomo",
+     1,
+     {MDP_CLIENT_HEADER, MDP_WORKER_HEADER},
+     {1, 1},
+     {majortomo_client, rfc18_worker}},
+    {MDP_DIALECT_MDP01,
+     "mdp01",
+     1,
+     {MDP_CLIENT_HEADER_01, MDP_WORKER_HEADER_01},
+     {0, 1},
+     {mdp01_client, mdp01_worker}},
+};
+
+#define DIALECT_COUNT (sizeof(dialects) / sizeof(dialects[0]))
+
+static const dialect_spec_t *dialect_find(mdp_dialect_t id) {
+  for (size_t i = 0; i < DIALECT_COUNT; i++)
+    if (dialects[i].id == id)
+      return &dialects[i];
+  return NULL;
+}
+
+static int frame_is(mdp_msg_t *msg, size_t index, const char *str) {
+  return mdp_msg_frame_eq(msg, index, str, strlen(str));
+}
+
+/* Finds the dialect whose header the message carries, and which
+ * sub-protocol.  Returns 0, MDP_EFRAMES (a lone empty frame: the header is
+ * missing rather than wrong) or MDP_EHEADER. */
+static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
+                  size_t *headerp) {
+  size_t n = mdp_msg_size(msg);
+  int empty_first = mdp_msg_frame_size(msg, 0) == 0;
+
+  for (size_t i = 0; i < DIALECT_COUNT; i++) {
+    const dialect_spec_t *d = &dialects[i];
+    size_t h = d->leading_empty ? 1 : 0;
+    if (h == 1 && !empty_first)
+      continue;
+    for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
+      if (frame_is(msg, h, d->header[sub])) {
+        *dp = d;
+        *subp = sub;
+        *headerp = h;
+        return 0;
+      }
+    }
+  }
+  return empty_first && n == 1 ? MDP_EFRAMES : MDP_EHEADER;
+}
+
+/* Service names and addresses are length-checked, never content-checked:
+ * RFC 18 allows any bytes, and addresses are binary ROUTER identities. */
+static int check_name(mdp_msg_t *msg, size_t index, size_t max, int err) {
+  size_t size = mdp_msg_frame_size(msg, index);
+  return size == 0 || size > max ? err : 0;
+}
+
+int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
+              mdp_cmd_t *cmd) {
+  const dialect_spec_t *d;
+  const cmd_spec_t *spec;
+  size_t n, i;
+  int sub, err;
+
+  if (msg == NULL || cmd == NULL)
+    return MDP_EINVAL;
+  if (role != MDP_ROLE_BROKER && role != MDP_ROLE_CLIENT &&
+      role != MDP_ROLE_WORKER)
+    return MDP_EINVAL;
+  if (dialects_mask == 0 || (dialects_mask & ~(unsigned)MDP_DIALECT_ALL))
+    return MDP_EINVAL;
+
+  n = mdp_msg_size(msg);
+  if (n == 0)
+    return MDP_EFRAMES;
+
+  err = detect(msg, &d, &sub, &i);
+  if (err != 0)
+    return err;
+  i++; /* past the header */
+
+  /* A client never receives worker commands and a worker never receives
+   * client commands, so the header itself is wrong for this receiver. */
+  if ((role == MDP_ROLE_CLIENT && sub != SUB_CLIENT) ||
+      (role == MDP_ROLE_WORKER && sub != SUB_WORKER))
+    return MDP_EHEADER;
+
+  if (d->command_frame[sub]) {
+    if (i >= n)
+      return MDP_EFRAMES;
+    if (mdp_msg_frame_size(msg, i) != 1)
+      return MDP_ECOMMAND;
+    uint8_t byte = *(const uint8_t *)mdp_msg_data(msg, i);
+    for (spec = d->specs[sub]; spec->command != MDP_CMD_NONE; spec++)
+      if (spec->byte == byte && spec->role == role)
+        break;
+    i++;
+  } else {
+    for (spec = d->specs[sub]; spec->command != MDP_CMD_NONE; spec++)
+      if (spec->role == role)
+        break;
+  }
+  /* Also catches a valid byte sent the wrong way (PARTIAL to a broker). */
+  if (spec->command == MDP_CMD_NONE)
+    return MDP_ECOMMAND;
+
+  memset(cmd, 0, sizeof(*cmd));
+  cmd->dialect = d->id;
+  cmd->command = (mdp_command_t)spec->command;
+
+  /* Frames are checked front to back, so the error names the first frame
+   * that is wrong. */
+  switch ((shape_t)spec->shape) {
+  case SHAPE_SERVICE_BODY:
+  case SHAPE_SERVICE:
+    if (i >= n)
+      return MDP_EFRAMES;
+    err = check_name(msg, i, MDP_SERVICE_MAX, MDP_ESERVICE);
+    if (err != 0)
+      return err;
+    cmd->service = mdp_msg_data(msg, i);
+    cmd->service_size = mdp_msg_frame_size(msg, i);
+    i++;
+    if (spec->shape == SHAPE_SERVICE) {
+      if (i < n)
+        return MDP_EEXTRA;
+      break;
+    }
+    if (i >= n)
+      return MDP_EFRAMES; /* a body is one frame or more */
+    break;
+  case SHAPE_BODY:
+    if (i >= n)
+      return MDP_EFRAMES;
+    break;
+  case SHAPE_ADDRESS_BODY:
+    if (i >= n)
+      return MDP_EFRAMES;
+    err = check_name(msg, i, MDP_ADDRESS_MAX, MDP_EADDRESS);
+    if (err != 0)
+      return err;
+    cmd->address = mdp_msg_data(msg, i);
+    cmd->address_size = mdp_msg_frame_size(msg, i);
+    i++;
+    if (i >= n)
+      return MDP_EFRAMES;
+    if (mdp_msg_frame_size(msg, i) != 0)
+      return MDP_EDELIM;
+    i++;
+    if (i >= n)
+      return MDP_EFRAMES;
+    break;
+  case SHAPE_NONE:
+    if (i < n)
+      return MDP_EEXTRA;
+    break;
+  }
+  cmd->body = i;
+
+  /* Checked last so that EDIALECT means "valid, but not a dialect we
+   * accept" (the peer should be configured differently), while a broken
+   * message gets the same error whatever the mask. */
+  if ((dialects_mask & (unsigned)d->id) == 0)
+    return MDP_EDIALECT;
+  return 0;
+}
+
+/* A frame over static, read-only bytes: zmq_msg_init_data() with a NULL
+ * free function makes a "constant" message, so no allocation and no copy.
+ * libzmq never writes to a frame's data, and nobody should write to a
+ * header frame they received. */
+static void frame_static(zmq_msg_t *frame, const void *data, size_t size) {
+  int rc = zmq_msg_init_data(frame, (void *)data, size, NULL, NULL);
+  /* Cannot fail: a constant message allocates nothing. */
+  (void)rc;
+}
+
+static int frame_copy(zmq_msg_t *frame, const void *data, size_t size) {
+  if (zmq_msg_init_size(frame, size) != 0)
+    return MDP_ENOMEM;
+  memcpy(zmq_msg_data(frame), data, size);
+  return 0;
+}
+
+/* The row that builds `command` in dialect `d`, and its sub-protocol.
+ * The command alone fixes the row: only HEARTBEAT and DISCONNECT have two,
+ * and those are built alike. */
+static const cmd_spec_t *spec_find(const dialect_spec_t *d,
+                                   mdp_command_t command, int *subp) {
+  if (command == MDP_CMD_NONE)
+    return NULL;
+  for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
+    for (const cmd_spec_t *s = d->specs[sub]; s->command != MDP_CMD_NONE;
+         s++) {
+      if ((int)s->command == (int)command) {
+        *subp = sub;
+        return s;
+      }
+    }
+  }
+  return NULL;
+}
+
+static int name_ok(const uint8_t *name, size_t size, size_t max) {
+  return name != NULL && size > 0 && size <= max;
+}
+
+/* The most header frames any command has: "" | header | command |
+ * address | "". */
+#define HEADER_FRAMES_MAX 5
+
+int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
+  zmq_msg_t frames[HEADER_FRAMES_MAX];
+  const dialect_spec_t *d;
+  const cmd_spec_t *spec;
+  size_t count = 0, body_frames, i;
+  int sub, err = 0;
+
+  if (msg == NULL || cmd == NULL)
+    return MDP_EINVAL;
+  d = dialect_find(cmd->dialect);
+  if (d == NULL)
+    return MDP_EINVAL;
+
+  spec = spec_find(d, cmd->command, &sub);
+  if (spec == NULL)
+    return MDP_EINVAL; /* e.g. PARTIAL in MDP/0.1 */
+
+  /* Validate everything before building anything, so that a failure never
+   * needs undoing; the encoder must not write what the parser rejects. */
+  body_frames = mdp_msg_size(msg);
+  switch ((shape_t)spec->shape) {
+  case SHAPE_SERVICE_BODY:
+    if (!name_ok(cmd->service, cmd->service_size, MDP_SERVICE_MAX))
+      return MDP_EINVAL;
+    if (body_frames == 0)
+      return MDP_EINVAL;
+    break;
+  case SHAPE_BODY:
+    /* The service is not sent; a caller may fill it in regardless, so a
+     * broker can build one reply for any dialect. */
+    if (body_frames == 0)
+      return MDP_EINVAL;
+    break;
+  case SHAPE_SERVICE:
+    if (!name_ok(cmd->service, cmd->service_size, MDP_SERVICE_MAX))
+      return MDP_EINVAL;
+    if (body_frames != 0)
+      return MDP_EINVAL;
+    break;
+  case SHAPE_ADDRESS_BODY:
+    if (!name_ok(cmd->address, cmd->address_size, MDP_ADDRESS_MAX))
+      return MDP_EINVAL;
+    if (body_frames == 0)
+      return MDP_EINVAL;
+    break;
+  case SHAPE_NONE:
+    if (body_frames != 0)
+      return MDP_EINVAL;
+    break;
+  }
+
+  /* Build the header frames in wire order. */
+  if (d->leading_empty)
+    zmq_msg_init(&frames[count++]);
+  frame_static(&frames[count++], d->header[sub], HEADER_SIZE);
+  if (d->command_frame[sub])
+    frame_static(&frames[count++], &spec->byte, 1);
+  switch ((shape_t)spec->shape) {
+  case SHAPE_SERVICE_BODY:
+  case SHAPE_SERVICE:
+    err = frame_copy(&frames[count], cmd->service, cmd->service_size);
+    if (err == 0)
+      count++;
+    break;
+  case SHAPE_ADDRESS_BODY:
+    err = frame_copy(&frames[count], cmd->address, cmd->address_size);
+    if (err == 0) {
+      count++;
+      zmq_msg_init(&frames[count++]);
+    }
+    break;
+  case SHAPE_BODY:
+  case SHAPE_NONE:
+    break;
+  }
+
+  /* Prepend last to first.  If one prepend fails, take back the frames
+   * already prepended (they are ours) so the body is as it was. */
+  if (err == 0) {
+    for (i = count; i-- > 0;) {
+      err = mdp_msg_prepend(msg, &frames[i]);
+      if (err != 0) {
+        mdp_msg_drop_front(msg, count - 1 - i);
+        break;
+      }
+    }
+  }
+
+  /* A prepended frame is left empty but initialised: close every one. */
+  for (i = 0; i < count; i++)
+    zmq_msg_close(&frames[i]);
+  return err;
+}
+
+int mdp_is_mmi(const void *service, size_t size) {
+  size_t len = sizeof(MDP_MMI_PREFIX) - 1;
+  return service != NULL && size >= len &&
+         memcmp(service, MDP_MMI_PREFIX, len) == 0;
+}
+
+const char *mdp_command_name(mdp_command_t command) {
+  switch (command) {
+  case MDP_CMD_NONE:
+    return "NONE";
+  case MDP_CLIENT_REQUEST:
+  case MDP_WORKER_REQUEST:
+    return "REQUEST";
+  case MDP_CLIENT_PARTIAL:
+  case MDP_WORKER_PARTIAL:
+    return "PARTIAL";
+  case MDP_CLIENT_FINAL:
+  case MDP_WORKER_FINAL:
+    return "FINAL";
+  case MDP_WORKER_READY:
+    return "READY";
+  case MDP_WORKER_HEARTBEAT:
+    return "HEARTBEAT";
+  case MDP_WORKER_DISCONNECT:
+    return "DISCONNECT";
+  }
+  return "UNKNOWN";
+}
+
+const char *mdp_dialect_name(mdp_dialect_t dialect) {
+  const dialect_spec_t *d = dialect_find(dialect);
+  if (d != NULL)
+    return d->name;
+  return dialect == MDP_DIALECT_ALL ? "all" : "unknown";
+}
