@@ -1,1 +1,473 @@
-/* placeholder: being written */
+/* mdp_worker_t: one DEALER socket, one service, one request at a time.
+ *
+ * States, by the fields that encode them:
+ *   connected:  `reactor` != NULL, READY sent, heartbeat timer running;
+ *   backing off: `reactor` == NULL, `retry` timer will reconnect;
+ *   closing:    `closing` set; first waits for the FINAL (if asked), then
+ *               sends DISCONNECT, waits a grace period and closes handles.
+ * Old reactors close asynchronously while a new one may already run, so the
+ * worker counts them and is freed only when every handle has closed.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "mdp/codec.h"
+#include "mdp/context.h"
+#include "mdp/error.h"
+#include "mdp/reactor.h"
+#include "mdp/worker.h"
+
+/* Longest wait after DISCONNECT before the socket is closed. */
+#define GRACE_MAX_MS 100
+
+struct mdp_worker_s {
+  uv_loop_t *loop;
+  void *ctx;
+  char *endpoint;
+  char *service;
+  mdp_worker_options_t opts;
+  mdp_worker_request_cb request_cb;
+  mdp_worker_close_cb close_cb;
+  void *data;
+
+  mdp_reactor_t *reactor;   /* the live connection, or NULL */
+  unsigned reactors_closing;/* old reactors not yet closed */
+  uv_timer_t heartbeat;     /* repeating while connected */
+  uv_timer_t retry;         /* reconnect back-off, then close grace */
+  unsigned handles_open;    /* of heartbeat and retry */
+  uint64_t last_recv;       /* loop time of the broker's last message */
+  uint64_t backoff;         /* next reconnect delay */
+
+  uint64_t next_id;         /* request ids are never reused */
+  uint64_t cur_id;          /* request in progress, 0: idle */
+  uint8_t address[MDP_ADDRESS_MAX];
+  size_t address_size;
+
+  int closing;
+  int wait_for_request;     /* close waits for the FINAL */
+  int tearing_down;         /* handles are being closed */
+  mdp_worker_stats_t stats;
+};
+
+static void worker_connect(mdp_worker_t *w);
+static void worker_finish_close(mdp_worker_t *w);
+
+__attribute__((format(printf, 3, 4))) static void
+wlog(mdp_worker_t *w, mdp_log_level_t level, const char *fmt, ...) {
+  if (w->opts.log_cb == NULL || level > w->opts.log_level)
+    return;
+  char line[512];
+  int n = snprintf(line, sizeof line, "worker %s: ", w->service);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+  va_end(ap);
+  w->opts.log_cb(w->opts.log_data, level, line);
+}
+
+void mdp_worker_options_init(mdp_worker_options_t *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->heartbeat_interval_ms = 2500;
+  opts->heartbeat_liveness = 4;
+  opts->reconnect_initial_ms = 250;
+  opts->reconnect_max_ms = 10000;
+  opts->dialect = MDP_DIALECT_RFC18;
+  opts->log_level = MDP_LOG_INFO;
+}
+
+/* Prepends the header of `command` to `body` and sends it.  On failure the
+ * header is stripped again, so `body` is exactly as the caller gave it. */
+static int worker_send(mdp_worker_t *w, mdp_command_t command,
+                       mdp_msg_t *body) {
+  mdp_cmd_t cmd;
+  memset(&cmd, 0, sizeof cmd);
+  cmd.dialect = w->opts.dialect;
+  cmd.command = command;
+  if (command == MDP_WORKER_READY) {
+    cmd.service = (const uint8_t *)w->service;
+    cmd.service_size = strlen(w->service);
+  } else if (command == MDP_WORKER_PARTIAL || command == MDP_WORKER_FINAL) {
+    cmd.address = w->address;
+    cmd.address_size = w->address_size;
+  }
+  size_t before = mdp_msg_size(body);
+  int rc = mdp_encode(body, &cmd);
+  if (rc < 0)
+    return rc;
+  rc = mdp_reactor_send(w->reactor, body);
+  if (rc < 0)
+    mdp_msg_drop_front(body, mdp_msg_size(body) - before);
+  return rc;
+}
+
+/* Sends a command without body (READY, HEARTBEAT, DISCONNECT). */
+static int worker_send_command(mdp_worker_t *w, mdp_command_t command) {
+  mdp_msg_t *msg = mdp_msg_new();
+  if (msg == NULL)
+    return MDP_ENOMEM;
+  int rc = worker_send(w, command, msg);
+  if (rc < 0) {
+    wlog(w, MDP_LOG_WARN, "cannot send %s: %s", mdp_command_name(command),
+         mdp_strerror(rc));
+    mdp_msg_destroy(msg);
+  }
+  return rc;
+}
+
+static void worker_maybe_free(mdp_worker_t *w) {
+  if (!w->tearing_down || w->handles_open > 0 || w->reactors_closing > 0)
+    return;
+  if (w->close_cb)
+    w->close_cb(w);
+  free(w->endpoint);
+  free(w->service);
+  free(w);
+}
+
+static void reactor_closed_cb(mdp_reactor_t *reactor) {
+  mdp_worker_t *w = mdp_reactor_get_data(reactor);
+  w->reactors_closing--;
+  worker_maybe_free(w);
+}
+
+static void timer_closed_cb(uv_handle_t *handle) {
+  mdp_worker_t *w = handle->data;
+  w->handles_open--;
+  worker_maybe_free(w);
+}
+
+/* Drops the live connection (its socket is closed with linger 0) and the
+ * request in progress, if any. */
+static void worker_drop_connection(mdp_worker_t *w) {
+  if (w->cur_id != 0) {
+    wlog(w, MDP_LOG_WARN, "request %llu abandoned: connection lost",
+         (unsigned long long)w->cur_id);
+    w->cur_id = 0;
+    w->stats.abandoned++;
+  }
+  if (w->reactor != NULL) {
+    w->reactors_closing++;
+    mdp_reactor_close(w->reactor, reactor_closed_cb);
+    w->reactor = NULL;
+  }
+  uv_timer_stop(&w->heartbeat);
+  w->stats.connected = 0;
+}
+
+static void retry_cb(uv_timer_t *timer) {
+  mdp_worker_t *w = timer->data;
+  if (!w->closing)
+    worker_connect(w);
+}
+
+/* The broker is gone (silence or DISCONNECT): reconnect after a back-off. */
+static void worker_lost(mdp_worker_t *w, const char *why) {
+  worker_drop_connection(w);
+  if (w->closing) {
+    worker_finish_close(w);
+    return;
+  }
+  uint64_t delay = w->backoff;
+  wlog(w, MDP_LOG_INFO, "%s; reconnecting in %llu ms", why,
+       (unsigned long long)delay);
+  w->backoff = delay * 2 > w->opts.reconnect_max_ms ? w->opts.reconnect_max_ms
+                                                    : delay * 2;
+  uv_timer_start(&w->retry, retry_cb, delay, 0);
+}
+
+static void heartbeat_cb(uv_timer_t *timer) {
+  mdp_worker_t *w = timer->data;
+  if (w->reactor == NULL)
+    return;
+  uint64_t silence = uv_now(w->loop) - w->last_recv;
+  if (silence >=
+      w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness) {
+    worker_lost(w, "broker silent");
+    return;
+  }
+  if (worker_send_command(w, MDP_WORKER_HEARTBEAT) == 0)
+    w->stats.heartbeats_sent++;
+}
+
+static void worker_on_request(mdp_worker_t *w, mdp_msg_t *msg,
+                              const mdp_cmd_t *cmd) {
+  if (w->closing || w->cur_id != 0) {
+    /* The broker must not send a second request to a busy worker. */
+    wlog(w, MDP_LOG_WARN, "unexpected REQUEST dropped (%s)",
+         w->closing ? "closing" : "busy");
+    w->stats.dropped_invalid++;
+    mdp_msg_destroy(msg);
+    return;
+  }
+  memcpy(w->address, cmd->address, cmd->address_size);
+  w->address_size = cmd->address_size;
+  w->cur_id = ++w->next_id;
+  w->stats.requests++;
+  mdp_msg_drop_front(msg, cmd->body);
+  mdp_request_t req = {w, w->cur_id};
+  w->request_cb(w, &req, msg);
+}
+
+static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  mdp_worker_t *w = mdp_reactor_get_data(reactor);
+  if (reactor != w->reactor) { /* a closing connection: not ours any more */
+    mdp_msg_destroy(msg);
+    return;
+  }
+  w->last_recv = uv_now(w->loop);
+  w->backoff = w->opts.reconnect_initial_ms;
+  mdp_cmd_t cmd;
+  int rc = mdp_parse(msg, MDP_ROLE_WORKER, (unsigned)w->opts.dialect, &cmd);
+  if (rc < 0) {
+    wlog(w, MDP_LOG_WARN, "invalid message dropped: %s", mdp_strerror(rc));
+    w->stats.dropped_invalid++;
+    mdp_msg_destroy(msg);
+    return;
+  }
+  switch (cmd.command) {
+  case MDP_WORKER_REQUEST:
+    worker_on_request(w, msg, &cmd);
+    return;
+  case MDP_WORKER_HEARTBEAT:
+    w->stats.heartbeats_received++;
+    break;
+  case MDP_WORKER_DISCONNECT:
+    w->stats.disconnects_received++;
+    mdp_msg_destroy(msg);
+    worker_lost(w, "DISCONNECT from broker");
+    return;
+  default:
+    wlog(w, MDP_LOG_WARN, "unexpected %s dropped",
+         mdp_command_name(cmd.command));
+    w->stats.dropped_invalid++;
+    break;
+  }
+  mdp_msg_destroy(msg);
+}
+
+/* Opens a new socket, connects it and sends READY.  The heartbeat timer is
+ * the caller's to start.  On failure nothing is left open. */
+static int worker_open(mdp_worker_t *w) {
+  void *sock = zmq_socket(w->ctx, ZMQ_DEALER);
+  if (sock == NULL)
+    return MDP_EZMQ;
+  int linger = 0;
+  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  mdp_reactor_t *r = NULL;
+  int rc = 0;
+  if (zmq_connect(sock, w->endpoint) != 0)
+    rc = zmq_errno() == EINVAL || zmq_errno() == EPROTONOSUPPORT ? MDP_EINVAL
+                                                                  : MDP_EZMQ;
+  else
+    rc = mdp_reactor_new(w->loop, sock, 1, recv_cb, &r);
+  if (rc < 0) {
+    zmq_close(sock);
+    return rc;
+  }
+  mdp_reactor_set_data(r, w);
+  w->reactor = r;
+  w->last_recv = uv_now(w->loop);
+  w->stats.connects++;
+  w->stats.connected = 1;
+  mdp_reactor_start(r);
+  worker_send_command(w, MDP_WORKER_READY);
+  wlog(w, MDP_LOG_DEBUG, "READY sent to %s", w->endpoint);
+  return 0;
+}
+
+/* Reconnects after a back-off.  A failure (out of memory, a ZeroMQ error)
+ * is retried after the next back-off, as a lost connection would be. */
+static void worker_connect(mdp_worker_t *w) {
+  int rc = worker_open(w);
+  if (rc < 0) {
+    wlog(w, MDP_LOG_ERROR, "cannot connect to %s: %s", w->endpoint,
+         mdp_strerror(rc));
+    worker_lost(w, "cannot connect");
+    return;
+  }
+  uv_timer_start(&w->heartbeat, heartbeat_cb, w->opts.heartbeat_interval_ms,
+                 w->opts.heartbeat_interval_ms);
+}
+
+static char *dup_str(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
+                   const mdp_worker_options_t *opts,
+                   mdp_worker_request_cb request_cb, mdp_worker_t **out) {
+  if (loop == NULL || endpoint == NULL || service == NULL ||
+      request_cb == NULL || out == NULL)
+    return MDP_EINVAL;
+  size_t slen = strlen(service);
+  if (slen == 0 || slen > MDP_SERVICE_MAX || mdp_is_mmi(service, slen))
+    return MDP_ESERVICE;
+  mdp_worker_options_t o;
+  if (opts)
+    o = *opts;
+  else
+    mdp_worker_options_init(&o);
+  if (o.dialect != MDP_DIALECT_RFC18)
+    return MDP_ENOTSUP;
+  if (o.heartbeat_interval_ms == 0 || o.heartbeat_liveness == 0 ||
+      o.reconnect_initial_ms == 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
+    return MDP_EINVAL;
+  void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
+  if (ctx == NULL)
+    return MDP_EZMQ;
+
+  mdp_worker_t *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return MDP_ENOMEM;
+  w->endpoint = dup_str(endpoint);
+  w->service = dup_str(service);
+  if (w->endpoint == NULL || w->service == NULL) {
+    free(w->endpoint);
+    free(w->service);
+    free(w);
+    return MDP_ENOMEM;
+  }
+  w->loop = loop;
+  w->ctx = ctx;
+  w->opts = o;
+  w->request_cb = request_cb;
+  w->backoff = o.reconnect_initial_ms;
+
+  /* Connect first so that a malformed endpoint fails the call cleanly,
+   * before any libuv handle exists. */
+  int rc = worker_open(w);
+  if (rc < 0) {
+    free(w->endpoint);
+    free(w->service);
+    free(w);
+    return rc;
+  }
+  uv_timer_init(loop, &w->heartbeat);
+  uv_timer_init(loop, &w->retry);
+  w->heartbeat.data = w;
+  w->retry.data = w;
+  w->handles_open = 2;
+  uv_timer_start(&w->heartbeat, heartbeat_cb, o.heartbeat_interval_ms,
+                 o.heartbeat_interval_ms);
+  *out = w;
+  return 0;
+}
+
+static mdp_worker_t *request_worker(const mdp_request_t *req) {
+  if (req == NULL || req->worker == NULL || req->id == 0)
+    return NULL;
+  mdp_worker_t *w = req->worker;
+  if (req->id != w->cur_id || w->reactor == NULL)
+    return NULL;
+  return w;
+}
+
+int mdp_worker_request_active(const mdp_request_t *req) {
+  return request_worker(req) != NULL;
+}
+
+static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
+                        mdp_command_t command) {
+  if (req == NULL || req->worker == NULL)
+    return MDP_EINVAL;
+  mdp_worker_t *w = request_worker(req);
+  if (w == NULL)
+    return MDP_ESTATE;
+  mdp_msg_t *own = NULL;
+  if (body == NULL) { /* one empty frame: a body needs at least one */
+    own = body = mdp_msg_new();
+    if (own == NULL || mdp_msg_append_mem(own, NULL, 0) < 0) {
+      mdp_msg_destroy(own);
+      return MDP_ENOMEM;
+    }
+  } else if (mdp_msg_size(body) == 0) {
+    return MDP_EINVAL;
+  }
+  int rc = worker_send(w, command, body);
+  if (rc < 0) {
+    mdp_msg_destroy(own);
+    return rc;
+  }
+  if (command == MDP_WORKER_PARTIAL) {
+    w->stats.partials++;
+    return 0;
+  }
+  w->stats.finals++;
+  w->cur_id = 0;
+  if (w->closing && w->wait_for_request)
+    worker_finish_close(w);
+  return 0;
+}
+
+int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body) {
+  return worker_reply(req, body, MDP_WORKER_PARTIAL);
+}
+
+int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body) {
+  return worker_reply(req, body, MDP_WORKER_FINAL);
+}
+
+static void worker_teardown(mdp_worker_t *w) {
+  if (w->tearing_down)
+    return;
+  w->tearing_down = 1;
+  worker_drop_connection(w);
+  uv_close((uv_handle_t *)&w->heartbeat, timer_closed_cb);
+  uv_close((uv_handle_t *)&w->retry, timer_closed_cb);
+}
+
+static void grace_cb(uv_timer_t *timer) { worker_teardown(timer->data); }
+
+/* The request (if any) is done or given up: say goodbye and close. */
+static void worker_finish_close(mdp_worker_t *w) {
+  w->wait_for_request = 0;
+  uv_timer_stop(&w->retry);
+  if (w->reactor == NULL) {
+    worker_teardown(w);
+    return;
+  }
+  if (w->cur_id != 0) {
+    w->cur_id = 0;
+    w->stats.abandoned++;
+  }
+  uv_timer_stop(&w->heartbeat);
+  worker_send_command(w, MDP_WORKER_DISCONNECT);
+  /* ZeroMQ sends from its I/O thread; closing a linger-0 socket at once
+   * could drop the DISCONNECT.  A short grace lets it leave without ever
+   * making mdp_zmq_context_term() wait. */
+  uint64_t grace = w->opts.heartbeat_interval_ms < GRACE_MAX_MS
+                       ? w->opts.heartbeat_interval_ms
+                       : GRACE_MAX_MS;
+  uv_timer_start(&w->retry, grace_cb, grace, 0);
+}
+
+void mdp_worker_close(mdp_worker_t *w, int wait_for_request,
+                      mdp_worker_close_cb close_cb) {
+  if (w == NULL || w->closing)
+    return;
+  w->closing = 1;
+  w->close_cb = close_cb;
+  if (wait_for_request && w->cur_id != 0 && w->reactor != NULL) {
+    w->wait_for_request = 1; /* mdp_worker_final() finishes the close */
+    return;
+  }
+  worker_finish_close(w);
+}
+
+void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
+  *out = w->stats;
+  out->busy = w->cur_id != 0;
+  out->connected = w->reactor != NULL;
+}
+
+void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }
+void *mdp_worker_get_data(const mdp_worker_t *w) { return w->data; }
+uv_loop_t *mdp_worker_loop(const mdp_worker_t *w) { return w->loop; }
+const char *mdp_worker_service(const mdp_worker_t *w) { return w->service; }

@@ -1,4 +1,165 @@
-/* placeholder: being written */
+/* libmdp: mdp_worker_t, a Majordomo worker (MDP/0.2, RFC 18) on a caller's
+ * libuv loop.
+ *
+ * A worker connects one DEALER socket to one broker, registers for one
+ * service (READY) and hands each REQUEST to the application's callback.  The
+ * application answers inside the callback or later, from any callback of the
+ * same loop: mdp_worker_partial() any number of times, then mdp_worker_final()
+ * exactly once.  One worker serves one request at a time (the protocol's
+ * rule); a process serves many at once with many workers on one loop, and
+ * may attach workers to several brokers.  docs/worker.md describes the
+ * behaviour in full.
+ *
+ * Heartbeats flow both ways every interval, also while a request is being
+ * served.  When the broker is silent for liveness x interval, or sends
+ * DISCONNECT, the worker closes its socket, waits (exponential back-off) and
+ * connects a new socket, then sends READY again.  A request in progress at
+ * that moment is abandoned: its handle becomes stale and replies through it
+ * return MDP_ESTATE; nothing is sent and nothing leaks.
+ *
+ * Request handles: the callback receives a small mdp_request_t value (the
+ * worker and a request id that a worker never reuses).  To answer later, copy
+ * the struct (not the pointer): the copy stays safe to use as long as the
+ * worker exists; a reply through a handle that is not the current request
+ * (already finished, abandoned by a reconnect) fails with MDP_ESTATE and
+ * changes nothing.
+ *
+ * Threading: a worker belongs to the thread that runs its loop; call its
+ * functions only from that thread (callbacks of the same loop included).
+ *
+ * Life cycle: mdp_worker_options_init() -> mdp_worker_new() -> ... ->
+ * mdp_worker_close(cb).  The worker is freed after its close callback
+ * returns.
+ */
 #ifndef MDP_WORKER_H
 #define MDP_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mdp/codec.h"
+#include "mdp/log.h"
+#include "mdp/msg.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+typedef struct mdp_worker_s mdp_worker_t;
+
+/* A request handle.  Plain data: copy it to answer after the callback
+ * returns.  `id` is never 0 for a real request and never reused by the same
+ * worker. */
+typedef struct mdp_request_s {
+  mdp_worker_t *worker;
+  uint64_t id;
+} mdp_request_t;
+
+/* A REQUEST arrived.  `body` (one or more frames) belongs to the callback.
+ * `req` points to a value valid during the call only; copy `*req` to answer
+ * later.  The callback may reply, close the worker, or do neither yet. */
+typedef void (*mdp_worker_request_cb)(mdp_worker_t *worker,
+                                      const mdp_request_t *req,
+                                      mdp_msg_t *body);
+
+/* The worker is closed; do not use `worker` (or any of its request handles)
+ * after this callback returns. */
+typedef void (*mdp_worker_close_cb)(mdp_worker_t *worker);
+
+typedef struct {
+  /* ZeroMQ context for the DEALER socket; NULL: mdp_zmq_context().  An
+   * inproc:// broker must use the same context. */
+  void *zmq_context;
+  /* A HEARTBEAT is sent every interval (default 2500 ms, Majortomo's); the
+   * broker is presumed dead after liveness x interval without any message
+   * from it (default liveness 4). */
+  uint64_t heartbeat_interval_ms;
+  unsigned heartbeat_liveness;
+  /* Delay before reconnecting after the connection was lost: starts at
+   * `reconnect_initial_ms` (default 250) and doubles after each attempt that
+   * hears nothing from the broker, up to `reconnect_max_ms` (default 10000).
+   * Any message from the broker resets it. */
+  uint64_t reconnect_initial_ms;
+  uint64_t reconnect_max_ms;
+  /* Wire dialect.  Only MDP_DIALECT_RFC18 (the default) is accepted for now;
+   * other values make mdp_worker_new() return MDP_ENOTSUP. */
+  mdp_dialect_t dialect;
+  /* Log hook (NULL: silent) and the most verbose level passed to it
+   * (default MDP_LOG_INFO). */
+  mdp_log_cb log_cb;
+  void *log_data;
+  mdp_log_level_t log_level;
+} mdp_worker_options_t;
+
+/* Counters since creation, and gauges (marked "now"). */
+typedef struct {
+  uint64_t requests;          /* REQUESTs delivered to the callback */
+  uint64_t partials;          /* PARTIALs sent */
+  uint64_t finals;            /* FINALs sent */
+  uint64_t abandoned;         /* requests lost with their connection */
+  uint64_t heartbeats_sent;
+  uint64_t heartbeats_received;
+  uint64_t disconnects_received;
+  uint64_t connects;          /* sockets connected (READY sent), first too */
+  uint64_t dropped_invalid;   /* malformed or unexpected messages */
+  int busy;                   /* now: a request is in progress */
+  int connected;              /* now: a socket is open and READY sent */
+} mdp_worker_stats_t;
+
+/* Fills `opts` with the defaults listed above. */
+void mdp_worker_options_init(mdp_worker_options_t *opts);
+
+/* Creates a worker on `loop` for `service` (1..255 bytes, not "mmi.*") at
+ * the broker `endpoint` (tcp://, ipc://, inproc://), connects and sends
+ * READY (ZeroMQ queues it until the connection is up).  `opts` NULL:
+ * defaults; the options and strings are copied.  Returns 0 and sets `*out`,
+ * or MDP_EINVAL, MDP_ESERVICE, MDP_ENOTSUP, MDP_ENOMEM, MDP_EZMQ (e.g. a
+ * malformed endpoint), MDP_EUV; on failure nothing is left behind. */
+int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
+                   const mdp_worker_options_t *opts,
+                   mdp_worker_request_cb request_cb, mdp_worker_t **out);
+
+/* Sends `body` (one or more frames; NULL sends one empty frame) as a
+ * PARTIAL reply to `req`.  Any number of times before the FINAL.
+ * Returns 0: the body belongs to the library.  On error the body is still
+ * the caller's and nothing was sent:
+ *   MDP_ESTATE: `req` is not the request in progress (already finished,
+ *     abandoned after a reconnect, or never valid);
+ *   MDP_EINVAL: NULL handle, or a body with no frame;
+ *   MDP_ENOBUFS, MDP_EZMQ: the socket refused it (see mdp_reactor_send). */
+int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
+
+/* Sends `body` as the FINAL reply and ends the request; the worker is ready
+ * for the next one.  Same returns and ownership as mdp_worker_partial().
+ * A second FINAL returns MDP_ESTATE. */
+int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body);
+
+/* 1 if `req` is the request in progress (a reply would be accepted). */
+int mdp_worker_request_active(const mdp_request_t *req);
+
+/* Starts closing.  With `wait_for_request` non-zero and a request in
+ * progress, the worker keeps heartbeating and waits for its FINAL (or for the
+ * connection to be lost), so the broker still routes the reply; otherwise a
+ * request in progress is abandoned.  Then it sends DISCONNECT, gives the
+ * socket a short grace period (at most 100 ms, so DISCONNECT can leave; it is
+ * best effort) and closes its handles; `close_cb` (may be NULL) is called
+ * from the loop and the worker is freed.  No request callback is made after
+ * this call.  Safe from the worker's own callbacks.  A second call is a
+ * no-op. */
+void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
+                      mdp_worker_close_cb close_cb);
+
+void mdp_worker_get_stats(const mdp_worker_t *worker, mdp_worker_stats_t *out);
+
+/* The user's pointer (NULL initially). */
+void mdp_worker_set_data(mdp_worker_t *worker, void *data);
+void *mdp_worker_get_data(const mdp_worker_t *worker);
+
+uv_loop_t *mdp_worker_loop(const mdp_worker_t *worker);
+const char *mdp_worker_service(const mdp_worker_t *worker);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDP_WORKER_H */

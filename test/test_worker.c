@@ -1,0 +1,653 @@
+/* mdp_worker_t against a fake broker: a raw ROUTER socket that the test
+ * drives frame by frame, so the worker is tested independently of
+ * mdp_broker_t.  The last tests use the real broker. */
+#include <unistd.h>
+#include <zmq.h>
+
+#include "harness.h"
+#include "mdp.h"
+
+/* --- fake broker: a ROUTER read without blocking from predicates ---------- */
+
+#define FAKE_MAX 256
+
+typedef struct {
+  void *sock;
+  char endpoint[256];
+  mdp_msg_t *q[FAKE_MAX]; /* received, identity frame first */
+  size_t n;
+} fake_t;
+
+static int fake_open(fake_t *f, const char *bind) {
+  memset(f, 0, sizeof *f);
+  f->sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  int linger = 0;
+  zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof linger);
+  if (zmq_bind(f->sock, bind) != 0)
+    return -1;
+  size_t len = sizeof f->endpoint;
+  zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+  return 0;
+}
+
+static void fake_close(fake_t *f) {
+  for (size_t i = 0; i < f->n; i++)
+    mdp_msg_destroy(f->q[i]);
+  f->n = 0;
+  zmq_close(f->sock);
+}
+
+/* Moves every message waiting on the socket into the queue. */
+static void fake_pump(fake_t *f) {
+  while (f->n < FAKE_MAX) {
+    mdp_msg_t *m = mdp_msg_new();
+    int more = 1, got = 0;
+    while (more) {
+      zmq_msg_t frame;
+      zmq_msg_init(&frame);
+      if (zmq_msg_recv(&frame, f->sock, got ? 0 : ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&frame);
+        break;
+      }
+      got = 1;
+      more = zmq_msg_more(&frame);
+      mdp_msg_append(m, &frame);
+      zmq_msg_close(&frame);
+    }
+    if (!got) {
+      mdp_msg_destroy(m);
+      return;
+    }
+    f->q[f->n++] = m;
+  }
+}
+
+/* Removes and returns the first queued message (NULL if none). */
+static mdp_msg_t *fake_take(fake_t *f) {
+  fake_pump(f);
+  if (f->n == 0)
+    return NULL;
+  mdp_msg_t *m = f->q[0];
+  memmove(f->q, f->q + 1, (f->n - 1) * sizeof *f->q);
+  f->n--;
+  return m;
+}
+
+/* Sends `id` then the NULL-terminated string frames; "\x01"-style command
+ * bytes are one-byte strings. */
+static void fake_send_v(fake_t *f, mdp_msg_t *id, const char *const *frames,
+                        size_t n) {
+  zmq_send(f->sock, mdp_msg_data(id, 0), mdp_msg_frame_size(id, 0),
+           ZMQ_SNDMORE);
+  for (size_t i = 0; i < n; i++)
+    zmq_send(f->sock, frames[i], strlen(frames[i]), i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+#define fake_send(f, id, ...)                                                  \
+  do {                                                                         \
+    const char *fr_[] = {__VA_ARGS__};                                         \
+    fake_send_v((f), (id), fr_, sizeof fr_ / sizeof fr_[0]);                   \
+  } while (0)
+
+typedef struct {
+  fake_t *f;
+  size_t n;
+} fake_wait_t;
+
+static int fake_has(void *arg) {
+  fake_wait_t *w = arg;
+  fake_pump(w->f);
+  return w->f->n >= w->n;
+}
+
+/* Runs the loop until `n` messages are queued. */
+static int fake_wait(uv_loop_t *loop, fake_t *f, size_t n, uint64_t ms) {
+  fake_wait_t w = {f, n};
+  return t_run_until(loop, fake_has, &w, ms);
+}
+
+/* 1 if `m` is [identity | frames...] with exactly these frames. */
+static int frames_are_v(mdp_msg_t *m, const char *const *frames, size_t n) {
+  if (m == NULL || mdp_msg_size(m) != n + 1)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!mdp_msg_frame_eq(m, i + 1, frames[i], strlen(frames[i])))
+      return 0;
+  return 1;
+}
+#define frames_are(m, ...)                                                     \
+  ({                                                                           \
+    const char *fa_[] = {__VA_ARGS__};                                         \
+    frames_are_v((m), fa_, sizeof fa_ / sizeof fa_[0]);                        \
+  })
+
+/* Takes the next message that is not a HEARTBEAT. */
+static mdp_msg_t *fake_take_cmd(uv_loop_t *loop, fake_t *f, uint64_t ms) {
+  uint64_t end = uv_hrtime() + t_slow(ms) * 1000000ull;
+  while (uv_hrtime() < end) {
+    fake_wait(loop, f, 1, 50);
+    mdp_msg_t *m = fake_take(f);
+    if (m == NULL)
+      continue;
+    if (frames_are(m, "MDPW02", "\x05")) {
+      mdp_msg_destroy(m);
+      continue;
+    }
+    return m;
+  }
+  return NULL;
+}
+
+/* --- worker side ----------------------------------------------------------- */
+
+typedef struct {
+  int requests;
+  int closed;
+  mdp_request_t req; /* copy of the last handle */
+  mdp_msg_t *body;   /* last body, kept when not answered at once */
+  int mode;          /* what the request callback does */
+  int partials;
+  int rc;            /* last reply's result */
+} app_t;
+
+enum { M_ECHO, M_KEEP, M_STREAM, M_CLOSE_IN_CB, M_ECHO_CLOSE_WAIT };
+
+static void on_closed(mdp_worker_t *w);
+
+static void on_request(mdp_worker_t *w, const mdp_request_t *req,
+                       mdp_msg_t *body) {
+  app_t *a = mdp_worker_get_data(w);
+  a->requests++;
+  a->req = *req;
+  switch (a->mode) {
+  case M_ECHO:
+    a->rc = mdp_worker_final(req, body);
+    if (a->rc < 0)
+      mdp_msg_destroy(body);
+    break;
+  case M_STREAM:
+    for (int i = 0; i < a->partials; i++) {
+      mdp_msg_t *part = mdp_msg_new();
+      char buf[16];
+      snprintf(buf, sizeof buf, "part%d", i);
+      mdp_msg_append_str(part, buf);
+      if (mdp_worker_partial(req, part) < 0)
+        mdp_msg_destroy(part);
+    }
+    a->rc = mdp_worker_final(req, body);
+    if (a->rc < 0)
+      mdp_msg_destroy(body);
+    break;
+  case M_CLOSE_IN_CB:
+    mdp_msg_destroy(body);
+    mdp_worker_close(w, 0, on_closed);
+    break;
+  default:
+    mdp_msg_destroy(a->body);
+    a->body = body;
+    break;
+  }
+}
+
+static void on_closed(mdp_worker_t *w) {
+  app_t *a = mdp_worker_get_data(w);
+  a->closed = 1;
+}
+
+static int is_closed(void *arg) { return ((app_t *)arg)->closed; }
+static int has_request(void *arg) { return ((app_t *)arg)->requests > 0; }
+
+static mdp_worker_t *worker_start(uv_loop_t *loop, fake_t *f, app_t *a,
+                                  uint64_t hb_ms) {
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  if (hb_ms) {
+    o.heartbeat_interval_ms = hb_ms;
+    o.heartbeat_liveness = 3;
+    o.reconnect_initial_ms = 20;
+    o.reconnect_max_ms = 100;
+  }
+  mdp_worker_t *w = NULL;
+  if (mdp_worker_new(loop, f->endpoint, "echo", &o, on_request, &w) != 0)
+    return NULL;
+  mdp_worker_set_data(w, a);
+  return w;
+}
+
+static int worker_stop(uv_loop_t *loop, mdp_worker_t *w, app_t *a) {
+  mdp_worker_close(w, 0, on_closed);
+  int ok = t_run_until(loop, is_closed, a, 2000);
+  mdp_msg_destroy(a->body);
+  a->body = NULL;
+  return ok;
+}
+
+/* --- tests ----------------------------------------------------------------- */
+
+static void ready_frames_exact(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x01", "echo"));
+  mdp_msg_destroy(m);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 1);
+  CHECK_EQ(st.connected, 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* REQUEST in, FINAL out, frame for frame; bodies of several and of empty
+ * frames. */
+static void request_reply_exact(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-exact") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "client-7", "", "hello", "world");
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "client-7", "", "hello", "world"));
+  mdp_msg_destroy(m);
+  fake_send(&f, ready, "MDPW02", "\x02", "c", "", "");
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c", "", ""));
+  mdp_msg_destroy(m);
+  fake_send(&f, ready, "MDPW02", "\x02", "c", "", "", "x", "");
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c", "", "", "x", ""));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  CHECK_EQ(a.requests, 3);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.finals, 3);
+  CHECK_EQ(st.busy, 0);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void partial_stream(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_STREAM;
+  a.partials = 3;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "req");
+  mdp_msg_destroy(ready);
+  const char *parts[] = {"part0", "part1", "part2"};
+  for (int i = 0; i < 3; i++) {
+    mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+    CHECK(frames_are(m, "MDPW02", "\x03", "cl", "", parts[i]));
+    mdp_msg_destroy(m);
+  }
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "req"));
+  mdp_msg_destroy(m);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.partials, 3);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The application answers from its own timer, after the callback returned,
+ * through a copy of the handle. */
+static void timer_reply_cb(uv_timer_t *t) {
+  app_t *a = t->data;
+  mdp_msg_t *part = mdp_msg_new();
+  mdp_msg_append_str(part, "later");
+  if (mdp_worker_partial(&a->req, part) < 0)
+    mdp_msg_destroy(part);
+  a->rc = mdp_worker_final(&a->req, a->body);
+  if (a->rc == 0)
+    a->body = NULL;
+}
+
+static void async_reply_from_timer(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "slow");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  CHECK(mdp_worker_request_active(&a.req));
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &a;
+  uv_timer_start(&t, timer_reply_cb, 30, 0);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x03", "cl", "", "later"));
+  mdp_msg_destroy(m);
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "slow"));
+  mdp_msg_destroy(m);
+  CHECK_EQ(a.rc, 0);
+  CHECK(!mdp_worker_request_active(&a.req));
+  uv_close((uv_handle_t *)&t, NULL);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The fake answers heartbeats; the worker must stay on its first connection
+ * and heartbeat too, also while busy. */
+typedef struct {
+  fake_t *f;
+  mdp_msg_t *id;
+  int got_hb;
+} hb_t;
+
+static void fake_hb_cb(uv_timer_t *t) {
+  hb_t *h = t->data;
+  fake_send(h->f, h->id, "MDPW02", "\x05");
+  fake_pump(h->f);
+  while (h->f->n > 0) {
+    mdp_msg_t *m = fake_take(h->f);
+    if (frames_are(m, "MDPW02", "\x05"))
+      h->got_hb++;
+    mdp_msg_destroy(m);
+  }
+}
+
+static int hb_enough(void *arg) { return ((hb_t *)arg)->got_hb >= 16; }
+
+static void heartbeats_both_ways(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP; /* busy for the whole test */
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 50);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "busy");
+  hb_t h = {&f, ready, 0};
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &h;
+  uv_timer_start(&t, fake_hb_cb, 50, 50);
+  CHECK(t_run_until(&loop, hb_enough, &h, 5000));
+  uv_close((uv_handle_t *)&t, NULL);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 1); /* never thought the broker dead */
+  CHECK(st.heartbeats_received >= 8);
+  CHECK(st.heartbeats_sent >= 16);
+  CHECK_EQ(st.busy, 1);
+  CHECK(mdp_worker_request_active(&a.req));
+  mdp_msg_destroy(ready);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A silent broker: the worker reconnects (a new identity) and sends READY
+ * again; the request it had is abandoned and its late reply refused. */
+static void silence_reconnects(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 50);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "lost");
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_msg_t *again = fake_take_cmd(&loop, &f, 3000);
+  CHECK(frames_are(again, "MDPW02", "\x01", "echo"));
+  CHECK(!mdp_msg_frame_eq(again, 0, mdp_msg_data(ready, 0),
+                          mdp_msg_frame_size(ready, 0)));
+  mdp_msg_destroy(ready);
+  mdp_msg_destroy(again);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK(st.connects >= 2);
+  CHECK_EQ(st.abandoned, 1);
+  CHECK_EQ(st.busy, 0);
+  /* the stale handle: refused, body still ours, nothing sent */
+  CHECK(!mdp_worker_request_active(&a.req));
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_partial(&a.req, a.body), MDP_ESTATE);
+  CHECK_EQ(mdp_msg_size(a.body), 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void disconnect_reconnects(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0); /* slow heartbeats */
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_t *again = fake_take_cmd(&loop, &f, 3000);
+  CHECK(frames_are(again, "MDPW02", "\x01", "echo"));
+  /* and it serves on the new connection */
+  fake_send(&f, again, "MDPW02", "\x02", "cl", "", "after");
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "after"));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  mdp_msg_destroy(again);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.disconnects_received, 1);
+  CHECK_EQ(st.connects, 2);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void on_request_unused(mdp_worker_t *w, const mdp_request_t *req,
+                              mdp_msg_t *body) {
+  mdp_msg_destroy(body);
+}
+
+static int dropped_one(void *arg) {
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(arg, &st);
+  return st.dropped_invalid == 1;
+}
+
+static void misuse_errors(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  mdp_worker_t *w = NULL;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  CHECK_EQ(o.heartbeat_interval_ms, 2500);
+  CHECK_EQ(o.heartbeat_liveness, 4);
+  CHECK_EQ(o.reconnect_initial_ms, 250);
+  CHECK_EQ(o.reconnect_max_ms, 10000);
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "mmi.service", NULL,
+                          on_request_unused, &w), MDP_ESERVICE);
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "", NULL, on_request_unused, &w),
+           MDP_ESERVICE);
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "s", NULL, NULL, &w), MDP_EINVAL);
+  CHECK(mdp_worker_new(&loop, "nonsense", "s", NULL, on_request_unused, &w) <
+        0);
+  o.dialect = MDP_DIALECT_MDP01;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "s", &o, on_request_unused, &w),
+           MDP_ENOTSUP);
+
+  app_t a = {0};
+  a.mode = M_KEEP;
+  w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_request_t never = {w, 0};
+  mdp_msg_t *body = mdp_msg_new();
+  mdp_msg_append_str(body, "x");
+  CHECK_EQ(mdp_worker_final(&never, body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_final(NULL, body), MDP_EINVAL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  /* a REQUEST while busy is the broker's error: dropped, not delivered */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl2", "", "q2");
+  CHECK(t_run_until(&loop, dropped_one, w, 2000));
+  mdp_msg_t *empty = mdp_msg_new();
+  CHECK_EQ(mdp_worker_partial(&a.req, empty), MDP_EINVAL);
+  mdp_msg_destroy(empty);
+  CHECK_EQ(mdp_worker_final(&a.req, body), 0); /* body is the library's */
+  body = mdp_msg_new();
+  mdp_msg_append_str(body, "y");
+  CHECK_EQ(mdp_worker_final(&a.req, body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_partial(&a.req, body), MDP_ESTATE);
+  CHECK_EQ(mdp_msg_size(body), 1); /* untouched, still ours */
+  CHECK(mdp_msg_frame_eq(body, 0, "y", 1));
+  mdp_msg_destroy(body);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "x"));
+  mdp_msg_destroy(m);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.requests, 1);
+  CHECK_EQ(st.dropped_invalid, 1);
+  /* NULL body: one empty frame */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl3", "", "q3");
+  a.requests = 0;
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  CHECK_EQ(mdp_worker_final(&a.req, NULL), 0);
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl3", "", ""));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* close(wait): the FINAL goes out first, then DISCONNECT, then close_cb. */
+static void close_waits_for_request(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_worker_close(w, 1, on_closed);
+  CHECK(!t_run_until(&loop, is_closed, &a, 100)); /* still waiting */
+  CHECK(mdp_worker_request_active(&a.req));
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  a.body = NULL;
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "q"));
+  mdp_msg_destroy(m);
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x06"));
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* close(no wait) abandons the request; a reply before close_cb is refused. */
+static void close_abandons_request(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_worker_close(w, 0, on_closed);
+  mdp_worker_close(w, 0, on_closed); /* no-op */
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), MDP_ESTATE);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x06"));
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  mdp_msg_destroy(a.body);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void close_from_callback(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-close-cb") == 0);
+  app_t a = {0};
+  a.mode = M_CLOSE_IN_CB;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x06"));
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+int main(void) {
+  RUN(ready_frames_exact);
+  RUN(request_reply_exact);
+  RUN(partial_stream);
+  RUN(async_reply_from_timer);
+  RUN(heartbeats_both_ways);
+  RUN(silence_reconnects);
+  RUN(disconnect_reconnects);
+  RUN(misuse_errors);
+  RUN(close_waits_for_request);
+  RUN(close_abandons_request);
+  RUN(close_from_callback);
+  mdp_zmq_context_term();
+  return t_done();
+}
