@@ -1,1 +1,587 @@
-/* placeholder: being written */
+/* mdp_broker_t: life cycle, the receive path and the send helpers.
+ *
+ * Every message arrives through the reactor's callback as
+ * [identity | command frames...]; it is parsed once, and its body frames are
+ * moved on to the peer they are for.
+ *
+ * Close is deferred: mdp_broker_close() only closes handles, and the
+ * structures are freed in the last close callback, so a close from inside a
+ * log callback (i.e. in the middle of handling a message) never leaves the
+ * code below touching freed memory.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+
+#define BROKER_HANDLES 5 /* reactor + four timeout lists */
+#define BROKER_LINGER_MS 200
+
+void mdp_broker_options_init(mdp_broker_options_t *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->heartbeat_interval_ms = MDP_DEFAULT_HEARTBEAT_INTERVAL_MS;
+  opts->heartbeat_liveness = MDP_DEFAULT_HEARTBEAT_LIVENESS;
+  opts->busy_timeout_ms = 0;
+  opts->request_expiry_ms = 30000;
+  opts->max_queue = 10000;
+  opts->max_msg_size = 64 * 1024 * 1024;
+  opts->max_redispatch = 1;
+  opts->log_level = MDP_LOG_INFO;
+  opts->dialects = MDP_DIALECT_RFC18;
+}
+
+void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  b->opts.log_cb(b->opts.log_data, level, line);
+}
+
+const char *broker_printable(const void *data, size_t size, char *buf,
+                             size_t buf_size) {
+  const unsigned char *p = data;
+  int text = size > 0;
+  for (size_t i = 0; i < size && text; i++)
+    text = p[i] >= 0x20 && p[i] < 0x7f;
+  size_t o = 0;
+  if (text) {
+    o = size < buf_size - 1 ? size : buf_size - 1;
+    memcpy(buf, p, o);
+  } else {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < size && o + 3 < buf_size; i++) {
+      buf[o++] = hex[p[i] >> 4];
+      buf[o++] = hex[p[i] & 15];
+    }
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
+                       mdp_command_t command, const zmq_msg_t *client,
+                       mdp_msg_t *body) {
+  mdp_msg_t *msg = body ? body : mdp_msg_new();
+  if (msg == NULL)
+    return MDP_ENOMEM;
+  size_t body_frames = body ? mdp_msg_size(body) : 0;
+  mdp_cmd_t cmd = {.dialect = w->dialect, .command = command};
+  if (client != NULL) {
+    cmd.address = zmq_msg_data((zmq_msg_t *)client);
+    cmd.address_size = zmq_msg_size((zmq_msg_t *)client);
+  }
+  int rc = mdp_encode(msg, &cmd);
+  if (rc == 0)
+    rc = mdp_msg_prepend_mem(msg, w->id, w->id_size);
+  if (rc == 0)
+    rc = mdp_reactor_send(b->reactor, msg);
+  if (rc < 0) {
+    /* Give the caller back exactly the body it passed. */
+    if (body != NULL)
+      mdp_msg_drop_front(msg, mdp_msg_size(msg) - body_frames);
+    else
+      mdp_msg_destroy(msg);
+    return rc;
+  }
+  if (command == MDP_WORKER_HEARTBEAT)
+    b->stats.heartbeats_sent++;
+  /* Anything sent counts as a heartbeat: the next one is due later. */
+  mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+  return 0;
+}
+
+void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+                        mdp_dialect_t dialect, mdp_command_t command,
+                        const uint8_t *service, size_t service_size,
+                        mdp_msg_t *body) {
+  mdp_cmd_t cmd = {.dialect = dialect,
+                   .command = command,
+                   .service = service,
+                   .service_size = service_size};
+  zmq_msg_t id;
+  zmq_msg_init(&id);
+  int rc = zmq_msg_copy(&id, (zmq_msg_t *)client) == 0 ? 0 : MDP_ENOMEM;
+  if (rc == 0)
+    rc = mdp_encode(body, &cmd);
+  if (rc == 0)
+    rc = mdp_msg_prepend(body, &id);
+  zmq_msg_close(&id);
+  if (rc == 0)
+    rc = mdp_reactor_send(b->reactor, body);
+  if (rc < 0) {
+    b->stats.dropped_unroutable++;
+    char buf[64];
+    BROKER_LOG(b, MDP_LOG_DEBUG, "reply to client %s dropped: %s",
+               broker_printable(zmq_msg_data((zmq_msg_t *)client),
+                                zmq_msg_size((zmq_msg_t *)client), buf,
+                                sizeof buf),
+               mdp_strerror(rc));
+    mdp_msg_destroy(body);
+  }
+}
+
+/* DISCONNECT to a peer that is not a registered worker. */
+static void send_disconnect_to(mdp_broker_t *b, const zmq_msg_t *id,
+                               mdp_dialect_t dialect) {
+  mdp_msg_t *msg = mdp_msg_new();
+  mdp_cmd_t cmd = {.dialect = dialect, .command = MDP_WORKER_DISCONNECT};
+  zmq_msg_t copy;
+  zmq_msg_init(&copy);
+  int rc = msg && zmq_msg_copy(&copy, (zmq_msg_t *)id) == 0 ? 0 : MDP_ENOMEM;
+  if (rc == 0)
+    rc = mdp_encode(msg, &cmd);
+  if (rc == 0)
+    rc = mdp_msg_prepend(msg, &copy);
+  zmq_msg_close(&copy);
+  if (rc == 0)
+    rc = mdp_reactor_send(b->reactor, msg);
+  if (rc < 0)
+    mdp_msg_destroy(msg);
+  else
+    b->stats.disconnects_sent++;
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+static void protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
+                           broker_worker_t *w, mdp_dialect_t dialect,
+                           const char *why) {
+  char buf[64];
+  BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s",
+             broker_printable(zmq_msg_data((zmq_msg_t *)id),
+                              zmq_msg_size((zmq_msg_t *)id), buf, sizeof buf),
+             why);
+  if (w != NULL)
+    broker_worker_remove(b, w, 1, why);
+  else
+    send_disconnect_to(b, id, dialect);
+}
+
+static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
+                     const mdp_cmd_t *cmd) {
+  if (w != NULL) {
+    protocol_error(b, id, w, cmd->dialect, "READY from a registered worker");
+    return;
+  }
+  if (mdp_is_mmi(cmd->service, cmd->service_size)) {
+    protocol_error(b, id, NULL, cmd->dialect, "READY for an mmi.* service");
+    return;
+  }
+  size_t id_size = zmq_msg_size(id);
+  broker_service_t *s =
+      broker_service_get(b, cmd->service, cmd->service_size, 1);
+  w = s ? malloc(sizeof *w + id_size) : NULL;
+  if (w != NULL)
+    memcpy(w->id, zmq_msg_data(id), id_size);
+  if (w == NULL || mdp_map_put(&b->workers, w->id, id_size, w) < 0) {
+    /* Out of memory: refuse the worker; it will try again. */
+    free(w);
+    if (s != NULL)
+      broker_service_maybe_free(b, s);
+    send_disconnect_to(b, id, cmd->dialect);
+    return;
+  }
+  w->id_size = id_size;
+  w->service = s;
+  w->request = NULL;
+  w->dialect = cmd->dialect;
+  mdp_list_init(&w->idle_link);
+  mdp_tnode_init(&w->liveness);
+  mdp_tnode_init(&w->heartbeat);
+  mdp_tnode_init(&w->busy);
+  mdp_tlist_touch(&b->liveness, &w->liveness);
+  mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+  b->stats.workers++;
+  b->stats.workers_registered++;
+  char buf[64];
+  BROKER_LOG(b, MDP_LOG_INFO, "worker %s ready for service '%.*s' (%s)",
+             broker_printable(w->id, id_size, buf, sizeof buf),
+             (int)s->name_size, (const char *)s->name,
+             mdp_dialect_name(w->dialect));
+  broker_worker_idle(b, w);
+}
+
+static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
+                     const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+  broker_request_t *r = w ? w->request : NULL;
+  if (w == NULL) {
+    protocol_error(b, id, NULL, cmd->dialect, "reply from an unknown worker");
+    mdp_msg_destroy(msg);
+    return;
+  }
+  if (r == NULL ||
+      zmq_msg_size(&r->client) != cmd->address_size ||
+      memcmp(zmq_msg_data(&r->client), cmd->address, cmd->address_size)) {
+    protocol_error(b, id, w, cmd->dialect,
+                   "reply for a client the worker does not serve");
+    mdp_msg_destroy(msg);
+    return;
+  }
+  broker_service_t *s = w->service;
+  mdp_msg_drop_front(msg, cmd->body);
+  if (cmd->command == MDP_WORKER_PARTIAL) {
+    r->partial_sent = 1;
+    b->stats.partials++;
+    broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_PARTIAL,
+                       s->name, s->name_size, msg);
+    return;
+  }
+  b->stats.replies++;
+  broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_FINAL,
+                     s->name, s->name_size, msg);
+  w->request = NULL;
+  s->n_busy--;
+  mdp_tlist_remove(&w->busy);
+  broker_request_free(b, r);
+  broker_worker_idle(b, w);
+}
+
+static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
+                              const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+  b->stats.requests++;
+  if (mdp_is_mmi(cmd->service, cmd->service_size)) {
+    uint8_t name[MDP_SERVICE_MAX];
+    size_t size = cmd->service_size;
+    memcpy(name, cmd->service, size);
+    mdp_msg_drop_front(msg, cmd->body);
+    b->stats.mmi_requests++;
+    broker_mmi(b, id, cmd->dialect, name, size, msg);
+    return;
+  }
+  broker_service_t *s =
+      broker_service_get(b, cmd->service, cmd->service_size, 1);
+  mdp_msg_drop_front(msg, cmd->body);
+  int rc = s ? broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOMEM;
+  if (rc < 0) {
+    if (rc == MDP_ENOBUFS)
+      b->stats.dropped_queue_full++;
+    /* cmd->service pointed into frames that drop_front closed. */
+    BROKER_LOG(b, MDP_LOG_WARN, "request for '%.*s' dropped: %s",
+               s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
+               rc == MDP_ENOBUFS ? "queue full" : mdp_strerror(rc));
+    mdp_msg_destroy(msg);
+    if (s != NULL)
+      broker_service_maybe_free(b, s);
+  }
+}
+
+static void on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  mdp_broker_t *b = mdp_reactor_get_data(reactor);
+  zmq_msg_t id;
+  if (mdp_msg_pop_front(msg, &id) < 0 || b->closing) {
+    zmq_msg_close(&id);
+    mdp_msg_destroy(msg);
+    return;
+  }
+  mdp_cmd_t cmd;
+  int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
+  broker_worker_t *w =
+      mdp_map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+  if (rc < 0) {
+    char buf[64];
+    b->stats.dropped_invalid++;
+    BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s",
+               broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
+                                sizeof buf),
+               mdp_strerror(rc));
+    /* RFC 18: the sender of an invalid message is treated as invalid; a
+     * worker is forgotten (its request goes to another worker). */
+    if (w != NULL)
+      broker_worker_remove(b, w, 1, "sent an invalid message");
+    mdp_msg_destroy(msg);
+    zmq_msg_close(&id);
+    return;
+  }
+  /* Any command but DISCONNECT counts as a heartbeat. */
+  if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT)
+    mdp_tlist_touch(&b->liveness, &w->liveness);
+  switch (cmd.command) {
+  case MDP_CLIENT_REQUEST:
+    on_client_request(b, &id, &cmd, msg);
+    msg = NULL;
+    break;
+  case MDP_WORKER_READY:
+    on_ready(b, &id, w, &cmd);
+    break;
+  case MDP_WORKER_PARTIAL:
+  case MDP_WORKER_FINAL:
+    on_reply(b, &id, w, &cmd, msg);
+    msg = NULL;
+    break;
+  case MDP_WORKER_HEARTBEAT:
+    if (w == NULL)
+      protocol_error(b, &id, NULL, cmd.dialect,
+                     "HEARTBEAT from an unknown worker");
+    break;
+  case MDP_WORKER_DISCONNECT:
+    if (w != NULL)
+      broker_worker_remove(b, w, 0, "sent DISCONNECT");
+    break;
+  default:
+    b->stats.dropped_invalid++;
+    break;
+  }
+  zmq_msg_close(&id);
+  mdp_msg_destroy(msg);
+}
+
+/* A held message could not be sent later: its peer has gone. */
+static void on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg, int err) {
+  mdp_broker_t *b = mdp_reactor_get_data(reactor);
+  broker_worker_t *w = b->closing ? NULL
+                                  : mdp_map_get(&b->workers,
+                                                mdp_msg_data(msg, 0),
+                                                mdp_msg_frame_size(msg, 0));
+  if (w != NULL)
+    broker_worker_remove(b, w, 0, "unreachable");
+  else
+    b->stats.dropped_unroutable++;
+  (void)err;
+  mdp_msg_destroy(msg);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void on_worker_silent(mdp_tlist_t *list, mdp_tnode_t *node) {
+  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, liveness);
+  broker_worker_t *w = mdp_container_of(node, broker_worker_t, liveness);
+  b->stats.workers_expired++;
+  broker_worker_remove(b, w, 1, "silent for too long");
+}
+
+static void on_heartbeat_due(mdp_tlist_t *list, mdp_tnode_t *node) {
+  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, heartbeat);
+  broker_worker_t *w = mdp_container_of(node, broker_worker_t, heartbeat);
+  int rc = broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, NULL);
+  if (rc == MDP_EHOSTUNREACH)
+    broker_worker_remove(b, w, 0, "unreachable");
+  else if (rc < 0) /* try again next interval */
+    mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+}
+
+static void on_busy_timeout(mdp_tlist_t *list, mdp_tnode_t *node) {
+  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, busy);
+  broker_worker_t *w = mdp_container_of(node, broker_worker_t, busy);
+  b->stats.workers_expired++;
+  broker_worker_remove(b, w, 1, "busy for longer than the busy timeout");
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static void free_everything(mdp_broker_t *b) {
+  for (size_t i = 0; i < b->workers.cap; i++) {
+    broker_worker_t *w = b->workers.slots[i].value;
+    if (b->workers.slots[i].hash == 0)
+      continue;
+    if (w->request != NULL)
+      broker_request_free(b, w->request);
+    free(w);
+  }
+  for (size_t i = 0; i < b->services.cap; i++) {
+    if (b->services.slots[i].hash == 0)
+      continue;
+    broker_service_t *s = b->services.slots[i].value;
+    mdp_list_t *n;
+    while ((n = mdp_list_head(&s->retry_queue)) != NULL) {
+      mdp_list_remove(n);
+      broker_request_free(b,
+                          mdp_container_of(n, broker_request_t, queue_link));
+    }
+    while ((n = mdp_list_head(&s->client_ring)) != NULL) {
+      broker_client_queue_t *cq =
+          mdp_container_of(n, broker_client_queue_t, ring_link);
+      mdp_list_t *rn;
+      while ((rn = mdp_list_head(&cq->requests)) != NULL) {
+        mdp_list_remove(rn);
+        broker_request_free(
+            b, mdp_container_of(rn, broker_request_t, queue_link));
+      }
+      mdp_list_remove(n);
+      free(cq);
+    }
+    free(s);
+  }
+  mdp_map_free(&b->workers);
+  mdp_map_free(&b->services);
+  mdp_map_free(&b->client_queues);
+}
+
+static void on_handle_closed(mdp_broker_t *b) {
+  if (--b->pending_closes > 0)
+    return;
+  free_everything(b);
+  if (b->close_cb)
+    b->close_cb(b);
+  free(b);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  mdp_tlist_t *list = mdp_container_of((uv_timer_t *)h, mdp_tlist_t, timer);
+  on_handle_closed(list->timer.data);
+}
+
+static void on_reactor_closed(mdp_reactor_t *reactor) {
+  on_handle_closed(mdp_reactor_get_data(reactor));
+}
+
+static int zmq_error(void) {
+  switch (zmq_errno()) {
+  case EADDRINUSE:
+    return MDP_EADDRINUSE;
+  case EINVAL:
+  case EPROTONOSUPPORT:
+  case ENOCOMPATPROTO:
+  case EADDRNOTAVAIL:
+  case ENODEV:
+    return MDP_EINVAL;
+  case ENOMEM:
+    return MDP_ENOMEM;
+  default:
+    return MDP_EZMQ;
+  }
+}
+
+int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
+                   mdp_broker_t **out) {
+  mdp_broker_options_t defaults;
+  if (opts == NULL) {
+    mdp_broker_options_init(&defaults);
+    opts = &defaults;
+  }
+  if (loop == NULL || out == NULL || opts->heartbeat_interval_ms == 0 ||
+      opts->heartbeat_liveness == 0 || opts->dialects == 0 ||
+      (opts->dialects & ~(unsigned)MDP_DIALECT_ALL) != 0)
+    return MDP_EINVAL;
+  void *ctx = opts->zmq_context ? opts->zmq_context : mdp_zmq_context();
+  if (ctx == NULL)
+    return MDP_EZMQ;
+  mdp_broker_t *b = calloc(1, sizeof *b);
+  if (b == NULL)
+    return MDP_ENOMEM;
+  b->loop = loop;
+  b->opts = *opts;
+  b->dialects = opts->dialects;
+  b->socket = zmq_socket(ctx, ZMQ_ROUTER);
+  if (b->socket == NULL) {
+    free(b);
+    return MDP_EZMQ;
+  }
+  int one = 1, linger = BROKER_LINGER_MS;
+  int64_t maxmsg = opts->max_msg_size;
+  if (zmq_setsockopt(b->socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+      zmq_setsockopt(b->socket, ZMQ_LINGER, &linger, sizeof linger) ||
+      zmq_setsockopt(b->socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+    zmq_close(b->socket);
+    free(b);
+    return MDP_EZMQ;
+  }
+  int rc = mdp_reactor_new(loop, b->socket, 1, on_message, &b->reactor);
+  if (rc < 0) {
+    zmq_close(b->socket);
+    free(b);
+    return rc;
+  }
+  mdp_reactor_set_data(b->reactor, b);
+  mdp_reactor_set_fail_cb(b->reactor, on_send_failed);
+  mdp_map_init(&b->services);
+  mdp_map_init(&b->workers);
+  mdp_map_init(&b->client_queues);
+  /* uv_timer_init cannot fail on a valid loop. */
+  uint64_t liveness_ms = opts->heartbeat_interval_ms * opts->heartbeat_liveness;
+  mdp_tlist_init(loop, &b->liveness, liveness_ms, on_worker_silent);
+  mdp_tlist_init(loop, &b->heartbeat, opts->heartbeat_interval_ms,
+                 on_heartbeat_due);
+  mdp_tlist_init(loop, &b->busy, opts->busy_timeout_ms, on_busy_timeout);
+  mdp_tlist_init(loop, &b->expiry, opts->request_expiry_ms,
+                 broker_expire_request);
+  mdp_tlist_t *lists[] = {&b->liveness, &b->heartbeat, &b->busy, &b->expiry};
+  for (size_t i = 0; i < 4; i++) {
+    lists[i]->timer.data = b;
+    lists[i]->stop = &b->closing;
+  }
+  rc = mdp_reactor_start(b->reactor);
+  if (rc < 0) { /* cannot happen on a fresh reactor; keep it honest */
+    b->close_cb = NULL;
+    mdp_broker_close(b, NULL);
+    return rc;
+  }
+  *out = b;
+  return 0;
+}
+
+int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
+  if (b->closing)
+    return MDP_ECLOSING;
+  if (endpoint == NULL)
+    return MDP_EINVAL;
+  if (zmq_bind(b->socket, endpoint) != 0) {
+    int rc = zmq_error();
+    BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: %s", endpoint,
+               zmq_strerror(zmq_errno()));
+    return rc;
+  }
+  size_t size = sizeof b->last_endpoint;
+  if (zmq_getsockopt(b->socket, ZMQ_LAST_ENDPOINT, b->last_endpoint, &size))
+    snprintf(b->last_endpoint, sizeof b->last_endpoint, "%s", endpoint);
+  BROKER_LOG(b, MDP_LOG_INFO, "bound to %s", b->last_endpoint);
+  return 0;
+}
+
+int mdp_broker_last_endpoint(mdp_broker_t *b, char *buf, size_t size) {
+  size_t n = strlen(b->last_endpoint);
+  if (n + 1 > size)
+    return MDP_ENOBUFS;
+  memcpy(buf, b->last_endpoint, n + 1);
+  return 0;
+}
+
+void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
+  if (b->closing)
+    return;
+  /* Tell workers first, while the socket is still open; the socket's linger
+   * gives the DISCONNECTs time to leave. */
+  for (size_t i = 0; i < b->workers.cap; i++) {
+    if (b->workers.slots[i].hash == 0)
+      continue;
+    broker_worker_t *w = b->workers.slots[i].value;
+    if (broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+      b->stats.disconnects_sent++;
+  }
+  b->closing = 1;
+  b->close_cb = close_cb;
+  b->pending_closes = BROKER_HANDLES;
+  mdp_tlist_close(&b->liveness, on_timer_closed);
+  mdp_tlist_close(&b->heartbeat, on_timer_closed);
+  mdp_tlist_close(&b->busy, on_timer_closed);
+  mdp_tlist_close(&b->expiry, on_timer_closed);
+  mdp_reactor_close(b->reactor, on_reactor_closed);
+}
+
+void mdp_broker_get_stats(const mdp_broker_t *b, mdp_broker_stats_t *out) {
+  *out = b->stats;
+}
+
+int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,
+                                 mdp_broker_service_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  broker_service_t *s =
+      b->closing ? NULL
+                 : broker_service_get((mdp_broker_t *)b, service,
+                                      strlen(service), 0);
+  if (s == NULL)
+    return MDP_EINVAL;
+  out->workers_idle = s->n_idle;
+  out->workers_busy = s->n_busy;
+  out->queued = s->queued;
+  return 0;
+}
+
+void mdp_broker_set_data(mdp_broker_t *b, void *data) { b->data = data; }
+void *mdp_broker_get_data(const mdp_broker_t *b) { return b->data; }
+uv_loop_t *mdp_broker_loop(const mdp_broker_t *b) { return b->loop; }

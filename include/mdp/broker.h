@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "mdp/codec.h"
 #include "mdp/log.h"
 
 #ifdef __cplusplus
@@ -56,6 +57,9 @@ typedef struct {
   /* Times a request is sent to another worker after its worker was lost
    * before replying (default 1). */
   unsigned max_redispatch;
+  /* Dialects accepted (a mask of mdp_dialect_t, see mdp/codec.h); each peer
+   * is answered in its own (default MDP_DIALECT_RFC18). */
+  unsigned dialects;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
   mdp_log_cb log_cb;

@@ -1,0 +1,292 @@
+/* The broker's services, queues and dispatch (internal).
+ *
+ * Fairness: each service keeps one FIFO per client that has requests queued,
+ * in a ring; dispatch takes the first request of the client at the front of
+ * the ring and moves that client to the back.  A client flooding a service
+ * therefore gets one request in turn with every other client, whatever the
+ * length of its own queue.  Requests whose worker died go to a retry queue
+ * served before the ring, since they are the oldest.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+
+broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
+                                     size_t size, int create) {
+  broker_service_t *s = mdp_map_get(&b->services, name, size);
+  if (s != NULL || !create)
+    return s;
+  s = malloc(sizeof *s + size);
+  if (s == NULL)
+    return NULL;
+  mdp_list_init(&s->idle_workers);
+  mdp_list_init(&s->retry_queue);
+  mdp_list_init(&s->client_ring);
+  s->n_idle = s->n_busy = s->queued = 0;
+  s->name_size = size;
+  memcpy(s->name, name, size);
+  if (mdp_map_put(&b->services, s->name, size, s) < 0) {
+    free(s);
+    return NULL;
+  }
+  b->stats.services++;
+  return s;
+}
+
+void broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
+  if (s->n_idle || s->n_busy || s->queued || b->closing)
+    return;
+  mdp_map_del(&b->services, s->name, s->name_size);
+  b->stats.services--;
+  free(s);
+}
+
+/* The client queue of (service, client identity), created on demand. */
+static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
+                                               broker_service_t *s,
+                                               const zmq_msg_t *client) {
+  size_t id_size = zmq_msg_size((zmq_msg_t *)client);
+  uint8_t key[sizeof s + MDP_ADDRESS_MAX];
+  if (id_size > MDP_ADDRESS_MAX)
+    return NULL;
+  memcpy(key, &s, sizeof s);
+  memcpy(key + sizeof s, zmq_msg_data((zmq_msg_t *)client), id_size);
+  size_t key_size = sizeof s + id_size;
+  broker_client_queue_t *cq = mdp_map_get(&b->client_queues, key, key_size);
+  if (cq != NULL)
+    return cq;
+  cq = malloc(sizeof *cq + key_size);
+  if (cq == NULL)
+    return NULL;
+  mdp_list_init(&cq->ring_link);
+  mdp_list_init(&cq->requests);
+  cq->service = s;
+  cq->key_size = key_size;
+  memcpy(cq->key, key, key_size);
+  if (mdp_map_put(&b->client_queues, cq->key, key_size, cq) < 0) {
+    free(cq);
+    return NULL;
+  }
+  return cq;
+}
+
+static void client_queue_free(mdp_broker_t *b, broker_client_queue_t *cq) {
+  mdp_list_remove(&cq->ring_link);
+  mdp_map_del(&b->client_queues, cq->key, cq->key_size);
+  free(cq);
+}
+
+/* Takes `r` out of whatever queue holds it (not out of the service). */
+static void unqueue(mdp_broker_t *b, broker_request_t *r) {
+  broker_client_queue_t *cq = r->client_queue;
+  mdp_list_remove(&r->queue_link);
+  mdp_tlist_remove(&r->expiry);
+  r->client_queue = NULL;
+  r->service->queued--;
+  b->stats.queued--;
+  if (cq != NULL && mdp_list_empty(&cq->requests))
+    client_queue_free(b, cq);
+}
+
+void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
+  (void)b;
+  zmq_msg_close(&r->client);
+  mdp_msg_destroy(r->body);
+  free(r);
+}
+
+int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
+                          zmq_msg_t *client, mdp_dialect_t dialect,
+                          mdp_msg_t *body) {
+  if (b->opts.max_queue && s->queued >= b->opts.max_queue)
+    return MDP_ENOBUFS;
+  broker_client_queue_t *cq = client_queue_get(b, s, client);
+  broker_request_t *r = cq ? malloc(sizeof *r) : NULL;
+  if (r == NULL) {
+    if (cq != NULL && mdp_list_empty(&cq->requests))
+      client_queue_free(b, cq);
+    return MDP_ENOMEM;
+  }
+  mdp_list_init(&r->queue_link);
+  mdp_tnode_init(&r->expiry);
+  zmq_msg_init(&r->client);
+  zmq_msg_move(&r->client, client);
+  r->client_dialect = dialect;
+  r->body = body;
+  r->service = s;
+  r->dispatches = 0;
+  r->partial_sent = 0;
+  r->client_queue = cq;
+  mdp_list_push_back(&cq->requests, &r->queue_link);
+  if (!mdp_list_linked(&cq->ring_link))
+    mdp_list_push_back(&s->client_ring, &cq->ring_link);
+  s->queued++;
+  b->stats.queued++;
+  mdp_tlist_touch(&b->expiry, &r->expiry);
+  broker_dispatch(b, s);
+  return 0;
+}
+
+/* Puts a request that must be served next at the front of the retry queue. */
+static void requeue_front(mdp_broker_t *b, broker_request_t *r) {
+  broker_service_t *s = r->service;
+  mdp_list_push_front(&s->retry_queue, &r->queue_link);
+  s->queued++;
+  b->stats.queued++;
+  mdp_tlist_touch(&b->expiry, &r->expiry);
+}
+
+/* The next request to serve: retries first, then round-robin over clients. */
+static broker_request_t *next_request(mdp_broker_t *b, broker_service_t *s) {
+  mdp_list_t *n = mdp_list_head(&s->retry_queue);
+  if (n == NULL) {
+    mdp_list_t *ring = mdp_list_head(&s->client_ring);
+    if (ring == NULL)
+      return NULL;
+    broker_client_queue_t *cq =
+        mdp_container_of(ring, broker_client_queue_t, ring_link);
+    n = mdp_list_head(&cq->requests);
+    /* This client has had its turn. */
+    mdp_list_move_back(&s->client_ring, &cq->ring_link);
+  }
+  broker_request_t *r = mdp_container_of(n, broker_request_t, queue_link);
+  unqueue(b, r);
+  return r;
+}
+
+static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
+  mdp_list_remove(&w->idle_link);
+  w->service->n_idle--;
+  b->stats.workers_idle--;
+}
+
+/* Forgets `w`; returns its request if it held one (not yet re-queued). */
+static broker_request_t *worker_detach(mdp_broker_t *b, broker_worker_t *w,
+                                       int disconnect, const char *why) {
+  broker_service_t *s = w->service;
+  char id[64];
+  BROKER_LOG(b, MDP_LOG_INFO, "worker %s of service '%.*s' leaves: %s",
+             broker_printable(w->id, w->id_size, id, sizeof id),
+             (int)s->name_size, (const char *)s->name, why);
+  if (disconnect && !b->closing) {
+    if (broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+      b->stats.disconnects_sent++;
+  }
+  mdp_map_del(&b->workers, w->id, w->id_size);
+  mdp_tlist_remove(&w->liveness);
+  mdp_tlist_remove(&w->heartbeat);
+  mdp_tlist_remove(&w->busy);
+  if (mdp_list_linked(&w->idle_link))
+    worker_unidle(b, w);
+  broker_request_t *r = w->request;
+  if (r != NULL)
+    s->n_busy--;
+  b->stats.workers--;
+  free(w);
+  return r;
+}
+
+/* A request whose worker is gone: re-dispatch it if no reply part reached
+ * the client yet and it has retries left, else drop it. */
+static void orphan(mdp_broker_t *b, broker_request_t *r) {
+  if (r->partial_sent || r->body == NULL ||
+      r->dispatches > b->opts.max_redispatch) {
+    b->stats.dropped_worker_lost++;
+    BROKER_LOG(b, MDP_LOG_WARN,
+               "request for '%.*s' lost with its worker (%s)",
+               (int)r->service->name_size, (const char *)r->service->name,
+               r->partial_sent ? "a partial reply was already sent"
+                               : "no re-dispatch left");
+    broker_request_free(b, r);
+    return;
+  }
+  b->stats.redispatched++;
+  requeue_front(b, r);
+}
+
+void broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
+                          const char *why) {
+  broker_service_t *s = w->service;
+  broker_request_t *r = worker_detach(b, w, disconnect, why);
+  if (r != NULL)
+    orphan(b, r);
+  broker_dispatch(b, s);
+  broker_service_maybe_free(b, s);
+}
+
+/* Sends `r` to idle worker `w`.  0, or the send error with `r` back in the
+ * retry queue and `w` still not in the idle list. */
+static int send_request(mdp_broker_t *b, broker_worker_t *w,
+                        broker_request_t *r) {
+  /* Keep the body while a re-dispatch is possible: mdp_msg_dup shares the
+   * frames' buffers by reference count, it copies no body bytes. */
+  mdp_msg_t *body = NULL;
+  if (b->opts.max_redispatch > 0)
+    body = mdp_msg_dup(r->body);
+  int kept = body != NULL;
+  if (!kept) {
+    body = r->body;
+    r->body = NULL;
+  }
+  int rc = broker_send_worker(b, w, MDP_WORKER_REQUEST, &r->client, body);
+  if (rc < 0) {
+    if (kept)
+      mdp_msg_destroy(body);
+    else
+      r->body = body;
+    requeue_front(b, r);
+    return rc;
+  }
+  w->request = r;
+  w->service->n_busy++;
+  r->dispatches++;
+  b->stats.dispatched++;
+  mdp_tlist_touch(&b->busy, &w->busy);
+  return 0;
+}
+
+void broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
+  while (!b->closing && s->n_idle > 0 && s->queued > 0) {
+    broker_worker_t *w = mdp_container_of(mdp_list_head(&s->idle_workers),
+                                          broker_worker_t, idle_link);
+    broker_request_t *r = next_request(b, s);
+    worker_unidle(b, w);
+    int rc = send_request(b, w, r);
+    if (rc == MDP_EHOSTUNREACH) {
+      /* The worker's connection is gone; `r` is back in the queue. */
+      worker_detach(b, w, 0, "unreachable");
+    } else if (rc < 0) {
+      /* The socket cannot take more now (send queue full): keep the worker
+       * idle and try again when the next message arrives. */
+      mdp_list_push_front(&s->idle_workers, &w->idle_link);
+      s->n_idle++;
+      b->stats.workers_idle++;
+      BROKER_LOG(b, MDP_LOG_WARN, "cannot dispatch to '%.*s': %s",
+                 (int)s->name_size, (const char *)s->name, mdp_strerror(rc));
+      break;
+    }
+  }
+}
+
+void broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
+  broker_service_t *s = w->service;
+  mdp_list_push_back(&s->idle_workers, &w->idle_link);
+  s->n_idle++;
+  b->stats.workers_idle++;
+  broker_dispatch(b, s);
+}
+
+void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node) {
+  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, expiry);
+  broker_request_t *r = mdp_container_of(node, broker_request_t, expiry);
+  broker_service_t *s = r->service;
+  unqueue(b, r);
+  b->stats.dropped_expired++;
+  BROKER_LOG(b, MDP_LOG_WARN,
+             "request for '%.*s' expired after %llu ms in the queue",
+             (int)s->name_size, (const char *)s->name,
+             (unsigned long long)b->opts.request_expiry_ms);
+  broker_request_free(b, r);
+  broker_service_maybe_free(b, s);
+}

@@ -1,0 +1,143 @@
+/* The broker's internal structures, shared by broker*.c (internal).
+ *
+ *   service  -- idle workers (LRU list), a retry queue, and a ring of
+ *               per-client queues that is served round-robin (fairness);
+ *   worker   -- one registered worker; busy while it holds a request;
+ *   request  -- one client request, queued or dispatched.
+ *
+ * Every per-message operation here is O(1): lists are intrusive, lookups go
+ * through hash maps, and timeouts through mdp_tlist_t.
+ */
+#ifndef MDP_BROKER_INTERNAL_H
+#define MDP_BROKER_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "map.h"
+#include "mdp.h"
+#include "tlist.h"
+
+typedef struct broker_service broker_service_t;
+typedef struct broker_worker broker_worker_t;
+typedef struct broker_request broker_request_t;
+typedef struct broker_client_queue broker_client_queue_t;
+
+struct broker_service {
+  mdp_list_t idle_workers;  /* broker_worker_t.idle_link, LRU first */
+  size_t n_idle;
+  size_t n_busy;
+  mdp_list_t retry_queue;   /* broker_request_t.queue_link: re-dispatches */
+  mdp_list_t client_ring;   /* broker_client_queue_t.ring_link, round-robin */
+  size_t queued;            /* requests in retry_queue and every client queue */
+  size_t name_size;
+  uint8_t name[];           /* the map key */
+};
+
+struct broker_client_queue {
+  mdp_list_t ring_link;     /* in service->client_ring */
+  mdp_list_t requests;      /* broker_request_t.queue_link, FIFO */
+  broker_service_t *service;
+  size_t key_size;
+  uint8_t key[];            /* service pointer + client identity: map key */
+};
+
+struct broker_request {
+  mdp_list_t queue_link;    /* in a client queue or the retry queue */
+  mdp_tnode_t expiry;       /* in broker.expiry while queued */
+  broker_client_queue_t *client_queue; /* NULL unless in a client queue */
+  broker_service_t *service;
+  zmq_msg_t client;         /* the client's identity frame */
+  mdp_dialect_t client_dialect;
+  mdp_msg_t *body;          /* kept until FINAL so it can be re-dispatched */
+  unsigned dispatches;      /* times sent to a worker */
+  int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
+};
+
+struct broker_worker {
+  mdp_list_t idle_link;     /* in service->idle_workers while idle */
+  mdp_tnode_t liveness;     /* broker.liveness: touched on every receive */
+  mdp_tnode_t heartbeat;    /* broker.heartbeat: touched on every send */
+  mdp_tnode_t busy;         /* broker.busy: while it holds a request */
+  broker_service_t *service;
+  broker_request_t *request; /* NULL when idle */
+  mdp_dialect_t dialect;
+  size_t id_size;
+  uint8_t id[];             /* routing identity: the map key */
+};
+
+struct mdp_broker_s {
+  uv_loop_t *loop;
+  mdp_broker_options_t opts;
+  unsigned dialects;
+  void *data;
+  void *socket;
+  mdp_reactor_t *reactor;
+  mdp_map_t services;       /* name -> broker_service_t */
+  mdp_map_t workers;        /* identity -> broker_worker_t */
+  mdp_map_t client_queues;  /* service ptr + identity -> client queue */
+  mdp_tlist_t liveness;     /* workers by last message received */
+  mdp_tlist_t heartbeat;    /* workers by last message sent */
+  mdp_tlist_t busy;         /* busy workers by dispatch time */
+  mdp_tlist_t expiry;       /* queued requests by enqueue time */
+  mdp_broker_stats_t stats;
+  int closing;
+  int pending_closes;       /* handles still closing */
+  mdp_broker_close_cb close_cb;
+  char last_endpoint[256];
+};
+
+/* broker_log.c */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...);
+#define BROKER_LOG(b, level, ...)                                              \
+  do {                                                                         \
+    if ((b)->opts.log_cb && (level) <= (b)->opts.log_level)                    \
+      broker_log((b), (level), __VA_ARGS__);                                   \
+  } while (0)
+/* Printable form of an identity or service name, for logs: hex if binary.
+ * Returns `buf`. */
+const char *broker_printable(const void *data, size_t size, char *buf,
+                             size_t buf_size);
+
+/* broker_dispatch.c: services, queues and dispatch */
+broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
+                                     size_t size, int create);
+void broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
+/* Queues a new request (takes `client` and `body` on success). */
+int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
+                          zmq_msg_t *client, mdp_dialect_t dialect,
+                          mdp_msg_t *body);
+void broker_request_free(mdp_broker_t *b, broker_request_t *r);
+/* Hands queued requests to idle workers while both exist. */
+void broker_dispatch(mdp_broker_t *b, broker_service_t *s);
+/* A worker became idle (READY or FINAL). */
+void broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
+/* A worker is gone: forget it and re-dispatch or drop its request.  If
+ * `disconnect`, tell it with DISCONNECT first. */
+void broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
+                          const char *why);
+void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node);
+
+/* broker.c: sending */
+/* Sends a worker command (header built here) to `w`, taking `body` (may be
+ * NULL for HEARTBEAT/DISCONNECT).  0, or an error with `body` still the
+ * caller's; MDP_EHOSTUNREACH means the worker is gone. */
+int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
+                       mdp_command_t command, const zmq_msg_t *client,
+                       mdp_msg_t *body);
+/* Sends a client command to the identity in `client` (copied), taking
+ * `body`.  Failures are counted and the body destroyed. */
+void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+                        mdp_dialect_t dialect, mdp_command_t command,
+                        const uint8_t *service, size_t service_size,
+                        mdp_msg_t *body);
+
+/* broker_mmi.c */
+void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+                const uint8_t *service, size_t service_size, mdp_msg_t *body);
+
+#endif /* MDP_BROKER_INTERNAL_H */

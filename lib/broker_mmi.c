@@ -1,0 +1,79 @@
+/* The Majordomo Management Interface (RFC 8), answered by the broker.
+ *
+ *   mmi.service  body [name]  -> ["200"] if a worker serves `name`, ["404"]
+ *   mmi.services body [any]   -> one frame per service that has a worker,
+ *                                sorted by nothing; a single empty frame if
+ *                                there is none (a body has at least one frame)
+ *   mmi.workers  body [name]  -> ["200", idle, busy, queued] as decimal text,
+ *                                or ["404"] if the broker knows no `name`
+ *   any other mmi.*           -> ["501"]
+ * Replies are FINALs whose service frame is the mmi.* name asked for.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker_internal.h"
+
+static int is(const uint8_t *name, size_t size, const char *want) {
+  return size == strlen(want) && memcmp(name, want, size) == 0;
+}
+
+static int append_count(mdp_msg_t *msg, size_t n) {
+  char text[32];
+  int len = snprintf(text, sizeof text, "%zu", n);
+  return mdp_msg_append_mem(msg, text, (size_t)len);
+}
+
+static int answer_services(mdp_broker_t *b, mdp_msg_t *reply) {
+  int rc = 0;
+  for (size_t i = 0; i < b->services.cap && rc == 0; i++) {
+    if (b->services.slots[i].hash == 0)
+      continue;
+    broker_service_t *s = b->services.slots[i].value;
+    if (s->n_idle + s->n_busy > 0)
+      rc = mdp_msg_append_mem(reply, s->name, s->name_size);
+  }
+  if (rc == 0 && mdp_msg_size(reply) == 0)
+    rc = mdp_msg_append_mem(reply, NULL, 0);
+  return rc;
+}
+
+void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+                const uint8_t *service, size_t service_size, mdp_msg_t *body) {
+  /* The request body's first frame is the argument; the same message is
+   * reused for the reply. */
+  broker_service_t *s = NULL;
+  if (mdp_msg_size(body) > 0)
+    s = broker_service_get(b, mdp_msg_data(body, 0),
+                           mdp_msg_frame_size(body, 0), 0);
+  mdp_msg_drop_front(body, mdp_msg_size(body));
+  int rc;
+  if (is(service, service_size, "mmi.service")) {
+    rc = mdp_msg_append_str(body, s && s->n_idle + s->n_busy > 0
+                                      ? MDP_MMI_OK
+                                      : MDP_MMI_NOT_FOUND);
+  } else if (is(service, service_size, "mmi.services")) {
+    rc = answer_services(b, body);
+  } else if (is(service, service_size, "mmi.workers")) {
+    if (s == NULL) {
+      rc = mdp_msg_append_str(body, MDP_MMI_NOT_FOUND);
+    } else {
+      rc = mdp_msg_append_str(body, MDP_MMI_OK);
+      if (rc == 0)
+        rc = append_count(body, s->n_idle);
+      if (rc == 0)
+        rc = append_count(body, s->n_busy);
+      if (rc == 0)
+        rc = append_count(body, s->queued);
+    }
+  } else {
+    rc = mdp_msg_append_str(body, MDP_MMI_NOT_IMPLEMENTED);
+  }
+  if (rc < 0) {
+    b->stats.dropped_unroutable++;
+    mdp_msg_destroy(body);
+    return;
+  }
+  broker_send_client(b, client, dialect, MDP_CLIENT_FINAL, service,
+                     service_size, body);
+}

@@ -1,0 +1,133 @@
+/* Byte-string hash map: open addressing, linear probing, backward shift. */
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "map.h"
+#include "mdp/error.h"
+
+static uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+/* A keyed multiply-xorshift hash over 8-byte words: fast on the short keys
+ * the broker uses (identities, service names) and seeded per map. */
+static uint64_t hash_bytes(uint64_t seed, const void *key, size_t len) {
+  const unsigned char *p = key;
+  uint64_t h = seed ^ (len * 0x9e3779b97f4a7c15ull);
+  while (len >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    h = mix(h ^ w);
+    p += 8;
+    len -= 8;
+  }
+  uint64_t w = 0;
+  memcpy(&w, p, len);
+  h = mix(h ^ w ^ ((uint64_t)len << 56));
+  return h ? h : 1; /* 0 marks an empty slot */
+}
+
+void mdp_map_init(mdp_map_t *map) {
+  map->slots = NULL;
+  map->cap = 0;
+  map->count = 0;
+  uint64_t seed = 0;
+  if (uv_random(NULL, NULL, &seed, sizeof seed, 0, NULL) != 0)
+    seed = uv_hrtime() ^ (uint64_t)(uintptr_t)map;
+  map->seed = seed;
+}
+
+void mdp_map_free(mdp_map_t *map) {
+  free(map->slots);
+  map->slots = NULL;
+  map->cap = map->count = 0;
+}
+
+static mdp_map_slot_t *find(const mdp_map_t *map, const void *key, size_t len,
+                            uint64_t hash) {
+  if (map->cap == 0)
+    return NULL;
+  size_t mask = map->cap - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    mdp_map_slot_t *s = &map->slots[i];
+    if (s->hash == 0)
+      return NULL;
+    if (s->hash == hash && s->len == len && memcmp(s->key, key, len) == 0)
+      return s;
+  }
+}
+
+void *mdp_map_get(const mdp_map_t *map, const void *key, size_t len) {
+  if (map->count == 0)
+    return NULL;
+  mdp_map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
+  return s ? s->value : NULL;
+}
+
+static void place(mdp_map_slot_t *slots, size_t cap, mdp_map_slot_t *entry) {
+  size_t mask = cap - 1;
+  size_t i = entry->hash & mask;
+  while (slots[i].hash != 0)
+    i = (i + 1) & mask;
+  slots[i] = *entry;
+}
+
+static int grow(mdp_map_t *map) {
+  size_t cap = map->cap ? map->cap * 2 : 16;
+  mdp_map_slot_t *slots = calloc(cap, sizeof *slots);
+  if (slots == NULL)
+    return MDP_ENOMEM;
+  for (size_t i = 0; i < map->cap; i++)
+    if (map->slots[i].hash)
+      place(slots, cap, &map->slots[i]);
+  free(map->slots);
+  map->slots = slots;
+  map->cap = cap;
+  return 0;
+}
+
+int mdp_map_put(mdp_map_t *map, const void *key, size_t len, void *value) {
+  uint64_t hash = hash_bytes(map->seed, key, len);
+  mdp_map_slot_t *s = find(map, key, len, hash);
+  if (s) {
+    s->key = key;
+    s->value = value;
+    return 0;
+  }
+  /* Keep the load factor at or below 1/2: probes stay short. */
+  if ((map->count + 1) * 2 > map->cap && grow(map) < 0)
+    return MDP_ENOMEM;
+  mdp_map_slot_t entry = {key, len, hash, value};
+  place(map->slots, map->cap, &entry);
+  map->count++;
+  return 0;
+}
+
+void *mdp_map_del(mdp_map_t *map, const void *key, size_t len) {
+  if (map->count == 0)
+    return NULL;
+  mdp_map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
+  if (s == NULL)
+    return NULL;
+  void *value = s->value;
+  size_t mask = map->cap - 1;
+  size_t hole = (size_t)(s - map->slots);
+  /* Backward shift: pull later entries of the probe run into the hole when
+   * the hole lies between their home slot and where they sit. */
+  for (size_t i = (hole + 1) & mask; map->slots[i].hash; i = (i + 1) & mask) {
+    size_t home = map->slots[i].hash & mask;
+    if (((i - home) & mask) >= ((i - hole) & mask)) {
+      map->slots[hole] = map->slots[i];
+      hole = i;
+    }
+  }
+  memset(&map->slots[hole], 0, sizeof map->slots[hole]);
+  map->count--;
+  return value;
+}

@@ -1,0 +1,47 @@
+/* Timeout lists: see tlist.h. */
+#include "tlist.h"
+
+static void on_timer(uv_timer_t *timer) {
+  mdp_tlist_t *list = mdp_container_of(timer, mdp_tlist_t, timer);
+  uint64_t now = uv_now(timer->loop);
+  mdp_list_t *head;
+  while ((head = mdp_list_head(&list->nodes)) != NULL) {
+    mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
+    if (node->stamp + list->duration > now) {
+      uv_timer_start(timer, on_timer, node->stamp + list->duration - now, 0);
+      return;
+    }
+    mdp_list_remove(head);
+    list->cb(list, node);
+    if (list->stop && *list->stop)
+      return;
+  }
+}
+
+int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
+                   mdp_tlist_cb cb) {
+  mdp_list_init(&list->nodes);
+  list->duration = duration;
+  list->cb = cb;
+  list->stop = NULL;
+  return uv_timer_init(loop, &list->timer);
+}
+
+void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node) {
+  if (list->duration == 0)
+    return;
+  node->stamp = uv_now(list->timer.loop);
+  mdp_list_move_back(&list->nodes, &node->link);
+  /* Invariant: the timer runs whenever the list is non-empty (a removal may
+   * leave it running for nothing, which costs one harmless wake-up). */
+  if (!uv_is_active((uv_handle_t *)&list->timer))
+    uv_timer_start(&list->timer, on_timer, list->duration, 0);
+}
+
+void mdp_tlist_close(mdp_tlist_t *list, uv_close_cb close_cb) {
+  mdp_list_t *head;
+  while ((head = mdp_list_head(&list->nodes)) != NULL)
+    mdp_list_remove(head);
+  uv_timer_stop(&list->timer);
+  uv_close((uv_handle_t *)&list->timer, close_cb);
+}

@@ -1,0 +1,56 @@
+/* A timeout list: one uv_timer_t for any number of equal-length timeouts
+ * (internal).
+ *
+ * Every node of a list expires `duration` ms after it was last touched.
+ * Since the duration is the same for all and loop time only grows, touching a
+ * node moves it to the back and the list stays in expiry order: a touch is
+ * O(1) and allocation-free, and the one timer is re-armed only when it fires,
+ * for the node at the front.  This is how the broker tracks liveness,
+ * heartbeats, request expiry and busy timeouts of thousands of peers without
+ * a heap operation per message.
+ */
+#ifndef MDP_TLIST_H
+#define MDP_TLIST_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "list.h"
+
+typedef struct {
+  mdp_list_t link;
+  uint64_t stamp; /* loop time of the last touch */
+} mdp_tnode_t;
+
+typedef struct mdp_tlist_s mdp_tlist_t;
+
+/* Called for each expired node, already removed from the list.  It may touch
+ * or remove any node, the expired one included. */
+typedef void (*mdp_tlist_cb)(mdp_tlist_t *list, mdp_tnode_t *node);
+
+struct mdp_tlist_s {
+  uv_timer_t timer;
+  mdp_list_t nodes;
+  uint64_t duration; /* 0: disabled, touches do nothing */
+  mdp_tlist_cb cb;
+  int *stop; /* if set and non-zero after a callback, stop expiring */
+};
+
+int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
+                   mdp_tlist_cb cb);
+static inline void mdp_tnode_init(mdp_tnode_t *node) {
+  mdp_list_init(&node->link);
+  node->stamp = 0;
+}
+/* (Re)starts the node's timeout from now. */
+void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node);
+static inline void mdp_tlist_remove(mdp_tnode_t *node) {
+  mdp_list_remove(&node->link);
+}
+static inline int mdp_tlist_linked(const mdp_tnode_t *node) {
+  return mdp_list_linked(&node->link);
+}
+/* Unlinks every node and closes the timer (close_cb gets the timer handle). */
+void mdp_tlist_close(mdp_tlist_t *list, uv_close_cb close_cb);
+
+#endif /* MDP_TLIST_H */
