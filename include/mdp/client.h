@@ -1,4 +1,193 @@
-/* placeholder: being written */
+/* libmdp: mdp_client_t, a Majordomo client (MDP/0.2, RFC 18) on a caller's
+ * libuv loop, with many requests in flight at once.
+ *
+ * MDP allows one request in flight per client socket, so a client object
+ * keeps a pool of DEALER sockets: a request takes an idle socket (or a new
+ * one, up to `max_sockets`), and the socket returns to the pool after the
+ * FINAL.  Requests beyond the bound wait in a queue, in order.  No frame
+ * beyond the protocol's is ever sent.
+ *
+ * Each request has its own reply callback, called for every PARTIAL, then
+ * for the FINAL, or once with an error.  Between two reply parts (and before
+ * the first) at most `timeout_ms` may pass; on timeout the request's socket
+ * is discarded (so its late replies can never reach another request) and the
+ * request is sent again on a new socket, to the next broker endpoint in the
+ * list, up to `retries` more times; then it fails with MDP_ETIMEDOUT.  A
+ * request that has already delivered a PARTIAL is not retried (the
+ * application has seen part of the reply).  An optional overall deadline
+ * bounds the whole request, retries and queueing included.  docs/client.md
+ * describes failover across brokers.
+ *
+ * Threading: a client belongs to the thread that runs its loop; call its
+ * functions only from that thread (callbacks of the same loop included).
+ *
+ * Life cycle: mdp_client_options_init() -> mdp_client_new() ->
+ * mdp_client_request() (any number) -> ... -> mdp_client_close(cb).  The
+ * client is freed after its close callback returns.
+ */
 #ifndef MDP_CLIENT_H
 #define MDP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mdp/codec.h"
+#include "mdp/log.h"
+#include "mdp/msg.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+typedef struct mdp_client_s mdp_client_t;
+
+/* One part of the reply to request `request_id`, or its failure.
+ *   status 0: `body` (one or more frames) is a PARTIAL (`final` 0) or the
+ *     FINAL (`final` 1); it belongs to the callback.
+ *   status < 0: the request failed; `body` is NULL and `final` is 1:
+ *     MDP_ETIMEDOUT (no reply part in time, retries exhausted, or the
+ *     deadline passed), MDP_ECANCELED (mdp_client_cancel(), or the client
+ *     was closed with the request pending), MDP_ENOMEM, MDP_EZMQ (no socket
+ *     could be opened).
+ * After the call with `final` 1 the request is over and its id is unknown
+ * to the client.  The callback may make new requests, cancel any request
+ * (this one included) and close the client. */
+typedef void (*mdp_client_reply_cb)(mdp_client_t *client, uint64_t request_id,
+                                    int status, int final, mdp_msg_t *body,
+                                    void *request_data);
+
+/* The client is closed; do not use `client` after this callback returns. */
+typedef void (*mdp_client_close_cb)(mdp_client_t *client);
+
+typedef struct {
+  /* ZeroMQ context for the sockets; NULL: mdp_zmq_context().  An inproc://
+   * broker must use the same context. */
+  void *zmq_context;
+  /* Longest wait for the next reply part (default 10000 ms, Majortomo's). */
+  uint64_t timeout_ms;
+  /* Longest time for a whole request, from mdp_client_request() to the
+   * FINAL, queueing and retries included; 0 = none (default). */
+  uint64_t deadline_ms;
+  /* Times a timed-out request is sent again, each time to the next endpoint
+   * (default 1: one retry, so two brokers are each tried once). */
+  unsigned retries;
+  /* Sockets open at once, idle ones included (default 64).  ZeroMQ's own
+   * default limit is 1023 sockets per context (ZMQ_MAX_SOCKETS). */
+  size_t max_sockets;
+  /* Requests waiting for a socket; beyond it mdp_client_request() returns
+   * MDP_ENOBUFS (default 0 = unlimited). */
+  size_t max_queue;
+  /* Wire dialect.  Only MDP_DIALECT_RFC18 (the default) is accepted for now;
+   * other values make mdp_client_new() return MDP_ENOTSUP. */
+  mdp_dialect_t dialect;
+  /* Log hook (NULL: silent) and the most verbose level passed to it
+   * (default MDP_LOG_INFO). */
+  mdp_log_cb log_cb;
+  void *log_data;
+  mdp_log_level_t log_level;
+} mdp_client_options_t;
+
+/* Per-request settings; mdp_client_request_options_init() fills them with
+ * the client's. */
+typedef struct {
+  uint64_t timeout_ms;
+  uint64_t deadline_ms; /* 0 = none */
+  unsigned retries;
+} mdp_request_options_t;
+
+/* Counters since creation, and gauges (marked "now"). */
+typedef struct {
+  uint64_t requests;       /* accepted by mdp_client_request() */
+  uint64_t sent;           /* REQUESTs sent, retries included */
+  uint64_t retries;        /* of which retries */
+  uint64_t partials;       /* PARTIALs delivered */
+  uint64_t finals;         /* FINALs delivered */
+  uint64_t timeouts;       /* requests failed with MDP_ETIMEDOUT */
+  uint64_t cancelled;      /* requests failed with MDP_ECANCELED */
+  uint64_t dropped;        /* replies discarded (late, unexpected, invalid) */
+  uint64_t sockets_opened;
+  uint64_t sockets_discarded; /* closed after a timeout or cancel */
+  size_t in_flight;        /* now: requests sent, waiting for replies */
+  size_t queued;           /* now: requests waiting for a socket */
+  size_t sockets;          /* now: open sockets, idle ones included */
+} mdp_client_stats_t;
+
+/* Fills `opts` with the defaults listed above. */
+void mdp_client_options_init(mdp_client_options_t *opts);
+
+/* Creates a client on `loop` for the `n` broker `endpoints` (tcp://, ipc://,
+ * inproc://; at least one; copied).  New requests go to the first endpoint;
+ * each retry moves to the next.  Sockets are opened on demand, so an
+ * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
+ * copied.  Returns 0 and sets `*out`, or MDP_EINVAL, MDP_ENOTSUP,
+ * MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left behind. */
+int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
+                   const mdp_client_options_t *opts, mdp_client_t **out);
+
+/* Fills `ro` with the client's timeout, deadline and retries. */
+void mdp_client_request_options_init(const mdp_client_t *client,
+                                     mdp_request_options_t *ro);
+
+/* Sends `body` (one or more frames) to `service` (1..255 bytes) and calls
+ * `reply_cb` with `request_data` for each reply part, as described above.
+ * `ro` NULL: the client's settings.  On success returns 0, the body belongs
+ * to the library, and `*request_id` (may be NULL) is set to an id, never 0
+ * nor reused, for mdp_client_cancel().  The callback is never called from
+ * within this function.  On error the body is still the caller's and no
+ * callback will be made: MDP_EINVAL (NULL arguments, a body with no frame),
+ * MDP_ESERVICE, MDP_ENOBUFS (queue full), MDP_ECLOSING, MDP_ENOMEM. */
+int mdp_client_request(mdp_client_t *client, const char *service,
+                       mdp_msg_t *body, const mdp_request_options_t *ro,
+                       mdp_client_reply_cb reply_cb, void *request_data,
+                       uint64_t *request_id);
+
+/* Cancels a pending request: its callback is called with MDP_ECANCELED
+ * before this returns (even from inside that request's own callback), and
+ * its socket, if the request was sent, is discarded.  0, or MDP_EINVAL if no
+ * request with this id is pending (finished, failed, never existed). */
+int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
+
+/* Starts closing: every pending request's callback is called with
+ * MDP_ECANCELED before this returns, sockets and timers are closed, then
+ * `close_cb` (may be NULL) is called from the loop and the client is freed.
+ * mdp_client_request() returns MDP_ECLOSING from now on.  Safe from reply
+ * callbacks.  A second call is a no-op. */
+void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
+
+void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);
+
+/* The user's pointer (NULL initially). */
+void mdp_client_set_data(mdp_client_t *client, void *data);
+void *mdp_client_get_data(const mdp_client_t *client);
+uv_loop_t *mdp_client_loop(const mdp_client_t *client);
+
+/* --- blocking helper ----------------------------------------------------- */
+
+/* The parts of a whole reply, in arrival order (PARTIALs, then the FINAL). */
+typedef struct {
+  mdp_msg_t **parts;
+  size_t count;
+} mdp_reply_t;
+
+/* Destroys every part and frees the array; `reply` is left empty. */
+void mdp_reply_free(mdp_reply_t *reply);
+
+/* Sends one request to `endpoint` and waits for the whole reply, with a
+ * client on a private loop (opts NULL: defaults; `timeout_ms` and `retries`
+ * override the options' values).  Blocks the calling thread; do not call it
+ * from a loop's callback.  Any thread may call it; inproc:// needs the
+ * broker's context in `opts->zmq_context` (or the shared one).
+ * Returns 0 and fills `*reply` (the caller frees it with mdp_reply_free),
+ * or an error as for the reply callback, or one of mdp_client_new()'s or
+ * mdp_client_request()'s errors (then `*reply` is empty).  `body` stays the
+ * caller's in every case: the helper sends a copy (mdp_msg_dup shares large
+ * frames, it does not copy their bytes). */
+int mdp_request_sync(const char *endpoint, const char *service,
+                     mdp_msg_t *body, uint64_t timeout_ms, unsigned retries,
+                     const mdp_client_options_t *opts, mdp_reply_t *reply);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDP_CLIENT_H */

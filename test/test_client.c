@@ -1,0 +1,799 @@
+/* mdp_client_t against fake brokers (raw ROUTER sockets driven frame by
+ * frame), so the client is tested independently of mdp_broker_t: exact
+ * frames, the socket pool, timeouts and retries with late replies, cancel,
+ * close, failover, many requests in flight and the blocking helper. */
+#include <unistd.h>
+#include <zmq.h>
+
+#include "harness.h"
+#include "mdp.h"
+
+/* --- fake broker: a ROUTER read without blocking from predicates ---------- */
+
+#define FAKE_MAX 256
+
+typedef struct {
+  void *sock;
+  char endpoint[256];
+  mdp_msg_t *q[FAKE_MAX]; /* received, identity frame first */
+  size_t n;
+} fake_t;
+
+static int fake_open_ctx(fake_t *f, void *ctx, const char *bind) {
+  memset(f, 0, sizeof *f);
+  f->sock = zmq_socket(ctx, ZMQ_ROUTER);
+  int linger = 0;
+  zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof linger);
+  if (zmq_bind(f->sock, bind) != 0)
+    return -1;
+  size_t len = sizeof f->endpoint;
+  zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+  return 0;
+}
+
+static int fake_open(fake_t *f, const char *bind) {
+  return fake_open_ctx(f, mdp_zmq_context(), bind);
+}
+
+static void fake_close(fake_t *f) {
+  for (size_t i = 0; i < f->n; i++)
+    mdp_msg_destroy(f->q[i]);
+  f->n = 0;
+  zmq_close(f->sock);
+}
+
+/* Moves every message waiting on the socket into the queue. */
+static void fake_pump(fake_t *f) {
+  while (f->n < FAKE_MAX) {
+    mdp_msg_t *m = mdp_msg_new();
+    int more = 1, got = 0;
+    while (more) {
+      zmq_msg_t frame;
+      zmq_msg_init(&frame);
+      if (zmq_msg_recv(&frame, f->sock, got ? 0 : ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&frame);
+        break;
+      }
+      got = 1;
+      more = zmq_msg_more(&frame);
+      mdp_msg_append(m, &frame);
+      zmq_msg_close(&frame);
+    }
+    if (!got) {
+      mdp_msg_destroy(m);
+      return;
+    }
+    f->q[f->n++] = m;
+  }
+}
+
+/* Removes and returns the first queued message (NULL if none). */
+static mdp_msg_t *fake_take(fake_t *f) {
+  fake_pump(f);
+  if (f->n == 0)
+    return NULL;
+  mdp_msg_t *m = f->q[0];
+  memmove(f->q, f->q + 1, (f->n - 1) * sizeof *f->q);
+  f->n--;
+  return m;
+}
+
+typedef struct {
+  fake_t *f;
+  size_t n;
+} fake_wait_t;
+
+static int fake_has(void *arg) {
+  fake_wait_t *w = arg;
+  fake_pump(w->f);
+  return w->f->n >= w->n;
+}
+
+/* Runs the loop until `n` messages are queued. */
+static int fake_wait(uv_loop_t *loop, fake_t *f, size_t n, uint64_t ms) {
+  fake_wait_t w = {f, n};
+  return t_run_until(loop, fake_has, &w, ms);
+}
+
+/* 1 if `m` is [identity | frames...] with exactly these frames. */
+static int frames_are_v(mdp_msg_t *m, const char *const *frames, size_t n) {
+  if (m == NULL || mdp_msg_size(m) != n + 1)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!mdp_msg_frame_eq(m, i + 1, frames[i], strlen(frames[i])))
+      return 0;
+  return 1;
+}
+#define frames_are(m, ...)                                                     \
+  ({                                                                           \
+    const char *fa_[] = {__VA_ARGS__};                                         \
+    frames_are_v((m), fa_, sizeof fa_ / sizeof fa_[0]);                        \
+  })
+
+
+/* Replies to message `req` ([id | MDPC02 | 0x01 | service | body...]) with
+ * `command` and the given frames. */
+static void fake_reply_v(fake_t *f, mdp_msg_t *req, const char *command,
+                         const char *const *frames, size_t n) {
+  zmq_send(f->sock, mdp_msg_data(req, 0), mdp_msg_frame_size(req, 0),
+           ZMQ_SNDMORE);
+  zmq_send(f->sock, "MDPC02", 6, ZMQ_SNDMORE);
+  zmq_send(f->sock, command, 1, ZMQ_SNDMORE);
+  zmq_send(f->sock, mdp_msg_data(req, 3), mdp_msg_frame_size(req, 3),
+           n ? ZMQ_SNDMORE : 0);
+  for (size_t i = 0; i < n; i++)
+    zmq_send(f->sock, frames[i], strlen(frames[i]), i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+#define fake_reply(f, req, cmd, ...)                                           \
+  do {                                                                         \
+    const char *fr_[] = {__VA_ARGS__};                                         \
+    fake_reply_v((f), (req), (cmd), fr_, sizeof fr_ / sizeof fr_[0]);          \
+  } while (0)
+
+/* Echoes every REQUEST waiting on the socket as a FINAL, frames moved. */
+static int fake_echo(fake_t *f) {
+  int n = 0;
+  mdp_msg_t *m;
+  while ((m = fake_take(f)) != NULL) {
+    /* [id | MDPC02 | 0x01 | service | body...] -> same with 0x03 */
+    size_t count = mdp_msg_size(m);
+    for (size_t i = 0; i < count; i++) {
+      zmq_msg_t frame;
+      zmq_msg_init(&frame);
+      if (i == 2) { /* received frames may be read-only: send a new one */
+        zmq_msg_close(&frame);
+        zmq_msg_init_size(&frame, 1);
+        *(uint8_t *)zmq_msg_data(&frame) = 0x03;
+      } else {
+        zmq_msg_copy(&frame, mdp_msg_frame(m, i));
+      }
+      zmq_msg_send(&frame, f->sock, i + 1 < count ? ZMQ_SNDMORE : 0);
+      zmq_msg_close(&frame);
+    }
+    mdp_msg_destroy(m);
+    n++;
+  }
+  return n;
+}
+
+/* --- the application side -------------------------------------------------- */
+
+#define REPLIES_MAX 16
+
+typedef struct {
+  int calls;       /* callbacks made */
+  int partials;
+  int finals;
+  int status;      /* of the last callback */
+  int done;        /* final seen */
+  mdp_msg_t *parts[REPLIES_MAX];
+  int nparts;
+  /* actions from the callback */
+  mdp_client_t *client;
+  uint64_t cancel_id; /* cancel this id on the first partial */
+  int close_on_partial;
+} rep_t;
+
+static void on_reply(mdp_client_t *c, uint64_t id, int status, int final,
+                     mdp_msg_t *body, void *data) {
+  rep_t *r = data;
+  r->calls++;
+  r->status = status;
+  if (status == 0 && final)
+    r->finals++;
+  else if (status == 0)
+    r->partials++;
+  if (final)
+    r->done = 1;
+  if (body && r->nparts < REPLIES_MAX)
+    r->parts[r->nparts++] = body;
+  else
+    mdp_msg_destroy(body);
+  if (status == 0 && !final && r->cancel_id) {
+    uint64_t cid = r->cancel_id;
+    r->cancel_id = 0;
+    mdp_client_cancel(c, cid);
+  }
+  if (status == 0 && !final && r->close_on_partial)
+    mdp_client_close(c, NULL);
+}
+
+static void rep_clear(rep_t *r) {
+  for (int i = 0; i < r->nparts; i++)
+    mdp_msg_destroy(r->parts[i]);
+  memset(r, 0, sizeof *r);
+}
+
+static int rep_done(void *arg) { return ((rep_t *)arg)->done; }
+
+static mdp_msg_t *body_of(const char *s) {
+  mdp_msg_t *m = mdp_msg_new();
+  mdp_msg_append_str(m, s);
+  return m;
+}
+
+static int client_closed_flag;
+static void on_client_closed(mdp_client_t *c) { client_closed_flag = 1; }
+static int is_client_closed(void *arg) { return client_closed_flag; }
+
+static int client_stop(uv_loop_t *loop, mdp_client_t *c) {
+  client_closed_flag = 0;
+  mdp_client_close(c, on_client_closed);
+  return t_run_until(loop, is_client_closed, NULL, 2000);
+}
+
+static mdp_client_t *client_start(uv_loop_t *loop, const char *const *eps,
+                                  size_t n, uint64_t timeout_ms,
+                                  unsigned retries, size_t max_sockets) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  if (timeout_ms)
+    o.timeout_ms = timeout_ms;
+  o.retries = retries;
+  if (max_sockets)
+    o.max_sockets = max_sockets;
+  mdp_client_t *c = NULL;
+  if (mdp_client_new(loop, eps, n, &o, &c) != 0)
+    return NULL;
+  return c;
+}
+
+/* --- tests ----------------------------------------------------------------- */
+
+static void request_frames_exact(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 0);
+  CHECK(c != NULL);
+  mdp_msg_t *body = mdp_msg_new();
+  mdp_msg_append_str(body, "a");
+  mdp_msg_append_mem(body, NULL, 0);
+  rep_t r = {0};
+  uint64_t id = 0;
+  CHECK_EQ(mdp_client_request(c, "echo", body, NULL, on_reply, &r, &id), 0);
+  CHECK(id != 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *m = fake_take(&f);
+  CHECK(frames_are(m, "MDPC02", "\x01", "echo", "a", ""));
+  fake_reply(&f, m, "\x02", "p1");
+  fake_reply(&f, m, "\x02", "p2", "");
+  fake_reply(&f, m, "\x03", "f");
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.partials, 2);
+  CHECK_EQ(r.finals, 1);
+  CHECK_EQ(r.status, 0);
+  CHECK_EQ(r.nparts, 3);
+  CHECK_EQ(mdp_msg_size(r.parts[0]), 1);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "p1", 2));
+  CHECK_EQ(mdp_msg_size(r.parts[1]), 2);
+  CHECK(mdp_msg_frame_eq(r.parts[1], 1, "", 0));
+  CHECK(mdp_msg_frame_eq(r.parts[2], 0, "f", 1));
+  rep_clear(&r);
+  /* the socket is reused for the next request */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("b"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  fake_echo(&f);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "b", 1));
+  rep_clear(&r);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sockets_opened, 1);
+  CHECK_EQ(st.sent, 2);
+  CHECK_EQ(st.finals, 2);
+  CHECK_EQ(st.partials, 2);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void bad_arguments(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"tcp://127.0.0.1:1"};
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 0, NULL, &c), MDP_EINVAL);
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.timeout_ms, 10000);
+  CHECK_EQ(o.retries, 1);
+  CHECK_EQ(o.deadline_ms, 0);
+  o.dialect = MDP_DIALECT_MAJORTOMO;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_ENOTSUP);
+  c = client_start(&loop, eps, 1, 0, 1, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  mdp_msg_t *empty = mdp_msg_new();
+  CHECK_EQ(mdp_client_request(c, "echo", empty, NULL, on_reply, &r, NULL),
+           MDP_EINVAL);
+  mdp_msg_append_str(empty, "x");
+  CHECK_EQ(mdp_client_request(c, "", empty, NULL, on_reply, &r, NULL),
+           MDP_ESERVICE);
+  char longname[300];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  CHECK_EQ(mdp_client_request(c, longname, empty, NULL, on_reply, &r, NULL),
+           MDP_ESERVICE);
+  CHECK_EQ(mdp_client_request(c, "echo", empty, NULL, NULL, &r, NULL),
+           MDP_EINVAL);
+  CHECK_EQ(mdp_msg_size(empty), 1); /* still ours */
+  mdp_msg_destroy(empty);
+  CHECK_EQ(mdp_client_cancel(c, 12345), MDP_EINVAL);
+  CHECK_EQ(r.calls, 0);
+  CHECK(client_stop(&loop, c));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A pool bounded at 4 sockets: 10 requests, 4 on the wire at once, each on
+ * its own socket; the rest wait and reuse sockets as FINALs come back. */
+static void pool_and_queue(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 4);
+  CHECK(c != NULL);
+  rep_t r[10];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 10; i++) {
+    char b[8];
+    snprintf(b, sizeof b, "%d", i);
+    CHECK_EQ(mdp_client_request(c, "echo", body_of(b), NULL, on_reply, &r[i],
+                                NULL), 0);
+  }
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.in_flight, 4);
+  CHECK_EQ(st.queued, 6);
+  CHECK(fake_wait(&loop, &f, 4, 2000));
+  CHECK(!fake_wait(&loop, &f, 5, 100)); /* never a 5th: one per socket */
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = i + 1; j < 4; j++)
+      CHECK(!mdp_msg_frame_eq(f.q[i], 0, mdp_msg_data(f.q[j], 0),
+                              mdp_msg_frame_size(f.q[j], 0)));
+  int echoed = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (echoed < 10 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 20);
+    echoed += fake_echo(&f);
+  }
+  CHECK_EQ(echoed, 10);
+  for (int i = 0; i < 10; i++) {
+    CHECK(t_run_until(&loop, rep_done, &r[i], 2000));
+    char b[8];
+    snprintf(b, sizeof b, "%d", i);
+    CHECK(mdp_msg_frame_eq(r[i].parts[0], 0, b, strlen(b)));
+    rep_clear(&r[i]);
+  }
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sockets_opened, 4);
+  CHECK_EQ(st.sockets, 4);
+  CHECK_EQ(st.finals, 10);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* No answer in time: the request is sent again on a new socket; the first
+ * socket's late reply must be discarded; the retry's reply is delivered. */
+static void timeout_retry_late_reply(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 400, 1, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *first = fake_take(&f);
+  CHECK(fake_wait(&loop, &f, 1, 2000)); /* the retry */
+  mdp_msg_t *second = fake_take(&f);
+  CHECK(frames_are(second, "MDPC02", "\x01", "echo", "q"));
+  CHECK(!mdp_msg_frame_eq(first, 0, mdp_msg_data(second, 0),
+                          mdp_msg_frame_size(second, 0)));
+  CHECK_EQ(r.calls, 0);
+  /* a second request now takes a socket too (the first one is gone) */
+  rep_t r2 = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("other"), NULL, on_reply,
+                              &r2, NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *third = fake_take(&f);
+  fake_reply(&f, first, "\x03", "late");  /* must reach nobody */
+  fake_reply(&f, first, "\x02", "late");
+  CHECK(!t_run_until(&loop, rep_done, &r, 50));
+  CHECK(!t_run_until(&loop, rep_done, &r2, 1));
+  fake_reply(&f, second, "\x03", "fresh");
+  fake_reply(&f, third, "\x03", "other");
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK(t_run_until(&loop, rep_done, &r2, 2000));
+  CHECK_EQ(r.calls, 1);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "fresh", 5));
+  CHECK_EQ(r2.calls, 1);
+  CHECK(mdp_msg_frame_eq(r2.parts[0], 0, "other", 5));
+  mdp_msg_destroy(first);
+  mdp_msg_destroy(second);
+  mdp_msg_destroy(third);
+  rep_clear(&r);
+  rep_clear(&r2);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.retries, 1);
+  CHECK_EQ(st.sockets_discarded, 1);
+  CHECK_EQ(st.timeouts, 0);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Retries exhausted: MDP_ETIMEDOUT after 1 + retries attempts. */
+static void timeout_exhausted(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 50, 2, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  uint64_t t0 = uv_hrtime();
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 3000));
+  CHECK((uv_hrtime() - t0) / 1000000 >= 140); /* 3 x 50 ms, some slack */
+  CHECK_EQ(r.calls, 1);
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  CHECK_EQ(r.nparts, 0);
+  CHECK(fake_wait(&loop, &f, 3, 2000));
+  CHECK(!fake_wait(&loop, &f, 4, 50));
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sent, 3);
+  CHECK_EQ(st.timeouts, 1);
+  CHECK_EQ(st.in_flight, 0);
+  /* a PARTIAL then silence: not retried (part of the reply was seen) */
+  rep_clear(&r);
+  fake_close(&f);
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  eps[0] = f.endpoint;
+  mdp_client_t *c2 = client_start(&loop, eps, 1, 80, 3, 0);
+  CHECK(c2 != NULL);
+  CHECK_EQ(mdp_client_request(c2, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *m = fake_take(&f);
+  fake_reply(&f, m, "\x02", "half");
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, rep_done, &r, 3000));
+  CHECK_EQ(r.partials, 1);
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  CHECK(!fake_wait(&loop, &f, 1, 50));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  CHECK(client_stop(&loop, c2));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The overall deadline ends a request regardless of retries. */
+static void overall_deadline(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 10000, 5, 0);
+  CHECK(c != NULL);
+  mdp_request_options_t ro;
+  mdp_client_request_options_init(c, &ro);
+  CHECK_EQ(ro.timeout_ms, 10000);
+  ro.deadline_ms = 100;
+  rep_t r = {0};
+  uint64_t t0 = uv_hrtime();
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), &ro, on_reply, &r,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 3000));
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  CHECK(ms >= 90 && ms < t_slow(2000));
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void cancel_requests(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 1);
+  CHECK(c != NULL);
+  rep_t a = {0}, b = {0};
+  uint64_t ida, idb;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("a"), NULL, on_reply, &a,
+                              &ida), 0);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("b"), NULL, on_reply, &b,
+                              &idb), 0);
+  CHECK(ida != idb);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *ma = fake_take(&f);
+  /* cancel the queued one, then the one in flight: callbacks at once */
+  CHECK_EQ(mdp_client_cancel(c, idb), 0);
+  CHECK_EQ(b.calls, 1);
+  CHECK_EQ(b.status, MDP_ECANCELED);
+  CHECK_EQ(mdp_client_cancel(c, ida), 0);
+  CHECK_EQ(a.status, MDP_ECANCELED);
+  CHECK_EQ(mdp_client_cancel(c, ida), MDP_EINVAL);
+  fake_reply(&f, ma, "\x03", "too late");
+  mdp_msg_destroy(ma);
+  CHECK(!t_run_until(&loop, NULL, NULL, 50));
+  CHECK_EQ(a.calls, 1);
+  CHECK_EQ(b.calls, 1);
+  /* cancel from inside the request's own PARTIAL callback */
+  rep_t p = {0};
+  uint64_t idp;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("p"), NULL, on_reply, &p,
+                              &idp), 0);
+  p.cancel_id = idp;
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *mp = fake_take(&f);
+  CHECK(frames_are(mp, "MDPC02", "\x01", "echo", "p"));
+  fake_reply(&f, mp, "\x02", "part");
+  fake_reply(&f, mp, "\x03", "final");
+  mdp_msg_destroy(mp);
+  CHECK(t_run_until(&loop, rep_done, &p, 2000));
+  CHECK(!t_run_until(&loop, NULL, NULL, 50));
+  CHECK_EQ(p.calls, 2);
+  CHECK_EQ(p.partials, 1);
+  CHECK_EQ(p.status, MDP_ECANCELED);
+  rep_clear(&a);
+  rep_clear(&b);
+  rep_clear(&p);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.cancelled, 3);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Close with requests in flight and queued: all get MDP_ECANCELED before
+ * close returns; new requests are refused. */
+static void close_with_pending(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 2);
+  CHECK(c != NULL);
+  rep_t r[5];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 5; i++)
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("x"), NULL, on_reply, &r[i],
+                                NULL), 0);
+  CHECK(fake_wait(&loop, &f, 2, 2000));
+  client_closed_flag = 0;
+  mdp_client_close(c, on_client_closed);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(r[i].calls, 1);
+    CHECK_EQ(r[i].status, MDP_ECANCELED);
+  }
+  mdp_msg_t *b = body_of("y");
+  CHECK_EQ(mdp_client_request(c, "echo", b, NULL, on_reply, &r[0], NULL),
+           MDP_ECLOSING);
+  mdp_msg_destroy(b);
+  CHECK(t_run_until(&loop, is_client_closed, NULL, 2000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Closing from inside a reply callback. */
+static void close_from_callback(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-close-cb") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 0);
+  CHECK(c != NULL);
+  rep_t a = {0}, b = {0};
+  a.close_on_partial = 1;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("a"), NULL, on_reply, &a,
+                              NULL), 0);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("b"), NULL, on_reply, &b,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 2, 2000));
+  mdp_msg_t *m = fake_take(&f);
+  mdp_msg_t *m2 = fake_take(&f);
+  mdp_msg_t *ma = mdp_msg_frame_eq(m, 4, "a", 1) ? m : m2;
+  fake_reply(&f, ma, "\x02", "part");
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(m2);
+  CHECK(t_run_until(&loop, rep_done, &a, 2000));
+  CHECK_EQ(a.partials, 1);
+  CHECK_EQ(a.status, MDP_ECANCELED);
+  CHECK_EQ(b.status, MDP_ECANCELED);
+  rep_clear(&a);
+  rep_clear(&b);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0); /* the client freed itself */
+}
+
+/* Two brokers: the first is silent; the retry goes to the second. */
+static void failover(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f1, f2;
+  CHECK(fake_open(&f1, "tcp://127.0.0.1:*") == 0);
+  CHECK(fake_open(&f2, "inproc://client-failover-2") == 0);
+  const char *eps[] = {f1.endpoint, f2.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 2, 100, 1, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f1, 1, 2000));
+  CHECK(fake_wait(&loop, &f2, 1, 2000));
+  CHECK_EQ(fake_echo(&f2), 1);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "q", 1));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f1);
+  fake_close(&f2);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* 1,000 requests in flight at once from one client, on 1,000 sockets. */
+typedef struct {
+  int finals;
+  int errors;
+} count_t;
+
+static void on_count(mdp_client_t *c, uint64_t id, int status, int final,
+                     mdp_msg_t *body, void *data) {
+  count_t *n = mdp_client_get_data(c);
+  if (status == 0 && final &&
+      mdp_msg_frame_eq(body, 0, &id, sizeof id))
+    n->finals++;
+  else if (final)
+    n->errors++;
+  mdp_msg_destroy(body);
+}
+
+typedef struct {
+  fake_t *f;
+  count_t *n;
+  int target;
+} echo_wait_t;
+
+static int echo_until(void *arg) {
+  echo_wait_t *e = arg;
+  fake_echo(e->f);
+  return e->n->finals + e->n->errors >= e->target;
+}
+
+static void thousand_in_flight(void) {
+  int n = t_scale(1000);
+  void *ctx = zmq_ctx_new();
+  zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 4096);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open_ctx(&f, ctx, "inproc://client-thousand") == 0);
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.zmq_context = ctx;
+  o.max_sockets = (size_t)n;
+  mdp_client_t *c = NULL;
+  const char *eps[] = {f.endpoint};
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  count_t cnt = {0};
+  mdp_client_set_data(c, &cnt);
+  for (int i = 0; i < n; i++) {
+    /* the body is the request id, so each reply is matched to its request */
+    uint64_t next = (uint64_t)i + 1;
+    mdp_msg_t *b = mdp_msg_new();
+    mdp_msg_append_mem(b, &next, sizeof next);
+    uint64_t id;
+    CHECK_EQ(mdp_client_request(c, "echo", b, NULL, on_count, NULL, &id), 0);
+    CHECK_EQ(id, next);
+  }
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.in_flight, (size_t)n);
+  CHECK_EQ(st.queued, 0);
+  echo_wait_t e = {&f, &cnt, n};
+  CHECK(t_run_until(&loop, echo_until, &e, 30000));
+  CHECK_EQ(cnt.finals, n);
+  CHECK_EQ(cnt.errors, 0);
+  client_closed_flag = 0;
+  mdp_client_close(c, on_client_closed);
+  CHECK(t_run_until(&loop, is_client_closed, NULL, 5000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+  zmq_ctx_term(ctx);
+}
+
+/* The blocking helper, against a fake broker in another thread. */
+typedef struct {
+  fake_t f;
+  volatile int stop;
+  int mode; /* 0: PARTIAL + FINAL, 1: never answer */
+} thread_fake_t;
+
+static void fake_thread(void *arg) {
+  thread_fake_t *t = arg;
+  while (!t->stop) {
+    zmq_pollitem_t it = {t->f.sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 10) <= 0)
+      continue;
+    mdp_msg_t *m = fake_take(&t->f);
+    if (m == NULL)
+      continue;
+    if (t->mode == 0) {
+      fake_reply(&t->f, m, "\x02", "one");
+      fake_reply(&t->f, m, "\x03", "two", "three");
+    }
+    mdp_msg_destroy(m);
+  }
+}
+
+static void sync_helper(void) {
+  thread_fake_t t;
+  memset(&t, 0, sizeof t);
+  CHECK(fake_open(&t.f, "tcp://127.0.0.1:*") == 0);
+  uv_thread_t th;
+  uv_thread_create(&th, fake_thread, &t);
+  mdp_msg_t *body = body_of("hi");
+  mdp_reply_t reply;
+  int rc = mdp_request_sync(t.f.endpoint, "echo", body, 2000, 0, NULL, &reply);
+  CHECK_EQ(mdp_msg_size(body), 1); /* still the caller's */
+  t.mode = 1;
+  mdp_reply_t none;
+  uint64_t t0 = uv_hrtime();
+  int rc2 = mdp_request_sync(t.f.endpoint, "echo", body, 50, 1, NULL, &none);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  t.stop = 1;
+  uv_thread_join(&th);
+  fake_close(&t.f);
+  mdp_msg_destroy(body);
+  CHECK_EQ(rc, 0);
+  CHECK_EQ(reply.count, 2);
+  CHECK(mdp_msg_frame_eq(reply.parts[0], 0, "one", 3));
+  CHECK_EQ(mdp_msg_size(reply.parts[1]), 2);
+  CHECK(mdp_msg_frame_eq(reply.parts[1], 1, "three", 5));
+  mdp_reply_free(&reply);
+  CHECK_EQ(reply.count, 0);
+  CHECK_EQ(rc2, MDP_ETIMEDOUT);
+  CHECK_EQ(none.count, 0);
+  CHECK(ms >= 90);
+}
+
+int main(void) {
+  RUN(request_frames_exact);
+  RUN(bad_arguments);
+  RUN(pool_and_queue);
+  RUN(timeout_retry_late_reply);
+  RUN(timeout_exhausted);
+  RUN(overall_deadline);
+  RUN(cancel_requests);
+  RUN(close_with_pending);
+  RUN(close_from_callback);
+  RUN(failover);
+  RUN(thousand_in_flight);
+  RUN(sync_helper);
+  mdp_zmq_context_term();
+  return t_done();
+}
