@@ -374,6 +374,32 @@ static void queue_limit(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+static void max_msg_size_enforced(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_msg_size = 1000;
+  CHECK(env_open(&o, "tcp://127.0.0.1:*") == 0); /* the limit is a wire one */
+  void *w = worker_ready("svc");
+  void *big = peer();
+  char body[2001];
+  memset(body, 'x', 2000);
+  body[2000] = '\0';
+  peer_send(big, "MDPC02", "\x01", "svc", body, NULL);
+  CHECK(quiet(w, 200)); /* never reached the broker's logic */
+  CHECK_EQ(stats().requests, 0);
+  /* Everyone else carries on, and messages under the limit pass. */
+  void *c = peer();
+  body[900] = '\0';
+  peer_send(c, "MDPC02", "\x01", "svc", body, NULL);
+  zmq_msg_t addr;
+  mdp_msg_t *req = expect_request(w, &addr);
+  CHECK(msg_is(req, "MDPW02", "\x02", ANY, "", body, NULL));
+  mdp_msg_destroy(req);
+  zmq_msg_close(&addr);
+  CHECK_EQ(stats().requests, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* ---- heartbeats and worker expiry ------------------------------------- */
 
 static void broker_sends_heartbeats(void) {
@@ -938,6 +964,7 @@ int main(void) {
   RUN(queued_until_worker);
   RUN(queued_request_expires);
   RUN(queue_limit);
+  RUN(max_msg_size_enforced);
   RUN(broker_sends_heartbeats);
   RUN(silent_worker_expires);
   RUN(redispatch_after_disconnect);
