@@ -781,6 +781,190 @@ static void sync_helper(void) {
   CHECK(ms >= 90);
 }
 
+/* --- against the real broker ----------------------------------------------- */
+
+typedef struct {
+  int closed;
+} bclose_t;
+
+static void broker_closed(mdp_broker_t *b) {
+  bclose_t *c = mdp_broker_get_data(b);
+  c->closed = 1;
+}
+
+static int b_closed(void *arg) { return ((bclose_t *)arg)->closed; }
+
+/* An echo worker that streams the body back as one PARTIAL per frame and an
+ * empty FINAL. */
+static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+                    mdp_msg_t *body) {
+  zmq_msg_t frame;
+  while (mdp_msg_size(body) > 1) {
+    mdp_msg_pop_front(body, &frame);
+    mdp_msg_t *part = mdp_msg_new();
+    mdp_msg_append(part, &frame);
+    zmq_msg_close(&frame);
+    if (mdp_worker_partial(req, part) < 0)
+      mdp_msg_destroy(part);
+  }
+  if (mdp_worker_final(req, body) < 0)
+    mdp_msg_destroy(body);
+}
+
+static int workers_closed;
+static void on_worker_closed(mdp_worker_t *w) { workers_closed++; }
+static int three_closed(void *arg) { return workers_closed == 3; }
+
+static int registered(void *arg) {
+  mdp_broker_service_stats_t st;
+  return mdp_broker_get_service_stats(arg, "echo", &st) == 0 &&
+         st.workers_idle >= 3;
+}
+
+typedef struct {
+  rep_t *r;
+  int n;
+} all_t;
+
+static int all_done(void *arg) {
+  all_t *a = arg;
+  for (int i = 0; i < a->n; i++)
+    if (!a->r[i].done)
+      return 0;
+  return 1;
+}
+
+static void via_broker(const char *bind) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_broker_t *b = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, NULL, &b), 0);
+  CHECK_EQ(mdp_broker_bind(b, bind), 0);
+  bclose_t bc = {0};
+  mdp_broker_set_data(b, &bc);
+  char ep[256];
+  CHECK_EQ(mdp_broker_last_endpoint(b, ep, sizeof ep), 0);
+  mdp_worker_t *w[3];
+  workers_closed = 0;
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ(mdp_worker_new(&loop, ep, "echo", NULL, on_echo, &w[i]), 0);
+  CHECK(t_run_until(&loop, registered, b, 3000));
+  const char *eps[] = {ep};
+  mdp_client_t *c = client_start(&loop, eps, 1, 0, 1, 8);
+  CHECK(c != NULL);
+  enum { N = 20 };
+  rep_t r[N];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < N; i++) {
+    mdp_msg_t *body = body_of("a");
+    mdp_msg_append_str(body, "b");
+    mdp_msg_append_mem(body, NULL, 0);
+    CHECK_EQ(mdp_client_request(c, "echo", body, NULL, on_reply, &r[i], NULL),
+             0);
+  }
+  rep_t mmi = {0};
+  CHECK_EQ(mdp_client_request(c, "mmi.service", body_of("echo"), NULL,
+                              on_reply, &mmi, NULL), 0);
+  all_t all = {r, N};
+  CHECK(t_run_until(&loop, all_done, &all, 5000));
+  CHECK(t_run_until(&loop, rep_done, &mmi, 2000));
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ(r[i].status, 0);
+    CHECK_EQ(r[i].partials, 2);
+    CHECK(mdp_msg_frame_eq(r[i].parts[0], 0, "a", 1));
+    CHECK(mdp_msg_frame_eq(r[i].parts[1], 0, "b", 1));
+    CHECK(mdp_msg_frame_eq(r[i].parts[2], 0, "", 0));
+    rep_clear(&r[i]);
+  }
+  CHECK_EQ(mmi.status, 0);
+  CHECK(mdp_msg_frame_eq(mmi.parts[0], 0, "200", 3));
+  rep_clear(&mmi);
+  CHECK(client_stop(&loop, c));
+  for (int i = 0; i < 3; i++)
+    mdp_worker_close(w[i], 1, on_worker_closed);
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  CHECK(t_run_until(&loop, three_closed, NULL, 3000));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void broker_inproc(void) { via_broker("inproc://client-broker"); }
+static void broker_ipc(void) {
+  char ep[128];
+  snprintf(ep, sizeof ep, "ipc:///tmp/mdp-test-client-%d", (int)getpid());
+  via_broker(ep);
+}
+static void broker_tcp(void) { via_broker("tcp://127.0.0.1:*"); }
+
+typedef struct {
+  mdp_broker_t *b;
+  const char *ep;
+} rebind_t;
+
+static int rebind(void *arg) {
+  rebind_t *r = arg;
+  return mdp_broker_bind(r->b, r->ep) == 0;
+}
+
+/* The broker goes away and a new one is bound on the same endpoint: the
+ * worker re-registers and a client request (retried as needed) succeeds. */
+static void broker_restart(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_broker_options_t bo;
+  mdp_broker_options_init(&bo);
+  bo.heartbeat_interval_ms = 50;
+  mdp_broker_t *b = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, &bo, &b), 0);
+  CHECK_EQ(mdp_broker_bind(b, "tcp://127.0.0.1:*"), 0);
+  bclose_t bc = {0};
+  mdp_broker_set_data(b, &bc);
+  char ep[256];
+  CHECK_EQ(mdp_broker_last_endpoint(b, ep, sizeof ep), 0);
+  mdp_worker_options_t wo;
+  mdp_worker_options_init(&wo);
+  wo.heartbeat_interval_ms = 50;
+  wo.heartbeat_liveness = 3;
+  wo.reconnect_initial_ms = 20;
+  wo.reconnect_max_ms = 100;
+  mdp_worker_t *w[3];
+  workers_closed = 0;
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ(mdp_worker_new(&loop, ep, "echo", &wo, on_echo, &w[i]), 0);
+  CHECK(t_run_until(&loop, registered, b, 3000));
+  const char *eps[] = {ep};
+  mdp_client_t *c = client_start(&loop, eps, 1, 300, 5, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("one"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 3000));
+  CHECK_EQ(r.status, 0);
+  rep_clear(&r);
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  /* asked while no broker is there */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("two"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(!t_run_until(&loop, rep_done, &r, 100));
+  bc.closed = 0;
+  CHECK_EQ(mdp_broker_new(&loop, &bo, &b), 0);
+  mdp_broker_set_data(b, &bc);
+  rebind_t rb = {b, ep};
+  CHECK(t_run_until(&loop, rebind, &rb, 3000));
+  CHECK(t_run_until(&loop, rep_done, &r, 5000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "two", 3));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  for (int i = 0; i < 3; i++)
+    mdp_worker_close(w[i], 0, on_worker_closed);
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  CHECK(t_run_until(&loop, three_closed, NULL, 3000));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -794,6 +978,10 @@ int main(void) {
   RUN(failover);
   RUN(thousand_in_flight);
   RUN(sync_helper);
+  RUN(broker_inproc);
+  RUN(broker_ipc);
+  RUN(broker_tcp);
+  RUN(broker_restart);
   mdp_zmq_context_term();
   return t_done();
 }

@@ -636,6 +636,87 @@ static void close_from_callback(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* --- against the real broker ----------------------------------------------- */
+
+typedef struct {
+  int closed;
+} bclose_t;
+
+static void broker_closed(mdp_broker_t *b) {
+  bclose_t *c = mdp_broker_get_data(b);
+  c->closed = 1;
+}
+
+static int b_closed(void *arg) { return ((bclose_t *)arg)->closed; }
+
+static int worker_registered(void *arg) {
+  mdp_broker_stats_t st;
+  mdp_broker_get_stats(arg, &st);
+  return st.workers_idle >= 1;
+}
+
+typedef struct {
+  mdp_broker_t *b;
+  const char *ep;
+} rebind_t;
+
+static int rebind(void *arg) {
+  rebind_t *r = arg;
+  return mdp_broker_bind(r->b, r->ep) == 0;
+}
+
+/* A worker registers with a real broker, and again with a new broker bound
+ * on the same endpoint after the first one was closed. */
+static void broker_restart(const char *bind) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_broker_options_t bo;
+  mdp_broker_options_init(&bo);
+  bo.heartbeat_interval_ms = 50;
+  mdp_broker_t *b = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, &bo, &b), 0);
+  CHECK_EQ(mdp_broker_bind(b, bind), 0);
+  char ep[256];
+  CHECK_EQ(mdp_broker_last_endpoint(b, ep, sizeof ep), 0);
+  bclose_t bc = {0};
+  mdp_broker_set_data(b, &bc);
+  app_t a = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 20;
+  o.reconnect_max_ms = 100;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, ep, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  CHECK(t_run_until(&loop, worker_registered, b, 3000));
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  bc.closed = 0;
+  CHECK_EQ(mdp_broker_new(&loop, &bo, &b), 0);
+  mdp_broker_set_data(b, &bc);
+  /* ZeroMQ unbinds the old socket from its I/O thread: retry a while */
+  rebind_t rb = {b, ep};
+  CHECK(t_run_until(&loop, rebind, &rb, 3000));
+  CHECK(t_run_until(&loop, worker_registered, b, 5000));
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK(st.connects >= 2);
+  CHECK(worker_stop(&loop, w, &a));
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void broker_restart_inproc(void) { broker_restart("inproc://w-restart"); }
+static void broker_restart_ipc(void) {
+  char ep[128];
+  snprintf(ep, sizeof ep, "ipc:///tmp/mdp-test-worker-%d", (int)getpid());
+  broker_restart(ep);
+}
+static void broker_restart_tcp(void) { broker_restart("tcp://127.0.0.1:*"); }
+
 int main(void) {
   RUN(ready_frames_exact);
   RUN(request_reply_exact);
@@ -648,6 +729,9 @@ int main(void) {
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
   RUN(close_from_callback);
+  RUN(broker_restart_inproc);
+  RUN(broker_restart_ipc);
+  RUN(broker_restart_tcp);
   mdp_zmq_context_term();
   return t_done();
 }
