@@ -29,7 +29,7 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->max_msg_size = 64 * 1024 * 1024;
   opts->max_redispatch = 1;
   opts->log_level = MDP_LOG_INFO;
-  opts->dialects = MDP_DIALECT_RFC18;
+  opts->dialects = MDP_DIALECT_ALL;
 }
 
 void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...) {
@@ -207,6 +207,41 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   broker_worker_idle(b, w);
 }
 
+/* An MDP/0.1 client expects one REPLY: PARTIAL bodies are appended to
+ * r->collected, and the FINAL's body is returned with them in front.  Over
+ * max_msg_size bytes the request fails: counted, and nothing is sent.
+ * Returns the message to send, or NULL (taken). */
+static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
+                                   mdp_command_t command, mdp_msg_t *msg) {
+  if (!r->failed) {
+    size_t limit = b->opts.max_msg_size < 0 ? SIZE_MAX
+                                            : (size_t)b->opts.max_msg_size;
+    size_t have = r->collected ? mdp_msg_bytes(r->collected) : 0;
+    if (have + mdp_msg_bytes(msg) > limit) {
+      r->failed = 1;
+      b->stats.dropped_too_large++;
+      BROKER_LOG(b, MDP_LOG_WARN,
+                 "reply for an MDP/0.1 client over %zu bytes: request failed",
+                 limit);
+    } else if (r->collected == NULL && command == MDP_WORKER_FINAL) {
+      return msg; /* a single-part reply: nothing to collect */
+    } else if ((r->collected || (r->collected = mdp_msg_new())) &&
+               mdp_msg_append_msg(r->collected, msg) == 0) {
+      mdp_msg_destroy(msg);
+      if (command == MDP_WORKER_PARTIAL)
+        return NULL;
+      msg = r->collected;
+      r->collected = NULL;
+      return msg;
+    } else {
+      r->failed = 1;
+      b->stats.dropped_too_large++;
+    }
+  }
+  mdp_msg_destroy(msg);
+  return NULL;
+}
+
 static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
                      const mdp_cmd_t *cmd, mdp_msg_t *msg) {
   broker_request_t *r = w ? w->request : NULL;
@@ -225,16 +260,22 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   }
   broker_service_t *s = w->service;
   mdp_msg_drop_front(msg, cmd->body);
-  if (cmd->command == MDP_WORKER_PARTIAL) {
+  if (r->client_dialect == MDP_DIALECT_MDP01)
+    msg = collect_for_mdp01(b, r, cmd->command, msg);
+  if (msg == NULL) {
+    /* collected, or swallowed after an oversized reply */
+  } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
     b->stats.partials++;
     broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_PARTIAL,
                        s->name, s->name_size, msg);
-    return;
+  } else {
+    b->stats.replies++;
+    broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_FINAL,
+                       s->name, s->name_size, msg);
   }
-  b->stats.replies++;
-  broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_FINAL,
-                     s->name, s->name_size, msg);
+  if (cmd->command == MDP_WORKER_PARTIAL)
+    return;
   w->request = NULL;
   s->n_busy--;
   mdp_tlist_remove(&w->busy);

@@ -93,6 +93,7 @@ void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   (void)b;
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
+  mdp_msg_destroy(r->collected);
   free(r);
 }
 
@@ -117,6 +118,8 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->service = s;
   r->dispatches = 0;
   r->partial_sent = 0;
+  r->collected = NULL;
+  r->failed = 0;
   r->client_queue = cq;
   mdp_list_push_back(&cq->requests, &r->queue_link);
   if (!mdp_list_linked(&cq->ring_link))
@@ -190,7 +193,7 @@ static broker_request_t *worker_detach(mdp_broker_t *b, broker_worker_t *w,
 /* A request whose worker is gone: re-dispatch it if no reply part reached
  * the client yet and it has retries left, else drop it. */
 static void orphan(mdp_broker_t *b, broker_request_t *r) {
-  if (r->partial_sent || r->body == NULL ||
+  if (r->partial_sent || r->failed || r->body == NULL ||
       r->dispatches > b->opts.max_redispatch) {
     b->stats.dropped_worker_lost++;
     BROKER_LOG(b, MDP_LOG_WARN,
@@ -202,6 +205,11 @@ static void orphan(mdp_broker_t *b, broker_request_t *r) {
     return;
   }
   b->stats.redispatched++;
+  /* Parts collected for an MDP/0.1 client never reached it: the next
+   * worker starts the reply afresh. */
+  mdp_msg_destroy(r->collected);
+  r->collected = NULL;
+  r->failed = 0;
   requeue_front(b, r);
 }
 

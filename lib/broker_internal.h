@@ -53,6 +53,11 @@ struct broker_request {
   mdp_msg_t *body;          /* kept until FINAL so it can be re-dispatched */
   unsigned dispatches;      /* times sent to a worker */
   int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
+  /* MDP/0.1 clients take exactly one REPLY: the PARTIALs of a 0.2 worker
+   * are collected here and sent with the FINAL.  `failed` once they went
+   * over max_msg_size: the rest of the reply is swallowed. */
+  mdp_msg_t *collected;
+  int failed;
 };
 
 struct broker_worker {

@@ -109,7 +109,7 @@ static void help_lists_every_option(void) {
                            "--heartbeat-liveness", "--busy-timeout",
                            "--request-expiry", "--max-queue",
                            "--max-msg-size",  "--max-redispatch",
-                           "--stats-interval", "--verbose",
+                           "--stats-interval", "--verbose", "--dialects",
                            "--debug",         "--quiet",
                            "--help",          "--version",
                            "tcp://127.0.0.1:5555"};
@@ -136,6 +136,8 @@ static void bad_options_exit_2(void) {
       {"--heartbeat-liveness", "-1", NULL},
       {"--max-queue", "many", NULL},
       {"--request-expiry", "-2", NULL},
+      {"--dialects", "rfc18,nosuch", NULL},
+      {"--dialects", "", NULL},
       {"unexpected-argument", NULL, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

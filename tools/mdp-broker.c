@@ -40,6 +40,9 @@ static const char usage_text[] =
     "                              (default 67108864, 64 MiB)\n"
     "      --max-redispatch N      times a request is sent to another worker when\n"
     "                              its worker dies before replying (default 1)\n"
+    "      --dialects LIST         dialects to accept, comma-separated, from\n"
+    "                              rfc18, majortomo, mdp01 (default: all three;\n"
+    "                              each peer is answered in its own)\n"
     "      --stats-interval S      log a one-line stats summary every S seconds;\n"
     "                              0 = never (default 0)\n"
     "  -v, --verbose               also log worker arrivals and departures\n"
@@ -107,6 +110,30 @@ static int parse_count(const char *text, long long min, long long max,
   return 0;
 }
 
+/* "rfc18,mdp01" -> a mask of mdp_dialect_t. */
+static int parse_dialects(const char *text, unsigned *mask) {
+  static const mdp_dialect_t all[] = {MDP_DIALECT_RFC18, MDP_DIALECT_MAJORTOMO,
+                                      MDP_DIALECT_MDP01};
+  *mask = 0;
+  const char *p = text;
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    size_t i = 0;
+    for (; i < 3; i++) {
+      const char *name = mdp_dialect_name(all[i]);
+      if (len == strlen(name) && strncmp(p, name, len) == 0)
+        break;
+    }
+    if (i == 3)
+      return -1;
+    *mask |= all[i];
+    p += len;
+    if (*p == ',')
+      p++;
+  }
+  return *mask ? 0 : -1;
+}
+
 static void on_broker_closed(mdp_broker_t *broker) {
   app_t *app = mdp_broker_get_data(broker);
   app->broker = NULL;
@@ -169,7 +196,8 @@ int main(int argc, char **argv) {
     OPT_MAX_QUEUE,
     OPT_MAX_MSG,
     OPT_MAX_REDISPATCH,
-    OPT_STATS
+    OPT_STATS,
+    OPT_DIALECTS
   };
   static const struct option longopts[] = {
       {"bind", required_argument, NULL, 'b'},
@@ -181,6 +209,7 @@ int main(int argc, char **argv) {
       {"max-msg-size", required_argument, NULL, OPT_MAX_MSG},
       {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
       {"stats-interval", required_argument, NULL, OPT_STATS},
+      {"dialects", required_argument, NULL, OPT_DIALECTS},
       {"verbose", no_argument, NULL, 'v'},
       {"debug", no_argument, NULL, 'd'},
       {"quiet", no_argument, NULL, 'q'},
@@ -247,6 +276,11 @@ int main(int argc, char **argv) {
       if (parse_seconds(optarg, &stats_ms) < 0)
         rc = usage_error("invalid --stats-interval '%s': seconds expected",
                          optarg);
+      break;
+    case OPT_DIALECTS:
+      if (parse_dialects(optarg, &opts.dialects) < 0)
+        rc = usage_error("invalid --dialects '%s': a comma-separated list of "
+                         "rfc18, majortomo, mdp01 expected", optarg);
       break;
     case 'v':
       verbose = 1;

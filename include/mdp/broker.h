@@ -58,7 +58,7 @@ typedef struct {
    * before replying (default 1). */
   unsigned max_redispatch;
   /* Dialects accepted (a mask of mdp_dialect_t, see mdp/codec.h); each peer
-   * is answered in its own (default MDP_DIALECT_RFC18). */
+   * is answered in its own (default MDP_DIALECT_ALL). */
   unsigned dialects;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
@@ -81,6 +81,7 @@ typedef struct {
   uint64_t dropped_unroutable; /* replies for clients that are gone */
   uint64_t dropped_worker_lost;/* requests lost with their worker (after a
                                   PARTIAL, or past max_redispatch) */
+  uint64_t dropped_too_large; /* MDP/0.1 replies collected over max_msg_size */
   uint64_t disconnects_sent;   /* DISCONNECTs for protocol errors & expiry */
   uint64_t workers_registered; /* READYs accepted */
   uint64_t workers_expired;    /* removed for silence or busy timeout */

@@ -1,0 +1,381 @@
+/* One broker for RFC 18, Majortomo and MDP/0.1 peers.
+ *
+ * Raw sockets send each dialect's exact frames (written out here from
+ * WIRE.md, not produced by the codec) and check each frame the broker
+ * answers with, for all nine client/worker pairings.
+ */
+#include <unistd.h>
+
+#include "harness.h"
+#include "peer.h"
+#include "broker_env.h"
+
+enum { RFC18, MAJORTOMO, MDP01, N_DIALECTS };
+static const char *dialect_names[] = {"rfc18", "majortomo", "mdp01"};
+
+/* Worker frames per dialect: leading empty frame, header, command bytes. */
+typedef struct {
+  const char *lead; /* NULL: no leading empty frame */
+  const char *header;
+  const char *ready, *request, *partial, *final, *heartbeat, *disconnect;
+} worker_wire_t;
+
+static const worker_wire_t worker_wire[N_DIALECTS] = {
+    {NULL, "MDPW02", "\x01", "\x02", "\x03", "\x04", "\x05", "\x06"},
+    {"", "MDPW02", "\x01", "\x02", "\x03", "\x04", "\x05", "\x06"},
+    {"", "MDPW01", "\x01", "\x02", NULL, "\x03", "\x04", "\x05"},
+};
+
+/* Appends the worker header of `d` and command `cmd`. */
+static mdp_msg_t *worker_msg(int d, const char *cmd) {
+  mdp_msg_t *m = mdp_msg_new();
+  if (worker_wire[d].lead)
+    mdp_msg_append_str(m, "");
+  mdp_msg_append_str(m, worker_wire[d].header);
+  mdp_msg_append_mem(m, cmd, 1);
+  return m;
+}
+
+/* Checks `m` is [lead? header cmd rest...] of dialect `d`; rest as
+ * msg_is() frames after the header (NULL-terminated array). */
+static int is_worker_cmd(mdp_msg_t *m, int d, const char *cmd,
+                         const char *const *rest) {
+  size_t i = 0;
+  if (m == NULL)
+    return 0;
+  if (worker_wire[d].lead && !mdp_msg_frame_eq(m, i++, "", 0))
+    return 0;
+  if (!mdp_msg_frame_eq(m, i++, worker_wire[d].header, 6) ||
+      !mdp_msg_frame_eq(m, i++, cmd, 1))
+    return 0;
+  for (; rest && *rest; rest++, i++)
+    if (*rest != ANY && !mdp_msg_frame_eq(m, i, *rest, strlen(*rest)))
+      return 0;
+  return i == mdp_msg_size(m);
+}
+
+static void *worker_ready_in(int d, const char *service) {
+  void *w = peer();
+  size_t before = stats().workers_registered;
+  mdp_msg_t *m = worker_msg(d, worker_wire[d].ready);
+  mdp_msg_append_str(m, service);
+  peer_send_msg(w, m);
+  for (int i = 0; i < 200 && stats().workers_registered == before; i++)
+    settle(5);
+  return w;
+}
+
+/* Receives on `w`, skipping heartbeats of dialect `d`. */
+static mdp_msg_t *worker_recv(int d, void *w, uint64_t ms) {
+  for (;;) {
+    mdp_msg_t *m = recv_on(w, ms);
+    if (m == NULL || !is_worker_cmd(m, d, worker_wire[d].heartbeat, NULL))
+      return m;
+    mdp_msg_destroy(m);
+  }
+}
+
+static void worker_send_reply(int d, void *w, const char *cmd,
+                              mdp_msg_t *addr_from, size_t addr_index,
+                              const char *const *body) {
+  mdp_msg_t *m = worker_msg(d, cmd);
+  mdp_msg_append_mem(m, mdp_msg_data(addr_from, addr_index),
+                     mdp_msg_frame_size(addr_from, addr_index));
+  mdp_msg_append_str(m, "");
+  for (; *body; body++)
+    mdp_msg_append_str(m, *body);
+  peer_send_msg(w, m);
+}
+
+/* Client frames per dialect. */
+static void client_send_request(int d, void *c, const char *service,
+                                const char *const *body) {
+  mdp_msg_t *m = mdp_msg_new();
+  if (d == RFC18) {
+    mdp_msg_append_str(m, "MDPC02");
+    mdp_msg_append_str(m, "\x01");
+  } else if (d == MAJORTOMO) {
+    mdp_msg_append_str(m, "");
+    mdp_msg_append_str(m, "MDPC02");
+    mdp_msg_append_str(m, "\x02");
+  } else {
+    mdp_msg_append_str(m, "");
+    mdp_msg_append_str(m, "MDPC01");
+  }
+  mdp_msg_append_str(m, service);
+  for (; *body; body++)
+    mdp_msg_append_str(m, *body);
+  peer_send_msg(c, m);
+}
+
+/* 1 if `m` is a client reply of dialect `d` (final or partial) to
+ * `service` with exactly `body`. */
+static int is_client_reply(mdp_msg_t *m, int d, int final,
+                           const char *service, const char *const *body) {
+  const char *head[4];
+  int n = 0;
+  if (d == RFC18) {
+    head[n++] = "MDPC02";
+    head[n++] = final ? "\x03" : "\x02";
+    head[n++] = service;
+  } else if (d == MAJORTOMO) {
+    head[n++] = "";
+    head[n++] = "MDPC02";
+    head[n++] = final ? "\x04" : "\x03"; /* and no service frame */
+  } else {
+    head[n++] = "";
+    head[n++] = "MDPC01";
+    head[n++] = service;
+  }
+  if (m == NULL)
+    return 0;
+  size_t i = 0;
+  for (int k = 0; k < n; k++, i++)
+    if (!mdp_msg_frame_eq(m, i, head[k], strlen(head[k])))
+      return 0;
+  for (; *body; body++, i++)
+    if (!mdp_msg_frame_eq(m, i, *body, strlen(*body)))
+      return 0;
+  return i == mdp_msg_size(m);
+}
+
+/* ---- all nine pairings ------------------------------------------------ */
+
+static void pairing(int cd, int wd) {
+  void *w = worker_ready_in(wd, "svc");
+  void *c = peer();
+  const char *body[] = {"a", "", "c", NULL};
+  client_send_request(cd, c, "svc", body);
+  mdp_msg_t *req = worker_recv(wd, w, 2000);
+  const char *req_rest[] = {ANY, "", "a", "", "c", NULL};
+  int ok = is_worker_cmd(req, wd, worker_wire[wd].request, req_rest);
+  if (!ok)
+    msg_dump("REQUEST", req);
+  CHECK(ok);
+  size_t addr_index = worker_wire[wd].lead ? 3 : 2;
+  /* A stream: two PARTIALs (0.2 workers only), then the FINAL. */
+  const char *p1[] = {"p1", NULL}, *p2[] = {"p2a", "", NULL},
+             *fin[] = {"end", NULL};
+  int partials = worker_wire[wd].partial != NULL;
+  if (partials) {
+    worker_send_reply(wd, w, worker_wire[wd].partial, req, addr_index, p1);
+    worker_send_reply(wd, w, worker_wire[wd].partial, req, addr_index, p2);
+  }
+  worker_send_reply(wd, w, worker_wire[wd].final, req, addr_index, fin);
+  mdp_msg_destroy(req);
+  if (cd == MDP01) {
+    /* Exactly one REPLY, with every part in order. */
+    const char *all[] = {"p1", "p2a", "", "end", NULL};
+    mdp_msg_t *rep = recv_on(c, 2000);
+    ok = is_client_reply(rep, cd, 1, "svc", partials ? all : fin);
+    if (!ok)
+      msg_dump("REPLY", rep);
+    mdp_msg_destroy(rep);
+    CHECK(ok);
+    CHECK(quiet(c, 50));
+  } else {
+    if (partials) {
+      mdp_msg_t *r1 = recv_on(c, 2000), *r2 = recv_on(c, 2000);
+      ok = is_client_reply(r1, cd, 0, "svc", p1) &&
+           is_client_reply(r2, cd, 0, "svc", p2);
+      if (!ok) {
+        msg_dump("PARTIAL 1", r1);
+        msg_dump("PARTIAL 2", r2);
+      }
+      mdp_msg_destroy(r1);
+      mdp_msg_destroy(r2);
+      CHECK(ok);
+    }
+    mdp_msg_t *rep = recv_on(c, 2000);
+    ok = is_client_reply(rep, cd, 1, "svc", fin);
+    if (!ok)
+      msg_dump("FINAL", rep);
+    mdp_msg_destroy(rep);
+    CHECK(ok);
+  }
+  /* The worker is idle again and serves a second request. */
+  const char *again[] = {"again", NULL};
+  client_send_request(cd, c, "svc", again);
+  req = worker_recv(wd, w, 2000);
+  const char *again_rest[] = {ANY, "", "again", NULL};
+  ok = is_worker_cmd(req, wd, worker_wire[wd].request, again_rest);
+  mdp_msg_destroy(req);
+  CHECK(ok);
+}
+
+static void all_nine_pairings(void) {
+  for (int cd = 0; cd < N_DIALECTS; cd++) {
+    for (int wd = 0; wd < N_DIALECTS; wd++) {
+      CHECK(env_open(NULL, NULL) == 0);
+      int failed_before = t_failed_now_;
+      pairing(cd, wd);
+      if (t_failed_now_ && !failed_before)
+        printf("# pairing: %s client, %s worker\n", dialect_names[cd],
+               dialect_names[wd]);
+      CHECK_EQ(env_close(), 0);
+      CHECK(!t_failed_now_);
+    }
+  }
+}
+
+/* ---- worker rules in every dialect ------------------------------------ */
+
+static void heartbeats_in_each_dialect(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = t_slow(30);
+  o.heartbeat_liveness = 100;
+  CHECK(env_open(&o, NULL) == 0);
+  for (int d = 0; d < N_DIALECTS; d++) {
+    void *w = worker_ready_in(d, dialect_names[d]);
+    mdp_msg_t *m = recv_on(w, 1000);
+    int ok = is_worker_cmd(m, d, worker_wire[d].heartbeat, NULL);
+    if (!ok)
+      msg_dump(dialect_names[d], m);
+    mdp_msg_destroy(m);
+    CHECK(ok);
+  }
+  CHECK_EQ(env_close(), 0);
+}
+
+static int workers_are(void *arg) { return stats().workers == *(size_t *)arg; }
+
+static void expiry_and_keepalive_in_each_dialect(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = t_slow(20);
+  o.heartbeat_liveness = 3;
+  CHECK(env_open(&o, NULL) == 0);
+  void *alive[N_DIALECTS], *silent[N_DIALECTS];
+  for (int d = 0; d < N_DIALECTS; d++) {
+    alive[d] = worker_ready_in(d, "svc");
+    silent[d] = worker_ready_in(d, "svc");
+  }
+  CHECK_EQ(stats().workers, 6);
+  /* Heartbeats in each dialect keep `alive` registered for 5x the window. */
+  uint64_t end = uv_hrtime() + t_slow(300) * 1000000ull;
+  while (uv_hrtime() < end) {
+    for (int d = 0; d < N_DIALECTS; d++) {
+      peer_send_msg(alive[d], worker_msg(d, worker_wire[d].heartbeat));
+      mdp_msg_destroy(peer_recv(&E.loop, alive[d], 0));
+    }
+    uint64_t next = uv_hrtime() + 10 * 1000000ull;
+    while (uv_hrtime() < next)
+      uv_run(&E.loop, UV_RUN_NOWAIT);
+  }
+  size_t three = 3;
+  CHECK(t_run_until(&E.loop, workers_are, &three, 1000));
+  CHECK_EQ(stats().workers_expired, 3);
+  /* Each silent worker was told, in its own dialect. */
+  for (int d = 0; d < N_DIALECTS; d++) {
+    int told = 0;
+    mdp_msg_t *m;
+    while ((m = peer_recv(&E.loop, silent[d], 50)) != NULL) {
+      told |= is_worker_cmd(m, d, worker_wire[d].disconnect, NULL);
+      mdp_msg_destroy(m);
+    }
+    if (!told)
+      printf("# %s worker got no DISCONNECT\n", dialect_names[d]);
+    CHECK(told);
+  }
+  CHECK_EQ(env_close(), 0);
+}
+
+static void disconnect_rules_in_each_dialect(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  for (int d = 0; d < N_DIALECTS; d++) {
+    /* A second READY gets DISCONNECT in the worker's dialect. */
+    void *w = worker_ready_in(d, "svc");
+    mdp_msg_t *m = worker_msg(d, worker_wire[d].ready);
+    mdp_msg_append_str(m, "svc");
+    peer_send_msg(w, m);
+    m = worker_recv(d, w, 2000);
+    int ok = is_worker_cmd(m, d, worker_wire[d].disconnect, NULL);
+    mdp_msg_destroy(m);
+    CHECK(ok);
+    /* A HEARTBEAT from an unknown worker, likewise. */
+    void *u = peer();
+    peer_send_msg(u, worker_msg(d, worker_wire[d].heartbeat));
+    m = worker_recv(d, u, 2000);
+    ok = is_worker_cmd(m, d, worker_wire[d].disconnect, NULL);
+    mdp_msg_destroy(m);
+    CHECK(ok);
+    /* A worker's DISCONNECT in its dialect removes it, with its request
+     * re-sent to the next worker. */
+    void *w1 = worker_ready_in(d, "job"), *w2 = worker_ready_in(d, "job");
+    void *c = peer();
+    const char *body[] = {"x", NULL};
+    client_send_request(RFC18, c, "job", body);
+    mdp_msg_t *r1 = worker_recv(d, w1, 2000);
+    CHECK(r1 != NULL);
+    mdp_msg_destroy(r1);
+    peer_send_msg(w1, worker_msg(d, worker_wire[d].disconnect));
+    mdp_msg_t *r2 = worker_recv(d, w2, 2000);
+    const char *rest[] = {ANY, "", "x", NULL};
+    ok = is_worker_cmd(r2, d, worker_wire[d].request, rest);
+    mdp_msg_destroy(r2);
+    CHECK(ok);
+    peer_send_msg(w2, worker_msg(d, worker_wire[d].disconnect));
+    settle(20);
+    CHECK_EQ(stats().workers, 0);
+  }
+  CHECK_EQ(env_close(), 0);
+}
+
+/* ---- MDP/0.1 collection limit, dialect restriction -------------------- */
+
+static void mdp01_reply_over_limit_fails(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_msg_size = 1000;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = worker_ready_in(RFC18, "big");
+  void *c = peer();
+  const char *body[] = {"q", NULL};
+  client_send_request(MDP01, c, "big", body);
+  mdp_msg_t *req = worker_recv(RFC18, w, 2000);
+  CHECK(req != NULL);
+  char chunk[601];
+  memset(chunk, 'z', 600);
+  chunk[600] = '\0';
+  const char *part[] = {chunk, NULL}, *fin[] = {"end", NULL};
+  worker_send_reply(RFC18, w, "\x03", req, 2, part);
+  worker_send_reply(RFC18, w, "\x03", req, 2, part); /* 1200 > 1000 */
+  worker_send_reply(RFC18, w, "\x04", req, 2, fin);
+  mdp_msg_destroy(req);
+  CHECK(quiet(c, 150)); /* the 0.1 client gets no truncated REPLY */
+  CHECK_EQ(stats().dropped_too_large, 1);
+  CHECK_EQ(stats().workers_idle, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
+static void dialects_can_be_restricted(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.dialects = MDP_DIALECT_RFC18 | MDP_DIALECT_MAJORTOMO;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w01 = worker_ready_in(MDP01, "svc");
+  CHECK_EQ(stats().workers, 0); /* refused: dropped as invalid */
+  CHECK_EQ(stats().dropped_invalid, 1);
+  void *c = peer();
+  const char *body[] = {"x", NULL};
+  client_send_request(MDP01, c, "svc", body);
+  settle(30);
+  CHECK_EQ(stats().requests, 0);
+  CHECK_EQ(stats().dropped_invalid, 2);
+  (void)w01;
+  worker_ready_in(MAJORTOMO, "svc");
+  CHECK_EQ(stats().workers, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
+int main(void) {
+  RUN(all_nine_pairings);
+  RUN(heartbeats_in_each_dialect);
+  RUN(expiry_and_keepalive_in_each_dialect);
+  RUN(disconnect_rules_in_each_dialect);
+  RUN(mdp01_reply_over_limit_fails);
+  RUN(dialects_can_be_restricted);
+  mdp_zmq_context_term();
+  return t_done();
+}
