@@ -1,1 +1,541 @@
-/* placeholder: being written */
+/* The reactor: one ZeroMQ socket on a libuv loop.  docs/reactor.md tells the
+ * whole story; the comments here say why each step is where it is.
+ *
+ * The one rule everything follows: ZMQ_FD is an edge-triggered hint.  Any
+ * ZeroMQ call on the socket (send, receive, ZMQ_EVENTS) may process the
+ * socket's pending commands and thereby consume the edge, so the last call
+ * of every burst of work must be one whose answer we act on: a receive
+ * that returned EAGAIN, or a ZMQ_EVENTS read that we check for work.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include <zmq.h>
+
+#include "mdp/error.h"
+#include "mdp/msg.h"
+#include "mdp/reactor.h"
+
+#define DEFAULT_BATCH 64
+#define DEFAULT_MAX_PENDING 100000
+#define RING_INITIAL 16
+/* Rounds of "work, then ZMQ_EVENTS" in one wake-up.  The batch budget
+ * already bounds the work; this only bounds rounds that make no progress
+ * while ZMQ_EVENTS keeps promising some. */
+#define MAX_ROUNDS 8
+/* Held messages and a ROUTER: its POLLOUT is about the socket, not about
+ * the peer the held head goes to, and a peer's pipe going away (which turns
+ * the head's EAGAIN into EHOSTUNREACH) raises no POLLOUT at all.  So while
+ * messages are held the reactor also retries on a timer: soon when
+ * ZMQ_EVENTS says POLLOUT but the head still gets EAGAIN, as a slow
+ * watchdog otherwise.  For other socket types POLLOUT is exact and the
+ * watchdog only costs a few idle wake-ups per second while blocked. */
+#define STALL_RETRY_MS 1
+#define WATCHDOG_MS 100
+
+enum {
+  F_RECEIVING = 1 << 0,
+  F_CLOSING = 1 << 1,
+  F_IN_PROCESS = 1 << 2,
+  F_POLL_ACTIVE = 1 << 3,
+  F_IDLE_ACTIVE = 1 << 4,
+  F_OWN_SOCKET = 1 << 5,
+  F_RX_DROP = 1 << 6, /* out of memory mid-message: discard until !MORE */
+};
+
+struct mdp_reactor_s {
+  uv_poll_t poll;
+  uv_idle_t idle;
+  uv_timer_t retry;
+  uv_loop_t *loop;
+  void *socket;
+  mdp_reactor_recv_cb recv_cb;
+  mdp_reactor_fail_cb fail_cb;
+  mdp_reactor_close_cb close_cb;
+  void *data;
+  unsigned flags;
+  unsigned batch;
+  int handles_open;
+  /* A message being received; between messages, an empty one kept for the
+   * next receive so a wake-up that finds nothing allocates nothing. */
+  mdp_msg_t *rx;
+  /* Held messages: a ring of pointers, grown by doubling, so holding a
+   * message costs no allocation in the steady state.  `head_sent` frames of
+   * the head message already went (EAGAIN mid-message). */
+  mdp_msg_t **ring;
+  size_t ring_cap;
+  size_t ring_head;
+  size_t head_sent;
+  size_t max_pending;
+  mdp_reactor_stats_t stats; /* stats.pending is the ring's count */
+};
+
+static void reactor_process(mdp_reactor_t *r);
+
+static int is_closing(const mdp_reactor_t *r) {
+  return (r->flags & F_CLOSING) != 0;
+}
+
+static void idle_cb(uv_idle_t *handle) {
+  reactor_process(handle->data);
+}
+
+static void retry_cb(uv_timer_t *handle) {
+  reactor_process(handle->data);
+}
+
+static void poll_cb(uv_poll_t *handle, int status, int events) {
+  /* An error status (say EBADF) is passed on to ZeroMQ's own calls, which
+   * report it in a form we already handle; `events` is only a hint anyway. */
+  (void)status;
+  (void)events;
+  reactor_process(handle->data);
+}
+
+/* Resumes processing on the next loop iteration (this one, if called before
+ * the loop's idle phase) without waiting for an edge. */
+static void kick(mdp_reactor_t *r) {
+  if (r->flags & F_IDLE_ACTIVE)
+    return;
+  uv_idle_start(&r->idle, idle_cb);
+  r->flags |= F_IDLE_ACTIVE;
+}
+
+static void idle_stop(mdp_reactor_t *r) {
+  if (!(r->flags & F_IDLE_ACTIVE))
+    return;
+  uv_idle_stop(&r->idle);
+  r->flags &= ~F_IDLE_ACTIVE;
+}
+
+/* The poll handle is active only while there is something to wait for, so
+ * a stopped reactor with nothing held does not keep the loop alive. */
+static void update_poll(mdp_reactor_t *r) {
+  int want = !is_closing(r) &&
+             ((r->flags & F_RECEIVING) || r->stats.pending > 0);
+  if (want && !(r->flags & F_POLL_ACTIVE)) {
+    if (uv_poll_start(&r->poll, UV_READABLE, poll_cb) == 0)
+      r->flags |= F_POLL_ACTIVE;
+  } else if (!want && (r->flags & F_POLL_ACTIVE)) {
+    uv_poll_stop(&r->poll);
+    r->flags &= ~F_POLL_ACTIVE;
+  }
+}
+
+static void arm_retry(mdp_reactor_t *r, int stalled) {
+  if (r->stats.pending == 0) {
+    if (uv_is_active((uv_handle_t *)&r->retry))
+      uv_timer_stop(&r->retry);
+  } else if (stalled) {
+    uv_timer_start(&r->retry, retry_cb, STALL_RETRY_MS, 0);
+  } else if (!uv_is_active((uv_handle_t *)&r->retry)) {
+    uv_timer_start(&r->retry, retry_cb, WATCHDOG_MS, 0);
+  }
+}
+
+static int zmq_error(int e) {
+  switch (e) {
+  case EAGAIN:
+    return MDP_EAGAIN;
+  case EHOSTUNREACH:
+    return MDP_EHOSTUNREACH;
+  default:
+    return MDP_EZMQ;
+  }
+}
+
+/* Sends frames `*next`.. of `msg`.  On return `*next` counts the frames that
+ * went, so a message cut short by EAGAIN resumes where it stopped. */
+static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
+  size_t n = mdp_msg_size(msg);
+  while (*next < n) {
+    int flags = ZMQ_DONTWAIT | (*next + 1 < n ? ZMQ_SNDMORE : 0);
+    if (zmq_msg_send(mdp_msg_frame(msg, *next), r->socket, flags) < 0) {
+      if (errno == EINTR)
+        continue;
+      return zmq_error(errno);
+    }
+    (*next)++;
+  }
+  return 0;
+}
+
+static mdp_msg_t *ring_front(const mdp_reactor_t *r) {
+  return r->ring[r->ring_head];
+}
+
+static mdp_msg_t *ring_pop(mdp_reactor_t *r) {
+  mdp_msg_t *msg = r->ring[r->ring_head];
+  r->ring_head = (r->ring_head + 1) % r->ring_cap;
+  r->stats.pending--;
+  r->head_sent = 0;
+  return msg;
+}
+
+static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
+  if (r->stats.pending == r->ring_cap) {
+    size_t cap = r->ring_cap * 2;
+    mdp_msg_t **ring = malloc(cap * sizeof *ring);
+    if (ring == NULL)
+      return MDP_ENOMEM;
+    for (size_t i = 0; i < r->stats.pending; i++)
+      ring[i] = r->ring[(r->ring_head + i) % r->ring_cap];
+    free(r->ring);
+    r->ring = ring;
+    r->ring_cap = cap;
+    r->ring_head = 0;
+  }
+  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] = msg;
+  r->stats.pending++;
+  return 0;
+}
+
+static void fail_msg(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
+  r->stats.msgs_failed++;
+  if (r->fail_cb != NULL)
+    r->fail_cb(r, msg, err);
+  else
+    mdp_msg_destroy(msg);
+}
+
+/* Sends held messages, oldest first, while the socket takes them.  Returns
+ * 1 if the head message met EAGAIN.  The head is taken off the ring before a
+ * callback runs, so a fail callback may send or close. */
+static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
+  while (r->stats.pending > 0 && *budget > 0) {
+    mdp_msg_t *msg = ring_front(r);
+    size_t before = r->head_sent;
+    int err = send_frames(r, msg, &r->head_sent);
+    if (err == MDP_EAGAIN) {
+      if (r->head_sent != before)
+        *progress = 1;
+      return 1;
+    }
+    ring_pop(r);
+    (*budget)--;
+    *progress = 1;
+    if (err == 0) {
+      r->stats.msgs_sent++;
+      mdp_msg_destroy(msg);
+    } else {
+      fail_msg(r, msg, err);
+      if (is_closing(r))
+        return 0;
+    }
+  }
+  return 0;
+}
+
+/* Receives one whole message into r->rx.  1: a message is ready; 0: EAGAIN
+ * (a partial message, which ZeroMQ's atomic delivery should never leave,
+ * stays in r->rx); <0: another error. */
+static int recv_whole(mdp_reactor_t *r) {
+  if (r->rx == NULL && (r->rx = mdp_msg_new()) == NULL)
+    return MDP_ENOMEM;
+  for (;;) {
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, r->socket, ZMQ_DONTWAIT) < 0) {
+      int e = errno;
+      zmq_msg_close(&frame);
+      if (e == EINTR)
+        continue;
+      if (e == ETERM) {
+        /* The context is going away: its fd may stay readable, and
+         * receiving on would only spin until the owner closes us. */
+        r->flags &= ~F_RECEIVING;
+      }
+      return e == EAGAIN ? 0 : MDP_EZMQ;
+    }
+    int more = zmq_msg_more(&frame);
+    if (!(r->flags & F_RX_DROP) && mdp_msg_append(r->rx, &frame) != 0) {
+      /* The frames of a message come together or not at all: drop the
+       * rest of this one rather than deliver it cut. */
+      r->flags |= F_RX_DROP;
+      mdp_msg_drop_front(r->rx, (size_t)-1);
+    }
+    zmq_msg_close(&frame);
+    if (!more) {
+      if (!(r->flags & F_RX_DROP))
+        return 1;
+      r->flags &= ~F_RX_DROP;
+    }
+  }
+}
+
+static void reactor_process(mdp_reactor_t *r) {
+  if (is_closing(r))
+    return;
+  if (!(r->flags & F_RECEIVING) && r->stats.pending == 0) {
+    idle_stop(r);
+    arm_retry(r, 0);
+    update_poll(r);
+    return;
+  }
+  r->stats.wakeups++;
+  r->flags |= F_IN_PROCESS;
+  unsigned budget = r->batch;
+  unsigned stalls = 0;
+  for (unsigned round = 1;; round++) {
+    int progress = 0;
+    int blocked = 0;
+    int rx_error = 0;
+    if (r->stats.pending > 0) {
+      blocked = flush_held(r, &budget, &progress);
+      if (is_closing(r))
+        goto out;
+    }
+    /* Receive until EAGAIN rather than asking ZMQ_EVENTS first: one call
+     * per message instead of two. */
+    while ((r->flags & F_RECEIVING) && budget > 0) {
+      int rc = recv_whole(r);
+      if (rc <= 0) {
+        rx_error = rc < 0;
+        break;
+      }
+      mdp_msg_t *msg = r->rx;
+      r->rx = NULL;
+      budget--;
+      r->stats.msgs_received++;
+      if (r->recv_cb != NULL)
+        r->recv_cb(r, msg);
+      else
+        mdp_msg_destroy(msg);
+      if (is_closing(r))
+        goto out;
+    }
+    if (budget == 0) {
+      /* More may be waiting, and no edge will say so: resume next
+       * iteration, after timers and the other handles had their turn. */
+      kick(r);
+      goto out;
+    }
+    if (r->stats.pending == 0) {
+      /* Nothing held, so only input matters, and the receive that just
+       * returned EAGAIN has done what a ZMQ_EVENTS read would: libzmq
+       * processes all pending commands (re-arming the edge) and looks
+       * again before it reports EAGAIN.  Skipping the read saves a
+       * poll() per wake-up.  (Not receiving: nothing to watch at all.) */
+      idle_stop(r);
+      arm_retry(r, 0);
+      break;
+    }
+    /* Messages are held: a receive after our sends may have processed the
+     * peer's "you may write again" and consumed that edge.  ZMQ_EVENTS
+     * reports whatever it and the calls before it consumed, and anything
+     * after it signals the fd anew. */
+    int events = 0;
+    size_t len = sizeof events;
+    if (zmq_getsockopt(r->socket, ZMQ_EVENTS, &events, &len) != 0)
+      events = 0;
+    int more_in = (events & ZMQ_POLLIN) && (r->flags & F_RECEIVING) &&
+                  !rx_error;
+    int more_out = (events & ZMQ_POLLOUT) && r->stats.pending > 0;
+    if (progress)
+      stalls = 0;
+    int stalled = 0;
+    if (more_out && blocked && !progress && ++stalls > 1) {
+      /* POLLOUT, yet the head met EAGAIN twice in a row: the socket has
+       * room for some peer but not this message's (a ROUTER with
+       * ZMQ_ROUTER_MANDATORY reports POLLOUT if any peer has room).
+       * Retry on a short timer instead of spinning. */
+      more_out = 0;
+      stalled = 1;
+    }
+    if (!more_in && !more_out) {
+      idle_stop(r);
+      arm_retry(r, stalled);
+      break;
+    }
+    if (round == MAX_ROUNDS) {
+      kick(r);
+      break;
+    }
+  }
+out:
+  r->flags &= ~F_IN_PROCESS;
+  if (!is_closing(r))
+    update_poll(r);
+}
+
+int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
+                    mdp_reactor_recv_cb recv_cb, mdp_reactor_t **out) {
+  if (loop == NULL || socket == NULL || out == NULL)
+    return MDP_EINVAL;
+#ifdef _WIN32
+  SOCKET fd;
+#else
+  int fd;
+#endif
+  size_t len = sizeof fd;
+  if (zmq_getsockopt(socket, ZMQ_FD, &fd, &len) != 0)
+    return MDP_EZMQ;
+  mdp_reactor_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return MDP_ENOMEM;
+  r->ring_cap = RING_INITIAL;
+  r->ring = malloc(r->ring_cap * sizeof *r->ring);
+  if (r->ring == NULL) {
+    free(r);
+    return MDP_ENOMEM;
+  }
+  /* The poll handle first: it is the only init that can fail, and an
+   * initialised handle could only be undone by a uv_close and a loop turn. */
+#ifdef _WIN32
+  int rc = uv_poll_init_socket(loop, &r->poll, fd);
+#else
+  int rc = uv_poll_init(loop, &r->poll, fd);
+#endif
+  if (rc != 0) {
+    free(r->ring);
+    free(r);
+    return MDP_EUV;
+  }
+  uv_idle_init(loop, &r->idle);
+  uv_timer_init(loop, &r->retry);
+  r->poll.data = r;
+  r->idle.data = r;
+  r->retry.data = r;
+  r->loop = loop;
+  r->socket = socket;
+  r->recv_cb = recv_cb;
+  r->batch = DEFAULT_BATCH;
+  r->max_pending = DEFAULT_MAX_PENDING;
+  if (own_socket)
+    r->flags |= F_OWN_SOCKET;
+  *out = r;
+  return 0;
+}
+
+int mdp_reactor_start(mdp_reactor_t *r) {
+  if (is_closing(r))
+    return MDP_ECLOSING;
+  r->flags |= F_RECEIVING;
+  update_poll(r);
+  /* Messages that arrived before now may have had their edge consumed
+   * already (by a send, or before the poll handle existed).  Check on the
+   * next iteration rather than here, so that no callback runs from inside
+   * this call (the caller may be half-way through setting up). */
+  kick(r);
+  return 0;
+}
+
+int mdp_reactor_stop(mdp_reactor_t *r) {
+  if (is_closing(r))
+    return MDP_ECLOSING;
+  r->flags &= ~F_RECEIVING;
+  /* Inside process, the batch sees the flag and the poll is updated on the
+   * way out. */
+  if (!(r->flags & F_IN_PROCESS))
+    update_poll(r);
+  return 0;
+}
+
+int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
+  if (is_closing(r))
+    return MDP_ECLOSING;
+  if (msg == NULL || mdp_msg_size(msg) == 0)
+    return MDP_EINVAL;
+  if (r->stats.pending > 0) {
+    /* Order is kept by never overtaking held messages.  No ZeroMQ call is
+     * made here, so no edge can be lost. */
+    if (r->stats.pending >= r->max_pending)
+      return MDP_ENOBUFS;
+    int rc = ring_push(r, msg);
+    if (rc != 0)
+      return rc;
+    r->stats.msgs_held++;
+    return 0;
+  }
+  size_t sent = 0;
+  int err = send_frames(r, msg, &sent);
+  /* The send may have processed the socket's commands and consumed a read
+   * (or write) edge.  Inside process the closing ZMQ_EVENTS read covers it;
+   * from anywhere else (a timer, another socket's callback) look again on
+   * the next iteration. */
+  if (!(r->flags & F_IN_PROCESS) && (r->flags & F_RECEIVING))
+    kick(r);
+  if (err == 0) {
+    r->stats.msgs_sent++;
+    mdp_msg_destroy(msg);
+    return 0;
+  }
+  if (err == MDP_EAGAIN) {
+    /* A partly sent message must be held whatever the limit: it cannot be
+     * handed back.  The ring always has room for one (RING_INITIAL). */
+    if (sent == 0 && r->max_pending == 0)
+      return MDP_ENOBUFS;
+    int rc = ring_push(r, msg);
+    if (rc != 0)
+      return rc; /* only when sent == 0: the ring is empty here */
+    r->head_sent = sent;
+    r->stats.msgs_held++;
+    update_poll(r);
+    if (!(r->flags & F_IN_PROCESS))
+      kick(r); /* the EAGAIN may have come after the write edge was used */
+    return 0;
+  }
+  if (sent == 0)
+    return err; /* zmq_msg_send left the frame untouched: still the caller's */
+  /* Some frames went before the error: the message cannot be returned
+   * whole, so it takes the failed-message path. */
+  fail_msg(r, msg, err);
+  return 0;
+}
+
+static void close_cb(uv_handle_t *handle) {
+  mdp_reactor_t *r = handle->data;
+  if (--r->handles_open > 0)
+    return;
+  /* Only now: libuv must have stopped polling the fd before ZeroMQ closes
+   * it. */
+  if (r->flags & F_OWN_SOCKET)
+    zmq_close(r->socket);
+  if (r->close_cb != NULL)
+    r->close_cb(r);
+  mdp_msg_destroy(r->rx);
+  free(r->ring);
+  free(r);
+}
+
+void mdp_reactor_close(mdp_reactor_t *r, mdp_reactor_close_cb cb) {
+  if (r == NULL || is_closing(r))
+    return;
+  r->flags |= F_CLOSING;
+  r->flags &= ~F_RECEIVING;
+  r->close_cb = cb;
+  while (r->stats.pending > 0) {
+    mdp_msg_destroy(ring_pop(r));
+    r->stats.msgs_failed++;
+  }
+  r->handles_open = 3;
+  uv_close((uv_handle_t *)&r->poll, close_cb);
+  uv_close((uv_handle_t *)&r->idle, close_cb);
+  uv_close((uv_handle_t *)&r->retry, close_cb);
+}
+
+void mdp_reactor_set_batch(mdp_reactor_t *r, unsigned batch) {
+  r->batch = batch ? batch : 1;
+}
+
+void mdp_reactor_set_max_pending(mdp_reactor_t *r, size_t max) {
+  r->max_pending = max;
+}
+
+void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {
+  r->fail_cb = cb;
+}
+
+void mdp_reactor_set_data(mdp_reactor_t *r, void *data) { r->data = data; }
+
+void *mdp_reactor_get_data(const mdp_reactor_t *r) { return r->data; }
+
+void *mdp_reactor_socket(const mdp_reactor_t *r) { return r->socket; }
+
+uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *r) { return r->loop; }
+
+void mdp_reactor_get_stats(const mdp_reactor_t *r,
+                           mdp_reactor_stats_t *stats) {
+  *stats = r->stats;
+}
