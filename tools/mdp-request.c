@@ -1,0 +1,329 @@
+/* mdp-request: a command-line Majordomo client, as curl is for HTTP.
+ *
+ *   mdp-request -b URL SERVICE [FRAME...]
+ *
+ * Sends one request (each FRAME argument is a body frame; "-" is a frame
+ * read from standard input) and prints every reply part as it arrives.
+ * Built on mdp_client_t, so timeouts, retries and failover across several
+ * -b brokers behave as in the library.  Exit codes (sysexits.h):
+ *   0 success; 64 usage; 75 timeout; 76 protocol error (malformed replies
+ *   were received, or MMI said 501); 1 MMI said 404; 69 other failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mdp.h"
+
+#define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 69
+#define EXIT_TIMEOUT 75
+#define EXIT_PROTOCOL 76
+#define EXIT_NOT_FOUND 1
+
+enum { OUT_RAW, OUT_HEX, OUT_JSON };
+
+typedef struct {
+  int format;
+  int verbose;
+  int mmi;
+  int parts;
+  int status;
+  int done;
+  char mmi_code[4];
+} app_t;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: mdp-request -b URL [options] SERVICE [FRAME...]\n"
+          "       mdp-request -b URL [options] --mmi NAME [FRAME...]\n"
+          "Sends one Majordomo (MDP/0.2) request and prints each reply part as it\n"
+          "arrives.  Each FRAME is one body frame; \"-\" reads a frame from standard\n"
+          "input; no FRAME sends one empty frame.  Use -- before frames that\n"
+          "start with '-'.\n"
+          "\n"
+          "  -b, --broker URL     broker endpoint (repeat for failover: each retry\n"
+          "                       goes to the next one); default %s\n"
+          "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
+          "                       default %g)\n"
+          "  -r, --retries N      resend a timed-out request N times (default 1)\n"
+          "  -x, --hex            print frames in hexadecimal\n"
+          "  -j, --json           print each part as a JSON object on one line\n"
+          "  -m, --mmi NAME       ask the broker's mmi.NAME service, e.g.\n"
+          "                       --mmi service echo\n"
+          "  -v, --verbose        log to standard error\n"
+          "  -h, --help           this text\n"
+          "  -V, --version        the version\n"
+          "\n"
+          "Raw output writes each frame followed by a newline.\n"
+          "Exit status: 0 success, 1 MMI \"404\" (not found), 64 usage error,\n"
+          "69 other failure, 75 timeout, 76 protocol error (malformed replies,\n"
+          "or MMI \"501\").\n",
+          MDP_DEFAULT_ENDPOINT, MDP_DEFAULT_TIMEOUT_MS / 1000.0);
+}
+
+static void print_json_string(const uint8_t *p, size_t n) {
+  putchar('"');
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = p[i];
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch == '\n')
+      fputs("\\n", stdout);
+    else if (ch == '\t')
+      fputs("\\t", stdout);
+    else if (ch < 0x20 || ch >= 0x7f)
+      printf("\\u%04x", ch); /* bytes, not UTF-8: each maps to U+00XX */
+    else
+      putchar(ch);
+  }
+  putchar('"');
+}
+
+static void print_part(app_t *a, mdp_msg_t *body, int final) {
+  size_t n = mdp_msg_size(body);
+  if (a->format == OUT_JSON)
+    printf("{\"part\":%d,\"final\":%s,\"frames\":[", a->parts,
+           final ? "true" : "false");
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p = mdp_msg_data(body, i);
+    size_t len = mdp_msg_frame_size(body, i);
+    switch (a->format) {
+    case OUT_HEX:
+      for (size_t k = 0; k < len; k++)
+        printf("%02x", p[k]);
+      putchar('\n');
+      break;
+    case OUT_JSON:
+      if (i > 0)
+        putchar(',');
+      print_json_string(p, len);
+      break;
+    default:
+      fwrite(p, 1, len, stdout);
+      putchar('\n');
+      break;
+    }
+  }
+  if (a->format == OUT_JSON)
+    fputs("]}\n", stdout);
+  fflush(stdout); /* parts are shown as they arrive */
+}
+
+static void on_reply(mdp_client_t *c, uint64_t id, int status, int final,
+                     mdp_msg_t *body, void *data) {
+  app_t *a = data;
+  if (status < 0) {
+    a->status = status;
+  } else {
+    if (a->mmi && final && mdp_msg_frame_size(body, 0) == 3)
+      memcpy(a->mmi_code, mdp_msg_data(body, 0), 3);
+    print_part(a, body, final);
+    a->parts++;
+    mdp_msg_destroy(body);
+  }
+  if (final) {
+    a->done = 1;
+    mdp_client_close(c, NULL);
+  }
+}
+
+static void on_log(void *data, mdp_log_level_t level, const char *line) {
+  fprintf(stderr, "mdp-request: %s: %s\n", mdp_log_level_name(level), line);
+}
+
+/* Reads all of standard input into one frame. */
+static int append_stdin(mdp_msg_t *body) {
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL)
+    return -1;
+  size_t got;
+  while ((got = fread(buf + len, 1, cap - len, stdin)) > 0) {
+    len += got;
+    if (len == cap) {
+      char *more = realloc(buf, cap * 2);
+      if (more == NULL) {
+        free(buf);
+        return -1;
+      }
+      buf = more;
+      cap *= 2;
+    }
+  }
+  int rc = ferror(stdin) ? -1 : mdp_msg_append_mem(body, buf, len);
+  free(buf);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"broker", required_argument, NULL, 'b'},
+      {"timeout", required_argument, NULL, 't'},
+      {"retries", required_argument, NULL, 'r'},
+      {"hex", no_argument, NULL, 'x'},
+      {"json", no_argument, NULL, 'j'},
+      {"mmi", required_argument, NULL, 'm'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  const char *brokers[16];
+  size_t nbrokers = 0;
+  double timeout = MDP_DEFAULT_TIMEOUT_MS / 1000.0;
+  long retries = 1;
+  const char *mmi = NULL;
+  app_t a;
+  memset(&a, 0, sizeof a);
+  int opt;
+  while ((opt = getopt_long(argc, argv, "b:t:r:xjm:vhV", longopts, NULL)) !=
+         -1) {
+    char *end;
+    switch (opt) {
+    case 'b':
+      if (nbrokers == sizeof brokers / sizeof brokers[0]) {
+        fprintf(stderr, "mdp-request: too many brokers\n");
+        return EXIT_USAGE;
+      }
+      brokers[nbrokers++] = optarg;
+      break;
+    case 't':
+      errno = 0;
+      timeout = strtod(optarg, &end);
+      if (errno || *end || !(timeout > 0) || timeout > 1e9) {
+        fprintf(stderr, "mdp-request: bad --timeout: %s\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'r':
+      errno = 0;
+      retries = strtol(optarg, &end, 10);
+      if (errno || *end || retries < 0 || retries > 1000000) {
+        fprintf(stderr, "mdp-request: bad --retries: %s\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'x':
+      a.format = OUT_HEX;
+      break;
+    case 'j':
+      a.format = OUT_JSON;
+      break;
+    case 'm':
+      mmi = optarg;
+      break;
+    case 'v':
+      a.verbose = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("mdp-request (libmdp) %s\n", MDP_VERSION_STRING);
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+  }
+  char service[MDP_SERVICE_MAX + 1];
+  if (mmi != NULL) {
+    if (snprintf(service, sizeof service, "%s%s", MDP_MMI_PREFIX, mmi) >=
+        (int)sizeof service) {
+      fprintf(stderr, "mdp-request: service name too long\n");
+      return EXIT_USAGE;
+    }
+    a.mmi = 1;
+  } else if (optind < argc) {
+    snprintf(service, sizeof service, "%s", argv[optind++]);
+    if (strlen(argv[optind - 1]) > MDP_SERVICE_MAX || service[0] == '\0') {
+      fprintf(stderr, "mdp-request: bad service name\n");
+      return EXIT_USAGE;
+    }
+  } else {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (nbrokers == 0)
+    brokers[nbrokers++] = MDP_DEFAULT_ENDPOINT;
+
+  mdp_msg_t *body = mdp_msg_new();
+  if (body == NULL)
+    return EXIT_UNAVAILABLE;
+  int stdin_used = 0;
+  for (int i = optind; i < argc; i++) {
+    int rc;
+    if (strcmp(argv[i], "-") == 0) {
+      if (stdin_used++) {
+        fprintf(stderr, "mdp-request: \"-\" may be given once\n");
+        mdp_msg_destroy(body);
+        return EXIT_USAGE;
+      }
+      rc = append_stdin(body);
+    } else {
+      rc = mdp_msg_append_str(body, argv[i]);
+    }
+    if (rc < 0) {
+      fprintf(stderr, "mdp-request: cannot read the body\n");
+      mdp_msg_destroy(body);
+      return EXIT_UNAVAILABLE;
+    }
+  }
+  if (mdp_msg_size(body) == 0)
+    mdp_msg_append_mem(body, NULL, 0); /* a body has at least one frame */
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = (uint64_t)ceil(timeout * 1000.0);
+  if (o.timeout_ms == 0)
+    o.timeout_ms = 1;
+  o.retries = (unsigned)retries;
+  o.max_sockets = 1;
+  if (a.verbose) {
+    o.log_cb = on_log;
+    o.log_level = MDP_LOG_DEBUG;
+  }
+  mdp_client_t *client = NULL;
+  int rc = mdp_client_new(&loop, brokers, nbrokers, &o, &client);
+  if (rc == 0) {
+    rc = mdp_client_request(client, service, body, NULL, on_reply, &a, NULL);
+    if (rc < 0)
+      mdp_client_close(client, NULL);
+  }
+  if (rc < 0) {
+    mdp_msg_destroy(body);
+    fprintf(stderr, "mdp-request: %s\n", mdp_strerror(rc));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rc == MDP_EINVAL || rc == MDP_ESERVICE ? EXIT_USAGE
+                                                  : EXIT_UNAVAILABLE;
+  }
+  mdp_client_stats_t st;
+  while (!a.done) {
+    mdp_client_get_stats(client, &st); /* read before close frees it */
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT); /* the client closes itself */
+  uv_loop_close(&loop);
+  mdp_zmq_context_term();
+
+  if (a.status == MDP_ETIMEDOUT) {
+    fprintf(stderr, "mdp-request: %s: no reply from %s\n",
+            st.dropped ? "protocol error" : "timed out", brokers[0]);
+    return st.dropped ? EXIT_PROTOCOL : EXIT_TIMEOUT;
+  }
+  if (a.status < 0) {
+    fprintf(stderr, "mdp-request: %s\n", mdp_strerror(a.status));
+    return EXIT_UNAVAILABLE;
+  }
+  if (a.mmi && strcmp(a.mmi_code, MDP_MMI_NOT_FOUND) == 0)
+    return EXIT_NOT_FOUND;
+  if (a.mmi && strcmp(a.mmi_code, MDP_MMI_NOT_IMPLEMENTED) == 0)
+    return EXIT_PROTOCOL;
+  return 0;
+}
