@@ -69,8 +69,9 @@ int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
                     mdp_reactor_recv_cb recv_cb, mdp_reactor_t **out);
 
 /* Starts / stops delivering received messages.  Sending works either way.
- * Starting checks ZMQ_EVENTS at once, since messages may be waiting from
- * before the first edge.  0, or MDP_ECLOSING. */
+ * Starting schedules a check of the socket on the next loop iteration, since
+ * messages may be waiting from before the first edge; no callback runs from
+ * inside mdp_reactor_start().  0, or MDP_ECLOSING. */
 int mdp_reactor_start(mdp_reactor_t *reactor);
 int mdp_reactor_stop(mdp_reactor_t *reactor);
 
