@@ -313,7 +313,10 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
 }
 
 static void on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
-  mdp_broker_t *b = mdp_reactor_get_data(reactor);
+  broker_handle(mdp_reactor_get_data(reactor), msg);
+}
+
+void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   zmq_msg_t id;
   if (mdp_msg_pop_front(msg, &id) < 0 || b->closing) {
     zmq_msg_close(&id);

@@ -141,6 +141,10 @@ void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                         const uint8_t *service, size_t service_size,
                         mdp_msg_t *body);
 
+/* broker.c: one message as the ROUTER delivers it, [identity | frames...]
+ * (taken).  The reactor's callback; also the fuzz target's entry point. */
+void broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
+
 /* broker_mmi.c */
 void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
                 const uint8_t *service, size_t service_size, mdp_msg_t *body);
