@@ -96,7 +96,7 @@ int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
   return 0;
 }
 
-void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                         mdp_dialect_t dialect, mdp_command_t command,
                         const uint8_t *service, size_t service_size,
                         mdp_msg_t *body) {
@@ -115,7 +115,13 @@ void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
   if (rc == 0)
     rc = mdp_reactor_send(b->reactor, body);
   if (rc < 0) {
-    b->stats.dropped_unroutable++;
+    /* With no send queue (max_pending 0), a client whose pipe is full gets
+     * ENOBUFS: it is not reading, and holding its replies would stall
+     * every other peer behind it. */
+    if (rc == MDP_ENOBUFS)
+      b->stats.dropped_slow_client++;
+    else
+      b->stats.dropped_unroutable++;
     char buf[64];
     BROKER_LOG(b, MDP_LOG_DEBUG, "reply to client %s dropped: %s",
                broker_printable(zmq_msg_data((zmq_msg_t *)client),
@@ -124,6 +130,7 @@ void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                mdp_strerror(rc));
     mdp_msg_destroy(body);
   }
+  return rc;
 }
 
 /* DISCONNECT to a peer that is not a registered worker. */
@@ -260,15 +267,21 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   }
   broker_service_t *s = w->service;
   mdp_msg_drop_front(msg, cmd->body);
-  if (r->client_dialect == MDP_DIALECT_MDP01)
+  if (r->failed) {
+    /* The client already missed part of this reply: swallow the rest. */
+    mdp_msg_destroy(msg);
+    msg = NULL;
+  } else if (r->client_dialect == MDP_DIALECT_MDP01) {
     msg = collect_for_mdp01(b, r, cmd->command, msg);
+  }
   if (msg == NULL) {
-    /* collected, or swallowed after an oversized reply */
+    /* collected, or swallowed */
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
     b->stats.partials++;
-    broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_PARTIAL,
-                       s->name, s->name_size, msg);
+    if (broker_send_client(b, &r->client, r->client_dialect,
+                           MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
+      r->failed = 1;
   } else {
     b->stats.replies++;
     broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_FINAL,
@@ -532,6 +545,10 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     return rc;
   }
   mdp_reactor_set_data(b->reactor, b);
+  /* Never hold messages: on a ROUTER one full peer would block the queue
+   * for all.  A full peer's send fails at once (MDP_ENOBUFS) and is handled
+   * per peer: replies dropped, requests re-queued. */
+  mdp_reactor_set_max_pending(b->reactor, 0);
   mdp_reactor_set_fail_cb(b->reactor, on_send_failed);
   mdp_map_init(&b->services);
   mdp_map_init(&b->workers);

@@ -261,9 +261,11 @@ void broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
     broker_request_t *r = next_request(b, s);
     worker_unidle(b, w);
     int rc = send_request(b, w, r);
-    if (rc == MDP_EHOSTUNREACH) {
-      /* The worker's connection is gone; `r` is back in the queue. */
-      worker_detach(b, w, 0, "unreachable");
+    if (rc == MDP_EHOSTUNREACH || rc == MDP_ENOBUFS) {
+      /* The worker's connection is gone, or it reads nothing (its pipe is
+       * full): forget it; `r` is back in the queue. */
+      worker_detach(b, w, 0,
+                    rc == MDP_ENOBUFS ? "not reading" : "unreachable");
     } else if (rc < 0) {
       /* The socket cannot take more now (send queue full): keep the worker
        * idle and try again when the next message arrives. */

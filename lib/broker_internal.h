@@ -54,8 +54,10 @@ struct broker_request {
   unsigned dispatches;      /* times sent to a worker */
   int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
   /* MDP/0.1 clients take exactly one REPLY: the PARTIALs of a 0.2 worker
-   * are collected here and sent with the FINAL.  `failed` once they went
-   * over max_msg_size: the rest of the reply is swallowed. */
+   * are collected here and sent with the FINAL.  `failed` once the client
+   * cannot get the whole reply any more (collected parts over
+   * max_msg_size, or a PARTIAL dropped for a client that is not reading):
+   * the rest of the reply is swallowed. */
   mdp_msg_t *collected;
   int failed;
 };
@@ -135,8 +137,9 @@ int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                        mdp_command_t command, const zmq_msg_t *client,
                        mdp_msg_t *body);
 /* Sends a client command to the identity in `client` (copied), taking
- * `body`.  Failures are counted and the body destroyed. */
-void broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+ * `body` either way: failures are counted, the body destroyed, and the
+ * error returned (MDP_ENOBUFS: the client is not reading). */
+int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                         mdp_dialect_t dialect, mdp_command_t command,
                         const uint8_t *service, size_t service_size,
                         mdp_msg_t *body);

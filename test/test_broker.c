@@ -723,6 +723,48 @@ static void request_to_vanished_worker(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+static void slow_client_does_not_block_others(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  void *w = worker_ready("svc");
+  /* A client that never reads, with the smallest pipe it can have. */
+  void *slow = zmq_socket(E.ctx, ZMQ_DEALER);
+  int one = 1, zero = 0;
+  zmq_setsockopt(slow, ZMQ_RCVHWM, &one, sizeof one);
+  zmq_setsockopt(slow, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_connect(slow, E.endpoint);
+  E.peers[E.n_peers++] = slow;
+  void *fast = peer();
+  /* More replies than the broker's pipe to it can hold (SNDHWM 1000). */
+  int n = 1500;
+  for (int i = 0; i < n; i++)
+    peer_send(slow, "MDPC02", "\x01", "svc", "q", NULL);
+  for (int i = 0; i < n; i++) {
+    zmq_msg_t addr;
+    mdp_msg_t *req = expect_request(w, &addr);
+    CHECK(req != NULL);
+    mdp_msg_destroy(req);
+    worker_reply(w, "\x04", &addr, "r", NULL);
+    zmq_msg_close(&addr);
+  }
+  /* The fast client is served at once, not queued behind the slow one. */
+  peer_send(fast, "MDPC02", "\x01", "svc", "me too", NULL);
+  zmq_msg_t addr;
+  mdp_msg_t *req = expect_request(w, &addr);
+  CHECK(msg_is(req, "MDPW02", "\x02", ANY, "", "me too", NULL));
+  mdp_msg_destroy(req);
+  worker_reply(w, "\x04", &addr, "served", NULL);
+  zmq_msg_close(&addr);
+  mdp_msg_t *rep = recv_on(fast, 2000);
+  CHECK(msg_is(rep, "MDPC02", "\x03", "svc", "served", NULL));
+  mdp_msg_destroy(rep);
+  mdp_broker_stats_t s = stats();
+  printf("# slow client: %llu replies dropped of %d\n",
+         (unsigned long long)s.dropped_slow_client, n);
+  CHECK(s.dropped_slow_client > 0);
+  CHECK_EQ(s.replies, (uint64_t)n + 1);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* ---- endpoints, close, logging ---------------------------------------- */
 
 static void tcp_and_ipc_endpoints(void) {
@@ -878,6 +920,7 @@ int main(void) {
   RUN(mmi_services);
   RUN(reply_to_vanished_client);
   RUN(request_to_vanished_worker);
+  RUN(slow_client_does_not_block_others);
   RUN(tcp_and_ipc_endpoints);
   RUN(close_disconnects_workers);
   RUN(log_callback);

@@ -81,6 +81,8 @@ typedef struct {
   uint64_t dropped_unroutable; /* replies for clients that are gone */
   uint64_t dropped_worker_lost;/* requests lost with their worker (after a
                                   PARTIAL, or past max_redispatch) */
+  uint64_t dropped_slow_client; /* replies for clients whose pipe is full
+                                   (they are not reading) */
   uint64_t dropped_too_large; /* MDP/0.1 replies collected over max_msg_size */
   uint64_t disconnects_sent;   /* DISCONNECTs for protocol errors & expiry */
   uint64_t workers_registered; /* READYs accepted */
