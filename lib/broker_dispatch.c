@@ -9,8 +9,15 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "broker_internal.h"
+
+/* Queued requests (all services) past which an emptied queue gives memory
+ * back to the system. */
+#define BROKER_TRIM_QUEUED 1000
 
 broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create) {
@@ -85,6 +92,15 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
   r->client_queue = NULL;
   r->service->queued--;
   b->stats.queued--;
+  if (b->stats.queued == 0 && b->trim_armed) {
+    /* After a flood, the freed requests are thousands of small blocks that
+     * the allocator keeps; hand them back so the broker's memory returns to
+     * near its start.  At most once per flood. */
+    b->trim_armed = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
   if (cq != NULL && mdp_list_empty(&cq->requests))
     client_queue_free(b, cq);
 }
@@ -126,6 +142,8 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
     mdp_list_push_back(&s->client_ring, &cq->ring_link);
   s->queued++;
   b->stats.queued++;
+  if (b->stats.queued >= BROKER_TRIM_QUEUED)
+    b->trim_armed = 1;
   mdp_tlist_touch(&b->expiry, &r->expiry);
   broker_dispatch(b, s);
   return 0;

@@ -90,6 +90,7 @@ struct mdp_broker_s {
   mdp_tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
   int closing;
+  int trim_armed;           /* queues were long: give memory back when empty */
   int pending_closes;       /* handles still closing */
   mdp_broker_close_cb close_cb;
   char last_endpoint[256];
