@@ -26,6 +26,10 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->busy_timeout_ms = 0;
   opts->request_expiry_ms = 30000;
   opts->max_queue = 10000;
+  opts->max_queued_total = 100000;
+  opts->max_services = 10000;
+  opts->max_workers_per_service = 10000;
+  opts->max_frames = 1024;
   opts->max_msg_size = 64 * 1024 * 1024;
   opts->max_redispatch = 1;
   opts->log_level = MDP_LOG_INFO;
@@ -183,14 +187,21 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   size_t id_size = zmq_msg_size(id);
   broker_service_t *s =
       broker_service_get(b, cmd->service, cmd->service_size, 1);
-  w = s ? malloc(sizeof *w + id_size) : NULL;
+  if (s == NULL || (b->opts.max_workers_per_service &&
+                    s->n_idle + s->n_busy >= b->opts.max_workers_per_service)) {
+    b->stats.workers_refused++;
+    protocol_error(b, id, NULL, cmd->dialect,
+                   s ? "too many workers for the service"
+                     : "too many services");
+    return;
+  }
+  w = malloc(sizeof *w + id_size);
   if (w != NULL)
     memcpy(w->id, zmq_msg_data(id), id_size);
   if (w == NULL || mdp_map_put(&b->workers, w->id, id_size, w) < 0) {
     /* Out of memory: refuse the worker; it will try again. */
     free(w);
-    if (s != NULL)
-      broker_service_maybe_free(b, s);
+    broker_service_maybe_free(b, s);
     send_disconnect_to(b, id, cmd->dialect);
     return;
   }
@@ -311,14 +322,19 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
   broker_service_t *s =
       broker_service_get(b, cmd->service, cmd->service_size, 1);
   mdp_msg_drop_front(msg, cmd->body);
-  int rc = s ? broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOMEM;
+  int rc = s ? broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
   if (rc < 0) {
-    if (rc == MDP_ENOBUFS)
-      b->stats.dropped_queue_full++;
-    /* cmd->service pointed into frames that drop_front closed. */
-    BROKER_LOG(b, MDP_LOG_WARN, "request for '%.*s' dropped: %s",
-               s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
-               rc == MDP_ENOBUFS ? "queue full" : mdp_strerror(rc));
+    uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
+    /* A flood must not become a flood of log lines: the first drop and
+     * every 1000th.  cmd->service pointed into frames drop_front closed. */
+    if (broker_log_sampled(n))
+      BROKER_LOG(b, MDP_LOG_WARN,
+                 "request for '%.*s' dropped: %s (%llu so far)",
+                 s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
+                 rc != MDP_ENOBUFS ? mdp_strerror(rc)
+                 : s               ? "queue full"
+                                   : "too many services",
+                 (unsigned long long)n);
     mdp_msg_destroy(msg);
     if (s != NULL)
       broker_service_maybe_free(b, s);
@@ -549,6 +565,9 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
    * for all.  A full peer's send fails at once (MDP_ENOBUFS) and is handled
    * per peer: replies dropped, requests re-queued. */
   mdp_reactor_set_max_pending(b->reactor, 0);
+  /* The limit is on what a peer sends; the ROUTER adds the identity. */
+  mdp_reactor_set_max_frames(b->reactor,
+                             opts->max_frames ? opts->max_frames + 1 : 0);
   mdp_reactor_set_fail_cb(b->reactor, on_send_failed);
   mdp_map_init(&b->services);
   mdp_map_init(&b->workers);
@@ -626,6 +645,9 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
 
 void mdp_broker_get_stats(const mdp_broker_t *b, mdp_broker_stats_t *out) {
   *out = b->stats;
+  mdp_reactor_stats_t rs;
+  mdp_reactor_get_stats(b->reactor, &rs);
+  out->dropped_frames = rs.msgs_dropped;
 }
 
 int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,

@@ -24,6 +24,8 @@ broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
   broker_service_t *s = mdp_map_get(&b->services, name, size);
   if (s != NULL || !create)
     return s;
+  if (b->opts.max_services && b->stats.services >= b->opts.max_services)
+    return NULL;
   s = malloc(sizeof *s + size);
   if (s == NULL)
     return NULL;
@@ -116,7 +118,9 @@ void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
 int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body) {
-  if (b->opts.max_queue && s->queued >= b->opts.max_queue)
+  if ((b->opts.max_queue && s->queued >= b->opts.max_queue) ||
+      (b->opts.max_queued_total &&
+       b->stats.queued >= b->opts.max_queued_total))
     return MDP_ENOBUFS;
   broker_client_queue_t *cq = client_queue_get(b, s, client);
   broker_request_t *r = cq ? malloc(sizeof *r) : NULL;
@@ -310,11 +314,14 @@ void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node) {
   broker_request_t *r = mdp_container_of(node, broker_request_t, expiry);
   broker_service_t *s = r->service;
   unqueue(b, r);
-  b->stats.dropped_expired++;
-  BROKER_LOG(b, MDP_LOG_WARN,
-             "request for '%.*s' expired after %llu ms in the queue",
-             (int)s->name_size, (const char *)s->name,
-             (unsigned long long)b->opts.request_expiry_ms);
+  uint64_t n = ++b->stats.dropped_expired;
+  if (broker_log_sampled(n))
+    BROKER_LOG(b, MDP_LOG_WARN,
+               "request for '%.*s' expired after %llu ms in the queue "
+               "(%llu so far)",
+               (int)s->name_size, (const char *)s->name,
+               (unsigned long long)b->opts.request_expiry_ms,
+               (unsigned long long)n);
   broker_request_free(b, r);
   broker_service_maybe_free(b, s);
 }

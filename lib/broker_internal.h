@@ -106,6 +106,10 @@ void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...);
     if ((b)->opts.log_cb && (level) <= (b)->opts.log_level)                    \
       broker_log((b), (level), __VA_ARGS__);                                   \
   } while (0)
+/* 1 for the counts of a repeated event worth a log line: 1, 1000, 2000 ... */
+static inline int broker_log_sampled(uint64_t count) {
+  return count == 1 || count % 1000 == 0;
+}
 /* Printable form of an identity or service name, for logs: hex if binary.
  * Returns `buf`. */
 const char *broker_printable(const void *data, size_t size, char *buf,

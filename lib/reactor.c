@@ -68,6 +68,7 @@ struct mdp_reactor_s {
   size_t ring_head;
   size_t head_sent;
   size_t max_pending;
+  size_t max_frames; /* 0: no limit */
   mdp_reactor_stats_t stats; /* stats.pending is the ring's count */
 };
 
@@ -249,10 +250,13 @@ static int recv_whole(mdp_reactor_t *r) {
       return e == EAGAIN ? 0 : MDP_EZMQ;
     }
     int more = zmq_msg_more(&frame);
-    if (!(r->flags & F_RX_DROP) && mdp_msg_append(r->rx, &frame) != 0) {
+    if (!(r->flags & F_RX_DROP) &&
+        ((r->max_frames && mdp_msg_size(r->rx) >= r->max_frames) ||
+         mdp_msg_append(r->rx, &frame) != 0)) {
       /* The frames of a message come together or not at all: drop the
        * rest of this one rather than deliver it cut. */
       r->flags |= F_RX_DROP;
+      r->stats.msgs_dropped++;
       mdp_msg_drop_front(r->rx, (size_t)-1);
     }
     zmq_msg_close(&frame);
@@ -517,6 +521,10 @@ void mdp_reactor_close(mdp_reactor_t *r, mdp_reactor_close_cb cb) {
 
 void mdp_reactor_set_batch(mdp_reactor_t *r, unsigned batch) {
   r->batch = batch ? batch : 1;
+}
+
+void mdp_reactor_set_max_frames(mdp_reactor_t *r, size_t max) {
+  r->max_frames = max;
 }
 
 void mdp_reactor_set_max_pending(mdp_reactor_t *r, size_t max) {

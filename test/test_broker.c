@@ -53,6 +53,8 @@ static void worker_reply(void *w, const char *cmd, zmq_msg_t *addr, ...) {
   peer_send_msg(w, m);
 }
 
+static int got_disconnect(void *sock);
+
 /* ---- round trips ------------------------------------------------------ */
 
 static void roundtrip_exact_frames(void) {
@@ -292,6 +294,72 @@ static void max_msg_size_enforced(void) {
   mdp_msg_destroy(req);
   zmq_msg_close(&addr);
   CHECK_EQ(stats().requests, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
+static void frame_and_count_limits(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_frames = 8;
+  o.max_workers_per_service = 2;
+  o.max_services = 3;
+  o.max_queued_total = 3;
+  CHECK(env_open(&o, NULL) == 0);
+  /* Frames: a 20-frame message is discarded whole, an 8-frame one is not. */
+  void *w = worker_ready("a");
+  void *c = peer();
+  mdp_msg_t *m = mdp_msg_new();
+  mdp_msg_append_str(m, "MDPC02");
+  mdp_msg_append_str(m, "\x01");
+  mdp_msg_append_str(m, "a");
+  for (int i = 0; i < 17; i++)
+    mdp_msg_append_str(m, "x");
+  peer_send_msg(c, m);
+  peer_send(c, "MDPC02", "\x01", "a", "1", "2", "3", "4", "5", NULL);
+  zmq_msg_t addr;
+  mdp_msg_t *req = expect_request(w, &addr);
+  CHECK(msg_is(req, "MDPW02", "\x02", ANY, "", "1", "2", "3", "4", "5", NULL));
+  mdp_msg_destroy(req);
+  zmq_msg_close(&addr);
+  CHECK_EQ(stats().dropped_frames, 1);
+  CHECK_EQ(stats().requests, 1);
+  /* Workers per service: the third READY for "b" is refused. */
+  worker_ready("b");
+  worker_ready("b");
+  void *third = peer();
+  peer_send(third, "MDPW02", "\x01", "b", NULL);
+  CHECK(got_disconnect(third));
+  CHECK_EQ(stats().workers_refused, 1);
+  /* Services: "a", "b" and one more; a fourth is refused, for a worker and
+   * for a request alike. */
+  worker_ready("c");
+  CHECK_EQ(stats().services, 3);
+  void *d = peer();
+  peer_send(d, "MDPW02", "\x01", "d", NULL);
+  CHECK(got_disconnect(d));
+  CHECK_EQ(stats().workers_refused, 2);
+  peer_send(c, "MDPC02", "\x01", "e", "x", NULL);
+  for (int i = 0; i < 200 && stats().dropped_queue_full < 1; i++)
+    settle(5);
+  CHECK_EQ(stats().dropped_queue_full, 1);
+  CHECK_EQ(stats().services, 3);
+  CHECK_EQ(env_close(), 0);
+}
+
+static void total_queue_limit(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_queued_total = 3;
+  CHECK(env_open(&o, NULL) == 0);
+  void *c = peer();
+  peer_send(c, "MDPC02", "\x01", "x", "1", NULL);
+  peer_send(c, "MDPC02", "\x01", "x", "2", NULL);
+  peer_send(c, "MDPC02", "\x01", "y", "3", NULL);
+  peer_send(c, "MDPC02", "\x01", "y", "4", NULL);
+  for (int i = 0; i < 200 && stats().requests < 4; i++)
+    settle(5);
+  CHECK_EQ(stats().queued, 3);
+  CHECK_EQ(stats().dropped_queue_full, 1);
   CHECK_EQ(env_close(), 0);
 }
 
@@ -907,6 +975,8 @@ int main(void) {
   RUN(queued_request_expires);
   RUN(queue_limit);
   RUN(max_msg_size_enforced);
+  RUN(frame_and_count_limits);
+  RUN(total_queue_limit);
   RUN(broker_sends_heartbeats);
   RUN(silent_worker_expires);
   RUN(redispatch_after_disconnect);

@@ -110,6 +110,8 @@ static void help_lists_every_option(void) {
                            "--request-expiry", "--max-queue",
                            "--max-msg-size",  "--max-redispatch",
                            "--stats-interval", "--verbose", "--dialects",
+                           "--max-queued-total", "--max-services",
+                           "--max-workers-per-service", "--max-frames",
                            "--debug",         "--quiet",
                            "--help",          "--version",
                            "tcp://127.0.0.1:5555"};
@@ -138,6 +140,8 @@ static void bad_options_exit_2(void) {
       {"--request-expiry", "-2", NULL},
       {"--dialects", "rfc18,nosuch", NULL},
       {"--dialects", "", NULL},
+      {"--max-frames", "-3", NULL},
+      {"--max-services", "lots", NULL},
       {"unexpected-argument", NULL, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

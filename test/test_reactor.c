@@ -844,6 +844,52 @@ static void max_pending_enobufs(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* A message with more frames than max_frames is discarded whole; the
+ * messages around it arrive intact. */
+static int mf_got;
+static size_t mf_sizes[4];
+static void mf_recv_cb(mdp_reactor_t *r, mdp_msg_t *msg) {
+  (void)r;
+  if (mf_got < 4)
+    mf_sizes[mf_got] = mdp_msg_size(msg);
+  mf_got++;
+  mdp_msg_destroy(msg);
+}
+
+static void max_frames_drops_whole(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  CHECK(t_connect(rs, peer, "maxframes", 0) == 0);
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, mf_recv_cb, &r) == 0);
+  mdp_reactor_set_max_frames(r, 4);
+  CHECK_EQ(mdp_reactor_start(r), 0);
+  int sizes[] = {3, 1000, 4, 5, 1};
+  for (size_t m = 0; m < 5; m++)
+    for (int i = 0; i < sizes[m]; i++)
+      zmq_send(peer, "f", 1, i + 1 < sizes[m] ? ZMQ_SNDMORE : 0);
+  mf_got = 0;
+  int want = 3;
+  struct wait_int w = {&mf_got, want};
+  CHECK(t_run_until(&loop, wait_int_pred, &w, 2000));
+  t_run_until(&loop, NULL, NULL, 20);
+  CHECK_EQ(mf_got, 3);
+  CHECK_EQ(mf_sizes[0], 3);
+  CHECK_EQ(mf_sizes[1], 4);
+  CHECK_EQ(mf_sizes[2], 1);
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  CHECK_EQ(st.msgs_dropped, 2);
+  CHECK_EQ(st.msgs_received, 3);
+  mdp_reactor_close(r, NULL);
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
 static void stats_counters(void) {
   uv_loop_t loop;
   CHECK(uv_loop_init(&loop) == 0);
@@ -907,6 +953,7 @@ int main(void) {
   RUN(start_after_arrival);
   RUN(router_unreachable);
   RUN(max_pending_enobufs);
+  RUN(max_frames_drops_whole);
   RUN(stats_counters);
   return t_done();
 }

@@ -35,8 +35,19 @@ static const char usage_text[] =
     "                              without a worker; 0 = never (default 30)\n"
     "      --max-queue N           queued requests per service; more are dropped;\n"
     "                              0 = unlimited (default 10000)\n"
-    "      --max-msg-size BYTES    largest message a peer may send; larger ones\n"
-    "                              disconnect the peer; -1 = unlimited\n"
+    "      --max-queued-total N    queued requests over all services; 0 =\n"
+    "                              unlimited (default 100000)\n"
+    "      --max-services N        services known at once; READYs and requests\n"
+    "                              for more are refused; 0 = unlimited\n"
+    "                              (default 10000)\n"
+    "      --max-workers-per-service N\n"
+    "                              workers per service; more get DISCONNECT;\n"
+    "                              0 = unlimited (default 10000)\n"
+    "      --max-frames N          frames in one message; larger messages are\n"
+    "                              dropped; 0 = unlimited (default 1024)\n"
+    "      --max-msg-size BYTES    largest frame (message part) a peer may send;\n"
+    "                              a larger one disconnects the peer; -1 =\n"
+    "                              unlimited\n"
     "                              (default 67108864, 64 MiB)\n"
     "      --max-redispatch N      times a request is sent to another worker when\n"
     "                              its worker dies before replying (default 1)\n"
@@ -197,7 +208,11 @@ int main(int argc, char **argv) {
     OPT_MAX_MSG,
     OPT_MAX_REDISPATCH,
     OPT_STATS,
-    OPT_DIALECTS
+    OPT_DIALECTS,
+    OPT_MAX_QUEUED_TOTAL,
+    OPT_MAX_SERVICES,
+    OPT_MAX_WORKERS,
+    OPT_MAX_FRAMES
   };
   static const struct option longopts[] = {
       {"bind", required_argument, NULL, 'b'},
@@ -210,6 +225,10 @@ int main(int argc, char **argv) {
       {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
       {"stats-interval", required_argument, NULL, OPT_STATS},
       {"dialects", required_argument, NULL, OPT_DIALECTS},
+      {"max-queued-total", required_argument, NULL, OPT_MAX_QUEUED_TOTAL},
+      {"max-services", required_argument, NULL, OPT_MAX_SERVICES},
+      {"max-workers-per-service", required_argument, NULL, OPT_MAX_WORKERS},
+      {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
       {"verbose", no_argument, NULL, 'v'},
       {"debug", no_argument, NULL, 'd'},
       {"quiet", no_argument, NULL, 'q'},
@@ -259,6 +278,20 @@ int main(int argc, char **argv) {
         rc = usage_error("invalid --max-queue '%s': a whole number expected",
                          optarg);
       opts.max_queue = (size_t)n;
+      break;
+    case OPT_MAX_QUEUED_TOTAL:
+    case OPT_MAX_SERVICES:
+    case OPT_MAX_WORKERS:
+    case OPT_MAX_FRAMES:
+      if (parse_count(optarg, 0, 1000000000, &n) < 0) {
+        rc = usage_error("invalid limit '%s': a whole number from 0 (no "
+                         "limit) expected", optarg);
+        break;
+      }
+      *(c == OPT_MAX_QUEUED_TOTAL ? &opts.max_queued_total
+        : c == OPT_MAX_SERVICES   ? &opts.max_services
+        : c == OPT_MAX_WORKERS    ? &opts.max_workers_per_service
+                                  : &opts.max_frames) = (size_t)n;
       break;
     case OPT_MAX_MSG:
       if (parse_count(optarg, -1, INT64_MAX, &n) < 0)

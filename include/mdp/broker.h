@@ -51,6 +51,17 @@ typedef struct {
   /* Queued requests per service; new requests beyond it are dropped
    * (default 10000); 0 = unlimited. */
   size_t max_queue;
+  /* Queued requests over all services (default 100000); 0 = unlimited. */
+  size_t max_queued_total;
+  /* Services known at once (default 10000): a READY or a request that
+   * would create one more is refused; 0 = unlimited. */
+  size_t max_services;
+  /* Workers registered for one service (default 10000); a READY beyond it
+   * gets DISCONNECT; 0 = unlimited. */
+  size_t max_workers_per_service;
+  /* Frames in one message (default 1024): a larger message is discarded
+   * whole by the reactor before the broker sees it; 0 = unlimited. */
+  size_t max_frames;
   /* ZMQ_MAXMSGSIZE of the socket: a peer sending a larger message is
    * disconnected by ZeroMQ (default 64 MiB); -1 = unlimited. */
   int64_t max_msg_size;
@@ -77,13 +88,17 @@ typedef struct {
   uint64_t redispatched;       /* requests re-sent after their worker died */
   uint64_t dropped_invalid;    /* malformed messages */
   uint64_t dropped_expired;    /* requests expired in a queue */
-  uint64_t dropped_queue_full; /* requests refused by max_queue */
+  uint64_t dropped_queue_full; /* requests refused by max_queue,
+                                  max_queued_total or max_services */
   uint64_t dropped_unroutable; /* replies for clients that are gone */
   uint64_t dropped_worker_lost;/* requests lost with their worker (after a
                                   PARTIAL, or past max_redispatch) */
   uint64_t dropped_slow_client; /* replies for clients whose pipe is full
                                    (they are not reading) */
   uint64_t dropped_too_large; /* MDP/0.1 replies collected over max_msg_size */
+  uint64_t dropped_frames;     /* messages with more than max_frames frames */
+  uint64_t workers_refused;    /* READYs refused by max_workers_per_service
+                                  or max_services */
   uint64_t disconnects_sent;   /* DISCONNECTs for protocol errors & expiry */
   uint64_t workers_registered; /* READYs accepted */
   uint64_t workers_expired;    /* removed for silence or busy timeout */

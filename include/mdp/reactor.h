@@ -54,6 +54,8 @@ typedef struct {
   uint64_t msgs_sent;     /* whole messages handed to ZeroMQ */
   uint64_t msgs_held;     /* messages that had to wait for POLLOUT */
   uint64_t msgs_failed;   /* held messages that could not be sent later */
+  uint64_t msgs_dropped;  /* received messages discarded whole: more frames
+                             than max_frames, or out of memory */
   uint64_t wakeups;       /* times the reactor ran its batch */
   size_t pending;         /* messages held now */
 } mdp_reactor_stats_t;
@@ -99,6 +101,12 @@ void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
 
 /* At most `max` messages are held waiting for POLLOUT (default 100000). */
 void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
+
+/* Received messages with more than `max` frames are discarded whole and
+ * counted (msgs_dropped), without holding more than `max` frames in memory:
+ * ZMQ_MAXMSGSIZE bounds a frame, this bounds a message.  0 (the default)
+ * means no limit. */
+void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 
 /* Callback for held messages that fail later (see mdp_reactor_fail_cb). */
 void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
