@@ -145,9 +145,10 @@ int mdp_msg_append_str(mdp_msg_t *msg, const char *str) {
 }
 
 int mdp_msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
+  /* Initialised even on failure: callers close `out` either way. */
+  zmq_msg_init(out);
   if (msg->count == 0)
     return MDP_EFRAMES;
-  zmq_msg_init(out);
   zmq_msg_move(out, &msg->frames[msg->head]);
   zmq_msg_close(&msg->frames[msg->head]);
   msg->head++;
