@@ -480,6 +480,7 @@ static void free_everything(mdp_broker_t *b) {
     }
     free(s);
   }
+  broker_request_cache_free(b);
   mdp_map_free(&b->workers);
   mdp_map_free(&b->services);
   mdp_map_free(&b->client_queues);

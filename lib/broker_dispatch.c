@@ -107,13 +107,49 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
     client_queue_free(b, cq);
 }
 
+/* Request structs are recycled through a short free list, so the steady
+ * state allocates none per request. */
+#define REQUEST_CACHE 256
+
+static broker_request_t *request_alloc(mdp_broker_t *b) {
+  broker_request_t *r = b->free_requests;
+  if (r == NULL)
+    return malloc(sizeof *r);
+  b->free_requests = *(broker_request_t **)r;
+  b->n_free_requests--;
+  return r;
+}
+
 void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
-  (void)b;
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
   mdp_msg_destroy(r->collected);
-  free(r);
+  if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
+    free(r);
+    return;
+  }
+  *(broker_request_t **)r = b->free_requests;
+  b->free_requests = r;
+  b->n_free_requests++;
 }
+
+void broker_request_cache_free(mdp_broker_t *b) {
+  while (b->free_requests != NULL) {
+    broker_request_t *r = b->free_requests;
+    b->free_requests = *(broker_request_t **)r;
+    free(r);
+  }
+  b->n_free_requests = 0;
+}
+
+static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
+  mdp_list_remove(&w->idle_link);
+  w->service->n_idle--;
+  b->stats.workers_idle--;
+}
+
+static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
+                       broker_request_t *r);
 
 int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
@@ -122,8 +158,11 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
       (b->opts.max_queued_total &&
        b->stats.queued >= b->opts.max_queued_total))
     return MDP_ENOBUFS;
-  broker_client_queue_t *cq = client_queue_get(b, s, client);
-  broker_request_t *r = cq ? malloc(sizeof *r) : NULL;
+  /* Fast path: nothing waits and a worker is idle, so the request goes
+   * straight out with no client queue to create and tear down. */
+  int direct = s->queued == 0 && s->n_idle > 0 && !b->closing;
+  broker_client_queue_t *cq = direct ? NULL : client_queue_get(b, s, client);
+  broker_request_t *r = direct || cq ? request_alloc(b) : NULL;
   if (r == NULL) {
     if (cq != NULL && mdp_list_empty(&cq->requests))
       client_queue_free(b, cq);
@@ -141,6 +180,14 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->collected = NULL;
   r->failed = 0;
   r->client_queue = cq;
+  if (direct) {
+    broker_worker_t *w = mdp_container_of(mdp_list_head(&s->idle_workers),
+                                          broker_worker_t, idle_link);
+    worker_unidle(b, w);
+    if (dispatch_to(b, w, r) < 0)
+      broker_dispatch(b, s); /* `r` is in the retry queue: the slow path */
+    return 0;
+  }
   mdp_list_push_back(&cq->requests, &r->queue_link);
   if (!mdp_list_linked(&cq->ring_link))
     mdp_list_push_back(&s->client_ring, &cq->ring_link);
@@ -180,11 +227,6 @@ static broker_request_t *next_request(mdp_broker_t *b, broker_service_t *s) {
   return r;
 }
 
-static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
-  mdp_list_remove(&w->idle_link);
-  w->service->n_idle--;
-  b->stats.workers_idle--;
-}
 
 /* Forgets `w`; returns its request if it held one (not yet re-queued). */
 static broker_request_t *worker_detach(mdp_broker_t *b, broker_worker_t *w,
@@ -276,28 +318,36 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
   return 0;
 }
 
+/* Sends `r` to `w`, which the caller took out of the idle list.  On
+ * failure `r` is back in the retry queue and `w` is either forgotten (gone,
+ * or not reading: its pipe is full) or idle again; returns the error. */
+static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
+                       broker_request_t *r) {
+  broker_service_t *s = w->service;
+  int rc = send_request(b, w, r);
+  if (rc == MDP_EHOSTUNREACH || rc == MDP_ENOBUFS) {
+    worker_detach(b, w, 0, rc == MDP_ENOBUFS ? "not reading" : "unreachable");
+  } else if (rc < 0) {
+    /* Not the worker's fault (out of memory): keep it idle and try again
+     * when the next message arrives. */
+    mdp_list_push_front(&s->idle_workers, &w->idle_link);
+    s->n_idle++;
+    b->stats.workers_idle++;
+    BROKER_LOG(b, MDP_LOG_WARN, "cannot dispatch to '%.*s': %s",
+               (int)s->name_size, (const char *)s->name, mdp_strerror(rc));
+  }
+  return rc;
+}
+
 void broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
   while (!b->closing && s->n_idle > 0 && s->queued > 0) {
     broker_worker_t *w = mdp_container_of(mdp_list_head(&s->idle_workers),
                                           broker_worker_t, idle_link);
     broker_request_t *r = next_request(b, s);
     worker_unidle(b, w);
-    int rc = send_request(b, w, r);
-    if (rc == MDP_EHOSTUNREACH || rc == MDP_ENOBUFS) {
-      /* The worker's connection is gone, or it reads nothing (its pipe is
-       * full): forget it; `r` is back in the queue. */
-      worker_detach(b, w, 0,
-                    rc == MDP_ENOBUFS ? "not reading" : "unreachable");
-    } else if (rc < 0) {
-      /* The socket cannot take more now (send queue full): keep the worker
-       * idle and try again when the next message arrives. */
-      mdp_list_push_front(&s->idle_workers, &w->idle_link);
-      s->n_idle++;
-      b->stats.workers_idle++;
-      BROKER_LOG(b, MDP_LOG_WARN, "cannot dispatch to '%.*s': %s",
-                 (int)s->name_size, (const char *)s->name, mdp_strerror(rc));
+    int rc = dispatch_to(b, w, r);
+    if (rc < 0 && rc != MDP_EHOSTUNREACH && rc != MDP_ENOBUFS)
       break;
-    }
   }
 }
 

@@ -90,7 +90,9 @@ struct mdp_broker_s {
   mdp_tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
   int closing;
-  int trim_armed;           /* queues were long: give memory back when empty */
+  int trim_armed;
+  broker_request_t *free_requests; /* recycled request structs */
+  size_t n_free_requests;           /* queues were long: give memory back when empty */
   int pending_closes;       /* handles still closing */
   mdp_broker_close_cb close_cb;
   char last_endpoint[256];
@@ -124,6 +126,7 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body);
 void broker_request_free(mdp_broker_t *b, broker_request_t *r);
+void broker_request_cache_free(mdp_broker_t *b);
 /* Hands queued requests to idle workers while both exist. */
 void broker_dispatch(mdp_broker_t *b, broker_service_t *s);
 /* A worker became idle (READY or FINAL). */
