@@ -1,0 +1,474 @@
+/* mdp-bench: scenarios (a)-(f) and the cost runs.
+ *
+ * One run = a broker process (the real mdp-broker, or the baseline), a
+ * worker-load process and a client-load process, over tcp://127.0.0.1 or
+ * ipc://.  The client warms up, says "warm", and runs one measured phase per
+ * 'g' the parent writes; around each phase the parent reads the processes'
+ * CPU time from /proc, the broker's RSS, and optionally attaches
+ * `perf stat` to the broker.  Under --callgrind the broker runs inside
+ * valgrind for a fixed number of round trips, twice (N1 and N2), and the
+ * cost per round trip is the difference of the totals over N2 - N1, which
+ * cancels start-up, warm-up and shutdown.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "mdp-bench.h"
+
+static int run_seq;
+
+static void make_endpoint(const char *transport, char *buf, size_t size) {
+  run_seq++;
+  if (strcmp(transport, "ipc") == 0) {
+    snprintf(buf, size, "ipc:///tmp/mdp-bench-%d-%d.ipc", (int)getpid(),
+             run_seq);
+    return;
+  }
+  /* A free port: bind port 0, read it, close. */
+  int port = 20000 + (int)(getpid() % 20000) + run_seq;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  if (fd >= 0)
+    close(fd);
+  snprintf(buf, size, "tcp://127.0.0.1:%d", port);
+}
+
+static void unlink_endpoint(const char *ep) {
+  if (strncmp(ep, "ipc://", 6) == 0)
+    unlink(ep + 6);
+}
+
+typedef struct {
+  char *v[32];
+  char store[32][512];
+  int n;
+} argv_t;
+
+static void av_add(argv_t *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void av_add(argv_t *a, const char *fmt, ...) {
+  if (a->n >= 31)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(a->store[a->n], sizeof a->store[a->n], fmt, ap);
+  va_end(ap);
+  a->v[a->n] = a->store[a->n];
+  a->n++;
+  a->v[a->n] = NULL;
+}
+
+static int spawn_broker(const bench_env_t *env, const run_cfg_t *c,
+                        const char *ep, const char *cg_file,
+                        bench_proc_t *p) {
+  argv_t a = {.n = 0};
+  if (cg_file) {
+    av_add(&a, "%s", env->valgrind);
+    av_add(&a, "--tool=callgrind");
+    av_add(&a, "--callgrind-out-file=%s", cg_file);
+    av_add(&a, "-q");
+  }
+  if (c->baseline) {
+    av_add(&a, "%s", env->self);
+    av_add(&a, "--role");
+    av_add(&a, "baseline");
+    av_add(&a, "endpoint=%s", ep);
+    av_add(&a, "service=%s", BENCH_SERVICE);
+  } else {
+    av_add(&a, "%s", env->broker);
+    av_add(&a, "-b");
+    av_add(&a, "%s", ep);
+    av_add(&a, "-q");
+  }
+  return bench_spawn(p, a.v, 0);
+}
+
+static int spawn_workers(const bench_env_t *env, const run_cfg_t *c,
+                         const char *ep, bench_proc_t *p) {
+  argv_t a = {.n = 0};
+  av_add(&a, "%s", env->self);
+  av_add(&a, "--role");
+  av_add(&a, "%s", c->lib_workers ? "libworker" : "worker");
+  av_add(&a, "endpoint=%s", ep);
+  av_add(&a, "workers=%d", c->workers);
+  av_add(&a, "partials=%d", c->partials);
+  return bench_spawn(p, a.v, 0);
+}
+
+static int spawn_client(const bench_env_t *env, const run_cfg_t *c,
+                        const char *ep, int slow, bench_proc_t *p) {
+  argv_t a = {.n = 0};
+  av_add(&a, "%s", env->self);
+  av_add(&a, "--role");
+  av_add(&a, "%s", c->lib_client ? "libclient" : "client");
+  av_add(&a, "endpoint=%s", ep);
+  av_add(&a, "clients=%d", c->clients);
+  av_add(&a, "inflight=%d", c->inflight);
+  av_add(&a, "max_sockets=%d", c->max_sockets ? c->max_sockets : 64);
+  av_add(&a, "body=%zu", c->body);
+  av_add(&a, "warmup=%d", c->warmup);
+  av_add(&a, "count=%ld", c->count);
+  av_add(&a, "duration_ms=%d", c->duration_ms);
+  av_add(&a, "timeout_ms=%d", slow ? 120000 : 10000);
+  av_add(&a, "warm_ms=%d", slow ? 300000 : 30000);
+  return bench_spawn(p, a.v, 1);
+}
+
+static int spawn_idle(const bench_env_t *env, const char *ep, int n,
+                      int services, int offset, bench_proc_t *p) {
+  argv_t a = {.n = 0};
+  av_add(&a, "%s", env->self);
+  av_add(&a, "--role");
+  av_add(&a, "idle");
+  av_add(&a, "endpoint=%s", ep);
+  av_add(&a, "workers=%d", n);
+  av_add(&a, "services=%d", services);
+  av_add(&a, "offset=%d", offset);
+  return bench_spawn(p, a.v, 1);
+}
+
+/* perf stat attached to a running process (all its threads). */
+static int spawn_perf(const bench_env_t *env, pid_t pid, const char *out,
+                      bench_proc_t *p) {
+  argv_t a = {.n = 0};
+  av_add(&a, "%s", env->perf);
+  av_add(&a, "stat");
+  av_add(&a, "-x,");
+  av_add(&a, "-o");
+  av_add(&a, "%s", out);
+  av_add(&a, "-e");
+  av_add(&a, "raw_syscalls:sys_enter,task-clock");
+  av_add(&a, "-p");
+  av_add(&a, "%d", (int)pid);
+  return bench_spawn(p, a.v, 0);
+}
+
+static void parse_perf(const char *file, double *syscalls, double *task_ms) {
+  FILE *f = fopen(file, "r");
+  char line[512];
+  *syscalls = *task_ms = -1;
+  if (f == NULL)
+    return;
+  while (fgets(line, sizeof line, f)) {
+    double v;
+    if (sscanf(line, "%lf,", &v) != 1)
+      continue;
+    if (strstr(line, "raw_syscalls:sys_enter"))
+      *syscalls = v;
+    else if (strstr(line, "task-clock"))
+      *task_ms = v;
+  }
+  fclose(f);
+}
+
+static double parse_callgrind(const char *file) {
+  FILE *f = fopen(file, "r");
+  char line[512];
+  double total = -1;
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof line, f)) {
+    double v;
+    if (sscanf(line, "summary: %lf", &v) == 1 ||
+        (total < 0 && sscanf(line, "totals: %lf", &v) == 1))
+      total = v;
+  }
+  fclose(f);
+  return total;
+}
+
+/* One measured phase on a running client: 'g', then the "done" line. */
+static int client_phase(bench_proc_t *client, int timeout_ms, run_res_t *r) {
+  if (write(client->in_fd, "g", 1) != 1)
+    return -1;
+  char line[256];
+  if (bench_read_line(client, line, sizeof line, timeout_ms) < 0) {
+    fprintf(stderr, "mdp-bench: the client did not report in time\n");
+    return -1;
+  }
+  unsigned long long n, el, p50, p99, p999, err;
+  if (sscanf(line, "done %llu %llu %llu %llu %llu %llu", &n, &el, &p50, &p99,
+             &p999, &err) != 6)
+    return -1;
+  r->count = n;
+  r->elapsed_s = (double)el / 1e9;
+  r->rt_per_s = el ? (double)n * 1e9 / (double)el : 0;
+  r->p50_us = (double)p50 / 1e3;
+  r->p99_us = (double)p99 / 1e3;
+  r->p999_us = (double)p999 / 1e3;
+  r->errors = err;
+  return err ? -1 : 0;
+}
+
+typedef struct {
+  char ep[128];
+  char cg_file[256];
+  bench_proc_t broker, workers, client;
+  int slow;
+} session_t;
+
+static void session_stop(session_t *s) {
+  if (s->client.pid > 0) {
+    if (s->client.in_fd >= 0 && write(s->client.in_fd, "q", 1) != 1) {
+    }
+    bench_stop(&s->client, 0, 2000);
+    bench_stop(&s->client, SIGTERM, 2000);
+  }
+  bench_stop(&s->workers, SIGTERM, 5000);
+  bench_stop(&s->broker, SIGTERM, s->slow ? 120000 : 10000);
+  unlink_endpoint(s->ep);
+}
+
+static int session_start(const bench_env_t *env, const run_cfg_t *c,
+                         session_t *s) {
+  memset(s, 0, sizeof *s);
+  s->broker.pid = s->workers.pid = s->client.pid = -1;
+  s->broker.in_fd = s->broker.out_fd = -1;
+  s->workers.in_fd = s->workers.out_fd = -1;
+  s->client.in_fd = s->client.out_fd = -1;
+  s->slow = c->callgrind;
+  make_endpoint(c->transport, s->ep, sizeof s->ep);
+  if (c->callgrind)
+    snprintf(s->cg_file, sizeof s->cg_file, "/tmp/mdp-bench-%d-%d.cg",
+             (int)getpid(), run_seq);
+  if (spawn_broker(env, c, s->ep, c->callgrind ? s->cg_file : NULL,
+                   &s->broker) < 0)
+    return -1;
+  if (spawn_workers(env, c, s->ep, &s->workers) < 0 ||
+      spawn_client(env, c, s->ep, s->slow, &s->client) < 0) {
+    session_stop(s);
+    return -1;
+  }
+  char line[64];
+  if (bench_read_line(&s->client, line, sizeof line,
+                      s->slow ? 300000 : 40000) < 0 ||
+      strcmp(line, "warm") != 0) {
+    fprintf(stderr, "mdp-bench: the client did not warm up (%s, %s)\n",
+            c->baseline ? "baseline" : "mdp-broker", s->ep);
+    session_stop(s);
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct {
+  double b, w, c;
+} cpu3_t;
+
+static cpu3_t cpu_now(const session_t *s) {
+  cpu3_t t = {bench_proc_cpu(s->broker.pid), bench_proc_cpu(s->workers.pid),
+              bench_proc_cpu(s->client.pid)};
+  return t;
+}
+
+/* A measured phase with CPU accounting (and perf, if asked). */
+static int measure(const bench_env_t *env, const run_cfg_t *c, session_t *s,
+                   run_res_t *r) {
+  bench_proc_t perf = {.pid = -1, .in_fd = -1, .out_fd = -1};
+  char perf_file[256] = "";
+  if (c->perf && env->perf) {
+    snprintf(perf_file, sizeof perf_file, "/tmp/mdp-bench-%d-%d.perf",
+             (int)getpid(), run_seq);
+    if (spawn_perf(env, s->broker.pid, perf_file, &perf) == 0)
+      bench_sleep_ms(500); /* let perf attach */
+  }
+  cpu3_t before = cpu_now(s);
+  int timeout = (c->duration_ms > 0 ? c->duration_ms : 0) +
+                (s->slow ? 600000 : 60000);
+  int rc = client_phase(&s->client, timeout, r);
+  cpu3_t after = cpu_now(s);
+  r->cpu_broker = after.b - before.b;
+  r->cpu_workers = after.w - before.w;
+  r->cpu_client = after.c - before.c;
+  r->rss_kib = bench_proc_rss_kib(s->broker.pid);
+  if (perf.pid > 0) {
+    bench_stop(&perf, SIGINT, 10000);
+    parse_perf(perf_file, &r->syscalls, &r->task_ms);
+    unlink(perf_file);
+  }
+  return rc;
+}
+
+int bench_run(const bench_env_t *env, const run_cfg_t *c, run_res_t *r) {
+  memset(r, 0, sizeof *r);
+  r->syscalls = r->task_ms = r->ir = -1;
+  session_t s;
+  if (session_start(env, c, &s) < 0)
+    return -1;
+  int rc = measure(env, c, &s, r);
+  session_stop(&s);
+  if (c->callgrind) {
+    r->ir = parse_callgrind(s.cg_file);
+    unlink(s.cg_file);
+    if (r->ir < 0)
+      rc = -1;
+  }
+  r->ok = rc == 0;
+  return rc;
+}
+
+/* ---- scenario (e): scale ------------------------------------------------ */
+
+/* Waits until the broker's RSS has not changed for `quiet_ms` (every READY
+ * handled), at most `max_ms`. */
+static void wait_rss_settle(pid_t pid, int quiet_ms, int max_ms) {
+  long last = -1;
+  int still = 0;
+  for (int t = 0; t < max_ms && still < quiet_ms; t += 100) {
+    bench_sleep_ms(100);
+    long now = bench_proc_rss_kib(pid);
+    if (now == last)
+      still += 100;
+    else
+      still = 0;
+    last = now;
+  }
+}
+
+/* Idle workers registered with mdp-broker, summed over the services'
+ * mmi.workers replies ["200", idle, busy, queued]; -1 on error. */
+static long mmi_idle_workers(void *sock, int services) {
+  static const unsigned char request = 0x01;
+  long total = 0;
+  for (int i = 0; i < services; i++) {
+    char name[32];
+    int len = snprintf(name, sizeof name, "idle-%d", i);
+    zmq_send_const(sock, "MDPC02", 6, ZMQ_SNDMORE);
+    zmq_send_const(sock, &request, 1, ZMQ_SNDMORE);
+    zmq_send_const(sock, "mmi.workers", 11, ZMQ_SNDMORE);
+    zmq_send(sock, name, (size_t)len, 0);
+    /* [hdr | 0x03 | mmi.workers | "200" | idle | busy | queued] */
+    int frame = 0, more = 1;
+    while (more) {
+      char buf[64];
+      int n = zmq_recv(sock, buf, sizeof buf - 1, 0);
+      if (n < 0)
+        return -1;
+      buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
+      if (frame == 4)
+        total += atol(buf);
+      frame++;
+      size_t sz = sizeof more;
+      zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz);
+    }
+  }
+  return total;
+}
+
+/* Waits until mdp-broker has registered `idle` idle workers (at most
+ * max_ms).  0, or -1. */
+static int wait_registered(const char *ep, int idle, int services,
+                           int max_ms) {
+  void *ctx = zmq_ctx_new();
+  void *sock = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, timeout = 5000, rc = -1;
+  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+  uint64_t deadline = bench_now_ns() + (uint64_t)max_ms * 1000000ull;
+  if (zmq_connect(sock, ep) == 0) {
+    while (bench_now_ns() < deadline) {
+      long n = mmi_idle_workers(sock, services);
+      if (n < 0)
+        break;
+      if (n >= idle) {
+        rc = 0;
+        break;
+      }
+      bench_sleep_ms(200);
+    }
+  }
+  zmq_close(sock);
+  zmq_ctx_term(ctx);
+  return rc;
+}
+
+int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
+                int services, int idle_ms, scale_res_t *out) {
+  memset(out, 0, sizeof *out);
+  session_t s;
+  if (session_start(env, c, &s) < 0)
+    return -1;
+  int rc = 0;
+  int reps = c->reps > 0 ? c->reps : 1;
+  double *tp = calloc((size_t)reps, sizeof *tp);
+  run_res_t r;
+  for (int i = 0; i < reps && rc == 0; i++) {
+    rc = measure(env, c, &s, &r);
+    tp[i] = r.rt_per_s;
+  }
+  out->rt_without = bench_median(tp, (size_t)reps);
+  long rss0 = bench_proc_rss_kib(s.broker.pid);
+  /* Idle workers in processes of at most 2,500 sockets each (every
+   * socket costs that process a TCP fd and a mailbox eventfd). */
+  enum { PER_PROC = 2500, MAX_PROCS = 16 };
+  bench_proc_t procs[MAX_PROCS];
+  int nprocs = 0;
+  for (int off = 0; rc == 0 && off < idle && nprocs < MAX_PROCS;
+       off += PER_PROC) {
+    int n = idle - off < PER_PROC ? idle - off : PER_PROC;
+    if (spawn_idle(env, s.ep, n, services, off, &procs[nprocs]) < 0) {
+      rc = -1;
+      break;
+    }
+    nprocs++;
+  }
+  for (int i = 0; rc == 0 && i < nprocs; i++) {
+    char line[32];
+    if (bench_read_line(&procs[i], line, sizeof line, 60000) < 0) {
+      fprintf(stderr, "mdp-bench: idle workers did not start\n");
+      rc = -1;
+    }
+  }
+  if (rc == 0 && !c->baseline &&
+      wait_registered(s.ep, idle, services, 120000) < 0) {
+    fprintf(stderr, "mdp-bench: the idle workers did not all register\n");
+    rc = -1;
+  }
+  if (rc == 0) {
+    /* The baseline keeps nothing per worker: wait for its RSS to settle
+     * (every connection accepted). */
+    if (c->baseline)
+      wait_rss_settle(s.broker.pid, 1000, 10000);
+    long rss1 = bench_proc_rss_kib(s.broker.pid);
+    out->rss_before_kib = rss0;
+    out->rss_after_kib = rss1;
+    out->bytes_per_idle = idle ? (double)(rss1 - rss0) * 1024.0 / idle : 0;
+    for (int i = 0; i < reps && rc == 0; i++) {
+      rc = measure(env, c, &s, &r);
+      tp[i] = r.rt_per_s;
+    }
+    out->rt_with = bench_median(tp, (size_t)reps);
+  }
+  if (rc == 0) {
+    /* The broker with every worker idle: only heartbeats both ways. */
+    double c0 = bench_proc_cpu(s.broker.pid);
+    uint64_t t0 = bench_now_ns();
+    bench_sleep_ms((unsigned)idle_ms);
+    double c1 = bench_proc_cpu(s.broker.pid);
+    double wall = (double)(bench_now_ns() - t0) / 1e9;
+    out->idle_cpu_pct = 100.0 * (c1 - c0) / wall;
+  }
+  for (int i = 0; i < nprocs; i++)
+    bench_stop(&procs[i], SIGTERM, 10000);
+  session_stop(&s);
+  free(tp);
+  out->ok = rc == 0;
+  return rc;
+}

@@ -1,0 +1,592 @@
+/* mdp-bench: libmdp's broker against a raw-libzmq baseline, in one run.
+ *
+ * Scenarios (docs/performance.md has the figures and how to read them):
+ *   a  16-byte bodies, 1 client x 1 worker, one request in flight (latency)
+ *   b  16-byte bodies, 8 clients x 8 workers (throughput)
+ *   c  1 MiB bodies, 4 clients x 4 workers (copying costs)
+ *   d  the library's mdp_client_t (1,000 requests in flight from one object)
+ *      and mdp_worker_t x 8, against raw sockets, both via mdp-broker
+ *   e  10,000 idle workers over 1,000 services next to one busy service;
+ *      the broker's CPU while they only heartbeat; RSS per idle worker
+ *   f  10 PARTIALs and a FINAL per request (streaming), 8 x 8
+ * Cost per round trip (--cost): broker system calls and task-clock
+ * (perf stat -e raw_syscalls:sys_enter,task-clock) and instructions
+ * (valgrind --tool=callgrind, fixed workloads N1 and N2, difference).
+ *
+ * Every load loop is bounded in count and time; loopback only.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mdp-bench.h"
+
+static const char usage_text[] =
+    "Usage: mdp-bench [OPTION]...\n"
+    "Benchmark mdp-broker against a minimal raw-libzmq forwarder (the\n"
+    "baseline), with client load, worker load and broker as separate\n"
+    "processes over tcp://127.0.0.1 and ipc://.\n"
+    "\n"
+    "  -s, --scenarios LIST   scenarios to run, from abcdef (default all)\n"
+    "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
+    "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
+    "  -d, --duration S       seconds per measured phase (default 2)\n"
+    "      --cost             also measure cost per round trip: perf stat\n"
+    "                         (syscalls, task-clock) and callgrind\n"
+    "                         (instructions), scenarios a b c f\n"
+    "      --no-callgrind     with --cost: skip the callgrind runs\n"
+    "      --idle N           idle workers in (e) (default 10000)\n"
+    "      --idle-services N  services they spread over (default 1000)\n"
+    "      --idle-seconds S   idle CPU measurement (default 10)\n"
+    "      --smoke            every scenario for about a second, no cost\n"
+    "                         runs; exit 0 if everything ran\n"
+    "      --json             machine-readable output on stdout\n"
+    "      --broker PATH      mdp-broker to run (default: next to mdp-bench)\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "Progress goes to stderr; the results table (or JSON) to stdout.\n";
+
+/* ---- results ------------------------------------------------------------ */
+
+typedef struct {
+  char scenario[4];
+  char transport[4];
+  const char *impl; /* baseline, mdp-broker, raw, lib */
+  int reps, ok;
+  double rt, p50, p99, p999;       /* medians of the reps */
+  double cpu_b, cpu_w, cpu_c;      /* seconds per phase, medians */
+  double cpu_b_rt;                 /* broker CPU us per round trip */
+  double rss_mib;
+  double ratio_rt, ratio_p50;      /* against the row's reference; 0: none */
+} row_t;
+
+typedef struct {
+  char scenario[4];
+  char transport[4];
+  const char *impl;
+  double syscalls_rt, task_us_rt, ir_rt; /* -1: not measured */
+  double r_sys, r_task, r_ir;            /* against the baseline */
+} cost_t;
+
+#define MAX_ROWS 64
+static row_t rows[MAX_ROWS];
+static int n_rows;
+static cost_t costs[MAX_ROWS];
+static int n_costs;
+static scale_res_t scale_mdp, scale_base;
+static int have_scale;
+static int failures;
+
+typedef struct {
+  int reps;
+  int duration_ms;
+  int smoke, json, cost, callgrind;
+  int idle, idle_services, idle_ms;
+} opts_t;
+
+static row_t *summarise(const char *sc, const char *tr, const char *impl,
+                        run_res_t *r, int n) {
+  row_t *row = &rows[n_rows < MAX_ROWS ? n_rows++ : MAX_ROWS - 1];
+  memset(row, 0, sizeof *row);
+  snprintf(row->scenario, sizeof row->scenario, "%s", sc);
+  snprintf(row->transport, sizeof row->transport, "%s", tr);
+  row->impl = impl;
+  double v[7][64];
+  int k = 0;
+  row->ok = 1;
+  for (int i = 0; i < n && k < 64; i++) {
+    if (!r[i].ok) {
+      row->ok = 0;
+      continue;
+    }
+    v[0][k] = r[i].rt_per_s;
+    v[1][k] = r[i].p50_us;
+    v[2][k] = r[i].p99_us;
+    v[3][k] = r[i].p999_us;
+    v[4][k] = r[i].cpu_broker;
+    v[5][k] = r[i].cpu_workers;
+    v[6][k] = r[i].cpu_client;
+    row->rss_mib = (double)r[i].rss_kib / 1024.0;
+    k++;
+  }
+  row->reps = k;
+  if (k == 0)
+    return row;
+  row->rt = bench_median(v[0], (size_t)k);
+  row->p50 = bench_median(v[1], (size_t)k);
+  row->p99 = bench_median(v[2], (size_t)k);
+  row->p999 = bench_median(v[3], (size_t)k);
+  row->cpu_b = bench_median(v[4], (size_t)k);
+  row->cpu_w = bench_median(v[5], (size_t)k);
+  row->cpu_c = bench_median(v[6], (size_t)k);
+  /* Broker CPU per round trip: per-phase CPU over per-phase count. */
+  double per[64];
+  for (int i = 0, j = 0; i < n && j < 64; i++)
+    if (r[i].ok && r[i].count)
+      per[j++] = r[i].cpu_broker * 1e6 / (double)r[i].count, k = j;
+  row->cpu_b_rt = bench_median(per, (size_t)k);
+  return row;
+}
+
+static void progress(const opts_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void progress(const opts_t *o, const char *fmt, ...) {
+  (void)o;
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "mdp-bench: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+}
+
+/* Interleaved repetitions of two configurations (A is the reference). */
+static void compare(const bench_env_t *env, const opts_t *o, const char *sc,
+                    const char *tr, run_cfg_t *a, const char *a_name,
+                    run_cfg_t *b, const char *b_name) {
+  run_res_t ra[64], rb[64];
+  int reps = o->reps < 64 ? o->reps : 64;
+  for (int i = 0; i < reps; i++) {
+    run_cfg_t *first = i % 2 ? b : a, *second = i % 2 ? a : b;
+    run_res_t *rf = i % 2 ? &rb[i] : &ra[i], *rs = i % 2 ? &ra[i] : &rb[i];
+    if (bench_run(env, first, rf) < 0)
+      failures++;
+    if (bench_run(env, second, rs) < 0)
+      failures++;
+    progress(o, "(%s) %s rep %d: %s %.0f rt/s p50 %.0f us | %s %.0f rt/s "
+             "p50 %.0f us", sc, tr, i + 1, a_name, ra[i].rt_per_s,
+             ra[i].p50_us, b_name, rb[i].rt_per_s, rb[i].p50_us);
+  }
+  row_t *ref = summarise(sc, tr, a_name, ra, reps);
+  row_t *row = summarise(sc, tr, b_name, rb, reps);
+  if (ref->rt > 0)
+    row->ratio_rt = row->rt / ref->rt;
+  if (ref->p50 > 0)
+    row->ratio_p50 = row->p50 / ref->p50;
+}
+
+static void set_load(run_cfg_t *c, char sc, const opts_t *o) {
+  memset(c, 0, sizeof *c);
+  c->workers = c->clients = c->inflight = 1;
+  c->body = 16;
+  c->warmup = 200;
+  c->duration_ms = o->duration_ms;
+  switch (sc) {
+  case 'b':
+  case 'e':
+    c->workers = c->clients = 8;
+    break;
+  case 'c':
+    c->workers = c->clients = 4;
+    c->body = 1 << 20;
+    c->warmup = 20;
+    break;
+  case 'd':
+    c->workers = 8;
+    c->clients = 64;
+    break;
+  case 'f':
+    c->workers = c->clients = 8;
+    c->partials = 10;
+    break;
+  }
+}
+
+static void run_scenario(const bench_env_t *env, const opts_t *o, char sc,
+                         const char *tr) {
+  run_cfg_t a, b;
+  char name[2] = {sc, 0};
+  set_load(&a, sc, o);
+  a.transport = tr;
+  b = a;
+  if (sc == 'd') {
+    /* Raw DEALERs (64 sockets, one request each) against the library's
+     * client (1,000 in flight over its default pool of 64 sockets) and
+     * workers; both through mdp-broker. */
+    b.lib_client = b.lib_workers = 1;
+    b.clients = 1;
+    b.inflight = 1000;
+    b.max_sockets = 64;
+    compare(env, o, name, tr, &a, "raw", &b, "lib");
+    return;
+  }
+  a.baseline = 1;
+  compare(env, o, name, tr, &a, "baseline", &b, "mdp-broker");
+}
+
+static void run_scale(const bench_env_t *env, const opts_t *o) {
+  run_cfg_t c;
+  set_load(&c, 'e', o);
+  c.transport = "tcp";
+  c.reps = o->smoke ? 1 : 3;
+  progress(o, "(e) mdp-broker: %d idle workers over %d services", o->idle,
+           o->idle_services);
+  if (bench_scale(env, &c, o->idle, o->idle_services, o->idle_ms,
+                  &scale_mdp) < 0)
+    failures++;
+  c.baseline = 1;
+  c.reps = 1;
+  progress(o, "(e) baseline: %d idle connections", o->idle);
+  if (bench_scale(env, &c, o->idle, o->idle_services, o->idle_ms,
+                  &scale_base) < 0)
+    failures++;
+  have_scale = 1;
+}
+
+/* Cost per round trip of the broker and of the baseline (tcp). */
+static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
+  run_cfg_t c;
+  set_load(&c, sc, o);
+  c.transport = "tcp";
+  long n = sc == 'c' ? 2000 : sc == 'f' ? 5000 : 20000;
+  long n1 = sc == 'c' ? 100 : 1000, n2 = sc == 'c' ? 400 : 5000;
+  cost_t cs[2];
+  for (int base = 1; base >= 0; base--) {
+    cost_t *k = &cs[1 - base];
+    char name[2] = {sc, 0};
+    memset(k, 0, sizeof *k);
+    snprintf(k->scenario, sizeof k->scenario, "%s", name);
+    snprintf(k->transport, sizeof k->transport, "tcp");
+    k->impl = base ? "baseline" : "mdp-broker";
+    k->syscalls_rt = k->task_us_rt = k->ir_rt = -1;
+    c.baseline = base;
+    run_res_t r;
+    if (env->perf) {
+      c.count = n;
+      c.perf = 1;
+      if (bench_run(env, &c, &r) == 0 && r.syscalls >= 0) {
+        k->syscalls_rt = r.syscalls / (double)r.count;
+        k->task_us_rt = r.task_ms * 1e3 / (double)r.count;
+      } else {
+        failures++;
+      }
+      c.perf = 0;
+    }
+    if (env->valgrind && o->callgrind && sc != 'f') {
+      run_res_t r1, r2;
+      c.callgrind = 1;
+      c.count = n1;
+      int rc = bench_run(env, &c, &r1);
+      c.count = n2;
+      rc |= bench_run(env, &c, &r2);
+      c.callgrind = 0;
+      if (rc == 0 && r2.count > r1.count)
+        k->ir_rt = (r2.ir - r1.ir) / (double)(r2.count - r1.count);
+      else
+        failures++;
+    }
+    progress(o, "(%s) cost %s: %.1f syscalls/rt, %.1f us task-clock/rt, "
+             "%.0f instructions/rt", name, k->impl, k->syscalls_rt,
+             k->task_us_rt, k->ir_rt);
+  }
+  cs[1].r_sys = cs[0].syscalls_rt > 0 ? cs[1].syscalls_rt / cs[0].syscalls_rt
+                                      : 0;
+  cs[1].r_task = cs[0].task_us_rt > 0 ? cs[1].task_us_rt / cs[0].task_us_rt
+                                      : 0;
+  cs[1].r_ir = cs[0].ir_rt > 0 ? cs[1].ir_rt / cs[0].ir_rt : 0;
+  if (n_costs + 2 <= MAX_ROWS) {
+    costs[n_costs++] = cs[0];
+    costs[n_costs++] = cs[1];
+  }
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void machine(char *buf, size_t size) {
+  struct utsname u;
+  char model[128] = "unknown cpu";
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  char line[256];
+  while (f && fgets(line, sizeof line, f)) {
+    char *p = strchr(line, ':');
+    if (strncmp(line, "model name", 10) == 0 && p) {
+      snprintf(model, sizeof model, "%s", p + 2);
+      model[strcspn(model, "\n")] = '\0';
+      break;
+    }
+  }
+  if (f)
+    fclose(f);
+  uname(&u);
+  snprintf(buf, size, "%s %s, %ld cpus, %s", u.sysname, u.release,
+           sysconf(_SC_NPROCESSORS_ONLN), model);
+}
+
+static void ratio_str(double r, char *buf, size_t n) {
+  if (r > 0)
+    snprintf(buf, n, "%.2fx", r);
+  else
+    snprintf(buf, n, "-");
+}
+
+static void print_table(const char *date, const char *mach) {
+  printf("mdp-bench %s on %s\n\n", date, mach);
+  printf("%-3s %-4s %-11s %4s %10s %8s %8s %8s %8s %8s %8s %9s %7s %7s\n",
+         "sc", "tr", "impl", "reps", "rt/s", "p50us", "p99us", "p999us",
+         "brkCPUs", "wrkCPUs", "cliCPUs", "brk us/rt", "RSS MiB", "ratio");
+  for (int i = 0; i < n_rows; i++) {
+    row_t *r = &rows[i];
+    char rt[16], p50[16];
+    ratio_str(r->ratio_rt, rt, sizeof rt);
+    ratio_str(r->ratio_p50, p50, sizeof p50);
+    printf("%-3s %-4s %-11s %4d %10.0f %8.0f %8.0f %8.0f %8.2f %8.2f %8.2f "
+           "%9.1f %7.1f %7s%s\n",
+           r->scenario, r->transport, r->impl, r->reps, r->rt, r->p50,
+           r->p99, r->p999, r->cpu_b, r->cpu_w, r->cpu_c, r->cpu_b_rt,
+           r->rss_mib, rt, r->ok ? "" : " (some reps failed)");
+    if (r->ratio_p50 > 0)
+      printf("%-3s %-4s %-11s %4s %10s %8s   (p50 ratio %s)\n", "", "", "",
+             "", "", "", p50);
+  }
+  if (n_costs) {
+    printf("\ncost per round trip (broker process, all threads, tcp)\n");
+    printf("%-3s %-11s %12s %7s %12s %7s %14s %7s\n", "sc", "impl",
+           "syscalls", "ratio", "task-clk us", "ratio", "instructions",
+           "ratio");
+    for (int i = 0; i < n_costs; i++) {
+      cost_t *k = &costs[i];
+      char a[16], b[16], c[16];
+      ratio_str(k->r_sys, a, sizeof a);
+      ratio_str(k->r_task, b, sizeof b);
+      ratio_str(k->r_ir, c, sizeof c);
+      printf("%-3s %-11s %12.2f %7s %12.2f %7s %14.0f %7s\n", k->scenario,
+             k->impl, k->syscalls_rt, a, k->task_us_rt, b, k->ir_rt, c);
+    }
+  }
+  if (have_scale) {
+    printf("\n(e) scale (tcp)           %14s %14s\n", "mdp-broker",
+           "baseline");
+    printf("busy rt/s without idle    %14.0f %14.0f\n", scale_mdp.rt_without,
+           scale_base.rt_without);
+    printf("busy rt/s with idle       %14.0f %14.0f\n", scale_mdp.rt_with,
+           scale_base.rt_with);
+    printf("with / without            %13.2fx %13.2fx\n",
+           scale_mdp.rt_without > 0 ? scale_mdp.rt_with / scale_mdp.rt_without
+                                    : 0,
+           scale_base.rt_without > 0
+               ? scale_base.rt_with / scale_base.rt_without
+               : 0);
+    printf("RSS before/after KiB      %6ld/%-7ld %6ld/%-7ld\n",
+           scale_mdp.rss_before_kib, scale_mdp.rss_after_kib,
+           scale_base.rss_before_kib, scale_base.rss_after_kib);
+    printf("bytes per idle worker     %14.0f %14.0f\n",
+           scale_mdp.bytes_per_idle, scale_base.bytes_per_idle);
+    printf("idle CPU %% of one core    %14.2f %14.2f\n",
+           scale_mdp.idle_cpu_pct, scale_base.idle_cpu_pct);
+  }
+}
+
+static void print_json(const char *date, const char *mach, const opts_t *o) {
+  printf("{\"date\":\"%s\",\"machine\":\"%s\",\"reps\":%d,"
+         "\"duration_ms\":%d,\"smoke\":%s,\"rows\":[",
+         date, mach, o->reps, o->duration_ms, o->smoke ? "true" : "false");
+  for (int i = 0; i < n_rows; i++) {
+    row_t *r = &rows[i];
+    printf("%s{\"scenario\":\"%s\",\"transport\":\"%s\",\"impl\":\"%s\","
+           "\"reps\":%d,\"ok\":%s,\"rt_per_s\":%.1f,\"p50_us\":%.1f,"
+           "\"p99_us\":%.1f,\"p999_us\":%.1f,\"cpu_broker_s\":%.3f,"
+           "\"cpu_workers_s\":%.3f,\"cpu_client_s\":%.3f,"
+           "\"broker_cpu_us_per_rt\":%.2f,\"broker_rss_mib\":%.2f,"
+           "\"ratio_rt\":%.3f,\"ratio_p50\":%.3f}",
+           i ? "," : "", r->scenario, r->transport, r->impl, r->reps,
+           r->ok ? "true" : "false", r->rt, r->p50, r->p99, r->p999, r->cpu_b,
+           r->cpu_w, r->cpu_c, r->cpu_b_rt, r->rss_mib, r->ratio_rt,
+           r->ratio_p50);
+  }
+  printf("],\"cost\":[");
+  for (int i = 0; i < n_costs; i++) {
+    cost_t *k = &costs[i];
+    printf("%s{\"scenario\":\"%s\",\"transport\":\"%s\",\"impl\":\"%s\","
+           "\"syscalls_per_rt\":%.3f,\"task_clock_us_per_rt\":%.3f,"
+           "\"instructions_per_rt\":%.1f,\"ratio_syscalls\":%.3f,"
+           "\"ratio_task_clock\":%.3f,\"ratio_instructions\":%.3f}",
+           i ? "," : "", k->scenario, k->transport, k->impl, k->syscalls_rt,
+           k->task_us_rt, k->ir_rt, k->r_sys, k->r_task, k->r_ir);
+  }
+  printf("]");
+  if (have_scale) {
+    const scale_res_t *s[2] = {&scale_mdp, &scale_base};
+    const char *names[2] = {"mdp-broker", "baseline"};
+    printf(",\"scale\":{\"idle_workers\":%d,\"services\":%d", o->idle,
+           o->idle_services);
+    for (int i = 0; i < 2; i++)
+      printf(",\"%s\":{\"ok\":%s,\"rt_without\":%.1f,\"rt_with\":%.1f,"
+             "\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
+             "\"bytes_per_idle\":%.1f,\"idle_cpu_pct\":%.3f}",
+             names[i], s[i]->ok ? "true" : "false", s[i]->rt_without,
+             s[i]->rt_with, s[i]->rss_before_kib, s[i]->rss_after_kib,
+             s[i]->bytes_per_idle, s[i]->idle_cpu_pct);
+    printf("}");
+  }
+  printf(",\"failures\":%d}\n", failures);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static char *find_tool(const char *name) {
+  const char *path = getenv("PATH");
+  if (path == NULL)
+    return NULL;
+  char *copy = strdup(path), *save = NULL, *found = NULL;
+  for (char *d = strtok_r(copy, ":", &save); d && !found;
+       d = strtok_r(NULL, ":", &save)) {
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s/%s", d, name);
+    if (access(buf, X_OK) == 0)
+      found = strdup(buf);
+  }
+  free(copy);
+  return found;
+}
+
+int main(int argc, char **argv) {
+  /* A child that died early must not kill us with SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
+  if (argc >= 3 && strcmp(argv[1], "--role") == 0)
+    return bench_role_main(argv[2], argc - 3, argv + 3);
+  opts_t o = {.reps = 5, .duration_ms = 2000, .callgrind = 1,
+              .idle = 10000, .idle_services = 1000, .idle_ms = 10000};
+  const char *scen = "abcdef", *transports = "tcp,ipc", *broker = NULL;
+  static const struct option longopts[] = {
+      {"scenarios", required_argument, NULL, 's'},
+      {"transports", required_argument, NULL, 't'},
+      {"reps", required_argument, NULL, 'r'},
+      {"duration", required_argument, NULL, 'd'},
+      {"cost", no_argument, NULL, 'C'},
+      {"no-callgrind", no_argument, NULL, 'G'},
+      {"idle", required_argument, NULL, 'I'},
+      {"idle-services", required_argument, NULL, 'S'},
+      {"idle-seconds", required_argument, NULL, 'T'},
+      {"smoke", no_argument, NULL, 'k'},
+      {"json", no_argument, NULL, 'j'},
+      {"broker", required_argument, NULL, 'B'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "s:t:r:d:h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 's': scen = optarg; break;
+    case 't': transports = optarg; break;
+    case 'r': o.reps = atoi(optarg); break;
+    case 'd': o.duration_ms = (int)(atof(optarg) * 1000); break;
+    case 'C': o.cost = 1; break;
+    case 'G': o.callgrind = 0; break;
+    case 'I': o.idle = atoi(optarg); break;
+    case 'S': o.idle_services = atoi(optarg); break;
+    case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
+    case 'k': o.smoke = 1; break;
+    case 'j': o.json = 1; break;
+    case 'B': broker = optarg; break;
+    case 'h': fputs(usage_text, stdout); return 0;
+    default: fputs(usage_text, stderr); return 2;
+    }
+  }
+  if (optind < argc || o.reps < 1 || o.duration_ms < 100 || o.idle < 0 ||
+      o.idle_services < 1) {
+    fputs(usage_text, stderr);
+    return 2;
+  }
+  if (o.smoke) {
+    o.reps = 1;
+    o.duration_ms = 400;
+    o.cost = 0;
+    o.idle = o.idle > 200 ? 200 : o.idle;
+    o.idle_services = 20;
+    o.idle_ms = 500;
+  }
+  /* This program and mdp-broker, from /proc/self/exe. */
+  static char self[PATH_MAX], broker_path[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    fprintf(stderr, "mdp-bench: cannot find myself\n");
+    return 1;
+  }
+  self[n] = '\0';
+  if (broker == NULL) {
+    snprintf(broker_path, sizeof broker_path, "%s", self);
+    char *slash = strrchr(broker_path, '/');
+    snprintf(slash + 1, sizeof broker_path - (size_t)(slash + 1 - broker_path),
+             "mdp-broker");
+    broker = broker_path;
+  }
+  if (access(broker, X_OK) != 0) {
+    fprintf(stderr, "mdp-bench: no broker at %s (use --broker)\n", broker);
+    return 1;
+  }
+  bench_env_t env = {self, broker, NULL, NULL};
+  char *valgrind = NULL, *perf = NULL;
+  if (o.cost) {
+    valgrind = find_tool("valgrind");
+    perf = find_tool("perf");
+    env.valgrind = valgrind;
+    env.perf = perf;
+    if (!perf)
+      fprintf(stderr, "mdp-bench: perf not found: no syscall figures\n");
+    if (!valgrind && o.callgrind)
+      fprintf(stderr, "mdp-bench: valgrind not found: no instructions\n");
+  }
+  bench_raise_nofile();
+  char date[64], mach[256];
+  time_t now = time(NULL);
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  machine(mach, sizeof mach);
+
+  for (const char *s = scen; *s; s++) {
+    if (!strchr("abcdef", *s))
+      continue;
+    if (*s == 'e') {
+      run_scale(&env, &o);
+      continue;
+    }
+    for (const char *t = transports; *t;) {
+      size_t len = strcspn(t, ",");
+      char tr[8];
+      snprintf(tr, sizeof tr, "%.*s", (int)len, t);
+      /* The smoke runs ipc for (a) only: each scenario once, in seconds. */
+      if ((strcmp(tr, "tcp") == 0 || strcmp(tr, "ipc") == 0) &&
+          !(o.smoke && strcmp(tr, "ipc") == 0 && *s != 'a'))
+        run_scenario(&env, &o, *s, tr);
+      t += len;
+      if (*t == ',')
+        t++;
+    }
+  }
+  if (o.cost)
+    for (const char *s = scen; *s; s++)
+      if (strchr("abcf", *s))
+        run_cost(&env, &o, *s);
+  if (o.json)
+    print_json(date, mach, &o);
+  else
+    print_table(date, mach);
+  free(valgrind);
+  free(perf);
+  if (failures)
+    fprintf(stderr, "mdp-bench: %d run(s) failed\n", failures);
+  return failures ? 1 : 0;
+}
+
+int bench_role_main(const char *role, int argc, char **argv) {
+  bench_args_t a = {argc, argv};
+  if (strcmp(role, "baseline") == 0)
+    return bench_baseline_main(&a);
+  if (strcmp(role, "client") == 0)
+    return bench_client_main(&a);
+  if (strcmp(role, "libclient") == 0)
+    return bench_libclient_main(&a);
+  if (strcmp(role, "worker") == 0)
+    return bench_worker_main(&a);
+  if (strcmp(role, "libworker") == 0)
+    return bench_libworker_main(&a);
+  if (strcmp(role, "idle") == 0)
+    return bench_idle_main(&a);
+  fprintf(stderr, "mdp-bench: unknown role %s\n", role);
+  return 2;
+}
