@@ -495,8 +495,9 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     o = *opts;
   else
     mdp_client_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18)
-    return MDP_ENOTSUP;
+  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
+      o.dialect != MDP_DIALECT_MDP01)
+    return MDP_EINVAL; /* exactly one dialect */
   if (o.timeout_ms == 0 || o.max_sockets == 0)
     return MDP_EINVAL;
   for (size_t i = 0; i < n; i++)

@@ -274,7 +274,8 @@ static int worker_open(mdp_worker_t *w) {
   w->stats.connected = 1;
   mdp_reactor_start(r);
   worker_send_command(w, MDP_WORKER_READY);
-  wlog(w, MDP_LOG_DEBUG, "READY sent to %s", w->endpoint);
+  wlog(w, MDP_LOG_DEBUG, "READY sent to %s (%s)", w->endpoint,
+       mdp_dialect_name(w->opts.dialect));
   return 0;
 }
 
@@ -314,8 +315,9 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
     o = *opts;
   else
     mdp_worker_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18)
-    return MDP_ENOTSUP;
+  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
+      o.dialect != MDP_DIALECT_MDP01)
+    return MDP_EINVAL; /* exactly one dialect */
   if (o.heartbeat_interval_ms == 0 || o.heartbeat_liveness == 0 ||
       o.reconnect_initial_ms == 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
     return MDP_EINVAL;
@@ -377,6 +379,10 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
                         mdp_command_t command) {
   if (req == NULL || req->worker == NULL)
     return MDP_EINVAL;
+  /* MDP/0.1 has one REPLY per request and no partial replies. */
+  if (command == MDP_WORKER_PARTIAL &&
+      req->worker->opts.dialect == MDP_DIALECT_MDP01)
+    return MDP_ENOTSUP;
   mdp_worker_t *w = request_worker(req);
   if (w == NULL)
     return MDP_ESTATE;

@@ -2,6 +2,7 @@
  * frame), so the client is tested independently of mdp_broker_t: exact
  * frames, the socket pool, timeouts and retries with late replies, cancel,
  * close, failover, many requests in flight and the blocking helper. */
+#include <stdarg.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -303,8 +304,11 @@ static void bad_arguments(void) {
   CHECK_EQ(o.timeout_ms, 10000);
   CHECK_EQ(o.retries, 1);
   CHECK_EQ(o.deadline_ms, 0);
-  o.dialect = MDP_DIALECT_MAJORTOMO;
-  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_ENOTSUP);
+  CHECK_EQ(o.dialect, MDP_DIALECT_RFC18);
+  o.dialect = MDP_DIALECT_ALL; /* a mask, not one dialect */
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.dialect = (mdp_dialect_t)0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
   c = client_start(&loop, eps, 1, 0, 1, 0);
   CHECK(c != NULL);
   rep_t r = {0};
@@ -388,7 +392,9 @@ static void timeout_retry_late_reply(void) {
   fake_t f;
   CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
   const char *eps[] = {f.endpoint};
-  mdp_client_t *c = client_start(&loop, eps, 1, 400, 1, 0);
+  /* the retry must outlive the 50 ms "nothing arrives" check below, also
+   * when tools slow everything down */
+  mdp_client_t *c = client_start(&loop, eps, 1, t_slow(400), 1, 0);
   CHECK(c != NULL);
   rep_t r = {0};
   CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
@@ -781,6 +787,163 @@ static void sync_helper(void) {
   CHECK(ms >= 90);
 }
 
+/* --- dialects: each one's frames, written out by hand from WIRE.md -------- */
+
+typedef struct {
+  mdp_dialect_t dialect;
+  int lead;              /* every message starts with an empty frame */
+  const char *header;
+  const char *request;   /* command bytes; NULL: no command frame (0.1) */
+  const char *partial;   /* NULL: the dialect has none */
+  const char *final;
+  int reply_service;     /* replies carry the service frame */
+} cd_t;
+
+static const cd_t CD_RFC18 = {MDP_DIALECT_RFC18, 0, "MDPC02", "\x01", "\x02",
+                              "\x03", 1};
+/* Majortomo: REQUEST 0x02, PARTIAL 0x03, FINAL 0x04, no service in replies */
+static const cd_t CD_MAJORTOMO = {MDP_DIALECT_MAJORTOMO, 1, "MDPC02", "\x02",
+                                  "\x03", "\x04", 0};
+/* MDP/0.1: no command frame; one REPLY with the service */
+static const cd_t CD_MDP01 = {MDP_DIALECT_MDP01, 1, "MDPC01", NULL, NULL, NULL,
+                              1};
+
+/* [lead?] | header | command? | service? | rest... (NULL-terminated). */
+static size_t cd_frames(const cd_t *d, const char *command,
+                        const char *service, va_list ap, const char **out,
+                        size_t max) {
+  size_t n = 0;
+  if (d->lead)
+    out[n++] = "";
+  out[n++] = d->header;
+  if (command)
+    out[n++] = command;
+  if (service)
+    out[n++] = service;
+  const char *fr;
+  while ((fr = va_arg(ap, const char *)) != NULL && n < max)
+    out[n++] = fr;
+  return n;
+}
+
+static int cd_is(mdp_msg_t *m, const cd_t *d, const char *command,
+                 const char *service, ...) {
+  const char *fr[32];
+  va_list ap;
+  va_start(ap, service);
+  size_t n = cd_frames(d, command, service, ap, fr, 32);
+  va_end(ap);
+  return frames_are_v(m, fr, n);
+}
+
+/* Sends to the sender of `req` (its identity frame). */
+static void cd_send(fake_t *f, mdp_msg_t *req, const cd_t *d,
+                    const char *command, const char *service, ...) {
+  const char *fr[32];
+  va_list ap;
+  va_start(ap, service);
+  size_t n = cd_frames(d, command, service, ap, fr, 32);
+  va_end(ap);
+  zmq_send(f->sock, mdp_msg_data(req, 0), mdp_msg_frame_size(req, 0),
+           ZMQ_SNDMORE);
+  for (size_t i = 0; i < n; i++)
+    zmq_send(f->sock, fr[i], strlen(fr[i]), i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+
+static int dropped_some(void *arg) {
+  mdp_client_stats_t st;
+  mdp_client_get_stats(arg, &st);
+  return st.dropped >= 1;
+}
+
+/* A client of dialect `d` against a raw ROUTER speaking `d`: the REQUEST
+ * frame for frame, PARTIALs (0.2) and the FINAL/REPLY with multi-frame
+ * bodies, a reply in another dialect dropped, and the socket reused. */
+static void client_dialect(const cd_t *d, const cd_t *other) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.dialect = d->dialect;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  mdp_msg_t *body = body_of("a");
+  mdp_msg_append_mem(body, NULL, 0);
+  mdp_msg_append_str(body, "b");
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body, NULL, on_reply, &r, NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  mdp_msg_t *m = fake_take(&f);
+  CHECK(cd_is(m, d, d->request, "echo", "a", "", "b", NULL));
+  const char *svc = d->reply_service ? "echo" : NULL;
+  int partials = 0;
+  if (d->partial) {
+    cd_send(&f, m, d, d->partial, svc, "p1", NULL);
+    cd_send(&f, m, d, d->partial, svc, "p2", "", NULL);
+    partials = 2;
+  }
+  /* in another dialect: not this client's language, dropped */
+  cd_send(&f, m, other, other->final, other->reply_service ? "echo" : NULL,
+          "wrong", NULL);
+  CHECK(t_run_until(&loop, dropped_some, c, 2000));
+  CHECK_EQ(r.calls, partials);
+  cd_send(&f, m, d, d->final, svc, "f", "", "g", NULL);
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK_EQ(r.partials, partials);
+  CHECK_EQ(r.finals, 1);
+  CHECK_EQ(r.nparts, partials + 1);
+  if (partials) {
+    CHECK_EQ(mdp_msg_size(r.parts[0]), 1);
+    CHECK(mdp_msg_frame_eq(r.parts[0], 0, "p1", 2));
+    CHECK_EQ(mdp_msg_size(r.parts[1]), 2);
+    CHECK(mdp_msg_frame_eq(r.parts[1], 0, "p2", 2));
+    CHECK(mdp_msg_frame_eq(r.parts[1], 1, "", 0));
+  }
+  mdp_msg_t *fin = r.parts[partials];
+  CHECK_EQ(mdp_msg_size(fin), 3);
+  CHECK(mdp_msg_frame_eq(fin, 0, "f", 1));
+  CHECK(mdp_msg_frame_eq(fin, 1, "", 0));
+  CHECK(mdp_msg_frame_eq(fin, 2, "g", 1));
+  rep_clear(&r);
+  /* the socket is clean after the FINAL and is reused */
+  CHECK_EQ(mdp_client_request(c, "other", body_of("x"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  m = fake_take(&f);
+  CHECK(cd_is(m, d, d->request, "other", "x", NULL));
+  if (d->reply_service) { /* a reply naming another service: dropped */
+    cd_send(&f, m, d, d->final, "echo", "stale", NULL);
+    CHECK(t_run_until(&loop, rep_done, &r, 100) == 0);
+  }
+  cd_send(&f, m, d, d->final, d->reply_service ? "other" : NULL, "y", NULL);
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK_EQ(r.nparts, 1);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "y", 1));
+  rep_clear(&r);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sockets_opened, 1);
+  CHECK_EQ(st.finals, 2);
+  CHECK_EQ(st.partials, (uint64_t)partials);
+  CHECK_EQ(st.dropped, d->reply_service ? 2 : 1);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void dialect_rfc18(void) { client_dialect(&CD_RFC18, &CD_MDP01); }
+static void dialect_majortomo(void) {
+  client_dialect(&CD_MAJORTOMO, &CD_RFC18);
+}
+static void dialect_mdp01(void) { client_dialect(&CD_MDP01, &CD_MAJORTOMO); }
+
 /* --- against the real broker ----------------------------------------------- */
 
 typedef struct {
@@ -965,6 +1128,136 @@ static void broker_restart(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* All nine client/worker dialect pairings through mdp_broker_t, with
+ * mdp_client_t and mdp_worker_t objects: one worker per dialect (service
+ * "echo-<dialect>"), one client per dialect, each client calling each
+ * worker with a multi-frame body.  0.2 workers stream one PARTIAL per frame
+ * but the last, which is the FINAL; an MDP/0.1 worker answers with one
+ * REPLY; an MDP/0.1 client gets one REPLY holding every frame (the broker
+ * collects the PARTIALs).  MMI answers each client in its own dialect. */
+static void on_echo_dialect(mdp_worker_t *w, const mdp_request_t *req,
+                            mdp_msg_t *body) {
+  int stream = mdp_worker_get_data(w) != NULL;
+  zmq_msg_t frame;
+  while (stream && mdp_msg_size(body) > 1) {
+    mdp_msg_pop_front(body, &frame);
+    mdp_msg_t *part = mdp_msg_new();
+    mdp_msg_append(part, &frame);
+    zmq_msg_close(&frame);
+    if (mdp_worker_partial(req, part) < 0)
+      mdp_msg_destroy(part);
+  }
+  if (mdp_worker_final(req, body) < 0)
+    mdp_msg_destroy(body);
+}
+
+static int three_services(void *arg) {
+  static const char *const names[] = {"echo-rfc18", "echo-majortomo",
+                                      "echo-mdp01"};
+  for (int i = 0; i < 3; i++) {
+    mdp_broker_service_stats_t st;
+    if (mdp_broker_get_service_stats(arg, names[i], &st) != 0 ||
+        st.workers_idle < 1)
+      return 0;
+  }
+  return 1;
+}
+
+static void nine_pairings(void) {
+  static const mdp_dialect_t ds[3] = {MDP_DIALECT_RFC18, MDP_DIALECT_MAJORTOMO,
+                                      MDP_DIALECT_MDP01};
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_broker_t *b = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, NULL, &b), 0);
+  CHECK_EQ(mdp_broker_bind(b, "tcp://127.0.0.1:*"), 0);
+  bclose_t bc = {0};
+  mdp_broker_set_data(b, &bc);
+  char ep[256];
+  CHECK_EQ(mdp_broker_last_endpoint(b, ep, sizeof ep), 0);
+  mdp_worker_t *w[3];
+  mdp_client_t *c[3];
+  workers_closed = 0;
+  for (int i = 0; i < 3; i++) {
+    mdp_worker_options_t wo;
+    mdp_worker_options_init(&wo);
+    wo.dialect = ds[i];
+    char svc[64];
+    snprintf(svc, sizeof svc, "echo-%s", mdp_dialect_name(ds[i]));
+    CHECK_EQ(mdp_worker_new(&loop, ep, svc, &wo, on_echo_dialect, &w[i]), 0);
+    if (ds[i] != MDP_DIALECT_MDP01)
+      mdp_worker_set_data(w[i], w[i]); /* non-NULL: stream */
+    mdp_client_options_t co;
+    mdp_client_options_init(&co);
+    co.dialect = ds[i];
+    const char *eps[] = {ep};
+    CHECK_EQ(mdp_client_new(&loop, eps, 1, &co, &c[i]), 0);
+  }
+  CHECK(t_run_until(&loop, three_services, b, 3000));
+  rep_t r[3][3], mmi[3];
+  memset(r, 0, sizeof r);
+  memset(mmi, 0, sizeof mmi);
+  for (int ci = 0; ci < 3; ci++) {
+    for (int wi = 0; wi < 3; wi++) {
+      char svc[64];
+      snprintf(svc, sizeof svc, "echo-%s", mdp_dialect_name(ds[wi]));
+      mdp_msg_t *body = body_of("a");
+      mdp_msg_append_mem(body, NULL, 0);
+      mdp_msg_append_str(body, "b");
+      CHECK_EQ(mdp_client_request(c[ci], svc, body, NULL, on_reply,
+                                  &r[ci][wi], NULL), 0);
+    }
+    CHECK_EQ(mdp_client_request(c[ci], "mmi.service", body_of("echo-mdp01"),
+                                NULL, on_reply, &mmi[ci], NULL), 0);
+  }
+  all_t all = {&r[0][0], 9};
+  CHECK(t_run_until(&loop, all_done, &all, 5000));
+  all_t all_mmi = {mmi, 3};
+  CHECK(t_run_until(&loop, all_done, &all_mmi, 2000));
+  for (int ci = 0; ci < 3; ci++) {
+    for (int wi = 0; wi < 3; wi++) {
+      rep_t *x = &r[ci][wi];
+      int streamed = ds[ci] != MDP_DIALECT_MDP01 && ds[wi] != MDP_DIALECT_MDP01;
+      printf("# client %s, worker %s: %d part(s)\n", mdp_dialect_name(ds[ci]),
+             mdp_dialect_name(ds[wi]), x->nparts);
+      CHECK_EQ(x->status, 0);
+      CHECK_EQ(x->finals, 1);
+      CHECK_EQ(x->partials, streamed ? 2 : 0);
+      /* the frames of every part, in order, are the body sent */
+      const char *want[] = {"a", "", "b"};
+      int k = 0;
+      for (int p = 0; p < x->nparts; p++)
+        for (size_t fi = 0; fi < mdp_msg_size(x->parts[p]); fi++, k++) {
+          CHECK(k < 3);
+          CHECK(mdp_msg_frame_eq(x->parts[p], fi, want[k], strlen(want[k])));
+        }
+      CHECK_EQ(k, 3);
+      rep_clear(x);
+    }
+    CHECK_EQ(mmi[ci].status, 0);
+    CHECK(mdp_msg_frame_eq(mmi[ci].parts[0], 0, "200", 3));
+    rep_clear(&mmi[ci]);
+  }
+  mdp_broker_stats_t bs;
+  mdp_broker_get_stats(b, &bs);
+  CHECK_EQ(bs.dropped_invalid, 0);
+  for (int i = 0; i < 3; i++) {
+    mdp_client_stats_t cs;
+    mdp_client_get_stats(c[i], &cs);
+    CHECK_EQ(cs.dropped, 0);
+    mdp_worker_stats_t ws;
+    mdp_worker_get_stats(w[i], &ws);
+    CHECK_EQ(ws.requests, 3);
+    CHECK_EQ(ws.dropped_invalid, 0);
+    CHECK(client_stop(&loop, c[i]));
+    mdp_worker_close(w[i], 1, on_worker_closed);
+  }
+  CHECK(t_run_until(&loop, three_closed, NULL, 3000));
+  mdp_broker_close(b, broker_closed);
+  CHECK(t_run_until(&loop, b_closed, &bc, 3000));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -978,10 +1271,14 @@ int main(void) {
   RUN(failover);
   RUN(thousand_in_flight);
   RUN(sync_helper);
+  RUN(dialect_rfc18);
+  RUN(dialect_majortomo);
+  RUN(dialect_mdp01);
   RUN(broker_inproc);
   RUN(broker_ipc);
   RUN(broker_tcp);
   RUN(broker_restart);
+  RUN(nine_pairings);
   mdp_zmq_context_term();
   return t_done();
 }

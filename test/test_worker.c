@@ -1,6 +1,7 @@
 /* mdp_worker_t against a fake broker: a raw ROUTER socket that the test
  * drives frame by frame, so the worker is tested independently of
  * mdp_broker_t.  The last tests use the real broker. */
+#include <stdarg.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -504,9 +505,13 @@ static void misuse_errors(void) {
   CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "s", NULL, NULL, &w), MDP_EINVAL);
   CHECK(mdp_worker_new(&loop, "nonsense", "s", NULL, on_request_unused, &w) <
         0);
-  o.dialect = MDP_DIALECT_MDP01;
+  CHECK_EQ(o.dialect, MDP_DIALECT_RFC18);
+  o.dialect = MDP_DIALECT_ALL; /* a mask, not one dialect */
   CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "s", &o, on_request_unused, &w),
-           MDP_ENOTSUP);
+           MDP_EINVAL);
+  o.dialect = (mdp_dialect_t)0;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "s", &o, on_request_unused, &w),
+           MDP_EINVAL);
 
   app_t a = {0};
   a.mode = M_KEEP;
@@ -636,6 +641,202 @@ static void close_from_callback(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* --- dialects: each one's frames, written out by hand from WIRE.md -------- */
+
+typedef struct {
+  mdp_dialect_t dialect;
+  int lead;            /* every message starts with an empty frame */
+  const char *header;
+  const char *ready, *request, *partial, *final, *heartbeat, *disconnect;
+  const char *other;   /* the header of a REQUEST in some other dialect */
+  int other_lead;
+} wd_t;
+
+static const wd_t WD_RFC18 = {MDP_DIALECT_RFC18, 0, "MDPW02", "\x01", "\x02",
+                              "\x03", "\x04", "\x05", "\x06", "MDPW01", 1};
+static const wd_t WD_MAJORTOMO = {MDP_DIALECT_MAJORTOMO, 1, "MDPW02", "\x01",
+                                  "\x02", "\x03", "\x04", "\x05", "\x06",
+                                  "MDPW02", 0};
+/* MDP/0.1: READY 1, REQUEST 2, REPLY 3, HEARTBEAT 4, DISCONNECT 5; no
+ * PARTIAL. */
+static const wd_t WD_MDP01 = {MDP_DIALECT_MDP01, 1, "MDPW01", "\x01", "\x02",
+                              NULL, "\x03", "\x04", "\x05", "MDPW02", 1};
+
+/* Builds [lead?] | header | command | rest... (rest NULL-terminated). */
+static size_t wd_frames(const wd_t *d, const char *command, va_list ap,
+                        const char **out, size_t max) {
+  size_t n = 0;
+  if (d->lead)
+    out[n++] = "";
+  out[n++] = d->header;
+  out[n++] = command;
+  const char *fr;
+  while ((fr = va_arg(ap, const char *)) != NULL && n < max)
+    out[n++] = fr;
+  return n;
+}
+
+/* 1 if `m` is [identity | the dialect's frames for command, rest...]. */
+static int wd_is(mdp_msg_t *m, const wd_t *d, const char *command, ...) {
+  const char *fr[32];
+  va_list ap;
+  va_start(ap, command);
+  size_t n = wd_frames(d, command, ap, fr, 32);
+  va_end(ap);
+  return frames_are_v(m, fr, n);
+}
+
+static void wd_send(fake_t *f, mdp_msg_t *id, const wd_t *d,
+                    const char *command, ...) {
+  const char *fr[32];
+  va_list ap;
+  va_start(ap, command);
+  size_t n = wd_frames(d, command, ap, fr, 32);
+  va_end(ap);
+  fake_send_v(f, id, fr, n);
+}
+
+/* The next message that is not one of the dialect's HEARTBEATs; counts the
+ * heartbeats skipped in `*hb` (may be NULL). */
+static mdp_msg_t *wd_take_cmd(uv_loop_t *loop, fake_t *f, const wd_t *d,
+                              int *hb, uint64_t ms) {
+  uint64_t end = uv_hrtime() + t_slow(ms) * 1000000ull;
+  while (uv_hrtime() < end) {
+    fake_wait(loop, f, 1, 50);
+    mdp_msg_t *m = fake_take(f);
+    if (m == NULL)
+      continue;
+    if (wd_is(m, d, d->heartbeat, NULL)) {
+      if (hb)
+        (*hb)++;
+      mdp_msg_destroy(m);
+      continue;
+    }
+    return m;
+  }
+  return NULL;
+}
+
+static mdp_msg_t *str_body(const char *s) {
+  mdp_msg_t *m = mdp_msg_new();
+  mdp_msg_append_str(m, s);
+  return m;
+}
+
+static int wd_dropped(void *arg) {
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(arg, &st);
+  return st.dropped_invalid >= 1;
+}
+
+static int wd_heard(void *arg) {
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(arg, &st);
+  return st.heartbeats_received >= 1;
+}
+
+/* A worker of dialect `d` against a raw ROUTER speaking `d`: READY,
+ * HEARTBEATs both ways, REQUEST with a multi-frame body, PARTIALs (or
+ * MDP_ENOTSUP for 0.1), FINAL/REPLY, a message of another dialect dropped,
+ * DISCONNECT and re-registration, and the DISCONNECT of a closing worker:
+ * every frame checked. */
+static void worker_dialect(const wd_t *d) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.dialect = d->dialect;
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 1000; /* the fake heartbeats only when told to */
+  o.reconnect_initial_ms = 20;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  int hb = 0;
+  mdp_msg_t *ready = wd_take_cmd(&loop, &f, d, &hb, 2000);
+  CHECK(wd_is(ready, d, d->ready, "echo", NULL));
+  /* the worker's own heartbeats, in its dialect */
+  mdp_msg_t *m = wd_take_cmd(&loop, &f, d, &hb, 300);
+  CHECK(m == NULL);
+  CHECK(hb >= 2);
+  wd_send(&f, ready, d, d->heartbeat, NULL);
+  CHECK(t_run_until(&loop, wd_heard, w, 2000));
+
+  wd_send(&f, ready, d, d->request, "client-7", "", "hello", "", "world",
+          NULL);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  CHECK_EQ(mdp_msg_size(a.body), 3);
+  CHECK(mdp_msg_frame_eq(a.body, 0, "hello", 5));
+  CHECK(mdp_msg_frame_eq(a.body, 1, "", 0));
+  CHECK(mdp_msg_frame_eq(a.body, 2, "world", 5));
+  mdp_msg_t *part = str_body("p1");
+  if (d->partial == NULL) {
+    CHECK_EQ(mdp_worker_partial(&a.req, part), MDP_ENOTSUP);
+    CHECK_EQ(mdp_msg_size(part), 1); /* still ours */
+    mdp_msg_destroy(part);
+  } else {
+    CHECK_EQ(mdp_worker_partial(&a.req, part), 0);
+    mdp_msg_t *two = str_body("p2");
+    mdp_msg_append_mem(two, NULL, 0);
+    CHECK_EQ(mdp_worker_partial(&a.req, two), 0);
+    m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+    CHECK(wd_is(m, d, d->partial, "client-7", "", "p1", NULL));
+    mdp_msg_destroy(m);
+    m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+    CHECK(wd_is(m, d, d->partial, "client-7", "", "p2", "", NULL));
+    mdp_msg_destroy(m);
+  }
+  CHECK(mdp_worker_request_active(&a.req));
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  a.body = NULL;
+  m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+  CHECK(wd_is(m, d, d->final, "client-7", "", "hello", "", "world", NULL));
+  mdp_msg_destroy(m);
+
+  /* A REQUEST in another dialect is not this broker's language: dropped. */
+  wd_t other = *d;
+  other.header = d->other;
+  other.lead = d->other_lead;
+  wd_send(&f, ready, &other, "\x02", "c", "", "x", NULL);
+  CHECK(t_run_until(&loop, wd_dropped, w, 2000));
+
+  /* DISCONNECT in the dialect: a new socket, READY again */
+  wd_send(&f, ready, d, d->disconnect, NULL);
+  mdp_msg_t *again = wd_take_cmd(&loop, &f, d, NULL, 3000);
+  CHECK(wd_is(again, d, d->ready, "echo", NULL));
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.requests, 1);
+  CHECK_EQ(st.finals, 1);
+  CHECK_EQ(st.partials, d->partial ? 2 : 0);
+  CHECK_EQ(st.dropped_invalid, 1);
+  CHECK_EQ(st.disconnects_received, 1);
+  CHECK_EQ(st.connects, 2);
+  /* serves on the new connection, then says goodbye in its dialect */
+  a.mode = M_ECHO;
+  wd_send(&f, again, d, d->request, "c2", "", "again", NULL);
+  m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+  CHECK(wd_is(m, d, d->final, "c2", "", "again", NULL));
+  mdp_msg_destroy(m);
+  mdp_worker_close(w, 0, on_closed);
+  m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+  CHECK(wd_is(m, d, d->disconnect, NULL));
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  mdp_msg_destroy(ready);
+  mdp_msg_destroy(again);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void dialect_rfc18(void) { worker_dialect(&WD_RFC18); }
+static void dialect_majortomo(void) { worker_dialect(&WD_MAJORTOMO); }
+static void dialect_mdp01(void) { worker_dialect(&WD_MDP01); }
+
 /* --- against the real broker ----------------------------------------------- */
 
 typedef struct {
@@ -729,6 +930,9 @@ int main(void) {
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
   RUN(close_from_callback);
+  RUN(dialect_rfc18);
+  RUN(dialect_majortomo);
+  RUN(dialect_mdp01);
   RUN(broker_restart_inproc);
   RUN(broker_restart_ipc);
   RUN(broker_restart_tcp);

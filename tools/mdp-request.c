@@ -50,6 +50,8 @@ static void usage(FILE *out) {
           "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
           "                       default %g)\n"
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
+          "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
+          "                       or mdp01 (an MDP/0.1 broker)\n"
           "  -x, --hex            print frames in hexadecimal\n"
           "  -j, --json           print each part as a JSON object on one line\n"
           "  -m, --mmi NAME       ask the broker's mmi.NAME service, e.g.\n"
@@ -164,6 +166,7 @@ int main(int argc, char **argv) {
       {"broker", required_argument, NULL, 'b'},
       {"timeout", required_argument, NULL, 't'},
       {"retries", required_argument, NULL, 'r'},
+      {"dialect", required_argument, NULL, 'd'},
       {"hex", no_argument, NULL, 'x'},
       {"json", no_argument, NULL, 'j'},
       {"mmi", required_argument, NULL, 'm'},
@@ -176,10 +179,11 @@ int main(int argc, char **argv) {
   double timeout = MDP_DEFAULT_TIMEOUT_MS / 1000.0;
   long retries = 1;
   const char *mmi = NULL;
+  mdp_dialect_t dialect = MDP_DIALECT_RFC18;
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:d:xjm:vhV", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -203,6 +207,19 @@ int main(int argc, char **argv) {
       retries = strtol(optarg, &end, 10);
       if (errno || *end || retries < 0 || retries > 1000000) {
         fprintf(stderr, "mdp-request: bad --retries: %s\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'd':
+      if (strcmp(optarg, "rfc18") == 0)
+        dialect = MDP_DIALECT_RFC18;
+      else if (strcmp(optarg, "majortomo") == 0)
+        dialect = MDP_DIALECT_MAJORTOMO;
+      else if (strcmp(optarg, "mdp01") == 0)
+        dialect = MDP_DIALECT_MDP01;
+      else {
+        fprintf(stderr, "mdp-request: bad --dialect: %s (rfc18, majortomo, "
+                        "mdp01)\n", optarg);
         return EXIT_USAGE;
       }
       break;
@@ -284,6 +301,7 @@ int main(int argc, char **argv) {
     o.timeout_ms = 1;
   o.retries = (unsigned)retries;
   o.max_sockets = 1;
+  o.dialect = dialect;
   if (a.verbose) {
     o.log_cb = on_log;
     o.log_level = MDP_LOG_DEBUG;

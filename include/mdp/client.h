@@ -1,5 +1,6 @@
-/* libmdp: mdp_client_t, a Majordomo client (MDP/0.2, RFC 18) on a caller's
- * libuv loop, with many requests in flight at once.
+/* libmdp: mdp_client_t, a Majordomo client (MDP/0.2, RFC 18; optionally
+ * Majortomo's dialect or MDP/0.1) on a caller's libuv loop, with many
+ * requests in flight at once.
  *
  * MDP allows one request in flight per client socket, so a client object
  * keeps a pool of DEALER sockets: a request takes an idle socket (or a new
@@ -78,8 +79,12 @@ typedef struct {
   /* Requests waiting for a socket; beyond it mdp_client_request() returns
    * MDP_ENOBUFS (default 0 = unlimited). */
   size_t max_queue;
-  /* Wire dialect.  Only MDP_DIALECT_RFC18 (the default) is accepted for now;
-   * other values make mdp_client_new() return MDP_ENOTSUP. */
+  /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
+   * MDP_DIALECT_MAJORTOMO (to call a Majortomo broker; its replies carry no
+   * service frame) or MDP_DIALECT_MDP01 (an MDP/0.1 broker: one REPLY per
+   * request, delivered as the FINAL; no PARTIALs).  Anything else (0, a mask
+   * of several) makes mdp_client_new() return MDP_EINVAL.  Replies in
+   * another dialect are dropped and counted (dropped). */
   mdp_dialect_t dialect;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
@@ -120,8 +125,9 @@ void mdp_client_options_init(mdp_client_options_t *opts);
  * inproc://; at least one; copied).  New requests go to the first endpoint;
  * each retry moves to the next.  Sockets are opened on demand, so an
  * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
- * copied.  Returns 0 and sets `*out`, or MDP_EINVAL, MDP_ENOTSUP,
- * MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left behind. */
+ * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: an unknown
+ * dialect), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left
+ * behind. */
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
                    const mdp_client_options_t *opts, mdp_client_t **out);
 

@@ -1,5 +1,5 @@
-/* libmdp: mdp_worker_t, a Majordomo worker (MDP/0.2, RFC 18) on a caller's
- * libuv loop.
+/* libmdp: mdp_worker_t, a Majordomo worker (MDP/0.2, RFC 18; optionally
+ * Majortomo's dialect or MDP/0.1) on a caller's libuv loop.
  *
  * A worker connects one DEALER socket to one broker, registers for one
  * service (READY) and hands each REQUEST to the application's callback.  The
@@ -82,8 +82,12 @@ typedef struct {
    * Any message from the broker resets it. */
   uint64_t reconnect_initial_ms;
   uint64_t reconnect_max_ms;
-  /* Wire dialect.  Only MDP_DIALECT_RFC18 (the default) is accepted for now;
-   * other values make mdp_worker_new() return MDP_ENOTSUP. */
+  /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
+   * MDP_DIALECT_MAJORTOMO (to serve behind a Majortomo broker) or
+   * MDP_DIALECT_MDP01 (an MDP/0.1 broker; one REPLY per request, so
+   * mdp_worker_partial() returns MDP_ENOTSUP).  Anything else (0, a mask of
+   * several) makes mdp_worker_new() return MDP_EINVAL.  Messages from the
+   * broker in another dialect are dropped and counted (dropped_invalid). */
   mdp_dialect_t dialect;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
@@ -114,8 +118,9 @@ void mdp_worker_options_init(mdp_worker_options_t *opts);
  * the broker `endpoint` (tcp://, ipc://, inproc://), connects and sends
  * READY (ZeroMQ queues it until the connection is up).  `opts` NULL:
  * defaults; the options and strings are copied.  Returns 0 and sets `*out`,
- * or MDP_EINVAL, MDP_ESERVICE, MDP_ENOTSUP, MDP_ENOMEM, MDP_EZMQ (e.g. a
- * malformed endpoint), MDP_EUV; on failure nothing is left behind. */
+ * or MDP_EINVAL (also: an unknown dialect), MDP_ESERVICE, MDP_ENOMEM,
+ * MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure nothing is left
+ * behind. */
 int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
                    const mdp_worker_options_t *opts,
                    mdp_worker_request_cb request_cb, mdp_worker_t **out);
@@ -127,6 +132,9 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
  *   MDP_ESTATE: `req` is not the request in progress (already finished,
  *     abandoned after a reconnect, or never valid);
  *   MDP_EINVAL: NULL handle, or a body with no frame;
+ *   MDP_ENOTSUP: the worker speaks MDP/0.1, which has no partial replies
+ *     (checked first, whatever the handle's state); send the whole reply
+ *     with mdp_worker_final();
  *   MDP_ENOBUFS, MDP_EZMQ: the socket refused it (see mdp_reactor_send). */
 int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
 
