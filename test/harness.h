@@ -71,6 +71,19 @@ static inline int t_done(void) {
   return t_failed_ ? 1 : 0;
 }
 
+/* 1 in an AddressSanitizer build: its allocator keeps freed memory in
+ * quarantine, so RSS-based bounds say nothing there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#ifndef T_ASAN
+#define T_ASAN 0
+#endif
+
 /* Divisor for heavy loop counts: MDP_TEST_SCALE=10 under valgrind. */
 static inline int t_scale(int n) {
   const char *s = getenv("MDP_TEST_SCALE");
