@@ -23,5 +23,6 @@
 #include "mdp/broker.h"
 #include "mdp/worker.h"
 #include "mdp/client.h"
+#include "mdp/curve.h"
 
 #endif /* MDP_H */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "zap.h"
 
 #define BROKER_HANDLES 5 /* reactor + four timeout lists */
 #define BROKER_LINGER_MS 200
@@ -504,6 +505,8 @@ static void on_reactor_closed(mdp_reactor_t *reactor) {
   on_handle_closed(mdp_reactor_get_data(reactor));
 }
 
+static void on_zap_closed(void *b) { on_handle_closed(b); }
+
 static int zmq_error(void) {
   switch (zmq_errno()) {
   case EADDRINUSE:
@@ -555,8 +558,18 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     free(b);
     return MDP_EZMQ;
   }
-  int rc = mdp_reactor_new(loop, b->socket, 1, on_message, &b->reactor);
+  int rc = 0;
+  if (opts->curve_secret_key != NULL) { /* before any bind: see zap.h */
+    rc = mdp_zap_start(loop, ctx, b->socket, opts, &b->zap);
+    if (rc < 0) {
+      zmq_close(b->socket);
+      free(b);
+      return rc;
+    }
+  }
+  rc = mdp_reactor_new(loop, b->socket, 1, on_message, &b->reactor);
   if (rc < 0) {
+    mdp_zap_close(b->zap, NULL, NULL);
     zmq_close(b->socket);
     free(b);
     return rc;
@@ -637,6 +650,10 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
   b->closing = 1;
   b->close_cb = close_cb;
   b->pending_closes = BROKER_HANDLES;
+  if (b->zap != NULL) {
+    b->pending_closes++;
+    mdp_zap_close(b->zap, on_zap_closed, b);
+  }
   mdp_tlist_close(&b->liveness, on_timer_closed);
   mdp_tlist_close(&b->heartbeat, on_timer_closed);
   mdp_tlist_close(&b->busy, on_timer_closed);
@@ -649,6 +666,8 @@ void mdp_broker_get_stats(const mdp_broker_t *b, mdp_broker_stats_t *out) {
   mdp_reactor_stats_t rs;
   mdp_reactor_get_stats(b->reactor, &rs);
   out->dropped_frames = rs.msgs_dropped;
+  if (b->zap != NULL)
+    mdp_zap_counts(b->zap, &out->curve_accepted, &out->curve_refused);
 }
 
 int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,

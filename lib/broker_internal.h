@@ -81,6 +81,7 @@ struct mdp_broker_s {
   void *data;
   void *socket;
   mdp_reactor_t *reactor;
+  struct mdp_zap_s *zap;    /* CURVE's ZAP handler (zap.h), or NULL */
   mdp_map_t services;       /* name -> broker_service_t */
   mdp_map_t workers;        /* identity -> broker_worker_t */
   mdp_map_t client_queues;  /* service ptr + identity -> client queue */

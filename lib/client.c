@@ -24,6 +24,7 @@
 #include "mdp/context.h"
 #include "mdp/error.h"
 #include "mdp/reactor.h"
+#include "keys.h"
 
 enum { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
@@ -86,6 +87,8 @@ struct mdp_client_s {
   uint64_t timer_due;  /* loop time the timer fires, 0: not armed */
   int closing;
   int timer_closed;
+  int curve;           /* CURVE keys below are set */
+  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
   mdp_client_stats_t stats;
 };
 
@@ -388,7 +391,10 @@ static int conn_open(mdp_client_t *c, size_t endpoint, conn_t **out) {
   int linger = 0;
   zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
   int rc = MDP_EZMQ;
-  if (zmq_connect(sock, c->endpoints[endpoint]) != 0 ||
+  if ((c->curve && mdp_curve_client_setup(sock, c->curve_keys[0],
+                                          c->curve_keys[1],
+                                          c->curve_keys[2]) < 0) ||
+      zmq_connect(sock, c->endpoints[endpoint]) != 0 ||
       (rc = mdp_reactor_new(c->loop, sock, 1, conn_recv_cb, &k->reactor)) !=
           0) {
     zmq_close(sock);
@@ -500,6 +506,10 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     return MDP_EINVAL; /* exactly one dialect */
   if (o.timeout_ms == 0 || o.max_sockets == 0)
     return MDP_EINVAL;
+  int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
+                                     o.curve_secret_key);
+  if (curve < 0)
+    return curve;
   for (size_t i = 0; i < n; i++)
     if (endpoints[i] == NULL || endpoints[i][0] == '\0')
       return MDP_EINVAL;
@@ -531,6 +541,13 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   c->n_endpoints = n;
   c->loop = loop;
   c->ctx = ctx;
+  if (curve) {
+    c->curve = 1;
+    memcpy(c->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
+    memcpy(c->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
+    memcpy(c->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
+  }
+  o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   c->opts = o;
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;

@@ -19,6 +19,7 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "mdp/worker.h"
+#include "keys.h"
 
 /* Longest wait after DISCONNECT before the socket is closed. */
 #define GRACE_MAX_MS 100
@@ -45,6 +46,9 @@ struct mdp_worker_s {
   uint64_t cur_id;          /* request in progress, 0: idle */
   uint8_t address[MDP_ADDRESS_MAX];
   size_t address_size;
+
+  int curve;                /* CURVE keys below are set */
+  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
 
   int closing;
   int wait_for_request;     /* close waits for the FINAL */
@@ -258,7 +262,11 @@ static int worker_open(mdp_worker_t *w) {
   zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
   mdp_reactor_t *r = NULL;
   int rc = 0;
-  if (zmq_connect(sock, w->endpoint) != 0)
+  if (w->curve && mdp_curve_client_setup(sock, w->curve_keys[0],
+                                         w->curve_keys[1],
+                                         w->curve_keys[2]) < 0)
+    rc = MDP_EZMQ;
+  else if (zmq_connect(sock, w->endpoint) != 0)
     rc = zmq_errno() == EINVAL || zmq_errno() == EPROTONOSUPPORT ? MDP_EINVAL
                                                                   : MDP_EZMQ;
   else
@@ -321,6 +329,10 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   if (o.heartbeat_interval_ms == 0 || o.heartbeat_liveness == 0 ||
       o.reconnect_initial_ms == 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
     return MDP_EINVAL;
+  int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
+                                     o.curve_secret_key);
+  if (curve < 0)
+    return curve;
   void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
   if (ctx == NULL)
     return MDP_EZMQ;
@@ -338,6 +350,13 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   }
   w->loop = loop;
   w->ctx = ctx;
+  if (curve) {
+    w->curve = 1;
+    memcpy(w->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
+    memcpy(w->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
+    memcpy(w->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
+  }
+  o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   w->opts = o;
   w->request_cb = request_cb;
   w->backoff = o.reconnect_initial_ms;

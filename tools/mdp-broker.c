@@ -54,6 +54,12 @@ static const char usage_text[] =
     "      --dialects LIST         dialects to accept, comma-separated, from\n"
     "                              rfc18, majortomo, mdp01 (default: all three;\n"
     "                              each peer is answered in its own)\n"
+    "      --curve-secret-key FILE CURVE: encrypt and authenticate every peer\n"
+    "                              with the broker's key pair from FILE (an\n"
+    "                              mdp-keygen NAME.secret); needs --curve-allow\n"
+    "      --curve-allow DIR|FILE  public keys of the clients and workers let in:\n"
+    "                              the *.pub files of DIR, or the public-key\n"
+    "                              lines of FILE; everyone else is refused\n"
     "      --stats-interval S      log a one-line stats summary every S seconds;\n"
     "                              0 = never (default 0)\n"
     "  -v, --verbose               also log worker arrivals and departures\n"
@@ -212,7 +218,9 @@ int main(int argc, char **argv) {
     OPT_MAX_QUEUED_TOTAL,
     OPT_MAX_SERVICES,
     OPT_MAX_WORKERS,
-    OPT_MAX_FRAMES
+    OPT_MAX_FRAMES,
+    OPT_CURVE_SECRET,
+    OPT_CURVE_ALLOW
   };
   static const struct option longopts[] = {
       {"bind", required_argument, NULL, 'b'},
@@ -229,6 +237,8 @@ int main(int argc, char **argv) {
       {"max-services", required_argument, NULL, OPT_MAX_SERVICES},
       {"max-workers-per-service", required_argument, NULL, OPT_MAX_WORKERS},
       {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
+      {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
+      {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
       {"verbose", no_argument, NULL, 'v'},
       {"debug", no_argument, NULL, 'd'},
       {"quiet", no_argument, NULL, 'q'},
@@ -246,6 +256,9 @@ int main(int argc, char **argv) {
   long long n;
   int c;
   int rc = 0;
+  const char *curve_secret_file = NULL;
+  mdp_curve_keypair_t curve_pair;
+  memset(&curve_pair, 0, sizeof curve_pair);
   while ((c = getopt_long(argc, argv, "b:vdqhV", longopts, NULL)) != -1) {
     switch (c) {
     case 'b':
@@ -315,6 +328,12 @@ int main(int argc, char **argv) {
         rc = usage_error("invalid --dialects '%s': a comma-separated list of "
                          "rfc18, majortomo, mdp01 expected", optarg);
       break;
+    case OPT_CURVE_SECRET:
+      curve_secret_file = optarg;
+      break;
+    case OPT_CURVE_ALLOW:
+      opts.curve_allow = optarg;
+      break;
     case 'v':
       verbose = 1;
       break;
@@ -342,6 +361,32 @@ int main(int argc, char **argv) {
   }
   if (rc == 0 && optind < argc)
     rc = usage_error("unexpected argument '%s'", argv[optind]);
+  if (rc == 0 && (curve_secret_file != NULL) != (opts.curve_allow != NULL))
+    rc = usage_error("%s: --curve-secret-key and --curve-allow go together",
+                     curve_secret_file ? "--curve-secret-key"
+                                       : "--curve-allow");
+  if (rc == 0 && curve_secret_file != NULL) {
+    size_t line = 0;
+    int err = mdp_curve_load(curve_secret_file, &curve_pair, &line);
+    if (err == 0 && curve_pair.secret_key[0] != '\0') {
+      opts.curve_secret_key = curve_pair.secret_key;
+    } else {
+      rc = EXIT_USAGE;
+      if (err == 0)
+        fprintf(stderr, "mdp-broker: --curve-secret-key %s: no secret-key "
+                "line (a public key file?)\n", curve_secret_file);
+      else if (line > 0)
+        fprintf(stderr, "mdp-broker: %s:%zu: expected 'public-key = KEY' or "
+                "'secret-key = KEY' (KEY: 40 Z85 characters)\n",
+                curve_secret_file, line);
+      else
+        fprintf(stderr, "mdp-broker: --curve-secret-key %s: %s\n",
+                curve_secret_file,
+                err == MDP_EINVAL ? "not one matching key pair (see "
+                                    "mdp-keygen)"
+                                  : mdp_strerror(err));
+    }
+  }
   if (rc) {
     free(binds);
     return rc;
@@ -364,7 +409,10 @@ int main(int argc, char **argv) {
   if (err < 0) {
     fprintf(stderr, "mdp-broker: cannot create the broker: %s\n",
             mdp_strerror(err));
+    memset(&curve_pair, 0, sizeof curve_pair);
     free(binds);
+    uv_loop_close(&app.loop);
+    mdp_zmq_context_term();
     return 1;
   }
   mdp_broker_set_data(app.broker, &app);
@@ -374,6 +422,11 @@ int main(int argc, char **argv) {
           MDP_VERSION_STRING, opts.heartbeat_interval_ms / 1000.0,
           opts.heartbeat_liveness, opts.request_expiry_ms / 1000.0,
           opts.max_queue);
+  if (curve_secret_file != NULL)
+    app_log(&app, MDP_LOG_INFO,
+            "CURVE on: broker public key %s, peers allowed from %s",
+            curve_pair.public_key, opts.curve_allow);
+  memset(&curve_pair, 0, sizeof curve_pair); /* libzmq has its own copy */
   int status = 0;
   for (size_t i = 0; i < n_binds; i++) {
     err = mdp_broker_bind(app.broker, binds[i]);

@@ -52,6 +52,12 @@ static void usage(FILE *out) {
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
           "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
           "                       or mdp01 (an MDP/0.1 broker)\n"
+          "  -S, --curve-server-key FILE\n"
+          "                       CURVE: the broker's public key file\n"
+          "                       (mdp-keygen NAME.pub); needs --curve-key\n"
+          "  -K, --curve-key FILE this client's key pair (mdp-keygen\n"
+          "                       NAME.secret), listed in the broker's\n"
+          "                       --curve-allow\n"
           "  -x, --hex            print frames in hexadecimal\n"
           "  -j, --json           print each part as a JSON object on one line\n"
           "  -m, --mmi NAME       ask the broker's mmi.NAME service, e.g.\n"
@@ -167,6 +173,8 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 't'},
       {"retries", required_argument, NULL, 'r'},
       {"dialect", required_argument, NULL, 'd'},
+      {"curve-server-key", required_argument, NULL, 'S'},
+      {"curve-key", required_argument, NULL, 'K'},
       {"hex", no_argument, NULL, 'x'},
       {"json", no_argument, NULL, 'j'},
       {"mmi", required_argument, NULL, 'm'},
@@ -180,10 +188,11 @@ int main(int argc, char **argv) {
   long retries = 1;
   const char *mmi = NULL;
   mdp_dialect_t dialect = MDP_DIALECT_RFC18;
+  const char *server_key_file = NULL, *key_file = NULL;
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:d:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:d:S:K:xjm:vhV", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -222,6 +231,12 @@ int main(int argc, char **argv) {
                         "mdp01)\n", optarg);
         return EXIT_USAGE;
       }
+      break;
+    case 'S':
+      server_key_file = optarg;
+      break;
+    case 'K':
+      key_file = optarg;
       break;
     case 'x':
       a.format = OUT_HEX;
@@ -266,6 +281,37 @@ int main(int argc, char **argv) {
   }
   if (nbrokers == 0)
     brokers[nbrokers++] = MDP_DEFAULT_ENDPOINT;
+  /* CURVE: the broker's public key and our own pair, from key files */
+  mdp_curve_keypair_t server_pair, own_pair;
+  memset(&server_pair, 0, sizeof server_pair);
+  memset(&own_pair, 0, sizeof own_pair);
+  if ((server_key_file != NULL) != (key_file != NULL)) {
+    fprintf(stderr, "mdp-request: --curve-server-key and --curve-key go "
+                    "together\n");
+    return EXIT_USAGE;
+  }
+  if (key_file != NULL) {
+    const char *files[2] = {server_key_file, key_file};
+    mdp_curve_keypair_t *pairs[2] = {&server_pair, &own_pair};
+    for (int i = 0; i < 2; i++) {
+      size_t line = 0;
+      int rc = mdp_curve_load(files[i], pairs[i], &line);
+      if (rc == 0 && i == 1 && own_pair.secret_key[0] == '\0')
+        rc = MDP_EINVAL;
+      if (rc < 0) {
+        if (line > 0)
+          fprintf(stderr, "mdp-request: %s:%zu: not a key line\n", files[i],
+                  line);
+        else
+          fprintf(stderr, "mdp-request: %s: %s\n", files[i],
+                  rc == MDP_EINVAL ? (i == 0 ? "not a public key file"
+                                             : "not a key pair (NAME.secret)")
+                                   : mdp_strerror(rc));
+        memset(&own_pair, 0, sizeof own_pair);
+        return EXIT_USAGE;
+      }
+    }
+  }
 
   mdp_msg_t *body = mdp_msg_new();
   if (body == NULL)
@@ -302,12 +348,18 @@ int main(int argc, char **argv) {
   o.retries = (unsigned)retries;
   o.max_sockets = 1;
   o.dialect = dialect;
+  if (key_file != NULL) {
+    o.curve_server_key = server_pair.public_key;
+    o.curve_public_key = own_pair.public_key;
+    o.curve_secret_key = own_pair.secret_key;
+  }
   if (a.verbose) {
     o.log_cb = on_log;
     o.log_level = MDP_LOG_DEBUG;
   }
   mdp_client_t *client = NULL;
   int rc = mdp_client_new(&loop, brokers, nbrokers, &o, &client);
+  memset(&own_pair, 0, sizeof own_pair); /* the client has its own copy */
   if (rc == 0) {
     rc = mdp_client_request(client, service, body, NULL, on_reply, &a, NULL);
     if (rc < 0)

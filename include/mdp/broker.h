@@ -71,6 +71,20 @@ typedef struct {
   /* Dialects accepted (a mask of mdp_dialect_t, see mdp/codec.h); each peer
    * is answered in its own (default MDP_DIALECT_ALL). */
   unsigned dialects;
+  /* CURVE (docs/security.md).  `curve_secret_key`: the broker's secret key,
+   * 40 characters of Z85 text (mdp/curve.h); NULL (the default): plaintext,
+   * no authentication.  With it, mdp_broker_new() starts a ZAP handler on
+   * the broker's loop, in its ZeroMQ context, that lets in only CURVE peers
+   * whose public key is in `curve_allow` (a key file of public-key lines,
+   * or a directory whose *.pub files are read) or among the
+   * `curve_allow_count` Z85 strings of `curve_allow_keys`; at least one of
+   * the two must be given.  All are read by mdp_broker_new() only.  ZeroMQ
+   * allows one ZAP handler per context: a second CURVE broker in the same
+   * context fails with MDP_EADDRINUSE. */
+  const char *curve_secret_key;
+  const char *curve_allow;
+  const char *const *curve_allow_keys;
+  size_t curve_allow_count;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
   mdp_log_cb log_cb;
@@ -103,6 +117,8 @@ typedef struct {
   uint64_t workers_registered; /* READYs accepted */
   uint64_t workers_expired;    /* removed for silence or busy timeout */
   uint64_t heartbeats_sent;
+  uint64_t curve_accepted;     /* CURVE handshakes let in by the ZAP handler */
+  uint64_t curve_refused;      /* ... and refused (unknown key, not CURVE) */
   size_t workers;              /* now: registered workers */
   size_t workers_idle;         /* now: idle workers */
   size_t services;             /* now: services known */
@@ -120,8 +136,11 @@ typedef struct {
 void mdp_broker_options_init(mdp_broker_options_t *opts);
 
 /* Creates a broker on `loop` (opts NULL: defaults).  Returns 0 and sets
- * `*out`, or MDP_EINVAL, MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is
- * left behind.  The options are copied. */
+ * `*out`, or MDP_EINVAL, MDP_ENOMEM, MDP_EZMQ, MDP_EUV; with CURVE also
+ * MDP_ENOTSUP (no CURVE in libzmq), MDP_EADDRINUSE (a ZAP handler is
+ * already bound in the context) or a negated errno value (allow-list
+ * unreadable).  On failure nothing is left behind.  The options are
+ * copied. */
 int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
                    mdp_broker_t **out);
 

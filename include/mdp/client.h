@@ -86,6 +86,16 @@ typedef struct {
    * of several) makes mdp_client_new() return MDP_EINVAL.  Replies in
    * another dialect are dropped and counted (dropped). */
   mdp_dialect_t dialect;
+  /* CURVE (docs/security.md): the broker's public key and this client's own
+   * key pair, each 40 characters of Z85 text (mdp/curve.h, mdp-keygen);
+   * copied by mdp_client_new().  All three NULL (the default): plaintext.
+   * Give all three or none: otherwise, or for a malformed key,
+   * mdp_client_new() returns MDP_EINVAL; MDP_ENOTSUP if libzmq has no CURVE.
+   * A broker that refuses the key (or whose key is not this one) never
+   * answers: the connection shows as silence. */
+  const char *curve_server_key;
+  const char *curve_public_key;
+  const char *curve_secret_key;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
   mdp_log_cb log_cb;
@@ -126,8 +136,9 @@ void mdp_client_options_init(mdp_client_options_t *opts);
  * each retry moves to the next.  Sockets are opened on demand, so an
  * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
  * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: an unknown
- * dialect), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left
- * behind. */
+ * dialect, incomplete or malformed CURVE keys), MDP_ENOTSUP (CURVE keys
+ * given, libzmq has no CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure
+ * nothing is left behind. */
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
                    const mdp_client_options_t *opts, mdp_client_t **out);
 

@@ -89,6 +89,16 @@ typedef struct {
    * several) makes mdp_worker_new() return MDP_EINVAL.  Messages from the
    * broker in another dialect are dropped and counted (dropped_invalid). */
   mdp_dialect_t dialect;
+  /* CURVE (docs/security.md): the broker's public key and this worker's own
+   * key pair, each 40 characters of Z85 text (mdp/curve.h, mdp-keygen);
+   * copied by mdp_worker_new().  All three NULL (the default): plaintext.
+   * Give all three or none: otherwise, or for a malformed key,
+   * mdp_worker_new() returns MDP_EINVAL; MDP_ENOTSUP if libzmq has no CURVE.
+   * A broker that refuses the key (or whose key is not this one) never
+   * answers: the connection shows as silence. */
+  const char *curve_server_key;
+  const char *curve_public_key;
+  const char *curve_secret_key;
   /* Log hook (NULL: silent) and the most verbose level passed to it
    * (default MDP_LOG_INFO). */
   mdp_log_cb log_cb;
@@ -118,9 +128,10 @@ void mdp_worker_options_init(mdp_worker_options_t *opts);
  * the broker `endpoint` (tcp://, ipc://, inproc://), connects and sends
  * READY (ZeroMQ queues it until the connection is up).  `opts` NULL:
  * defaults; the options and strings are copied.  Returns 0 and sets `*out`,
- * or MDP_EINVAL (also: an unknown dialect), MDP_ESERVICE, MDP_ENOMEM,
- * MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure nothing is left
- * behind. */
+ * or MDP_EINVAL (also: an unknown dialect, incomplete or malformed CURVE
+ * keys), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
+ * MDP_ENOMEM, MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure
+ * nothing is left behind. */
 int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
                    const mdp_worker_options_t *opts,
                    mdp_worker_request_cb request_cb, mdp_worker_t **out);

@@ -1,0 +1,259 @@
+/* The broker's ZAP handler (RFC 27): see zap.h.
+ *
+ * Requests arrive on the ROUTER as
+ *   [routing id | "" | "1.0" | request id | domain | address | identity |
+ *    mechanism | credentials...]
+ * (libzmq's side is a REQ-like pipe, hence the empty delimiter) and are
+ * answered with
+ *   [routing id | "" | "1.0" | request id | status | text | user id | ""]
+ * where the user id is the client's public key in Z85 when accepted.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "keys.h"
+#include "mdp/error.h"
+#include "mdp/msg.h"
+#include "mdp/reactor.h"
+#include "zap.h"
+
+struct mdp_zap_s {
+  mdp_reactor_t *reactor;
+  void *socket;
+  mdp_keyset_t allowed;
+  mdp_log_cb log_cb;
+  void *log_data;
+  mdp_log_level_t log_level;
+  uint64_t accepted, refused;
+  void (*close_cb)(void *data);
+  void *close_data;
+};
+
+__attribute__((format(printf, 4, 5))) static void
+zlog(mdp_log_cb cb, void *data, mdp_log_level_t level, const char *fmt, ...) {
+  if (cb == NULL)
+    return;
+  char line[512];
+  int n = snprintf(line, sizeof line, "zap: ");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+  va_end(ap);
+  cb(data, level, line);
+}
+
+#define ZLOG(z, level, ...)                                                    \
+  do {                                                                         \
+    if ((z)->log_cb && (level) <= (z)->log_level)                              \
+      zlog((z)->log_cb, (z)->log_data, (level), __VA_ARGS__);                  \
+  } while (0)
+
+static int frame_is(mdp_msg_t *m, size_t i, const char *s) {
+  return mdp_msg_frame_eq(m, i, s, strlen(s));
+}
+
+/* Prints frame `i` (an address or mechanism) for a log line. */
+static const char *frame_text(mdp_msg_t *m, size_t i, char *buf, size_t size) {
+  size_t n = mdp_msg_frame_size(m, i);
+  const unsigned char *p = mdp_msg_data(m, i);
+  size_t k = 0;
+  for (size_t j = 0; j < n && k + 1 < size; j++)
+    buf[k++] = p[j] >= 0x20 && p[j] < 0x7f ? (char)p[j] : '?';
+  buf[k] = '\0';
+  return buf;
+}
+
+static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
+  mdp_zap_t *z = mdp_reactor_get_data(reactor);
+  /* id, "", version, request id, domain, address, identity, mechanism */
+  if (mdp_msg_size(req) < 8 || mdp_msg_frame_size(req, 1) != 0 ||
+      !frame_is(req, 2, "1.0")) {
+    ZLOG(z, MDP_LOG_WARN, "malformed ZAP request dropped");
+    mdp_msg_destroy(req);
+    return;
+  }
+  const char *status = "400", *text = "not allowed";
+  char user[MDP_CURVE_KEY_LEN + 1] = "";
+  char addr[64], mech[16];
+  frame_text(req, 5, addr, sizeof addr);
+  frame_text(req, 7, mech, sizeof mech);
+  if (!frame_is(req, 7, "CURVE")) {
+    text = "CURVE required";
+    ZLOG(z, MDP_LOG_WARN, "refused mechanism %s from %s", mech, addr);
+  } else if (mdp_msg_size(req) != 9 || mdp_msg_frame_size(req, 8) != 32) {
+    text = "malformed credentials";
+    ZLOG(z, MDP_LOG_WARN, "refused malformed CURVE credentials from %s",
+         addr);
+  } else {
+    const uint8_t *key = mdp_msg_data(req, 8);
+    zmq_z85_encode(user, key, 32);
+    if (mdp_keyset_has(&z->allowed, key)) {
+      status = "200";
+      text = "OK";
+      ZLOG(z, MDP_LOG_DEBUG, "accepted CURVE key %s from %s", user, addr);
+    } else {
+      /* A refused peer reconnects every ZMQ_RECONNECT_IVL: warn about the
+       * first refusal and every 1000th, the rest at debug level. */
+      text = "unknown key";
+      uint64_t n = z->refused + 1;
+      ZLOG(z, n == 1 || n % 1000 == 0 ? MDP_LOG_WARN : MDP_LOG_DEBUG,
+           "refused unknown CURVE key %s from %s (%llu refused)", user, addr,
+           (unsigned long long)n);
+      user[0] = '\0';
+    }
+  }
+  if (status[0] == '2')
+    z->accepted++;
+  else
+    z->refused++;
+  /* The reply starts with the routing id, delimiter, version and request
+   * id of the request. */
+  mdp_msg_t *rep = mdp_msg_new();
+  int rc = rep == NULL ? MDP_ENOMEM : 0;
+  for (size_t i = 0; rc == 0 && i < 4; i++)
+    rc = mdp_msg_append_mem(rep, mdp_msg_data(req, i),
+                            mdp_msg_frame_size(req, i));
+  mdp_msg_destroy(req);
+  if (rc < 0 || mdp_msg_append_str(rep, status) < 0 ||
+      mdp_msg_append_str(rep, text) < 0 ||
+      mdp_msg_append_str(rep, user) < 0 || mdp_msg_append_mem(rep, NULL, 0) < 0)
+    rc = MDP_ENOMEM;
+  if (rc == 0)
+    rc = mdp_reactor_send(reactor, rep);
+  if (rc < 0) {
+    /* libzmq then waits for an answer that never comes: the handshake
+     * stalls and the peer is not let in. */
+    ZLOG(z, MDP_LOG_ERROR, "cannot answer a ZAP request: %s",
+         mdp_strerror(rc));
+    mdp_msg_destroy(rep);
+  }
+}
+
+static void zap_free(mdp_zap_t *z) {
+  mdp_keyset_free(&z->allowed);
+  free(z);
+}
+
+static int load_allowed(mdp_zap_t *z, const mdp_broker_options_t *opts) {
+  if (opts->curve_allow == NULL && opts->curve_allow_count == 0) {
+    ZLOG(z, MDP_LOG_ERROR, "a CURVE secret key needs an allow-list of "
+                           "public keys");
+    return MDP_EINVAL;
+  }
+  for (size_t i = 0; i < opts->curve_allow_count; i++) {
+    int rc = opts->curve_allow_keys == NULL
+                 ? MDP_EINVAL
+                 : mdp_keyset_add_z85(&z->allowed, opts->curve_allow_keys[i]);
+    if (rc < 0) {
+      ZLOG(z, MDP_LOG_ERROR, "allowed key %zu is not a Z85 key", i);
+      return rc;
+    }
+  }
+  if (opts->curve_allow != NULL) {
+    char where[512];
+    size_t line = 0;
+    int rc = mdp_keyset_load(&z->allowed, opts->curve_allow, where,
+                             sizeof where, &line);
+    if (rc < 0) {
+      if (rc == MDP_EINVAL && line > 0)
+        ZLOG(z, MDP_LOG_ERROR, "%s:%zu: expected 'public-key = <40 Z85 "
+             "characters>'", where, line);
+      else
+        ZLOG(z, MDP_LOG_ERROR, "cannot read the allow-list %s: %s", where,
+             mdp_strerror(rc));
+      return rc;
+    }
+  }
+  mdp_keyset_finish(&z->allowed);
+  return 0;
+}
+
+int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
+                  const mdp_broker_options_t *opts, mdp_zap_t **out) {
+  mdp_zap_t *z = calloc(1, sizeof *z);
+  if (z == NULL)
+    return MDP_ENOMEM;
+  z->log_cb = opts->log_cb;
+  z->log_data = opts->log_data;
+  z->log_level = opts->log_level;
+  if (!mdp_curve_available()) {
+    ZLOG(z, MDP_LOG_ERROR, "this libzmq has no CURVE support");
+    zap_free(z);
+    return MDP_ENOTSUP;
+  }
+  if (!mdp_curve_key_valid(opts->curve_secret_key)) {
+    ZLOG(z, MDP_LOG_ERROR, "the CURVE secret key is not 40 Z85 characters");
+    zap_free(z);
+    return MDP_EINVAL;
+  }
+  int rc = load_allowed(z, opts);
+  if (rc < 0) {
+    zap_free(z);
+    return rc;
+  }
+  z->socket = zmq_socket(ctx, ZMQ_ROUTER);
+  if (z->socket == NULL) {
+    zap_free(z);
+    return MDP_EZMQ;
+  }
+  int linger = 0, one = 1;
+  zmq_setsockopt(z->socket, ZMQ_LINGER, &linger, sizeof linger);
+  if (zmq_bind(z->socket, MDP_ZAP_ENDPOINT) != 0) {
+    rc = zmq_errno() == EADDRINUSE ? MDP_EADDRINUSE : MDP_EZMQ;
+    ZLOG(z, MDP_LOG_ERROR, "cannot bind the ZAP handler (%s): %s",
+         MDP_ZAP_ENDPOINT,
+         rc == MDP_EADDRINUSE ? "another ZAP handler is already bound in this "
+                                "ZeroMQ context (one CURVE broker per context)"
+                              : zmq_strerror(zmq_errno()));
+    zmq_close(z->socket);
+    zap_free(z);
+    return rc;
+  }
+  if (zmq_setsockopt(server_socket, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+      zmq_setsockopt(server_socket, ZMQ_CURVE_SECRETKEY,
+                     opts->curve_secret_key, MDP_CURVE_KEY_LEN) != 0)
+    rc = MDP_EZMQ;
+  if (rc == 0)
+    rc = mdp_reactor_new(loop, z->socket, 1, zap_recv, &z->reactor);
+  if (rc < 0) {
+    zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
+    zmq_close(z->socket);
+    zap_free(z);
+    return rc;
+  }
+  mdp_reactor_set_data(z->reactor, z);
+  mdp_reactor_start(z->reactor);
+  ZLOG(z, MDP_LOG_INFO, "CURVE on: %zu public key(s) allowed",
+       z->allowed.n);
+  *out = z;
+  return 0;
+}
+
+static void zap_closed(mdp_reactor_t *reactor) {
+  mdp_zap_t *z = mdp_reactor_get_data(reactor);
+  if (z->close_cb)
+    z->close_cb(z->close_data);
+  zap_free(z);
+}
+
+void mdp_zap_close(mdp_zap_t *z, void (*cb)(void *data), void *data) {
+  if (z == NULL)
+    return;
+  z->close_cb = cb;
+  z->close_data = data;
+  /* inproc endpoints are released at unbind, synchronously; a closed socket
+   * releases its own only when the reaper gets to it. */
+  zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
+  mdp_reactor_close(z->reactor, zap_closed);
+}
+
+void mdp_zap_counts(const mdp_zap_t *z, uint64_t *accepted,
+                    uint64_t *refused) {
+  *accepted = z->accepted;
+  *refused = z->refused;
+}
+
+size_t mdp_zap_allowed(const mdp_zap_t *z) { return z->allowed.n; }

@@ -1,0 +1,44 @@
+/* The broker's ZAP handler (RFC 27) for CURVE (internal).
+ *
+ * A ROUTER socket bound to inproc://zeromq.zap.01 in the broker's ZeroMQ
+ * context, run by an mdp_reactor_t on the broker's own loop.  libzmq asks
+ * it about every CURVE handshake on any socket of that context; it answers
+ * 200 for mechanism CURVE with a public key in the allow-list and 400 for
+ * everything else.  ZeroMQ allows one ZAP endpoint per context, so a second
+ * handler in the same context fails with MDP_EADDRINUSE. */
+#ifndef MDP_ZAP_H
+#define MDP_ZAP_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "mdp/broker.h"
+
+#define MDP_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+
+typedef struct mdp_zap_s mdp_zap_t;
+
+/* Reads the CURVE options of `opts` (curve_secret_key, curve_allow,
+ * curve_allow_keys), loads the allow-list, binds the handler in `ctx` and
+ * makes `server_socket` a CURVE server with the secret key.  Call before
+ * the server socket binds: until the handler exists libzmq would let any
+ * key in.  Returns 0 and sets `*out`; or MDP_EINVAL (a malformed key or
+ * allow-list file, no allow-list at all), MDP_ENOTSUP (libzmq has no
+ * CURVE), MDP_EADDRINUSE (a ZAP handler is already bound in `ctx`),
+ * MDP_ENOMEM, MDP_EZMQ, a negated errno value (allow-list unreadable);
+ * on failure nothing is left behind and the error is logged through the
+ * options' log hook. */
+int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
+                  const mdp_broker_options_t *opts, mdp_zap_t **out);
+
+/* Unbinds the handler at once (a new one may bind in the same context right
+ * away), closes its socket and, from the loop, calls `cb(data)` (may be
+ * NULL) and frees it. */
+void mdp_zap_close(mdp_zap_t *zap, void (*cb)(void *data), void *data);
+
+/* Handshakes accepted and refused so far; the keys allowed. */
+void mdp_zap_counts(const mdp_zap_t *zap, uint64_t *accepted,
+                    uint64_t *refused);
+size_t mdp_zap_allowed(const mdp_zap_t *zap);
+
+#endif /* MDP_ZAP_H */
