@@ -28,6 +28,8 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->request_expiry_ms = 30000;
   opts->max_queue = 10000;
   opts->max_queued_total = 100000;
+  opts->max_queue_per_client = 1000;
+  opts->max_queued_bytes = 256 * 1024 * 1024;
   opts->max_services = 10000;
   opts->max_workers_per_service = 10000;
   opts->max_frames = 1024;
@@ -187,7 +189,8 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   }
   size_t id_size = zmq_msg_size(id);
   broker_service_t *s =
-      broker_service_get(b, cmd->service, cmd->service_size, 1);
+      broker_service_get(b, cmd->service, cmd->service_size,
+                         BROKER_CREATE_FOR_WORKER);
   if (s == NULL || (b->opts.max_workers_per_service &&
                     s->n_idle + s->n_busy >= b->opts.max_workers_per_service)) {
     b->stats.workers_refused++;
@@ -232,18 +235,26 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
  * Returns the message to send, or NULL (taken). */
 static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
                                    mdp_command_t command, mdp_msg_t *msg) {
+  if (!r->failed && r->collected == NULL && command == MDP_WORKER_FINAL)
+    return msg; /* a single-part reply: nothing to collect */
   if (!r->failed) {
     size_t limit = b->opts.max_msg_size < 0 ? SIZE_MAX
                                             : (size_t)b->opts.max_msg_size;
-    size_t have = r->collected ? mdp_msg_bytes(r->collected) : 0;
-    if (have + mdp_msg_bytes(msg) > limit) {
+    /* A running total, so each PARTIAL costs its own size only; every frame
+     * is charged what it costs the broker to hold, so a stream of empty
+     * frames is bounded too, and so is the frame count. */
+    size_t frames = mdp_msg_size(msg);
+    r->collected_bytes += mdp_msg_bytes(msg) + frames * sizeof(zmq_msg_t);
+    size_t total_frames = frames + (r->collected ? mdp_msg_size(r->collected)
+                                                 : 0);
+    if (r->collected_bytes > limit ||
+        (b->opts.max_frames && total_frames > b->opts.max_frames)) {
       r->failed = 1;
       b->stats.dropped_too_large++;
       BROKER_LOG(b, MDP_LOG_WARN,
-                 "reply for an MDP/0.1 client over %zu bytes: request failed",
-                 limit);
-    } else if (r->collected == NULL && command == MDP_WORKER_FINAL) {
-      return msg; /* a single-part reply: nothing to collect */
+                 "reply for an MDP/0.1 client over %zu bytes or %zu frames: "
+                 "request failed",
+                 limit, b->opts.max_frames);
     } else if ((r->collected || (r->collected = mdp_msg_new())) &&
                mdp_msg_append_msg(r->collected, msg) == 0) {
       mdp_msg_destroy(msg);
@@ -290,14 +301,15 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     /* collected, or swallowed */
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
-    b->stats.partials++;
     if (broker_send_client(b, &r->client, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
-  } else {
+    else
+      b->stats.partials++;
+  } else if (broker_send_client(b, &r->client, r->client_dialect,
+                                MDP_CLIENT_FINAL, s->name, s->name_size,
+                                msg) == 0) {
     b->stats.replies++;
-    broker_send_client(b, &r->client, r->client_dialect, MDP_CLIENT_FINAL,
-                       s->name, s->name_size, msg);
   }
   if (cmd->command == MDP_WORKER_PARTIAL)
     return;
@@ -321,7 +333,8 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     return;
   }
   broker_service_t *s =
-      broker_service_get(b, cmd->service, cmd->service_size, 1);
+      broker_service_get(b, cmd->service, cmd->service_size,
+                         BROKER_CREATE_FOR_CLIENT);
   mdp_msg_drop_front(msg, cmd->body);
   int rc = s ? broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
   if (rc < 0) {
@@ -412,10 +425,12 @@ static void on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg, int err) {
                                   : mdp_map_get(&b->workers,
                                                 mdp_msg_data(msg, 0),
                                                 mdp_msg_frame_size(msg, 0));
-  if (w != NULL)
+  if (w != NULL) {
+    b->stats.workers_unreachable++;
     broker_worker_remove(b, w, 0, "unreachable");
-  else
+  } else {
     b->stats.dropped_unroutable++;
+  }
   (void)err;
   mdp_msg_destroy(msg);
 }
@@ -433,10 +448,15 @@ static void on_heartbeat_due(mdp_tlist_t *list, mdp_tnode_t *node) {
   mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, heartbeat);
   broker_worker_t *w = mdp_container_of(node, broker_worker_t, heartbeat);
   int rc = broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, NULL);
-  if (rc == MDP_EHOSTUNREACH)
+  if (rc == MDP_EHOSTUNREACH) {
+    b->stats.workers_unreachable++;
     broker_worker_remove(b, w, 0, "unreachable");
-  else if (rc < 0) /* try again next interval */
+  } else if (rc < 0) {
+    /* A full pipe (the worker reads nothing) or no memory: try again next
+     * interval; a worker that reads nothing also sends nothing, and its
+     * liveness runs out. */
     mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+  }
 }
 
 static void on_busy_timeout(mdp_tlist_t *list, mdp_tnode_t *node) {

@@ -24,7 +24,13 @@ broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
   broker_service_t *s = mdp_map_get(&b->services, name, size);
   if (s != NULL || !create)
     return s;
-  if (b->opts.max_services && b->stats.services >= b->opts.max_services)
+  /* Clients may create at most half the services (a request for a service
+   * no worker offers yet), so requests for made-up names cannot take the
+   * room that workers need. */
+  size_t max = b->opts.max_services;
+  if (max && create == BROKER_CREATE_FOR_CLIENT)
+    max = max / 2 ? max / 2 : 1;
+  if (max && b->stats.services >= max)
     return NULL;
   s = malloc(sizeof *s + size);
   if (s == NULL)
@@ -70,6 +76,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
     return NULL;
   mdp_list_init(&cq->ring_link);
   mdp_list_init(&cq->requests);
+  cq->count = 0;
   cq->service = s;
   cq->key_size = key_size;
   memcpy(cq->key, key, key_size);
@@ -94,6 +101,9 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
   r->client_queue = NULL;
   r->service->queued--;
   b->stats.queued--;
+  b->stats.queued_bytes -= r->cost;
+  if (cq != NULL)
+    cq->count--;
   if (b->stats.queued == 0 && b->trim_armed) {
     /* After a flood, the freed requests are thousands of small blocks that
      * the allocator keeps; hand them back so the broker's memory returns to
@@ -154,20 +164,35 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
 int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body) {
-  if ((b->opts.max_queue && s->queued >= b->opts.max_queue) ||
-      (b->opts.max_queued_total &&
-       b->stats.queued >= b->opts.max_queued_total))
-    return MDP_ENOBUFS;
   /* Fast path: nothing waits and a worker is idle, so the request goes
    * straight out with no client queue to create and tear down. */
   int direct = s->queued == 0 && s->n_idle > 0 && !b->closing;
+  /* What holding the request costs: its bytes, plus a frame's bookkeeping
+   * per frame (so empty frames are not free), plus the request itself. */
+  size_t cost = direct ? 0
+                       : mdp_msg_bytes(body) +
+                             mdp_msg_size(body) * sizeof(zmq_msg_t) +
+                             sizeof(broker_request_t);
+  if (!direct &&
+      ((b->opts.max_queue && s->queued >= b->opts.max_queue) ||
+       (b->opts.max_queued_total &&
+        b->stats.queued >= b->opts.max_queued_total) ||
+       (b->opts.max_queued_bytes &&
+        b->stats.queued_bytes + cost > b->opts.max_queued_bytes)))
+    return MDP_ENOBUFS;
   broker_client_queue_t *cq = direct ? NULL : client_queue_get(b, s, client);
+  /* One client may hold only its share of a service's queue, so a flood
+   * from one client cannot lock the others out. */
+  if (cq != NULL && b->opts.max_queue_per_client &&
+      cq->count >= b->opts.max_queue_per_client)
+    return MDP_ENOBUFS; /* cq is not empty: it stays */
   broker_request_t *r = direct || cq ? request_alloc(b) : NULL;
   if (r == NULL) {
     if (cq != NULL && mdp_list_empty(&cq->requests))
       client_queue_free(b, cq);
     return MDP_ENOMEM;
   }
+  r->cost = cost;
   mdp_list_init(&r->queue_link);
   mdp_tnode_init(&r->expiry);
   zmq_msg_init(&r->client);
@@ -178,6 +203,7 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->dispatches = 0;
   r->partial_sent = 0;
   r->collected = NULL;
+  r->collected_bytes = 0;
   r->failed = 0;
   r->client_queue = cq;
   if (direct) {
@@ -191,8 +217,10 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   mdp_list_push_back(&cq->requests, &r->queue_link);
   if (!mdp_list_linked(&cq->ring_link))
     mdp_list_push_back(&s->client_ring, &cq->ring_link);
+  cq->count++;
   s->queued++;
   b->stats.queued++;
+  b->stats.queued_bytes += cost;
   if (b->stats.queued >= BROKER_TRIM_QUEUED)
     b->trim_armed = 1;
   mdp_tlist_touch(&b->expiry, &r->expiry);
@@ -204,8 +232,13 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
 static void requeue_front(mdp_broker_t *b, broker_request_t *r) {
   broker_service_t *s = r->service;
   mdp_list_push_front(&s->retry_queue, &r->queue_link);
+  if (r->cost == 0) /* it came by the fast path */
+    r->cost = mdp_msg_bytes(r->body) +
+              mdp_msg_size(r->body) * sizeof(zmq_msg_t) +
+              sizeof(broker_request_t);
   s->queued++;
   b->stats.queued++;
+  b->stats.queued_bytes += r->cost;
   mdp_tlist_touch(&b->expiry, &r->expiry);
 }
 
@@ -273,6 +306,7 @@ static void orphan(mdp_broker_t *b, broker_request_t *r) {
    * worker starts the reply afresh. */
   mdp_msg_destroy(r->collected);
   r->collected = NULL;
+  r->collected_bytes = 0;
   r->failed = 0;
   requeue_front(b, r);
 }
@@ -326,6 +360,7 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
   broker_service_t *s = w->service;
   int rc = send_request(b, w, r);
   if (rc == MDP_EHOSTUNREACH || rc == MDP_ENOBUFS) {
+    b->stats.workers_unreachable++;
     worker_detach(b, w, 0, rc == MDP_ENOBUFS ? "not reading" : "unreachable");
   } else if (rc < 0) {
     /* Not the worker's fault (out of memory): keep it idle and try again

@@ -38,6 +38,7 @@ struct broker_service {
 struct broker_client_queue {
   mdp_list_t ring_link;     /* in service->client_ring */
   mdp_list_t requests;      /* broker_request_t.queue_link, FIFO */
+  size_t count;             /* requests in it */
   broker_service_t *service;
   size_t key_size;
   uint8_t key[];            /* service pointer + client identity: map key */
@@ -50,6 +51,7 @@ struct broker_request {
   broker_service_t *service;
   zmq_msg_t client;         /* the client's identity frame */
   mdp_dialect_t client_dialect;
+  size_t cost;              /* bytes charged to queued_bytes while queued */
   mdp_msg_t *body;          /* kept until FINAL so it can be re-dispatched */
   unsigned dispatches;      /* times sent to a worker */
   int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
@@ -59,6 +61,7 @@ struct broker_request {
    * max_msg_size, or a PARTIAL dropped for a client that is not reading):
    * the rest of the reply is swallowed. */
   mdp_msg_t *collected;
+  size_t collected_bytes;   /* bytes + per-frame overhead collected so far */
   int failed;
 };
 
@@ -119,6 +122,9 @@ const char *broker_printable(const void *data, size_t size, char *buf,
                              size_t buf_size);
 
 /* broker_dispatch.c: services, queues and dispatch */
+/* create: 0 = look up only, BROKER_CREATE_FOR_WORKER, or
+ * BROKER_CREATE_FOR_CLIENT (may use only half of max_services). */
+enum { BROKER_CREATE_FOR_WORKER = 1, BROKER_CREATE_FOR_CLIENT = 2 };
 broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create);
 void broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);

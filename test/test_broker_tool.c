@@ -112,6 +112,7 @@ static void help_lists_every_option(void) {
                            "--stats-interval", "--verbose", "--dialects",
                            "--max-queued-total", "--max-services",
                            "--max-workers-per-service", "--max-frames",
+                           "--max-queue-per-client", "--max-queued-bytes",
                            "--debug",         "--quiet",
                            "--help",          "--version",
                            "tcp://127.0.0.1:5555"};

@@ -349,6 +349,47 @@ static void mdp01_reply_over_limit_fails(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* Empty PARTIALs are not free: each is charged its bookkeeping, and the
+ * collection is bounded in frames too. */
+static void mdp01_empty_partials_bounded(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_msg_size = 1000;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = worker_ready_in(RFC18, "svc");
+  void *c = peer();
+  const char *body[] = {"q", NULL};
+  client_send_request(MDP01, c, "svc", body);
+  mdp_msg_t *req = worker_recv(RFC18, w, 2000);
+  CHECK(req != NULL);
+  const char *empty[] = {"", NULL}, *fin[] = {"end", NULL};
+  for (int i = 0; i < 100; i++)
+    worker_send_reply(RFC18, w, "\x03", req, 2, empty);
+  worker_send_reply(RFC18, w, "\x04", req, 2, fin);
+  mdp_msg_destroy(req);
+  CHECK(quiet(c, 150));
+  CHECK_EQ(stats().dropped_too_large, 1);
+  CHECK_EQ(stats().workers_idle, 1);
+  CHECK_EQ(env_close(), 0);
+  /* By frame count alone: max_frames 10, 12 one-byte parts. */
+  test_opts(&o);
+  o.max_frames = 10;
+  CHECK(env_open(&o, NULL) == 0);
+  w = worker_ready_in(RFC18, "svc");
+  c = peer();
+  client_send_request(MDP01, c, "svc", body);
+  req = worker_recv(RFC18, w, 2000);
+  CHECK(req != NULL);
+  const char *one[] = {"1", NULL};
+  for (int i = 0; i < 12; i++)
+    worker_send_reply(RFC18, w, "\x03", req, 2, one);
+  worker_send_reply(RFC18, w, "\x04", req, 2, fin);
+  mdp_msg_destroy(req);
+  CHECK(quiet(c, 150));
+  CHECK_EQ(stats().dropped_too_large, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void dialects_can_be_restricted(void) {
   mdp_broker_options_t o;
   test_opts(&o);
@@ -375,6 +416,7 @@ int main(void) {
   RUN(expiry_and_keepalive_in_each_dialect);
   RUN(disconnect_rules_in_each_dialect);
   RUN(mdp01_reply_over_limit_fails);
+  RUN(mdp01_empty_partials_bounded);
   RUN(dialects_can_be_restricted);
   mdp_zmq_context_term();
   return t_done();

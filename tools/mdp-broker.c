@@ -37,6 +37,11 @@ static const char usage_text[] =
     "                              0 = unlimited (default 10000)\n"
     "      --max-queued-total N    queued requests over all services; 0 =\n"
     "                              unlimited (default 100000)\n"
+    "      --max-queue-per-client N\n"
+    "                              queued requests of one client for one\n"
+    "                              service; 0 = unlimited (default 1000)\n"
+    "      --max-queued-bytes N    bytes held by queued requests, all services;\n"
+    "                              0 = unlimited (default 268435456, 256 MiB)\n"
     "      --max-services N        services known at once; READYs and requests\n"
     "                              for more are refused; 0 = unlimited\n"
     "                              (default 10000)\n"
@@ -220,7 +225,9 @@ int main(int argc, char **argv) {
     OPT_MAX_WORKERS,
     OPT_MAX_FRAMES,
     OPT_CURVE_SECRET,
-    OPT_CURVE_ALLOW
+    OPT_CURVE_ALLOW,
+    OPT_MAX_PER_CLIENT,
+    OPT_MAX_QUEUED_BYTES
   };
   static const struct option longopts[] = {
       {"bind", required_argument, NULL, 'b'},
@@ -237,6 +244,8 @@ int main(int argc, char **argv) {
       {"max-services", required_argument, NULL, OPT_MAX_SERVICES},
       {"max-workers-per-service", required_argument, NULL, OPT_MAX_WORKERS},
       {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
+      {"max-queue-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
+      {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED_BYTES},
       {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
       {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
       {"verbose", no_argument, NULL, 'v'},
@@ -292,10 +301,17 @@ int main(int argc, char **argv) {
                          optarg);
       opts.max_queue = (size_t)n;
       break;
+    case OPT_MAX_QUEUED_BYTES:
+      if (parse_count(optarg, 0, INT64_MAX, &n) < 0)
+        rc = usage_error("invalid --max-queued-bytes '%s': bytes, or 0",
+                         optarg);
+      opts.max_queued_bytes = (size_t)n;
+      break;
     case OPT_MAX_QUEUED_TOTAL:
     case OPT_MAX_SERVICES:
     case OPT_MAX_WORKERS:
     case OPT_MAX_FRAMES:
+    case OPT_MAX_PER_CLIENT:
       if (parse_count(optarg, 0, 1000000000, &n) < 0) {
         rc = usage_error("invalid limit '%s': a whole number from 0 (no "
                          "limit) expected", optarg);
@@ -304,6 +320,7 @@ int main(int argc, char **argv) {
       *(c == OPT_MAX_QUEUED_TOTAL ? &opts.max_queued_total
         : c == OPT_MAX_SERVICES   ? &opts.max_services
         : c == OPT_MAX_WORKERS    ? &opts.max_workers_per_service
+        : c == OPT_MAX_PER_CLIENT ? &opts.max_queue_per_client
                                   : &opts.max_frames) = (size_t)n;
       break;
     case OPT_MAX_MSG:

@@ -53,8 +53,15 @@ typedef struct {
   size_t max_queue;
   /* Queued requests over all services (default 100000); 0 = unlimited. */
   size_t max_queued_total;
-  /* Services known at once (default 10000): a READY or a request that
-   * would create one more is refused; 0 = unlimited. */
+  /* Queued requests of one client for one service (default 1000), so one
+   * flooding client cannot fill a service's queue; 0 = unlimited. */
+  size_t max_queue_per_client;
+  /* Bytes held by queued requests, all services, each frame charged its
+   * size plus its bookkeeping (default 256 MiB); 0 = unlimited. */
+  size_t max_queued_bytes;
+  /* Services known at once (default 10000): a READY that would create one
+   * more is refused; requests may create services (for which no worker has
+   * registered yet) only up to half of it; 0 = unlimited. */
   size_t max_services;
   /* Workers registered for one service (default 10000); a READY beyond it
    * gets DISCONNECT; 0 = unlimited. */
@@ -103,7 +110,8 @@ typedef struct {
   uint64_t dropped_invalid;    /* malformed messages */
   uint64_t dropped_expired;    /* requests expired in a queue */
   uint64_t dropped_queue_full; /* requests refused by max_queue,
-                                  max_queued_total or max_services */
+                                  max_queue_per_client, max_queued_total,
+                                  max_queued_bytes or max_services */
   uint64_t dropped_unroutable; /* replies for clients that are gone */
   uint64_t dropped_worker_lost;/* requests lost with their worker (after a
                                   PARTIAL, or past max_redispatch) */
@@ -116,6 +124,8 @@ typedef struct {
   uint64_t disconnects_sent;   /* DISCONNECTs for protocol errors & expiry */
   uint64_t workers_registered; /* READYs accepted */
   uint64_t workers_expired;    /* removed for silence or busy timeout */
+  uint64_t workers_unreachable;/* removed because a send found them gone
+                                  (connection closed) or not reading */
   uint64_t heartbeats_sent;
   uint64_t curve_accepted;     /* CURVE handshakes let in by the ZAP handler */
   uint64_t curve_refused;      /* ... and refused (unknown key, not CURVE) */
@@ -123,6 +133,7 @@ typedef struct {
   size_t workers_idle;         /* now: idle workers */
   size_t services;             /* now: services known */
   size_t queued;               /* now: requests waiting, all services */
+  size_t queued_bytes;         /* now: what they hold (see max_queued_bytes) */
 } mdp_broker_stats_t;
 
 /* Per-service figures (what mmi.workers reports). */
