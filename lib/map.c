@@ -78,8 +78,7 @@ static void place(mdp_map_slot_t *slots, size_t cap, mdp_map_slot_t *entry) {
   slots[i] = *entry;
 }
 
-static int grow(mdp_map_t *map) {
-  size_t cap = map->cap ? map->cap * 2 : 16;
+static int resize(mdp_map_t *map, size_t cap) {
   mdp_map_slot_t *slots = calloc(cap, sizeof *slots);
   if (slots == NULL)
     return MDP_ENOMEM;
@@ -101,7 +100,8 @@ int mdp_map_put(mdp_map_t *map, const void *key, size_t len, void *value) {
     return 0;
   }
   /* Keep the load factor at or below 1/2: probes stay short. */
-  if ((map->count + 1) * 2 > map->cap && grow(map) < 0)
+  if ((map->count + 1) * 2 > map->cap &&
+      resize(map, map->cap ? map->cap * 2 : 16) < 0)
     return MDP_ENOMEM;
   mdp_map_slot_t entry = {key, len, hash, value};
   place(map->slots, map->cap, &entry);
@@ -129,5 +129,11 @@ void *mdp_map_del(mdp_map_t *map, const void *key, size_t len) {
   }
   memset(&map->slots[hole], 0, sizeof map->slots[hole]);
   map->count--;
+  /* Shrink after a burst (e.g. thousands of short-lived services), so that
+   * walking the map (mmi.services) costs what it holds, not what it once
+   * held.  A quarter of the capacity keeps the load at or below 1/2; if
+   * memory is short, the map simply stays large. */
+  if (map->cap > 64 && map->count * 8 < map->cap)
+    (void)resize(map, map->cap / 4);
   return value;
 }

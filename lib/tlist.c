@@ -28,7 +28,9 @@ int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
 }
 
 void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node) {
-  if (list->duration == 0)
+  /* A disabled list, or one whose timer is closing (a close from a
+   * callback while work is still unwinding): nothing to arm. */
+  if (list->duration == 0 || uv_is_closing((uv_handle_t *)&list->timer))
     return;
   node->stamp = uv_now(list->timer.loop);
   mdp_list_move_back(&list->nodes, &node->link);

@@ -45,6 +45,19 @@ static void map_matches_shadow(void) {
   CHECK(mdp_map_get(&map, "\0a\0", 3) == &present[1]);
   CHECK(mdp_map_get(&map, "\0a", 2) == NULL);
   CHECK_EQ(map.count, count + 1);
+  /* Deleting nearly everything shrinks the table, and what is left is
+   * still found. */
+  size_t big = map.cap;
+  for (int i = 0; i < N; i++)
+    if (present[i] && i % 100 != 0) {
+      CHECK(mdp_map_del(&map, keys[i], strlen(keys[i])) == &present[i]);
+      present[i] = 0;
+    }
+  CHECK(map.cap < big / 4);
+  for (int i = 0; i < N; i++)
+    CHECK(mdp_map_get(&map, keys[i], strlen(keys[i])) ==
+          (present[i] ? &present[i] : NULL));
+  CHECK(mdp_map_get(&map, "\0a\0", 3) == &present[1]);
   mdp_map_free(&map);
 }
 
