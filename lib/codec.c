@@ -17,6 +17,7 @@
 #include "mdp/codec.h"
 #include "mdp/error.h"
 #include "mdp/msg.h"
+#include "msg_internal.h"
 
 /* What follows the command frame (or the header, when there is none). */
 typedef enum {
@@ -132,29 +133,42 @@ static const dialect_spec_t *dialect_find(mdp_dialect_t id) {
   return NULL;
 }
 
-static int frame_is(mdp_msg_t *msg, size_t index, const char *str) {
-  return mdp_msg_frame_eq(msg, index, str, strlen(str));
+/* Frame `i` of `msg`, which the caller has checked exists: direct access,
+ * one libzmq call each (the parser runs on every message a broker gets). */
+static inline size_t fsize(mdp_msg_t *msg, size_t i) {
+  return zmq_msg_size(mdp_msg_at_(msg, i));
+}
+
+static inline const void *fdata(mdp_msg_t *msg, size_t i) {
+  return zmq_msg_data(mdp_msg_at_(msg, i));
 }
 
 /* Finds the dialect whose header the message carries, and which
  * sub-protocol.  Returns 0, MDP_EFRAMES (a lone empty frame: the header is
- * missing rather than wrong) or MDP_EHEADER. */
+ * missing rather than wrong) or MDP_EHEADER.  `msg` has a frame.
+ *
+ * The header is frame 0, or frame 1 after a leading empty frame, and every
+ * header is HEADER_SIZE bytes: one size check and one compare per
+ * candidate. */
 static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
                   size_t *headerp) {
-  size_t n = mdp_msg_size(msg);
-  int empty_first = mdp_msg_frame_size(msg, 0) == 0;
+  size_t n = msg->count;
+  int empty_first = fsize(msg, 0) == 0;
+  size_t h = empty_first ? 1 : 0;
 
-  for (size_t i = 0; i < DIALECT_COUNT; i++) {
-    const dialect_spec_t *d = &dialects[i];
-    size_t h = d->leading_empty ? 1 : 0;
-    if (h == 1 && !empty_first)
-      continue;
-    for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
-      if (frame_is(msg, h, d->header[sub])) {
-        *dp = d;
-        *subp = sub;
-        *headerp = h;
-        return 0;
+  if (h < n && fsize(msg, h) == HEADER_SIZE) {
+    const void *p = fdata(msg, h);
+    for (size_t i = 0; i < DIALECT_COUNT; i++) {
+      const dialect_spec_t *d = &dialects[i];
+      if ((d->leading_empty ? 1u : 0u) != h)
+        continue;
+      for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
+        if (memcmp(p, d->header[sub], HEADER_SIZE) == 0) {
+          *dp = d;
+          *subp = sub;
+          *headerp = h;
+          return 0;
+        }
       }
     }
   }
@@ -164,7 +178,7 @@ static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
 /* Service names and addresses are length-checked, never content-checked:
  * RFC 18 allows any bytes, and addresses are binary ROUTER identities. */
 static int check_name(mdp_msg_t *msg, size_t index, size_t max, int err) {
-  size_t size = mdp_msg_frame_size(msg, index);
+  size_t size = fsize(msg, index);
   return size == 0 || size > max ? err : 0;
 }
 
@@ -183,7 +197,7 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   if (dialects_mask == 0 || (dialects_mask & ~(unsigned)MDP_DIALECT_ALL))
     return MDP_EINVAL;
 
-  n = mdp_msg_size(msg);
+  n = msg->count;
   if (n == 0)
     return MDP_EFRAMES;
 
@@ -201,9 +215,9 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   if (d->command_frame[sub]) {
     if (i >= n)
       return MDP_EFRAMES;
-    if (mdp_msg_frame_size(msg, i) != 1)
+    if (fsize(msg, i) != 1)
       return MDP_ECOMMAND;
-    uint8_t byte = *(const uint8_t *)mdp_msg_data(msg, i);
+    uint8_t byte = *(const uint8_t *)fdata(msg, i);
     for (spec = d->specs[sub]; spec->command != MDP_CMD_NONE; spec++)
       if (spec->byte == byte && spec->role == role)
         break;
@@ -231,8 +245,8 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
     err = check_name(msg, i, MDP_SERVICE_MAX, MDP_ESERVICE);
     if (err != 0)
       return err;
-    cmd->service = mdp_msg_data(msg, i);
-    cmd->service_size = mdp_msg_frame_size(msg, i);
+    cmd->service = fdata(msg, i);
+    cmd->service_size = fsize(msg, i);
     i++;
     if (spec->shape == SHAPE_SERVICE) {
       if (i < n)
@@ -252,12 +266,12 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
     err = check_name(msg, i, MDP_ADDRESS_MAX, MDP_EADDRESS);
     if (err != 0)
       return err;
-    cmd->address = mdp_msg_data(msg, i);
-    cmd->address_size = mdp_msg_frame_size(msg, i);
+    cmd->address = fdata(msg, i);
+    cmd->address_size = fsize(msg, i);
     i++;
     if (i >= n)
       return MDP_EFRAMES;
-    if (mdp_msg_frame_size(msg, i) != 0)
+    if (fsize(msg, i) != 0)
       return MDP_EDELIM;
     i++;
     if (i >= n)
@@ -323,7 +337,6 @@ static int name_ok(const uint8_t *name, size_t size, size_t max) {
 #define HEADER_FRAMES_MAX 5
 
 int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
-  zmq_msg_t frames[HEADER_FRAMES_MAX];
   const dialect_spec_t *d;
   const cmd_spec_t *spec;
   size_t count = 0, body_frames, i;
@@ -373,47 +386,49 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
     break;
   }
 
-  /* Build the header frames in wire order. */
+  /* Build the header frames in wire order, in place: in the free slots
+   * before the body's first frame, which become part of the message only
+   * once every frame is built (so a failure leaves `msg` as it was). */
+  count = (d->leading_empty ? 1 : 0) + 1 + (d->command_frame[sub] ? 1 : 0);
+  if (spec->shape == SHAPE_SERVICE_BODY || spec->shape == SHAPE_SERVICE)
+    count += 1;
+  else if (spec->shape == SHAPE_ADDRESS_BODY)
+    count += 2;
+  if (count > HEADER_FRAMES_MAX || mdp_msg_reserve_(msg, count, 0) != 0)
+    return MDP_ENOMEM;
+  zmq_msg_t *frames = &msg->frames[msg->head - count];
+  size_t built = 0;
   if (d->leading_empty)
-    zmq_msg_init(&frames[count++]);
-  frame_static(&frames[count++], d->header[sub], HEADER_SIZE);
+    zmq_msg_init(&frames[built++]);
+  frame_static(&frames[built++], d->header[sub], HEADER_SIZE);
   if (d->command_frame[sub])
-    frame_static(&frames[count++], &spec->byte, 1);
+    frame_static(&frames[built++], &spec->byte, 1);
   switch ((shape_t)spec->shape) {
   case SHAPE_SERVICE_BODY:
   case SHAPE_SERVICE:
-    err = frame_copy(&frames[count], cmd->service, cmd->service_size);
+    err = frame_copy(&frames[built], cmd->service, cmd->service_size);
     if (err == 0)
-      count++;
+      built++;
     break;
   case SHAPE_ADDRESS_BODY:
-    err = frame_copy(&frames[count], cmd->address, cmd->address_size);
+    err = frame_copy(&frames[built], cmd->address, cmd->address_size);
     if (err == 0) {
-      count++;
-      zmq_msg_init(&frames[count++]);
+      built++;
+      zmq_msg_init(&frames[built++]);
     }
     break;
   case SHAPE_BODY:
   case SHAPE_NONE:
     break;
   }
-
-  /* Prepend last to first.  If one prepend fails, take back the frames
-   * already prepended (they are ours) so the body is as it was. */
-  if (err == 0) {
-    for (i = count; i-- > 0;) {
-      err = mdp_msg_prepend(msg, &frames[i]);
-      if (err != 0) {
-        mdp_msg_drop_front(msg, count - 1 - i);
-        break;
-      }
-    }
+  if (err != 0) {
+    for (i = 0; i < built; i++)
+      zmq_msg_close(&frames[i]);
+    return err;
   }
-
-  /* A prepended frame is left empty but initialised: close every one. */
-  for (i = 0; i < count; i++)
-    zmq_msg_close(&frames[i]);
-  return err;
+  msg->head -= count;
+  msg->count += count;
+  return 0;
 }
 
 int mdp_is_mmi(const void *service, size_t size) {

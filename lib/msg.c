@@ -13,17 +13,10 @@
 
 #include "mdp/error.h"
 #include "mdp/msg.h"
+#include "msg_internal.h"
 
-#define INLINE_FRAMES 10
-#define FRONT_ROOM 4 /* free slots kept before the first frame of a new msg */
-
-struct mdp_msg_s {
-  zmq_msg_t *frames; /* inline_frames or a heap array of `cap` */
-  size_t head;       /* index of the first frame */
-  size_t count;      /* frames in use, from head */
-  size_t cap;
-  zmq_msg_t inline_frames[INLINE_FRAMES];
-};
+#define INLINE_FRAMES MDP_MSG_INLINE_FRAMES
+#define FRONT_ROOM MDP_MSG_FRONT_ROOM
 
 mdp_msg_t *mdp_msg_new(void) {
   mdp_msg_t *msg = malloc(sizeof *msg);
@@ -41,6 +34,12 @@ void mdp_msg_destroy(mdp_msg_t *msg) {
     return;
   for (size_t i = 0; i < msg->count; i++)
     zmq_msg_close(&msg->frames[msg->head + i]);
+  if (msg->frames != msg->inline_frames)
+    free(msg->frames);
+  free(msg);
+}
+
+void mdp_msg_free_sent_(mdp_msg_t *msg) {
   if (msg->frames != msg->inline_frames)
     free(msg->frames);
   free(msg);
@@ -64,7 +63,7 @@ size_t mdp_msg_frame_size(mdp_msg_t *msg, size_t index) {
 
 /* Makes room for `front` free slots before head and `back` after the last
  * frame, moving frames (and growing the array) only when needed. */
-static int reserve(mdp_msg_t *msg, size_t front, size_t back) {
+int mdp_msg_grow_(mdp_msg_t *msg, size_t front, size_t back) {
   size_t tail_free = msg->cap - msg->head - msg->count;
   if (msg->head >= front && tail_free >= back)
     return 0;
@@ -92,24 +91,23 @@ static int reserve(mdp_msg_t *msg, size_t front, size_t back) {
 }
 
 int mdp_msg_append(mdp_msg_t *msg, zmq_msg_t *frame) {
-  int rc = reserve(msg, 0, 1);
+  int rc = mdp_msg_reserve_(msg, 0, 1);
   if (rc < 0)
     return rc;
-  zmq_msg_t *slot = &msg->frames[msg->head + msg->count];
-  zmq_msg_init(slot);
-  zmq_msg_move(slot, frame);
+  /* What zmq_msg_move does, without closing an empty destination. */
+  msg->frames[msg->head + msg->count] = *frame;
+  zmq_msg_init(frame);
   msg->count++;
   return 0;
 }
 
 int mdp_msg_prepend(mdp_msg_t *msg, zmq_msg_t *frame) {
-  int rc = reserve(msg, 1, 0);
+  int rc = mdp_msg_reserve_(msg, 1, 0);
   if (rc < 0)
     return rc;
   msg->head--;
-  zmq_msg_t *slot = &msg->frames[msg->head];
-  zmq_msg_init(slot);
-  zmq_msg_move(slot, frame);
+  msg->frames[msg->head] = *frame;
+  zmq_msg_init(frame);
   msg->count++;
   return 0;
 }
@@ -122,21 +120,24 @@ static int frame_from_mem(zmq_msg_t *frame, const void *data, size_t size) {
   return 0;
 }
 
+/* Both build the frame in its slot: no temporary, no move, no close. */
 int mdp_msg_append_mem(mdp_msg_t *msg, const void *data, size_t size) {
-  zmq_msg_t frame;
-  int rc = frame_from_mem(&frame, data, size);
+  int rc = mdp_msg_reserve_(msg, 0, 1);
   if (rc == 0)
-    rc = mdp_msg_append(msg, &frame);
-  zmq_msg_close(&frame);
+    rc = frame_from_mem(&msg->frames[msg->head + msg->count], data, size);
+  if (rc == 0)
+    msg->count++;
   return rc;
 }
 
 int mdp_msg_prepend_mem(mdp_msg_t *msg, const void *data, size_t size) {
-  zmq_msg_t frame;
-  int rc = frame_from_mem(&frame, data, size);
+  int rc = mdp_msg_reserve_(msg, 1, 0);
   if (rc == 0)
-    rc = mdp_msg_prepend(msg, &frame);
-  zmq_msg_close(&frame);
+    rc = frame_from_mem(&msg->frames[msg->head - 1], data, size);
+  if (rc == 0) {
+    msg->head--;
+    msg->count++;
+  }
   return rc;
 }
 
@@ -149,8 +150,9 @@ int mdp_msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
   zmq_msg_init(out);
   if (msg->count == 0)
     return MDP_EFRAMES;
-  zmq_msg_move(out, &msg->frames[msg->head]);
-  zmq_msg_close(&msg->frames[msg->head]);
+  /* `out` is an empty message: relocating the frame is the whole move, and
+   * the vacated slot holds nothing to close. */
+  *out = msg->frames[msg->head];
   msg->head++;
   msg->count--;
   return 0;
@@ -166,7 +168,7 @@ void mdp_msg_drop_front(mdp_msg_t *msg, size_t n) {
 }
 
 int mdp_msg_append_msg(mdp_msg_t *dst, mdp_msg_t *src) {
-  int rc = reserve(dst, 0, src->count);
+  int rc = mdp_msg_reserve_(dst, 0, src->count);
   if (rc < 0)
     return rc;
   /* Relocating whole zmq_msg_t structs is what zmq_msg_move does. */
@@ -180,7 +182,7 @@ int mdp_msg_append_msg(mdp_msg_t *dst, mdp_msg_t *src) {
 
 mdp_msg_t *mdp_msg_dup(mdp_msg_t *msg) {
   mdp_msg_t *copy = mdp_msg_new();
-  if (copy == NULL || reserve(copy, 0, msg->count) < 0)
+  if (copy == NULL || mdp_msg_reserve_(copy, 0, msg->count) < 0)
     goto fail;
   for (size_t i = 0; i < msg->count; i++) {
     zmq_msg_t *slot = &copy->frames[copy->head + i];

@@ -16,6 +16,7 @@
 #include "mdp/error.h"
 #include "mdp/msg.h"
 #include "mdp/reactor.h"
+#include "msg_internal.h"
 
 #define DEFAULT_BATCH 64
 #define DEFAULT_MAX_PENDING 100000
@@ -149,10 +150,10 @@ static int zmq_error(int e) {
 /* Sends frames `*next`.. of `msg`.  On return `*next` counts the frames that
  * went, so a message cut short by EAGAIN resumes where it stopped. */
 static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
-  size_t n = mdp_msg_size(msg);
+  size_t n = msg->count;
   while (*next < n) {
     int flags = ZMQ_DONTWAIT | (*next + 1 < n ? ZMQ_SNDMORE : 0);
-    if (zmq_msg_send(mdp_msg_frame(msg, *next), r->socket, flags) < 0) {
+    if (zmq_msg_send(mdp_msg_at_(msg, *next), r->socket, flags) < 0) {
       if (errno == EINTR)
         continue;
       return zmq_error(errno);
@@ -218,7 +219,7 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
     *progress = 1;
     if (err == 0) {
       r->stats.msgs_sent++;
-      mdp_msg_destroy(msg);
+      mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
     } else {
       fail_msg(r, msg, err);
       if (is_closing(r))
@@ -230,16 +231,27 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
 
 /* Receives one whole message into r->rx.  1: a message is ready; 0: EAGAIN
  * (a partial message, which ZeroMQ's atomic delivery should never leave,
- * stays in r->rx); <0: another error. */
+ * stays in r->rx); <0: another error.
+ *
+ * Each frame is received straight into its slot at the end of r->rx: no
+ * temporary zmq_msg_t, no move and no extra close per frame.  A frame with
+ * no slot (over max_frames, or out of memory) goes to a local zmq_msg_t
+ * and the message is dropped whole. */
 static int recv_whole(mdp_reactor_t *r) {
   if (r->rx == NULL && (r->rx = mdp_msg_new()) == NULL)
     return MDP_ENOMEM;
+  mdp_msg_t *rx = r->rx;
   for (;;) {
-    zmq_msg_t frame;
-    zmq_msg_init(&frame);
-    if (zmq_msg_recv(&frame, r->socket, ZMQ_DONTWAIT) < 0) {
+    zmq_msg_t local;
+    zmq_msg_t *frame = &local;
+    if (!(r->flags & F_RX_DROP) &&
+        !(r->max_frames && rx->count >= r->max_frames) &&
+        mdp_msg_reserve_(rx, 0, 1) == 0)
+      frame = mdp_msg_at_(rx, rx->count);
+    zmq_msg_init(frame);
+    if (zmq_msg_recv(frame, r->socket, ZMQ_DONTWAIT) < 0) {
       int e = errno;
-      zmq_msg_close(&frame);
+      zmq_msg_close(frame);
       if (e == EINTR)
         continue;
       if (e == ETERM) {
@@ -249,22 +261,23 @@ static int recv_whole(mdp_reactor_t *r) {
       }
       return e == EAGAIN ? 0 : MDP_EZMQ;
     }
-    int more = zmq_msg_more(&frame);
-    if (!(r->flags & F_RX_DROP) &&
-        ((r->max_frames && mdp_msg_size(r->rx) >= r->max_frames) ||
-         mdp_msg_append(r->rx, &frame) != 0)) {
-      /* The frames of a message come together or not at all: drop the
-       * rest of this one rather than deliver it cut. */
-      r->flags |= F_RX_DROP;
-      r->stats.msgs_dropped++;
-      mdp_msg_drop_front(r->rx, (size_t)-1);
+    int more = zmq_msg_more(frame);
+    if (frame == &local) {
+      zmq_msg_close(&local);
+      if (!(r->flags & F_RX_DROP)) {
+        /* The frames of a message come together or not at all: drop the
+         * rest of this one rather than deliver it cut. */
+        r->flags |= F_RX_DROP;
+        r->stats.msgs_dropped++;
+        mdp_msg_drop_front(rx, (size_t)-1);
+      }
+      if (!more)
+        r->flags &= ~F_RX_DROP;
+      continue;
     }
-    zmq_msg_close(&frame);
-    if (!more) {
-      if (!(r->flags & F_RX_DROP))
-        return 1;
-      r->flags &= ~F_RX_DROP;
-    }
+    rx->count++;
+    if (!more)
+      return 1;
   }
 }
 
@@ -462,7 +475,7 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
     kick(r);
   if (err == 0) {
     r->stats.msgs_sent++;
-    mdp_msg_destroy(msg);
+    mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
     return 0;
   }
   if (err == MDP_EAGAIN) {

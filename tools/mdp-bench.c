@@ -246,7 +246,7 @@ static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
   set_load(&c, sc, o);
   c.transport = "tcp";
   long n = sc == 'c' ? 2000 : sc == 'f' ? 5000 : 20000;
-  long n1 = sc == 'c' ? 100 : 1000, n2 = sc == 'c' ? 400 : 5000;
+  long n1 = sc == 'c' ? 50 : 1000, n2 = sc == 'c' ? 150 : 5000;
   cost_t cs[2];
   for (int base = 1; base >= 0; base--) {
     cost_t *k = &cs[1 - base];
@@ -277,10 +277,15 @@ static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
       c.count = n2;
       rc |= bench_run(env, &c, &r2);
       c.callgrind = 0;
-      if (rc == 0 && r2.count > r1.count)
+      if (rc == 0 && r2.count > r1.count) {
         k->ir_rt = (r2.ir - r1.ir) / (double)(r2.count - r1.count);
-      else
+      } else {
+        progress(o, "(%s) callgrind runs of %s failed: %.0f/%.0f "
+                 "instructions for %llu/%llu round trips", name, k->impl,
+                 r1.ir, r2.ir, (unsigned long long)r1.count,
+                 (unsigned long long)r2.count);
         failures++;
+      }
     }
     progress(o, "(%s) cost %s: %.1f syscalls/rt, %.1f us task-clock/rt, "
              "%.0f instructions/rt", name, k->impl, k->syscalls_rt,
