@@ -619,6 +619,17 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     lists[i]->timer.data = b;
     lists[i]->stop = &b->closing;
   }
+  /* Thousands of workers register at scattered times, so their deadlines
+   * are scattered too: batch them.  A heartbeat may go up to a tenth of an
+   * interval early (the worker only needs one per interval); expiries may
+   * come up to a tenth of an interval (at most 1 s for the others) late. */
+  b->heartbeat.early = opts->heartbeat_interval_ms / 10;
+  b->liveness.late = opts->heartbeat_interval_ms / 10;
+  b->busy.late = opts->busy_timeout_ms / 10 < 1000 ? opts->busy_timeout_ms / 10
+                                                   : 1000;
+  b->expiry.late = opts->request_expiry_ms / 10 < 1000
+                       ? opts->request_expiry_ms / 10
+                       : 1000;
   rc = mdp_reactor_start(b->reactor);
   if (rc < 0) { /* cannot happen on a fresh reactor; keep it honest */
     b->close_cb = NULL;

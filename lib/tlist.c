@@ -7,8 +7,9 @@ static void on_timer(uv_timer_t *timer) {
   mdp_list_t *head;
   while ((head = mdp_list_head(&list->nodes)) != NULL) {
     mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
-    if (node->stamp + list->duration > now) {
-      uv_timer_start(timer, on_timer, node->stamp + list->duration - now, 0);
+    if (node->stamp + list->duration > now + list->early) {
+      uv_timer_start(timer, on_timer,
+                     node->stamp + list->duration - now + list->late, 0);
       return;
     }
     mdp_list_remove(head);
@@ -24,6 +25,7 @@ int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
   list->duration = duration;
   list->cb = cb;
   list->stop = NULL;
+  list->early = list->late = 0;
   return uv_timer_init(loop, &list->timer);
 }
 

@@ -34,6 +34,12 @@ struct mdp_tlist_s {
   uint64_t duration; /* 0: disabled, touches do nothing */
   mdp_tlist_cb cb;
   int *stop; /* if set and non-zero after a callback, stop expiring */
+  /* Coalescing: when the timer fires, nodes due within `early` ms are
+   * expired too, and the timer is re-armed `late` ms after the next
+   * deadline, so thousands of spread-out deadlines cost a few wake-ups per
+   * duration instead of one each.  Both 0 after init. */
+  uint64_t early;
+  uint64_t late;
 };
 
 int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,

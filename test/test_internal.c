@@ -114,8 +114,36 @@ static void tlist_order_and_touch(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* With `early`, deadlines close together expire in one timer pass. */
+static void tlist_coalesces(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_tlist_t list;
+  CHECK_EQ(mdp_tlist_init(&loop, &list, t_slow(60), on_expire), 0);
+  list.early = t_slow(30);
+  item_t items[3];
+  n_fired = 0;
+  for (int i = 0; i < 3; i++) {
+    items[i].id = i;
+    mdp_tnode_init(&items[i].node);
+    mdp_tlist_touch(&list, &items[i].node);
+    t_run_until(&loop, NULL, NULL, 8); /* deadlines ~8 ms apart */
+  }
+  uint64_t t0 = items[0].node.stamp;
+  int want = 3;
+  CHECK(t_run_until(&loop, all_fired, &want, 1000));
+  /* One pass: all three at the first deadline, none before it. */
+  CHECK_EQ(fire_time[0], fire_time[1]);
+  CHECK_EQ(fire_time[1], fire_time[2]);
+  CHECK(fire_time[0] - t0 >= t_slow(60));
+  CHECK(items[2].node.stamp > items[0].node.stamp); /* really spread */
+  mdp_tlist_close(&list, NULL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(map_matches_shadow);
   RUN(tlist_order_and_touch);
+  RUN(tlist_coalesces);
   return t_done();
 }
