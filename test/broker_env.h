@@ -110,4 +110,12 @@ static mdp_broker_stats_t stats(void) {
 
 static void settle(uint64_t ms) { t_run_until(&E.loop, NULL, NULL, ms); }
 
+/* Runs the loop until `cond` holds, for at most about 2 s (scaled by
+ * MDP_TEST_SLOW); the CHECK after it says whether it did. */
+#define settle_until(cond)                                                     \
+  do {                                                                         \
+    for (int settle_i_ = 0; settle_i_ < 400 && !(cond); settle_i_++)           \
+      settle(5);                                                               \
+  } while (0)
+
 #endif /* MDP_TEST_BROKER_ENV_H */

@@ -17,8 +17,7 @@ static void *worker_ready(const char *service) {
   void *w = peer();
   size_t before = stats().workers_registered;
   peer_send(w, "MDPW02", "\x01", service, NULL);
-  for (int i = 0; i < 200 && stats().workers_registered == before; i++)
-    settle(5);
+  settle_until(stats().workers_registered != before);
   return w;
 }
 
@@ -263,8 +262,7 @@ static void queue_limit(void) {
   void *c = peer();
   for (int i = 0; i < 8; i++)
     peer_send(c, "MDPC02", "\x01", "svc", "x", NULL);
-  for (int i = 0; i < 200 && stats().requests < 8; i++)
-    settle(5);
+  settle_until(stats().requests >= 8);
   CHECK_EQ(stats().requests, 8);
   CHECK_EQ(stats().queued, 5);
   CHECK_EQ(stats().dropped_queue_full, 3);
@@ -339,8 +337,7 @@ static void frame_and_count_limits(void) {
   CHECK(got_disconnect(d));
   CHECK_EQ(stats().workers_refused, 2);
   peer_send(c, "MDPC02", "\x01", "e", "x", NULL);
-  for (int i = 0; i < 200 && stats().dropped_queue_full < 1; i++)
-    settle(5);
+  settle_until(stats().dropped_queue_full >= 1);
   CHECK_EQ(stats().dropped_queue_full, 1);
   CHECK_EQ(stats().services, 3);
   CHECK_EQ(env_close(), 0);
@@ -356,8 +353,7 @@ static void total_queue_limit(void) {
   peer_send(c, "MDPC02", "\x01", "x", "2", NULL);
   peer_send(c, "MDPC02", "\x01", "y", "3", NULL);
   peer_send(c, "MDPC02", "\x01", "y", "4", NULL);
-  for (int i = 0; i < 200 && stats().requests < 4; i++)
-    settle(5);
+  settle_until(stats().requests >= 4);
   CHECK_EQ(stats().queued, 3);
   CHECK_EQ(stats().dropped_queue_full, 1);
   CHECK_EQ(env_close(), 0);
@@ -373,8 +369,7 @@ static void flooding_client_cannot_lock_out_others(void) {
   for (int i = 0; i < 20; i++)
     peer_send(flood, "MDPC02", "\x01", "svc", "flood", NULL);
   peer_send(other, "MDPC02", "\x01", "svc", "other", NULL);
-  for (int i = 0; i < 200 && stats().requests < 21; i++)
-    settle(5);
+  settle_until(stats().requests >= 21);
   CHECK_EQ(stats().queued, 5);
   CHECK_EQ(stats().dropped_queue_full, 16);
   void *w = worker_ready("svc");
@@ -405,8 +400,7 @@ static void queued_bytes_limit(void) {
   void *c = peer();
   for (int i = 0; i < 4; i++)
     peer_send(c, "MDPC02", "\x01", "svc", body, NULL);
-  for (int i = 0; i < 200 && stats().requests < 4; i++)
-    settle(5);
+  settle_until(stats().requests >= 4);
   CHECK_EQ(stats().queued, 3);
   CHECK_EQ(stats().dropped_queue_full, 1);
   CHECK(stats().queued_bytes > 9000 && stats().queued_bytes <= 10000);
@@ -418,12 +412,10 @@ static void queued_bytes_limit(void) {
   for (int i = 0; i < 200; i++)
     mdp_msg_append_str(m, "");
   peer_send_msg(c, m);
-  for (int i = 0; i < 200 && stats().requests < 5; i++)
-    settle(5);
+  settle_until(stats().requests >= 5);
   CHECK_EQ(stats().dropped_queue_full, 2);
   /* Expiry gives the bytes back. */
-  for (int i = 0; i < 400 && stats().queued > 0; i++)
-    settle(5);
+  settle_until(stats().queued == 0);
   CHECK_EQ(stats().queued, 0);
   CHECK_EQ(stats().queued_bytes, 0);
   CHECK_EQ(env_close(), 0);
@@ -438,8 +430,7 @@ static void clients_create_half_the_services(void) {
   peer_send(c, "MDPC02", "\x01", "made-up-1", "x", NULL);
   peer_send(c, "MDPC02", "\x01", "made-up-2", "x", NULL);
   peer_send(c, "MDPC02", "\x01", "made-up-3", "x", NULL);
-  for (int i = 0; i < 200 && stats().requests < 3; i++)
-    settle(5);
+  settle_until(stats().requests >= 3);
   CHECK_EQ(stats().services, 2);
   CHECK_EQ(stats().dropped_queue_full, 1);
   /* Workers still find room. */
@@ -733,8 +724,7 @@ static void invalid_vectors_then_roundtrip(void) {
     sent++;
   }
   CHECK(sent >= 14);
-  for (int i = 0; i < 400 && stats().dropped_invalid < sent; i++)
-    settle(5);
+  settle_until(stats().dropped_invalid >= sent);
   CHECK_EQ(stats().dropped_invalid, sent);
   CHECK_EQ(stats().workers, 0);
   CHECK_EQ(stats().requests, 0);
@@ -837,8 +827,7 @@ static void reply_to_vanished_client(void) {
   settle(50); /* let the broker's ROUTER see the pipe go */
   worker_reply(w, "\x04", &addr, "nobody listens", NULL);
   zmq_msg_close(&addr);
-  for (int i = 0; i < 200 && stats().dropped_unroutable < 1; i++)
-    settle(5);
+  settle_until(stats().dropped_unroutable >= 1);
   CHECK_EQ(stats().dropped_unroutable, 1);
   CHECK_EQ(stats().replies, 0); /* dropped, so not counted as forwarded */
   CHECK_EQ(stats().workers_idle, 1); /* the worker is free again */
@@ -864,8 +853,7 @@ static void request_to_vanished_worker(void) {
   zmq_connect(gone, E.endpoint);
   size_t before = stats().workers_registered;
   peer_send(gone, "MDPW02", "\x01", "svc", NULL);
-  for (int i = 0; i < 200 && stats().workers_registered == before; i++)
-    settle(5);
+  settle_until(stats().workers_registered != before);
   zmq_close(gone); /* gone without DISCONNECT */
   settle(50);
   void *w2 = worker_ready("svc");
@@ -998,8 +986,7 @@ static void log_callback(void) {
   CHECK_EQ(log_debug_lines, 0);
   void *p = peer();
   peer_send(p, "garbage", NULL);
-  for (int i = 0; i < 200 && stats().dropped_invalid < 1; i++)
-    settle(5);
+  settle_until(stats().dropped_invalid >= 1);
   CHECK_EQ(stats().dropped_invalid, 1);
   CHECK(log_debug_lines >= 1); /* invalid messages are logged at debug */
   CHECK_EQ(env_close(), 0);

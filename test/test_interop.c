@@ -60,8 +60,7 @@ static void *worker_ready_in(int d, const char *service) {
   mdp_msg_t *m = worker_msg(d, worker_wire[d].ready);
   mdp_msg_append_str(m, service);
   peer_send_msg(w, m);
-  for (int i = 0; i < 200 && stats().workers_registered == before; i++)
-    settle(5);
+  settle_until(stats().workers_registered != before);
   return w;
 }
 
