@@ -16,6 +16,6 @@ int main(void) {
   int ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   printf("%s 1 - mdp-bench --smoke (status %d)\n", ok ? "ok" : "not ok",
          status);
-  printf("%d passed, %d failed\n", ok, !ok);
+  printf("# %d passed, %d failed\n", ok, !ok);
   return ok ? 0 : 1;
 }
