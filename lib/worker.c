@@ -187,8 +187,13 @@ static void heartbeat_cb(uv_timer_t *timer) {
   if (w->reactor == NULL)
     return;
   uint64_t silence = uv_now(w->loop) - w->last_recv;
-  if (silence >=
-      w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness) {
+  /* Majortomo's broker and the zguide's MDP/0.1 broker heartbeat idle
+   * workers only: while such a worker is busy, silence says nothing about
+   * the broker, and giving up would lose the request. */
+  int busy_unheard = w->cur_id != 0 && w->opts.dialect != MDP_DIALECT_RFC18;
+  if (!busy_unheard &&
+      silence >=
+          w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness) {
     worker_lost(w, "broker silent");
     return;
   }
@@ -222,7 +227,6 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     return;
   }
   w->last_recv = uv_now(w->loop);
-  w->backoff = w->opts.reconnect_initial_ms;
   mdp_cmd_t cmd;
   int rc = mdp_parse(msg, MDP_ROLE_WORKER, (unsigned)w->opts.dialect, &cmd);
   if (rc < 0) {
@@ -231,6 +235,11 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     mdp_msg_destroy(msg);
     return;
   }
+  /* A broker that accepted us: the next loss starts the back-off afresh.
+   * Not on DISCONNECT: a broker that refuses the READY answers with one at
+   * once, and the worker must back off from it, not hammer it. */
+  if (cmd.command == MDP_WORKER_REQUEST || cmd.command == MDP_WORKER_HEARTBEAT)
+    w->backoff = w->opts.reconnect_initial_ms;
   switch (cmd.command) {
   case MDP_WORKER_REQUEST:
     worker_on_request(w, msg, &cmd);
@@ -426,6 +435,10 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
   }
   w->stats.finals++;
   w->cur_id = 0;
+  /* The silence check was suspended while busy for dialects whose brokers
+   * do not heartbeat busy workers: count afresh from here. */
+  if (w->opts.dialect != MDP_DIALECT_RFC18)
+    w->last_recv = uv_now(w->loop);
   if (w->closing && w->wait_for_request)
     worker_finish_close(w);
   return 0;

@@ -722,6 +722,92 @@ static void worker_dialect(const wd_t *d) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Majortomo's and the zguide's brokers heartbeat idle workers only: a busy
+ * worker of those dialects must not take their silence for death, and must
+ * still deliver its FINAL (issue found in review). */
+static void busy_silence_tolerated(const wd_t *d) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.dialect = d->dialect;
+  o.heartbeat_interval_ms = t_slow(30);
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 20;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = wd_take_cmd(&loop, &f, d, NULL, 2000);
+  CHECK(wd_is(ready, d, d->ready, "echo", NULL));
+  wd_send(&f, ready, d, d->request, "cl", "", "long job", NULL);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  /* The broker says nothing for 10 liveness windows while the job runs. */
+  int hb = 0;
+  mdp_msg_t *m = wd_take_cmd(&loop, &f, d, &hb, 10 * 3 * 30);
+  CHECK(m == NULL); /* no READY again: it did not reconnect */
+  CHECK(hb > 0);    /* and it kept heartbeating */
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 1);
+  CHECK_EQ(st.abandoned, 0);
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  a.body = NULL;
+  m = wd_take_cmd(&loop, &f, d, NULL, 2000);
+  CHECK(wd_is(m, d, d->final, "cl", "", "long job", NULL));
+  mdp_msg_destroy(m);
+  /* Idle again, silence counts once more: it reconnects. */
+  m = wd_take_cmd(&loop, &f, d, NULL, 3000);
+  CHECK(wd_is(m, d, d->ready, "echo", NULL));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void busy_silence_majortomo(void) { busy_silence_tolerated(&WD_MAJORTOMO); }
+static void busy_silence_mdp01(void) { busy_silence_tolerated(&WD_MDP01); }
+
+/* A broker that refuses the READY (DISCONNECT at once) is retried ever more
+ * slowly, not at the initial delay forever (issue found in review). */
+static void refused_worker_backs_off(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.reconnect_initial_ms = 20;
+  o.reconnect_max_ms = 1000;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  /* Refuse every READY for 1.2 s. */
+  uint64_t end = uv_hrtime() + 1200 * 1000000ull;
+  int readies = 0;
+  while (uv_hrtime() < end) {
+    mdp_msg_t *m = fake_take_cmd(&loop, &f, 20);
+    if (m && frames_are(m, "MDPW02", "\x01", "echo")) {
+      readies++;
+      fake_send(&f, m, "MDPW02", "\x06");
+    }
+    mdp_msg_destroy(m);
+  }
+  /* Doubling from 20 ms: 20+40+80+160+320+640 > 1200, so at most ~6
+   * attempts (plus the first READY); without the back-off, about 40. */
+  printf("# READYs in 1.2 s while refused: %d\n", readies);
+  CHECK(readies >= 2);
+  CHECK(readies <= 8);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 static void dialect_rfc18(void) { worker_dialect(&WD_RFC18); }
 static void dialect_majortomo(void) { worker_dialect(&WD_MAJORTOMO); }
 static void dialect_mdp01(void) { worker_dialect(&WD_MDP01); }
@@ -821,6 +907,9 @@ int main(void) {
   RUN(close_from_callback);
   RUN(dialect_rfc18);
   RUN(dialect_majortomo);
+  RUN(busy_silence_majortomo);
+  RUN(busy_silence_mdp01);
+  RUN(refused_worker_backs_off);
   RUN(dialect_mdp01);
   RUN(broker_restart_inproc);
   RUN(broker_restart_ipc);

@@ -73,13 +73,16 @@ typedef struct {
   void *zmq_context;
   /* A HEARTBEAT is sent every interval (default 2500 ms, Majortomo's); the
    * broker is presumed dead after liveness x interval without any message
-   * from it (default liveness 4). */
+   * from it (default liveness 4).  In the Majortomo and MDP/0.1 dialects,
+   * whose brokers heartbeat idle workers only, the check is suspended while
+   * a request is in progress. */
   uint64_t heartbeat_interval_ms;
   unsigned heartbeat_liveness;
   /* Delay before reconnecting after the connection was lost: starts at
-   * `reconnect_initial_ms` (default 250) and doubles after each attempt that
-   * hears nothing from the broker, up to `reconnect_max_ms` (default 10000).
-   * Any message from the broker resets it. */
+   * `reconnect_initial_ms` (default 250) and doubles with each reconnect, up
+   * to `reconnect_max_ms` (default 10000).  A HEARTBEAT or REQUEST from the
+   * broker (it accepted the worker) resets it; a DISCONNECT does not, so a
+   * broker that refuses the READY is retried ever more slowly. */
   uint64_t reconnect_initial_ms;
   uint64_t reconnect_max_ms;
   /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
