@@ -50,7 +50,8 @@ typedef struct mdp_client_s mdp_client_t;
  *     MDP_ETIMEDOUT (no reply part in time, retries exhausted, or the
  *     deadline passed), MDP_ECANCELED (mdp_client_cancel(), or the client
  *     was closed with the request pending), MDP_ENOMEM, MDP_EZMQ (no socket
- *     could be opened).
+ *     could be opened), MDP_ENOBUFS or MDP_EZMQ (the socket refused the
+ *     REQUEST).
  * After the call with `final` 1 the request is over and its id is unknown
  * to the client.  The callback may make new requests, cancel any request
  * (this one included) and close the client. */
@@ -115,14 +116,18 @@ typedef struct {
 typedef struct {
   uint64_t requests;       /* accepted by mdp_client_request() */
   uint64_t sent;           /* REQUESTs sent, retries included */
-  uint64_t retries;        /* of which retries */
+  uint64_t retries;        /* retries decided (counted when scheduled, so
+                              one cancelled before it went is included) */
   uint64_t partials;       /* PARTIALs delivered */
   uint64_t finals;         /* FINALs delivered */
   uint64_t timeouts;       /* requests failed with MDP_ETIMEDOUT */
   uint64_t cancelled;      /* requests failed with MDP_ECANCELED */
-  uint64_t dropped;        /* replies discarded (late, unexpected, invalid) */
+  uint64_t dropped;        /* replies discarded: unexpected or invalid
+                              (late replies never arrive: their socket was
+                              closed at the timeout) */
   uint64_t sockets_opened;
-  uint64_t sockets_discarded; /* closed after a timeout or cancel */
+  uint64_t sockets_discarded; /* closed: after a timeout or cancel, to stay
+                                 within max_sockets, or at close */
   size_t in_flight;        /* now: requests sent, waiting for replies */
   size_t queued;           /* now: requests waiting for a socket */
   size_t sockets;          /* now: open sockets, idle ones included */
