@@ -9,7 +9,6 @@
  * log callback (i.e. in the middle of handling a message) never leaves the
  * code below touching freed memory.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,15 +36,6 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->max_redispatch = 1;
   opts->log_level = MDP_LOG_INFO;
   opts->dialects = MDP_DIALECT_ALL;
-}
-
-void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...) {
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  b->opts.log_cb(b->opts.log_data, level, line);
 }
 
 const char *broker_printable(const void *data, size_t size, char *buf,

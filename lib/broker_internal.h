@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "list.h"
+#include "log_internal.h"
 #include "map.h"
 #include "mdp.h"
 #include "tlist.h"
@@ -102,16 +103,9 @@ struct mdp_broker_s {
   char last_endpoint[256];
 };
 
-/* broker_log.c */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-void broker_log(mdp_broker_t *b, mdp_log_level_t level, const char *fmt, ...);
 #define BROKER_LOG(b, level, ...)                                              \
-  do {                                                                         \
-    if ((b)->opts.log_cb && (level) <= (b)->opts.log_level)                    \
-      broker_log((b), (level), __VA_ARGS__);                                   \
-  } while (0)
+  mdp_log_emit((b)->opts.log_cb, (b)->opts.log_data, (b)->opts.log_level,      \
+               (level), NULL, __VA_ARGS__)
 /* 1 for the counts of a repeated event worth a log line: 1, 1000, 2000 ... */
 static inline int broker_log_sampled(uint64_t count) {
   return count == 1 || count % 1000 == 0;

@@ -13,12 +13,12 @@
  * (a socket that cannot be opened) are parked on the request and reported
  * from the timer, armed for "now".
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+#include "log_internal.h"
 #include "mdp/client.h"
 #include "mdp/codec.h"
 #include "mdp/context.h"
@@ -94,18 +94,9 @@ struct mdp_client_s {
 
 static void client_dispatch(mdp_client_t *c);
 
-__attribute__((format(printf, 3, 4))) static void
-clog_(mdp_client_t *c, mdp_log_level_t level, const char *fmt, ...) {
-  if (c->opts.log_cb == NULL || level > c->opts.log_level)
-    return;
-  char line[512];
-  int n = snprintf(line, sizeof line, "client: ");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  va_end(ap);
-  c->opts.log_cb(c->opts.log_data, level, line);
-}
+#define clog_(c, level, ...)                                                   \
+  mdp_log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
+               (level), "client: ", __VA_ARGS__)
 
 /* --- lists --------------------------------------------------------------- */
 

@@ -8,12 +8,12 @@
  * Old reactors close asynchronously while a new one may already run, so the
  * worker counts them and is freed only when every handle has closed.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+#include "log_internal.h"
 #include "mdp/codec.h"
 #include "mdp/context.h"
 #include "mdp/error.h"
@@ -59,18 +59,10 @@ struct mdp_worker_s {
 static void worker_connect(mdp_worker_t *w);
 static void worker_finish_close(mdp_worker_t *w);
 
-__attribute__((format(printf, 3, 4))) static void
-wlog(mdp_worker_t *w, mdp_log_level_t level, const char *fmt, ...) {
-  if (w->opts.log_cb == NULL || level > w->opts.log_level)
-    return;
-  char line[512];
-  int n = snprintf(line, sizeof line, "worker %s: ", w->service);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  va_end(ap);
-  w->opts.log_cb(w->opts.log_data, level, line);
-}
+/* `fmt` is a string literal at every call. */
+#define wlog(w, level, fmt, ...)                                               \
+  mdp_log_emit((w)->opts.log_cb, (w)->opts.log_data, (w)->opts.log_level,      \
+               (level), NULL, "worker %s: " fmt, (w)->service, ##__VA_ARGS__)
 
 void mdp_worker_options_init(mdp_worker_options_t *opts) {
   memset(opts, 0, sizeof *opts);

@@ -8,12 +8,12 @@
  *   [routing id | "" | "1.0" | request id | status | text | user id | ""]
  * where the user id is the client's public key in Z85 when accepted.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+#include "log_internal.h"
 #include "keys.h"
 #include "mdp/error.h"
 #include "mdp/msg.h"
@@ -32,24 +32,9 @@ struct mdp_zap_s {
   void *close_data;
 };
 
-__attribute__((format(printf, 4, 5))) static void
-zlog(mdp_log_cb cb, void *data, mdp_log_level_t level, const char *fmt, ...) {
-  if (cb == NULL)
-    return;
-  char line[512];
-  int n = snprintf(line, sizeof line, "zap: ");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  va_end(ap);
-  cb(data, level, line);
-}
-
 #define ZLOG(z, level, ...)                                                    \
-  do {                                                                         \
-    if ((z)->log_cb && (level) <= (z)->log_level)                              \
-      zlog((z)->log_cb, (z)->log_data, (level), __VA_ARGS__);                  \
-  } while (0)
+  mdp_log_emit((z)->log_cb, (z)->log_data, (z)->log_level, (level), "zap: ",   \
+               __VA_ARGS__)
 
 static int frame_is(mdp_msg_t *m, size_t i, const char *s) {
   return mdp_msg_frame_eq(m, i, s, strlen(s));
