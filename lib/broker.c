@@ -61,28 +61,37 @@ const char *broker_printable(const void *data, size_t size, char *buf,
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* Every message the broker sends: the command's header, then the peer's
+ * routing identity, in front of `msg` (the body, maybe no frame), sent.
+ * 0: `msg` is the reactor's.  On error `msg` holds exactly the frames it
+ * came with and is still the caller's. */
+static int send_to(mdp_broker_t *b, const void *id, size_t id_size,
+                   const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+  size_t body_frames = mdp_msg_size(msg);
+  int rc = mdp_encode(msg, cmd);
+  if (rc == 0)
+    rc = mdp_msg_prepend_mem(msg, id, id_size);
+  if (rc == 0)
+    rc = mdp_reactor_send(b->reactor, msg);
+  if (rc < 0)
+    mdp_msg_drop_front(msg, mdp_msg_size(msg) - body_frames);
+  return rc;
+}
+
 int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                        mdp_command_t command, const zmq_msg_t *client,
                        mdp_msg_t *body) {
   mdp_msg_t *msg = body ? body : mdp_msg_new();
   if (msg == NULL)
     return MDP_ENOMEM;
-  size_t body_frames = body ? mdp_msg_size(body) : 0;
   mdp_cmd_t cmd = {.dialect = w->dialect, .command = command};
   if (client != NULL) {
     cmd.address = zmq_msg_data((zmq_msg_t *)client);
     cmd.address_size = zmq_msg_size((zmq_msg_t *)client);
   }
-  int rc = mdp_encode(msg, &cmd);
-  if (rc == 0)
-    rc = mdp_msg_prepend_mem(msg, w->id, w->id_size);
-  if (rc == 0)
-    rc = mdp_reactor_send(b->reactor, msg);
+  int rc = send_to(b, w->id, w->id_size, &cmd, msg);
   if (rc < 0) {
-    /* Give the caller back exactly the body it passed. */
-    if (body != NULL)
-      mdp_msg_drop_front(msg, mdp_msg_size(msg) - body_frames);
-    else
+    if (body == NULL)
       mdp_msg_destroy(msg);
     return rc;
   }
@@ -101,16 +110,8 @@ int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                    .command = command,
                    .service = service,
                    .service_size = service_size};
-  zmq_msg_t id;
-  zmq_msg_init(&id);
-  int rc = zmq_msg_copy(&id, (zmq_msg_t *)client) == 0 ? 0 : MDP_ENOMEM;
-  if (rc == 0)
-    rc = mdp_encode(body, &cmd);
-  if (rc == 0)
-    rc = mdp_msg_prepend(body, &id);
-  zmq_msg_close(&id);
-  if (rc == 0)
-    rc = mdp_reactor_send(b->reactor, body);
+  int rc = send_to(b, zmq_msg_data((zmq_msg_t *)client),
+                   zmq_msg_size((zmq_msg_t *)client), &cmd, body);
   if (rc < 0) {
     /* With no send queue (max_pending 0), a client whose pipe is full gets
      * ENOBUFS: it is not reading, and holding its replies would stall
@@ -135,16 +136,9 @@ static void send_disconnect_to(mdp_broker_t *b, const zmq_msg_t *id,
                                mdp_dialect_t dialect) {
   mdp_msg_t *msg = mdp_msg_new();
   mdp_cmd_t cmd = {.dialect = dialect, .command = MDP_WORKER_DISCONNECT};
-  zmq_msg_t copy;
-  zmq_msg_init(&copy);
-  int rc = msg && zmq_msg_copy(&copy, (zmq_msg_t *)id) == 0 ? 0 : MDP_ENOMEM;
-  if (rc == 0)
-    rc = mdp_encode(msg, &cmd);
-  if (rc == 0)
-    rc = mdp_msg_prepend(msg, &copy);
-  zmq_msg_close(&copy);
-  if (rc == 0)
-    rc = mdp_reactor_send(b->reactor, msg);
+  int rc = msg ? send_to(b, zmq_msg_data((zmq_msg_t *)id),
+                         zmq_msg_size((zmq_msg_t *)id), &cmd, msg)
+               : MDP_ENOMEM;
   if (rc < 0)
     mdp_msg_destroy(msg);
   else
