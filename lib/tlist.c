@@ -1,22 +1,25 @@
 /* Timeout lists: see tlist.h. */
 #include "tlist.h"
 
-static void on_timer(uv_timer_t *timer) {
-  mdp_tlist_t *list = mdp_container_of(timer, mdp_tlist_t, timer);
-  uint64_t now = uv_now(timer->loop);
+uint64_t mdp_tlist_expire(mdp_tlist_t *list, uint64_t now) {
   mdp_list_t *head;
   while ((head = mdp_list_head(&list->nodes)) != NULL) {
     mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
-    if (node->stamp + list->duration > now + list->early) {
-      uv_timer_start(timer, on_timer,
-                     node->stamp + list->duration - now + list->late, 0);
-      return;
-    }
+    if (node->stamp + list->duration > now + list->early)
+      return node->stamp + list->duration - now + list->late;
     mdp_list_remove(head);
     list->cb(list, node);
     if (list->stop && *list->stop)
-      return;
+      return MDP_TLIST_NONE;
   }
+  return MDP_TLIST_NONE;
+}
+
+static void on_timer(uv_timer_t *timer) {
+  mdp_tlist_t *list = mdp_container_of(timer, mdp_tlist_t, timer);
+  uint64_t delay = mdp_tlist_expire(list, uv_now(timer->loop));
+  if (delay != MDP_TLIST_NONE)
+    uv_timer_start(timer, on_timer, delay, 0);
 }
 
 int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
@@ -30,11 +33,15 @@ int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
 }
 
 void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node) {
+  mdp_tlist_touch_at(list, node, uv_now(list->timer.loop));
+}
+
+void mdp_tlist_touch_at(mdp_tlist_t *list, mdp_tnode_t *node, uint64_t now) {
   /* A disabled list, or one whose timer is closing (a close from a
    * callback while work is still unwinding): nothing to arm. */
   if (list->duration == 0 || uv_is_closing((uv_handle_t *)&list->timer))
     return;
-  node->stamp = uv_now(list->timer.loop);
+  node->stamp = now;
   mdp_list_move_back(&list->nodes, &node->link);
   /* Invariant: the timer runs whenever the list is non-empty (a removal may
    * leave it running for nothing, which costs one harmless wake-up). */

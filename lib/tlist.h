@@ -48,8 +48,19 @@ static inline void mdp_tnode_init(mdp_tnode_t *node) {
   mdp_list_init(&node->link);
   node->stamp = 0;
 }
-/* (Re)starts the node's timeout from now. */
+/* (Re)starts the node's timeout from now (the loop's time). */
 void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node);
+/* The same at a given time, which must not be earlier than any stamp already
+ * in the list (the list is kept in expiry order by touching at the back).
+ * Tests use it, with mdp_tlist_expire(), as an injectable clock. */
+void mdp_tlist_touch_at(mdp_tlist_t *list, mdp_tnode_t *node, uint64_t now);
+
+#define MDP_TLIST_NONE UINT64_MAX
+/* One expiry pass at time `now`, as the timer runs it: calls the callback
+ * for every node due by now + early, in order, and returns the delay (ms)
+ * until the next pass is due, or MDP_TLIST_NONE if the list is empty or a
+ * callback set *stop.  It does not arm the timer. */
+uint64_t mdp_tlist_expire(mdp_tlist_t *list, uint64_t now);
 static inline void mdp_tlist_remove(mdp_tnode_t *node) {
   mdp_list_remove(&node->link);
 }

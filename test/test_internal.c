@@ -64,46 +64,79 @@ static void map_matches_shadow(void) {
 typedef struct {
   mdp_tnode_t node;
   int id;
-  uint64_t fired_at;
 } item_t;
 
+/* What the expiry callback saw: ids in order, and the pass they fired in. */
 static int fired[16], n_fired;
-static uint64_t fire_time[16];
+static uint64_t fired_in[16], pass_now;
+static mdp_tlist_t *retouch_list; /* if set, the callback re-touches id 0 */
 static void on_expire(mdp_tlist_t *list, mdp_tnode_t *node) {
   item_t *it = mdp_container_of(node, item_t, node);
-  fire_time[it->id] = uv_now(list->timer.loop);
+  CHECK(!mdp_tlist_linked(node)); /* removed before the callback */
+  fired_in[it->id] = pass_now;
   fired[n_fired++] = it->id;
+  if (retouch_list && it->id == 0)
+    mdp_tlist_touch_at(list, node, pass_now);
 }
 
-static int all_fired(void *arg) { return n_fired >= *(int *)arg; }
+static uint64_t expire_at(mdp_tlist_t *list, uint64_t now) {
+  pass_now = now;
+  return mdp_tlist_expire(list, now);
+}
 
+static void items_init(item_t *items, int n) {
+  for (int i = 0; i < n; i++) {
+    items[i].id = i;
+    mdp_tnode_init(&items[i].node);
+  }
+  n_fired = 0;
+  retouch_list = NULL;
+}
+
+/* Expiry order, touching and removal, on an injected clock: exact. */
 static void tlist_order_and_touch(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   mdp_tlist_t list;
-  CHECK_EQ(mdp_tlist_init(&loop, &list, t_slow(60), on_expire), 0);
+  CHECK_EQ(mdp_tlist_init(&loop, &list, 60, on_expire), 0);
   item_t items[3];
-  n_fired = 0;
-  uint64_t t0 = uv_now(&loop);
-  for (int i = 0; i < 3; i++) {
-    items[i].id = i;
-    mdp_tnode_init(&items[i].node);
-    mdp_tlist_touch(&list, &items[i].node);
-  }
-  /* Keep item 0 alive by touching it for a while; remove item 2. */
+  items_init(items, 3);
+  for (int i = 0; i < 3; i++)
+    mdp_tlist_touch_at(&list, &items[i].node, 1000);
   mdp_tlist_remove(&items[2].node);
-  uint64_t until = uv_hrtime() + t_slow(150) * 1000000ull;
-  while (uv_hrtime() < until) {
-    mdp_tlist_touch(&list, &items[0].node);
-    t_run_until(&loop, NULL, NULL, 10);
-  }
-  CHECK_EQ(n_fired, 1); /* item 1 only */
+  mdp_tlist_touch_at(&list, &items[0].node, 1050); /* item 0 kept alive */
+  CHECK_EQ(expire_at(&list, 1059), 1); /* nothing due yet: 1 ms to go */
+  CHECK_EQ(n_fired, 0);
+  CHECK_EQ(expire_at(&list, 1060), 50); /* item 1 due; item 0 at 1110 */
+  CHECK_EQ(n_fired, 1);
   CHECK_EQ(fired[0], 1);
-  CHECK(fire_time[1] - t0 >= t_slow(60));
-  int want = 2;
-  CHECK(t_run_until(&loop, all_fired, &want, 1000));
+  mdp_tlist_touch_at(&list, &items[0].node, 1100);
+  CHECK_EQ(expire_at(&list, 1110), 50); /* touched again: due at 1160 */
+  CHECK_EQ(n_fired, 1);
+  /* A late pass (the loop stalled) expires what is due, nothing more. */
+  CHECK_EQ(expire_at(&list, 5000), MDP_TLIST_NONE);
+  CHECK_EQ(n_fired, 2);
   CHECK_EQ(fired[1], 0);
-  CHECK(!mdp_tlist_linked(&items[2].node));
+  CHECK(!mdp_tlist_linked(&items[2].node)); /* removed: never fires */
+  /* A callback may touch the node it is given: it is due again later. */
+  items_init(items, 2);
+  retouch_list = &list;
+  mdp_tlist_touch_at(&list, &items[0].node, 6000);
+  mdp_tlist_touch_at(&list, &items[1].node, 6010);
+  CHECK_EQ(expire_at(&list, 6060), 10); /* 0 fired, re-touched at 6060 */
+  CHECK_EQ(expire_at(&list, 6070), 50); /* 1 fired; 0 due at 6120 */
+  CHECK_EQ(n_fired, 2);
+  CHECK_EQ(fired[0], 0);
+  CHECK_EQ(fired[1], 1);
+  retouch_list = NULL;
+  /* *stop set by a callback ends the pass with the rest still listed. */
+  int stop = 1;
+  list.stop = &stop;
+  mdp_tlist_touch_at(&list, &items[1].node, 6060);
+  CHECK_EQ(expire_at(&list, 7000), MDP_TLIST_NONE);
+  CHECK_EQ(n_fired, 3);
+  CHECK(mdp_tlist_linked(&items[1].node));
+  list.stop = NULL;
   /* A disabled list (duration 0) never holds anything. */
   mdp_tlist_t off;
   CHECK_EQ(mdp_tlist_init(&loop, &off, 0, on_expire), 0);
@@ -111,32 +144,69 @@ static void tlist_order_and_touch(void) {
   CHECK(!mdp_tlist_linked(&items[2].node));
   mdp_tlist_close(&list, NULL);
   mdp_tlist_close(&off, NULL);
+  CHECK(!mdp_tlist_linked(&items[1].node));
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
-/* With `early`, deadlines close together expire in one timer pass. */
+/* With `early`, deadlines close together expire in one pass; with `late`,
+ * the next pass is put off so later ones join it. */
 static void tlist_coalesces(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   mdp_tlist_t list;
-  CHECK_EQ(mdp_tlist_init(&loop, &list, t_slow(60), on_expire), 0);
-  list.early = t_slow(30);
+  CHECK_EQ(mdp_tlist_init(&loop, &list, 60, on_expire), 0);
+  item_t items[4];
+  items_init(items, 4);
+  for (int i = 0; i < 4; i++) /* deadlines 1060, 1068, 1076, 1200 */
+    mdp_tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
+  /* Without coalescing, one pass per deadline. */
+  CHECK_EQ(expire_at(&list, 1060), 8);
+  CHECK_EQ(n_fired, 1);
+  for (int i = 0; i < 4; i++)
+    mdp_tlist_remove(&items[i].node);
+  items_init(items, 4);
+  for (int i = 0; i < 4; i++)
+    mdp_tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
+  list.early = 30;
+  list.late = 20;
+  /* One pass for the three within 30 ms, none for the one beyond; the next
+   * pass is 20 ms after the remaining deadline. */
+  CHECK_EQ(expire_at(&list, 1060), 1200 - 1060 + 20);
+  CHECK_EQ(n_fired, 3);
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ(fired[i], i);
+  CHECK(mdp_tlist_linked(&items[3].node));
+  mdp_tlist_close(&list, NULL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static int all_fired(void *arg) { return n_fired >= *(int *)arg; }
+static void on_expire_now(mdp_tlist_t *list, mdp_tnode_t *node) {
+  pass_now = uv_now(list->timer.loop);
+  on_expire(list, node);
+}
+
+/* On a real loop the timer runs the passes: every node fires once, in
+ * order, never before its deadline (lower bounds only: a slow machine may
+ * fire late, never early). */
+static void tlist_on_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_tlist_t list;
+  CHECK_EQ(mdp_tlist_init(&loop, &list, 30, on_expire_now), 0);
   item_t items[3];
-  n_fired = 0;
-  for (int i = 0; i < 3; i++) {
-    items[i].id = i;
-    mdp_tnode_init(&items[i].node);
+  items_init(items, 3);
+  uint64_t t0 = uv_now(&loop);
+  for (int i = 0; i < 3; i++)
     mdp_tlist_touch(&list, &items[i].node);
-    t_run_until(&loop, NULL, NULL, 8); /* deadlines ~8 ms apart */
-  }
-  uint64_t t0 = items[0].node.stamp;
-  int want = 3;
-  CHECK(t_run_until(&loop, all_fired, &want, 1000));
-  /* One pass: all three at the first deadline, none before it. */
-  CHECK_EQ(fire_time[0], fire_time[1]);
-  CHECK_EQ(fire_time[1], fire_time[2]);
-  CHECK(fire_time[0] - t0 >= t_slow(60));
-  CHECK(items[2].node.stamp > items[0].node.stamp); /* really spread */
+  mdp_tlist_remove(&items[1].node);
+  int want = 2;
+  CHECK(t_run_until(&loop, all_fired, &want, 5000));
+  CHECK_EQ(n_fired, 2);
+  CHECK_EQ(fired[0], 0);
+  CHECK_EQ(fired[1], 2);
+  CHECK(fired_in[0] >= t0 + 30);
+  CHECK(fired_in[2] >= t0 + 30);
   mdp_tlist_close(&list, NULL);
   CHECK_EQ(t_loop_close(&loop), 0);
 }
@@ -145,5 +215,6 @@ int main(void) {
   RUN(map_matches_shadow);
   RUN(tlist_order_and_touch);
   RUN(tlist_coalesces);
+  RUN(tlist_on_loop);
   return t_done();
 }
