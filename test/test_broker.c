@@ -214,7 +214,7 @@ static void queued_until_worker(void) {
   CHECK(env_open(NULL, NULL) == 0);
   void *c = peer();
   peer_send(c, "MDPC02", "\x01", "late", "early bird", NULL);
-  settle(50);
+  settle_until(stats().queued == 1);
   CHECK_EQ(stats().queued, 1);
   void *w = worker_ready("late");
   zmq_msg_t addr;
@@ -674,7 +674,7 @@ static void protocol_errors_get_disconnect(void) {
   void *mmi = peer();
   peer_send(mmi, "MDPW02", "\x01", "mmi.service", NULL);
   CHECK(got_disconnect(mmi));
-  settle(20);
+  settle_until(stats().workers == 0);
   CHECK_EQ(stats().workers, 0);
   /* A reply for a client the worker does not serve. */
   void *w = worker_ready("svc");
@@ -796,7 +796,7 @@ static void mmi_services(void) {
   CHECK(req != NULL);
   mdp_msg_destroy(req);
   peer_send(c2, "MDPC02", "\x01", "echo", "queued", NULL);
-  settle(30);
+  settle_until(stats().queued == 1);
   m = mmi(c, "mmi.workers", "echo");
   CHECK(msg_is(m, "MDPC02", "\x03", "mmi.workers", "200", "0", "1", "1",
                NULL));
@@ -818,13 +818,18 @@ static void reply_to_vanished_client(void) {
   int zero = 0;
   zmq_setsockopt(gone, ZMQ_LINGER, &zero, sizeof zero);
   zmq_connect(gone, E.endpoint);
+  E.peers[E.n_peers++] = gone; /* closed by env_close */
   peer_send(gone, "MDPC02", "\x01", "svc", "q", NULL);
   zmq_msg_t addr;
   mdp_msg_t *req = expect_request(w, &addr);
   CHECK(req != NULL);
   mdp_msg_destroy(req);
-  zmq_close(gone);
-  settle(50); /* let the broker's ROUTER see the pipe go */
+  /* Vanish: disconnecting an inproc pipe hands its termination to the
+   * broker's socket at once, from this thread (zmq_close would leave it to
+   * the context's reaper thread, whenever that is scheduled).  The settle
+   * lets the broker's loop process it; no other thread is involved. */
+  zmq_disconnect(gone, E.endpoint);
+  settle(50);
   worker_reply(w, "\x04", &addr, "nobody listens", NULL);
   zmq_msg_close(&addr);
   settle_until(stats().dropped_unroutable >= 1);
@@ -851,10 +856,12 @@ static void request_to_vanished_worker(void) {
   int zero = 0;
   zmq_setsockopt(gone, ZMQ_LINGER, &zero, sizeof zero);
   zmq_connect(gone, E.endpoint);
+  E.peers[E.n_peers++] = gone; /* closed by env_close */
   size_t before = stats().workers_registered;
   peer_send(gone, "MDPW02", "\x01", "svc", NULL);
   settle_until(stats().workers_registered != before);
-  zmq_close(gone); /* gone without DISCONNECT */
+  /* gone without DISCONNECT (see reply_to_vanished_client) */
+  zmq_disconnect(gone, E.endpoint);
   settle(50);
   void *w2 = worker_ready("svc");
   void *c = peer();
@@ -954,7 +961,7 @@ static void close_disconnects_workers(void) {
   void *w2 = worker_ready("b");
   void *c = peer();
   peer_send(c, "MDPC02", "\x01", "queued-forever", "x", NULL);
-  settle(20);
+  settle_until(stats().queued == 1);
   mdp_broker_close(E.broker, on_closed);
   CHECK(t_run_until(&E.loop, is_closed, &E.closed, 2000));
   E.broker = NULL;
