@@ -578,6 +578,10 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   creq_t *r = calloc(1, sizeof *r);
   if (r == NULL)
     return MDP_ENOMEM;
+  /* Called outside a callback after the loop sat idle (or before it ever
+   * ran), the loop's cached time is stale: a timeout counted from it would
+   * fire at once. */
+  uv_update_time(c->loop);
   uint64_t now = uv_now(c->loop);
   r->id = ++c->next_id;
   r->state = REQ_QUEUED;

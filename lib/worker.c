@@ -278,6 +278,10 @@ static int worker_open(mdp_worker_t *w) {
   }
   mdp_reactor_set_data(r, w);
   w->reactor = r;
+  /* The loop's cached time is stale if this runs outside a callback after
+   * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
+   * heartbeats must count from now, not from then. */
+  uv_update_time(w->loop);
   w->last_recv = uv_now(w->loop);
   w->stats.connects++;
   w->stats.connected = 1;
@@ -448,6 +452,14 @@ static void worker_teardown(mdp_worker_t *w) {
   if (w->tearing_down)
     return;
   w->tearing_down = 1;
+  if (w->reactor != NULL) {
+    /* Closing on purpose: what the grace did not see leave (a FINAL, the
+     * DISCONNECT) may still go while the I/O thread gets to it, for a
+     * bounded time (linger 0 is for a connection given up as dead). */
+    int linger = GRACE_MAX_MS;
+    zmq_setsockopt(mdp_reactor_socket(w->reactor), ZMQ_LINGER, &linger,
+                   sizeof linger);
+  }
   worker_drop_connection(w);
   uv_close((uv_handle_t *)&w->heartbeat, timer_closed_cb);
   uv_close((uv_handle_t *)&w->retry, timer_closed_cb);
@@ -470,8 +482,10 @@ static void worker_finish_close(mdp_worker_t *w) {
   uv_timer_stop(&w->heartbeat);
   worker_send_command(w, MDP_WORKER_DISCONNECT);
   /* ZeroMQ sends from its I/O thread; closing a linger-0 socket at once
-   * could drop the DISCONNECT.  A short grace lets it leave without ever
-   * making mdp_zmq_context_term() wait. */
+   * could drop the DISCONNECT.  A short grace lets it leave, and the linger
+   * set at teardown bounds how long mdp_zmq_context_term() can wait for
+   * whatever is still queued (at most GRACE_MAX_MS, and only if the broker
+   * is unreachable). */
   uint64_t grace = w->opts.heartbeat_interval_ms < GRACE_MAX_MS
                        ? w->opts.heartbeat_interval_ms
                        : GRACE_MAX_MS;

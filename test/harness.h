@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#include <mdp/context.h>
 
 static int t_failed_now_;
 static int t_passed_;
@@ -63,6 +64,16 @@ static inline void t_run_(const char *name, void (*fn)(void)) {
     printf("ok %d - %s (%.1f ms)\n", t_count_, name, ms);
   }
   fflush(stdout);
+}
+
+/* Terminates the library's shared ZeroMQ context, unless a test failed:
+ * a failed CHECK returns early and may leave sockets open, on which
+ * zmq_ctx_term() would block forever instead of letting the failure show. */
+static inline void t_context_term(void) {
+  if (t_failed_ == 0)
+    mdp_zmq_context_term();
+  else
+    printf("# shared ZeroMQ context left open: a test failed\n");
 }
 
 static inline int t_done(void) {
@@ -119,7 +130,11 @@ static inline int t_run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
     if (uv_hrtime() >= deadline)
       break;
     uint64_t left = (deadline - uv_hrtime()) / 1000000ull + 1;
-    uv_timer_start(&guard, t_guard_cb_, left > 20 ? 20 : left, 0);
+    uint64_t tick = left > 20 ? 20 : left;
+    /* Repeating: a one-shot guard due by the loop's stale time would fire
+     * in uv_run's timer phase and leave its poll phase with no timeout at
+     * all (a hang when nothing else is due). */
+    uv_timer_start(&guard, t_guard_cb_, tick, tick);
     uv_run(loop, UV_RUN_ONCE);
   }
   uv_timer_stop(&guard);

@@ -105,8 +105,10 @@ static void serve_then_stop(int signum) {
   char ep[256];
   free_tcp_endpoint(ctx, ep, sizeof ep);
   proc_t p;
+  /* The raw worker below never heartbeats: a long liveness keeps it. */
   const char *args[] = {"-b", ep, "-v", "--heartbeat-interval", "0.2",
-                        "--stats-interval", "0.1", NULL};
+                        "--heartbeat-liveness", "100", "--stats-interval",
+                        "0.1", NULL};
   CHECK_EQ(spawn_broker(&p, args), 0);
   void *w = peer_new(ctx, ZMQ_DEALER, ep);
   void *c = peer_new(ctx, ZMQ_DEALER, ep);

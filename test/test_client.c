@@ -290,11 +290,11 @@ static void timeout_retry_late_reply(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   fake_t f;
-  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  CHECK(fake_open(&f, "inproc://client-late-reply") == 0);
   const char *eps[] = {f.endpoint};
   /* the retry must outlive the 50 ms "nothing arrives" check below, also
    * when tools slow everything down */
-  mdp_client_t *c = client_start(&loop, eps, 1, t_slow(400), 1, 0);
+  mdp_client_t *c = client_start(&loop, eps, 1, t_slow(1000), 1, 0);
   CHECK(c != NULL);
   rep_t r = {0};
   CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
@@ -340,12 +340,14 @@ static void timeout_retry_late_reply(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
-/* Retries exhausted: MDP_ETIMEDOUT after 1 + retries attempts. */
+/* Retries exhausted: MDP_ETIMEDOUT after 1 + retries attempts.
+ * The fakes in the timeout tests are inproc: a send lands in the fake's
+ * pipe at once, so a short attempt is never lost to a slow I/O thread. */
 static void timeout_exhausted(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   fake_t f;
-  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  CHECK(fake_open(&f, "inproc://client-exhausted-1") == 0);
   const char *eps[] = {f.endpoint};
   mdp_client_t *c = client_start(&loop, eps, 1, 50, 2, 0);
   CHECK(c != NULL);
@@ -368,9 +370,9 @@ static void timeout_exhausted(void) {
   /* a PARTIAL then silence: not retried (part of the reply was seen) */
   rep_clear(&r);
   fake_close(&f);
-  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  CHECK(fake_open(&f, "inproc://client-exhausted-2") == 0);
   eps[0] = f.endpoint;
-  mdp_client_t *c2 = client_start(&loop, eps, 1, 80, 3, 0);
+  mdp_client_t *c2 = client_start(&loop, eps, 1, t_slow(300), 3, 0);
   CHECK(c2 != NULL);
   CHECK_EQ(mdp_client_request(c2, "echo", body_of("q"), NULL, on_reply, &r,
                               NULL), 0);
@@ -535,15 +537,46 @@ static void close_from_callback(void) {
   CHECK_EQ(t_loop_close(&loop), 0); /* the client freed itself */
 }
 
+/* A request made outside the loop's callbacks after the loop sat idle for
+ * longer than its timeout: the timeout counts from the call, not from the
+ * loop's stale cached time (which would time it out at once). */
+static void timeout_counts_from_the_call(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-stale-time") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 1000, 0, 0);
+  CHECK(c != NULL);
+  usleep(1100 * 1000); /* the loop's cached time is now 1.1 s old */
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  /* The request is in the fake's pipe already (inproc); answer it before
+   * the loop runs, so only a wrongly counted timeout can come first. */
+  fake_pump(&f);
+  mdp_msg_t *m = fake_take(&f);
+  CHECK(frames_are(m, "MDPC02", "\x01", "echo", "q"));
+  fake_reply(&f, m, "\x03", "in time");
+  mdp_msg_destroy(m);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "in time", 7));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* Two brokers: the first is silent; the retry goes to the second. */
 static void failover(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   fake_t f1, f2;
-  CHECK(fake_open(&f1, "tcp://127.0.0.1:*") == 0);
+  CHECK(fake_open(&f1, "inproc://client-failover-1") == 0);
   CHECK(fake_open(&f2, "inproc://client-failover-2") == 0);
   const char *eps[] = {f1.endpoint, f2.endpoint};
-  mdp_client_t *c = client_start(&loop, eps, 2, 100, 1, 0);
+  mdp_client_t *c = client_start(&loop, eps, 2, t_slow(200), 1, 0);
   CHECK(c != NULL);
   rep_t r = {0};
   CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
@@ -976,7 +1009,7 @@ static void broker_restart(void) {
   uv_loop_init(&loop);
   mdp_broker_options_t bo;
   mdp_broker_options_init(&bo);
-  bo.heartbeat_interval_ms = 50;
+  bo.heartbeat_interval_ms = t_slow(50);
   mdp_broker_t *b = NULL;
   CHECK_EQ(mdp_broker_new(&loop, &bo, &b), 0);
   CHECK_EQ(mdp_broker_bind(b, "tcp://127.0.0.1:*"), 0);
@@ -986,7 +1019,7 @@ static void broker_restart(void) {
   CHECK_EQ(mdp_broker_last_endpoint(b, ep, sizeof ep), 0);
   mdp_worker_options_t wo;
   mdp_worker_options_init(&wo);
-  wo.heartbeat_interval_ms = 50;
+  wo.heartbeat_interval_ms = t_slow(50);
   wo.heartbeat_liveness = 3;
   wo.reconnect_initial_ms = 20;
   wo.reconnect_max_ms = 100;
@@ -996,7 +1029,8 @@ static void broker_restart(void) {
     CHECK_EQ(mdp_worker_new(&loop, ep, "echo", &wo, on_echo, &w[i]), 0);
   CHECK(t_run_until(&loop, registered, b, 3000));
   const char *eps[] = {ep};
-  mdp_client_t *c = client_start(&loop, eps, 1, 300, 5, 0);
+  /* retries enough for a restart on a slow day (workers may flap) */
+  mdp_client_t *c = client_start(&loop, eps, 1, t_slow(300), 20, 0);
   CHECK(c != NULL);
   rep_t r = {0};
   CHECK_EQ(mdp_client_request(c, "echo", body_of("one"), NULL, on_reply, &r,
@@ -1015,7 +1049,7 @@ static void broker_restart(void) {
   mdp_broker_set_data(b, &bc);
   rebind_t rb = {b, ep};
   CHECK(t_run_until(&loop, rebind, &rb, 3000));
-  CHECK(t_run_until(&loop, rep_done, &r, 5000));
+  CHECK(t_run_until(&loop, rep_done, &r, 10000));
   CHECK_EQ(r.status, 0);
   CHECK(mdp_msg_frame_eq(r.parts[0], 0, "two", 3));
   rep_clear(&r);
@@ -1168,6 +1202,7 @@ int main(void) {
   RUN(cancel_requests);
   RUN(close_with_pending);
   RUN(close_from_callback);
+  RUN(timeout_counts_from_the_call);
   RUN(failover);
   RUN(thousand_in_flight);
   RUN(sync_helper);
@@ -1179,6 +1214,6 @@ int main(void) {
   RUN(broker_tcp);
   RUN(broker_restart);
   RUN(nine_pairings);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

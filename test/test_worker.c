@@ -86,13 +86,15 @@ static void on_closed(mdp_worker_t *w) {
 static int is_closed(void *arg) { return ((app_t *)arg)->closed; }
 static int has_request(void *arg) { return ((app_t *)arg)->requests > 0; }
 
-static mdp_worker_t *worker_start(uv_loop_t *loop, fake_t *f, app_t *a,
-                                  uint64_t hb_ms) {
+/* hb_ms 0: the defaults.  Otherwise heartbeats every hb_ms and a liveness
+ * window of `liveness` of them. */
+static mdp_worker_t *worker_start_l(uv_loop_t *loop, fake_t *f, app_t *a,
+                                    uint64_t hb_ms, unsigned liveness) {
   mdp_worker_options_t o;
   mdp_worker_options_init(&o);
   if (hb_ms) {
     o.heartbeat_interval_ms = hb_ms;
-    o.heartbeat_liveness = 3;
+    o.heartbeat_liveness = liveness;
     o.reconnect_initial_ms = 20;
     o.reconnect_max_ms = 100;
   }
@@ -101,6 +103,11 @@ static mdp_worker_t *worker_start(uv_loop_t *loop, fake_t *f, app_t *a,
     return NULL;
   mdp_worker_set_data(w, a);
   return w;
+}
+
+static mdp_worker_t *worker_start(uv_loop_t *loop, fake_t *f, app_t *a,
+                                  uint64_t hb_ms) {
+  return worker_start_l(loop, f, a, hb_ms, 3);
 }
 
 static int worker_stop(uv_loop_t *loop, mdp_worker_t *w, app_t *a) {
@@ -265,7 +272,7 @@ static void fake_hb_cb(uv_timer_t *t) {
   }
 }
 
-static int hb_enough(void *arg) { return ((hb_t *)arg)->got_hb >= 16; }
+static int hb_enough(void *arg) { return ((hb_t *)arg)->got_hb >= 40; }
 
 static void heartbeats_both_ways(void) {
   uv_loop_t loop;
@@ -274,7 +281,10 @@ static void heartbeats_both_ways(void) {
   CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
   app_t a = {0};
   a.mode = M_KEEP; /* busy for the whole test */
-  mdp_worker_t *w = worker_start(&loop, &f, &a, 50);
+  /* Beats every 25 ms, a 500 ms liveness window (room for this machine's
+   * stalls), and the test runs until 40 beats: two windows, which a worker
+   * deaf to the broker's heartbeats would not survive. */
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, 25, 20);
   CHECK(w != NULL);
   mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
   CHECK(ready != NULL);
@@ -283,14 +293,14 @@ static void heartbeats_both_ways(void) {
   uv_timer_t t;
   uv_timer_init(&loop, &t);
   t.data = &h;
-  uv_timer_start(&t, fake_hb_cb, 50, 50);
-  CHECK(t_run_until(&loop, hb_enough, &h, 5000));
+  uv_timer_start(&t, fake_hb_cb, 25, 25);
+  CHECK(t_run_until(&loop, hb_enough, &h, 10000));
   uv_close((uv_handle_t *)&t, NULL);
   mdp_worker_stats_t st;
   mdp_worker_get_stats(w, &st);
   CHECK_EQ(st.connects, 1); /* never thought the broker dead */
-  CHECK(st.heartbeats_received >= 8);
-  CHECK(st.heartbeats_sent >= 16);
+  CHECK(st.heartbeats_received >= 20);
+  CHECK(st.heartbeats_sent >= 40);
   CHECK_EQ(st.busy, 1);
   CHECK(mdp_worker_request_active(&a.req));
   mdp_msg_destroy(ready);
@@ -308,7 +318,9 @@ static void silence_reconnects(void) {
   CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
   app_t a = {0};
   a.mode = M_KEEP;
-  mdp_worker_t *w = worker_start(&loop, &f, &a, 50);
+  /* a 300 ms window (more under valgrind): the REQUEST must get there
+   * before the silence counts */
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, t_slow(50), 6);
   CHECK(w != NULL);
   mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
   CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
@@ -648,9 +660,13 @@ static void worker_dialect(const wd_t *d) {
   int hb = 0;
   mdp_msg_t *ready = wd_take_cmd(&loop, &f, d, &hb, 2000);
   CHECK(wd_is(ready, d, d->ready, "echo", NULL));
-  /* the worker's own heartbeats, in its dialect */
-  mdp_msg_t *m = wd_take_cmd(&loop, &f, d, &hb, 300);
-  CHECK(m == NULL);
+  /* the worker's own heartbeats, in its dialect (and nothing else) */
+  mdp_msg_t *m = NULL;
+  uint64_t hb_end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (hb < 2 && uv_hrtime() < hb_end) {
+    m = wd_take_cmd(&loop, &f, d, &hb, 50);
+    CHECK(m == NULL);
+  }
   CHECK(hb >= 2);
   wd_send(&f, ready, d, d->heartbeat, NULL);
   CHECK(t_run_until(&loop, wd_heard, w, 2000));
@@ -735,8 +751,10 @@ static void busy_silence_tolerated(const wd_t *d) {
   mdp_worker_options_t o;
   mdp_worker_options_init(&o);
   o.dialect = d->dialect;
+  /* a 300 ms window (more under valgrind): the REQUEST must get there
+   * while the worker is idle and the silence still counts */
   o.heartbeat_interval_ms = t_slow(30);
-  o.heartbeat_liveness = 3;
+  o.heartbeat_liveness = 10;
   o.reconnect_initial_ms = 20;
   mdp_worker_t *w = NULL;
   CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
@@ -745,9 +763,9 @@ static void busy_silence_tolerated(const wd_t *d) {
   CHECK(wd_is(ready, d, d->ready, "echo", NULL));
   wd_send(&f, ready, d, d->request, "cl", "", "long job", NULL);
   CHECK(t_run_until(&loop, has_request, &a, 2000));
-  /* The broker says nothing for 10 liveness windows while the job runs. */
+  /* The broker says nothing for 3 liveness windows while the job runs. */
   int hb = 0;
-  mdp_msg_t *m = wd_take_cmd(&loop, &f, d, &hb, 10 * 3 * 30);
+  mdp_msg_t *m = wd_take_cmd(&loop, &f, d, &hb, 3 * 10 * 30);
   CHECK(m == NULL); /* no READY again: it did not reconnect */
   CHECK(hb > 0);    /* and it kept heartbeating */
   mdp_worker_stats_t st;
@@ -771,6 +789,42 @@ static void busy_silence_tolerated(const wd_t *d) {
 
 static void busy_silence_majortomo(void) { busy_silence_tolerated(&WD_MAJORTOMO); }
 static void busy_silence_mdp01(void) { busy_silence_tolerated(&WD_MDP01); }
+
+/* A worker created outside the loop's callbacks after the loop sat idle
+ * for longer than the liveness window: its silence counts from its
+ * connect, not from the loop's stale cached time (which would make it give
+ * up on the broker at its first heartbeat tick). */
+static void silence_counts_from_connect(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-stale-time") == 0);
+  usleep(700 * 1000); /* the loop's cached time is now 0.7 s old */
+  app_t a = {0};
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, 50, 10); /* 500 ms */
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x05");
+  mdp_msg_destroy(ready);
+  /* Two heartbeat ticks later it is still on its first connection (a
+   * worker that gave up at its first tick would have reconnected by now). */
+  int hb = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (hb < 2 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 50);
+    mdp_msg_t *m = fake_take(&f);
+    hb += m != NULL && frames_are(m, "MDPW02", "\x05");
+    mdp_msg_destroy(m);
+  }
+  CHECK(hb >= 2);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
 
 /* A broker that refuses the READY (DISCONNECT at once) is retried ever more
  * slowly, not at the initial delay forever (issue found in review). */
@@ -918,6 +972,7 @@ int main(void) {
   RUN(busy_silence_majortomo);
   RUN(busy_silence_mdp01);
   RUN(refused_worker_backs_off);
+  RUN(silence_counts_from_connect);
   RUN(dialect_mdp01);
   RUN(broker_restart_inproc);
   RUN(broker_restart_ipc);
