@@ -505,6 +505,19 @@ static void on_timer_closed(uv_handle_t *h) {
   on_handle_closed(list->timer.data);
 }
 
+/* A timeout list's drain hook (see tlist.h): reads what waits in the
+ * socket, at most DRAIN_BATCHES batches, before the list expires anyone.
+ * After a stall the loop runs its timers before it polls, so the
+ * heartbeat, reply or READY that would save a worker or a request may be
+ * sitting there; a long flood only delays expiry by that many messages. */
+#define DRAIN_BATCHES 16
+static void broker_drain(mdp_tlist_t *list) {
+  mdp_broker_t *b = list->timer.data;
+  for (int i = 0; i < DRAIN_BATCHES && !b->closing; i++)
+    if (mdp_reactor_process_now(b->reactor) == 0)
+      break;
+}
+
 static void on_reactor_closed(mdp_reactor_t *reactor) {
   on_handle_closed(mdp_reactor_get_data(reactor));
 }
@@ -603,6 +616,11 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     lists[i]->timer.data = b;
     lists[i]->stop = &b->closing;
   }
+  /* Nobody is expired for silence or slowness, and no request for want of
+   * a worker, while what would prove otherwise waits unread. */
+  b->liveness.drain = broker_drain;
+  b->busy.drain = broker_drain;
+  b->expiry.drain = broker_drain;
   /* Thousands of workers register at scattered times, so their deadlines
    * are scattered too: batch them.  A heartbeat may go up to a tenth of an
    * interval early (the worker only needs one per interval); expiries may

@@ -46,6 +46,7 @@ struct creq_s {
   uint64_t timeout_ms;
   uint64_t part_deadline; /* loop time; while SENT */
   uint64_t deadline;      /* loop time; 0 = none */
+  uint64_t drained_at;    /* loop time its socket was last read early */
   unsigned retries_left;
   size_t service_size;
   uint8_t service[MDP_SERVICE_MAX];
@@ -307,6 +308,14 @@ static void timer_cb(uv_timer_t *timer) {
     if (c->closing)
       return;
     creq_t *r = find_due(&c->inflight, now);
+    if (r != NULL && r->conn != NULL && r->drained_at != now) {
+      /* libuv runs timers before it polls: after a stall the reply may be
+       * waiting unread on the request's socket.  Read it first, then look
+       * again (it may have moved the request, finished it, or anything). */
+      r->drained_at = now;
+      mdp_reactor_process_now(r->conn->reactor);
+      continue;
+    }
     if (r == NULL)
       r = find_due(&c->queue, now);
     if (r == NULL)

@@ -501,6 +501,14 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   return 0;
 }
 
+int mdp_reactor_process_now(mdp_reactor_t *r) {
+  if (is_closing(r) || (r->flags & F_IN_PROCESS))
+    return 0;
+  reactor_process(r);
+  /* The idle handle is on exactly when the batch ran out. */
+  return !is_closing(r) && (r->flags & F_IDLE_ACTIVE) ? 1 : 0;
+}
+
 static void close_cb(uv_handle_t *handle) {
   mdp_reactor_t *r = handle->data;
   if (--r->handles_open > 0)

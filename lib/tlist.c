@@ -15,9 +15,23 @@ uint64_t mdp_tlist_expire(mdp_tlist_t *list, uint64_t now) {
   return MDP_TLIST_NONE;
 }
 
+static int head_due(const mdp_tlist_t *list, uint64_t now) {
+  mdp_list_t *head = mdp_list_head(&list->nodes);
+  if (head == NULL)
+    return 0;
+  const mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
+  return node->stamp + list->duration <= now + list->early;
+}
+
 static void on_timer(uv_timer_t *timer) {
   mdp_tlist_t *list = mdp_container_of(timer, mdp_tlist_t, timer);
-  uint64_t delay = mdp_tlist_expire(list, uv_now(timer->loop));
+  uint64_t now = uv_now(timer->loop);
+  if (list->drain != NULL && head_due(list, now)) {
+    list->drain(list);
+    if (uv_is_closing((uv_handle_t *)timer) || (list->stop && *list->stop))
+      return;
+  }
+  uint64_t delay = mdp_tlist_expire(list, now);
   if (delay != MDP_TLIST_NONE)
     uv_timer_start(timer, on_timer, delay, 0);
 }
@@ -29,6 +43,7 @@ int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
   list->cb = cb;
   list->stop = NULL;
   list->early = list->late = 0;
+  list->drain = NULL;
   return uv_timer_init(loop, &list->timer);
 }
 

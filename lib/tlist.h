@@ -40,6 +40,12 @@ struct mdp_tlist_s {
    * duration instead of one each.  Both 0 after init. */
   uint64_t early;
   uint64_t late;
+  /* If set, called by the timer before a pass that will expire something,
+   * to read what already waits in the owner's socket (libuv runs timers
+   * before it polls: after a stall, a peer's word may sit unread).  It may
+   * touch, remove or close anything; then the pass runs at the same time.
+   * NULL after init. */
+  void (*drain)(mdp_tlist_t *list);
 };
 
 int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,

@@ -183,11 +183,20 @@ static void heartbeat_cb(uv_timer_t *timer) {
    * workers only: while such a worker is busy, silence says nothing about
    * the broker, and giving up would lose the request. */
   int busy_unheard = w->cur_id != 0 && w->opts.dialect != MDP_DIALECT_RFC18;
-  if (!busy_unheard &&
-      silence >=
-          w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness) {
-    worker_lost(w, "broker silent");
-    return;
+  uint64_t limit =
+      w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
+  if (!busy_unheard && silence >= limit) {
+    /* libuv runs timers before it polls: after a stall of this process the
+     * broker's heartbeat may be waiting unread.  Read before giving up. */
+    mdp_reactor_t *r = w->reactor;
+    mdp_reactor_process_now(r);
+    if (w->reactor != r || w->closing)
+      return; /* what it read ended this connection, or the worker */
+    silence = uv_now(w->loop) - w->last_recv;
+    if (silence >= limit) {
+      worker_lost(w, "broker silent");
+      return;
+    }
   }
   if (worker_send_command(w, MDP_WORKER_HEARTBEAT) == 0)
     w->stats.heartbeats_sent++;

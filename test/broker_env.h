@@ -10,7 +10,7 @@ typedef struct {
   mdp_broker_t *broker;
   char endpoint[256];
   int closed;
-  void *peers[64];
+  void *peers[256];
   int n_peers;
 } env_t;
 

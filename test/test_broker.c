@@ -512,6 +512,37 @@ static void silent_worker_expires(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* A stalled broker (here: its loop not run for twice the liveness window)
+ * does not expire workers whose heartbeats wait unread in its socket, even
+ * when they are more than one batch: libuv runs timers before it polls, so
+ * the broker reads what waits before it expires anyone. */
+static void stall_does_not_expire_heard_workers(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = t_slow(50);
+  o.heartbeat_liveness = 4;
+  CHECK(env_open(&o, NULL) == 0);
+  enum { N = 150 }; /* heartbeats: more than two batches of 64 */
+  void *w[N];
+  for (int i = 0; i < N; i++) { /* all at once: one registration time */
+    w[i] = peer();
+    peer_send(w[i], "MDPW02", "\x01", "svc", NULL);
+  }
+  settle_until(stats().workers_registered == N);
+  CHECK_EQ(stats().workers, N);
+  for (int i = 0; i < N; i++)
+    peer_send(w[i], "MDPW02", "\x05", NULL);
+  usleep(t_slow(400) * 1000); /* the stall: all of them overdue */
+  /* The first loop iteration runs the overdue heartbeat and liveness
+   * passes; the heartbeats going out to all N say the first has run. */
+  uint64_t sent = stats().heartbeats_sent;
+  settle_until(stats().heartbeats_sent >= sent + N ||
+               stats().workers_expired > 0);
+  CHECK_EQ(stats().workers_expired, 0);
+  CHECK_EQ(stats().workers, N);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* ---- worker death and re-dispatch ------------------------------------- */
 
 static void redispatch_after_disconnect(void) {
@@ -1099,6 +1130,7 @@ int main(void) {
   RUN(close_disconnects_workers);
   RUN(log_callback);
   RUN(close_inside_message_handling);
+  RUN(stall_does_not_expire_heard_workers);
   t_context_term();
   return t_done();
 }

@@ -568,6 +568,35 @@ static void timeout_counts_from_the_call(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* After a stall of the client's process longer than the timeout, a reply
+ * that arrived meanwhile is read before the timeout is judged (libuv runs
+ * timers before it polls). */
+static void stall_reads_before_timing_out(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-stall") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 200, 0, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  fake_pump(&f); /* inproc: the request is there already */
+  mdp_msg_t *m = fake_take(&f);
+  CHECK(frames_are(m, "MDPC02", "\x01", "echo", "q"));
+  fake_reply(&f, m, "\x03", "meanwhile");
+  mdp_msg_destroy(m);
+  usleep(400 * 1000); /* the stall: the timeout is long overdue */
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "meanwhile", 9));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* Two brokers: the first is silent; the retry goes to the second. */
 static void failover(void) {
   uv_loop_t loop;
@@ -1203,6 +1232,7 @@ int main(void) {
   RUN(close_with_pending);
   RUN(close_from_callback);
   RUN(timeout_counts_from_the_call);
+  RUN(stall_reads_before_timing_out);
   RUN(failover);
   RUN(thousand_in_flight);
   RUN(sync_helper);

@@ -347,6 +347,6 @@ int main(void) {
   RUN(all_in_one);
   RUN(tcp_gateway);
   RUN(mdp_request_tool);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

@@ -393,6 +393,6 @@ int main(void) {
   RUN(client_vanishes_mid_stream);
   RUN(request_flood);
   RUN(connection_flood);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

@@ -421,6 +421,6 @@ int main(void) {
   RUN(mdp01_reply_over_limit_fails);
   RUN(mdp01_empty_partials_bounded);
   RUN(dialects_can_be_restricted);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

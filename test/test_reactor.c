@@ -717,6 +717,48 @@ static void start_after_arrival(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* mdp_reactor_process_now(): a batch at a time, outside the loop (as from
+ * a timer), 1 while more may wait; from its own callback a no-op. */
+static int pn_inner = -1;
+static void pn_recv_cb(mdp_reactor_t *r, mdp_msg_t *msg) {
+  struct lc *l = mdp_reactor_get_data(r);
+  if (l->received++ == 0)
+    pn_inner = mdp_reactor_process_now(r); /* re-entered: must do nothing */
+  mdp_msg_destroy(msg);
+}
+
+static void process_now_batches(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  CHECK(t_connect(rs, peer, "process-now", 0) == 0);
+  struct lc l = {0};
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, pn_recv_cb, &r) == 0);
+  mdp_reactor_set_data(r, &l);
+  mdp_reactor_set_batch(r, 10);
+  CHECK(mdp_reactor_start(r) == 0);
+  for (int i = 0; i < 25; i++)
+    CHECK(zmq_send(peer, "m", 1, 0) == 1);
+  /* The loop has not run: only process_now can deliver these. */
+  CHECK_EQ(mdp_reactor_process_now(r), 1);
+  CHECK_EQ(l.received, 10);
+  CHECK_EQ(pn_inner, 0);
+  CHECK_EQ(mdp_reactor_process_now(r), 1);
+  CHECK_EQ(l.received, 20);
+  CHECK_EQ(mdp_reactor_process_now(r), 0); /* the last 5, then EAGAIN */
+  CHECK_EQ(l.received, 25);
+  CHECK_EQ(mdp_reactor_process_now(r), 0);
+  CHECK_EQ(l.received, 25);
+  mdp_reactor_close(r, NULL);
+  CHECK_EQ(mdp_reactor_process_now(r), 0); /* closing: nothing */
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
 struct unreach {
   int failed;
   int bad;
@@ -951,6 +993,7 @@ int main(void) {
   RUN(close_in_recv_cb);
   RUN(close_with_held);
   RUN(start_after_arrival);
+  RUN(process_now_batches);
   RUN(router_unreachable);
   RUN(max_pending_enobufs);
   RUN(max_frames_drops_whole);

@@ -324,6 +324,6 @@ static void soak(void) {
 
 int main(void) {
   RUN(soak);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

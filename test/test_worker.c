@@ -790,6 +790,40 @@ static void busy_silence_tolerated(const wd_t *d) {
 static void busy_silence_majortomo(void) { busy_silence_tolerated(&WD_MAJORTOMO); }
 static void busy_silence_mdp01(void) { busy_silence_tolerated(&WD_MDP01); }
 
+/* After a stall of the worker's process longer than its liveness window,
+ * the broker's heartbeat that arrived meanwhile is read before the silence
+ * is judged (libuv runs timers before it polls). */
+static void stall_reads_before_giving_up(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-stall") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, 50, 4); /* 200 ms */
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x05"); /* waits in the worker's pipe */
+  mdp_msg_destroy(ready);
+  usleep(400 * 1000); /* the stall: its heartbeat tick is long overdue */
+  /* The tick reads the broker's heartbeat and sends its own; a worker that
+   * judged the silence first would reconnect and send READY instead. */
+  mdp_msg_t *m = NULL;
+  uint64_t end = uv_hrtime() + t_slow(2000) * 1000000ull;
+  while (m == NULL && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 50);
+    m = fake_take(&f);
+  }
+  CHECK(frames_are(m, "MDPW02", "\x05"));
+  mdp_msg_destroy(m);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* A worker created outside the loop's callbacks after the loop sat idle
  * for longer than the liveness window: its silence counts from its
  * connect, not from the loop's stale cached time (which would make it give
@@ -973,10 +1007,11 @@ int main(void) {
   RUN(busy_silence_mdp01);
   RUN(refused_worker_backs_off);
   RUN(silence_counts_from_connect);
+  RUN(stall_reads_before_giving_up);
   RUN(dialect_mdp01);
   RUN(broker_restart_inproc);
   RUN(broker_restart_ipc);
   RUN(broker_restart_tcp);
-  mdp_zmq_context_term();
+  t_context_term();
   return t_done();
 }

@@ -88,6 +88,16 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
  * Messages are sent in the order they were given. */
 int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
+/* Does now what the next wake-up would: one batch of receiving (calling
+ * the receive callback) and of sending held messages.  For a timer callback
+ * about to act on a peer's silence: libuv runs timers before it polls, so
+ * after the loop stalled (a busy callback, a descheduled process) the
+ * message that ends the silence may be waiting unread.  Returns 1 if the
+ * batch ran out with more possibly waiting (call again to go on), else 0;
+ * also 0, doing nothing, when called from the reactor's own callbacks or
+ * while it is closing. */
+int mdp_reactor_process_now(mdp_reactor_t *reactor);
+
 /* Closes the reactor: stops receiving, drops held messages (they are
  * destroyed and counted in msgs_failed), closes its libuv handles and then,
  * in a later loop iteration, calls `close_cb` (may be NULL) and frees the
