@@ -30,6 +30,7 @@ static void on_timer(uv_timer_t *timer) {
     list->drain(list);
     if (uv_is_closing((uv_handle_t *)timer) || (list->stop && *list->stop))
       return;
+    now = uv_now(timer->loop); /* a callback may have updated it */
   }
   uint64_t delay = mdp_tlist_expire(list, now);
   if (delay != MDP_TLIST_NONE)

@@ -189,8 +189,9 @@ static void heartbeat_cb(uv_timer_t *timer) {
     /* libuv runs timers before it polls: after a stall of this process the
      * broker's heartbeat may be waiting unread.  Read before giving up. */
     mdp_reactor_t *r = w->reactor;
+    int was_closing = w->closing; /* (closing, waiting for a request) */
     mdp_reactor_process_now(r);
-    if (w->reactor != r || w->closing)
+    if (w->reactor != r || w->closing != was_closing)
       return; /* what it read ended this connection, or the worker */
     silence = uv_now(w->loop) - w->last_recv;
     if (silence >= limit) {

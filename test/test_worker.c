@@ -493,6 +493,32 @@ static void close_waits_for_request(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* A close that waits for the request in progress still ends when the
+ * broker falls silent: the request is abandoned, close_cb runs (found in
+ * review: the silence check once returned early for a closing worker). */
+static void close_waiting_ends_on_silence(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-close-silence") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 50); /* 150 ms window */
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_worker_close(w, 1, on_closed);
+  CHECK(t_run_until(&loop, is_closed, &a, 3000)); /* the broker says nothing */
+  CHECK(!mdp_worker_request_active(&a.req));
+  mdp_msg_destroy(a.body);
+  a.body = NULL;
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* close(no wait) abandons the request; a reply before close_cb is refused. */
 static void close_abandons_request(void) {
   uv_loop_t loop;
@@ -1000,6 +1026,7 @@ int main(void) {
   RUN(misuse_errors);
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
+  RUN(close_waiting_ends_on_silence);
   RUN(close_from_callback);
   RUN(dialect_rfc18);
   RUN(dialect_majortomo);
