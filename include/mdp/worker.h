@@ -163,12 +163,14 @@ int mdp_worker_request_active(const mdp_request_t *req);
 /* Starts closing.  With `wait_for_request` non-zero and a request in
  * progress, the worker keeps heartbeating and waits for its FINAL (or for the
  * connection to be lost), so the broker still routes the reply; otherwise a
- * request in progress is abandoned.  Then it sends DISCONNECT, gives the
- * socket a short grace period (at most 100 ms, so DISCONNECT can leave; it is
- * best effort) and closes its handles; `close_cb` (may be NULL) is called
- * from the loop and the worker is freed.  No request callback is made after
- * this call.  Safe from the worker's own callbacks.  A second call is a
- * no-op. */
+ * request in progress is abandoned (also when the broker falls silent
+ * while it waits).  Then it sends DISCONNECT, gives the socket a short grace
+ * period (at most 100 ms, then a linger of 100 ms, so DISCONNECT can leave;
+ * it is best effort) and closes its handles; `close_cb` (may be NULL) is
+ * called from the loop and the worker is freed: after that, neither the
+ * worker nor any request handle of it may be used.  No request callback is
+ * made after this call.  Safe from the worker's own callbacks.  A second
+ * call is a no-op. */
 void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
                       mdp_worker_close_cb close_cb);
 
