@@ -119,4 +119,26 @@ static void settle(uint64_t ms) { t_run_until(&E.loop, NULL, NULL, ms); }
       settle(1);                                                               \
   } while (0)
 
+/* Expiry tests: every 10 ms (whatever MDP_TEST_SLOW says) calls `beat(arg)`,
+ * which sends the heartbeats of the workers to keep, while the broker's loop
+ * runs; goes on until `expired` workers have expired and then for one more
+ * `window_ms` (scaled), at most 10 s (scaled) in all.  Whatever the broker
+ * sends the kept workers stays in their sockets: `beat` may drain it. */
+static void keep_alive_until_expired(void (*beat)(void *), void *arg,
+                                     uint64_t expired, uint64_t window_ms) {
+  uint64_t end = uv_hrtime() + t_slow(10000) * 1000000ull, more_until = 0;
+  while (uv_hrtime() < end) {
+    if (more_until == 0 && stats().workers_expired >= expired)
+      more_until = uv_hrtime() + t_slow(window_ms) * 1000000ull;
+    if (more_until != 0 && uv_hrtime() >= more_until)
+      break;
+    beat(arg);
+    uint64_t next = uv_hrtime() + 10 * 1000000ull;
+    while (uv_hrtime() < next) {
+      uv_run(&E.loop, UV_RUN_NOWAIT);
+      uv_sleep(1);
+    }
+  }
+}
+
 #endif /* MDP_TEST_BROKER_ENV_H */
