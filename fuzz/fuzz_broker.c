@@ -5,7 +5,9 @@
  *
  * Input (any byte string is valid; see fuzz/fuzz_input.h for messages):
  *   c0  options: bits 0-2 accepted dialects (0: all); bit 3 fast timers
- *       (heartbeat 1 ms, liveness 2, busy timeout 2 ms, expiry 3 ms);
+ *       (heartbeat 1 ms, liveness 2, both busy timeouts 2 ms, expiry 3 ms;
+ *       Majortomo and MDP/0.1 workers may be silent while busy, RFC 18
+ *       ones may not, as by default);
  *       bits 4-5 max_queue {10000, 1, 2, unlimited}; bit 6 max_redispatch
  *       0 (else 1); bit 7 max_msg_size 64 bytes (MDP/0.1 collection limit)
  *   c1  bits 0-1 send high-water mark of the broker and the peers
@@ -178,8 +180,17 @@ static void fb_check_state(fb_t *f) {
     FUZZ_ASSERT(broker_service_get(b, w->service->name, w->service->name_size,
                                    0) == w->service);
     FUZZ_ASSERT((w->request == NULL) == mdp_list_linked(&w->idle_link));
-    FUZZ_ASSERT(mdp_tlist_linked(&w->liveness) ||
-                b->liveness.duration == 0);
+    /* A busy worker that may be silent is judged by the busy bound only. */
+    if (w->request != NULL && broker_silent_while_busy(b, w)) {
+      FUZZ_ASSERT(!mdp_tlist_linked(&w->liveness));
+      FUZZ_ASSERT(mdp_tlist_linked(&w->busy) ||
+                  b->silent_busy.duration == 0);
+    } else {
+      FUZZ_ASSERT(mdp_tlist_linked(&w->liveness) ||
+                  b->liveness.duration == 0);
+    }
+    if (w->request == NULL)
+      FUZZ_ASSERT(!mdp_tlist_linked(&w->busy));
     if (w->request != NULL)
       FUZZ_ASSERT(w->request->service == w->service);
   }
@@ -257,6 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.heartbeat_interval_ms = 1;
     o.heartbeat_liveness = 2;
     o.busy_timeout_ms = 2;
+    o.silent_busy_timeout_ms = 2;
     o.request_expiry_ms = 3;
   } else {
     o.heartbeat_interval_ms = 1000;

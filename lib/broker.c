@@ -16,13 +16,15 @@
 #include "broker_internal.h"
 #include "zap.h"
 
-#define BROKER_HANDLES 5 /* reactor + four timeout lists */
+#define BROKER_HANDLES 6 /* reactor + five timeout lists */
 #define BROKER_LINGER_MS 200
 
 void mdp_broker_options_init(mdp_broker_options_t *opts) {
   memset(opts, 0, sizeof *opts);
   opts->heartbeat_interval_ms = MDP_DEFAULT_HEARTBEAT_INTERVAL_MS;
   opts->heartbeat_liveness = MDP_DEFAULT_HEARTBEAT_LIVENESS;
+  opts->silent_busy_dialects = MDP_DIALECT_MAJORTOMO | MDP_DIALECT_MDP01;
+  opts->silent_busy_timeout_ms = MDP_DEFAULT_BUSY_WORKER_TIMEOUT_MS;
   opts->busy_timeout_ms = 0;
   opts->request_expiry_ms = 30000;
   opts->max_queue = 10000;
@@ -300,6 +302,9 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   w->request = NULL;
   s->n_busy--;
   mdp_tlist_remove(&w->busy);
+  /* Judged by its silence again from its FINAL on (a no-op for a worker
+   * that stayed in the list while busy). */
+  mdp_tlist_touch(&b->liveness, &w->liveness);
   broker_request_free(b, r);
   broker_worker_idle(b, w);
 }
@@ -369,8 +374,10 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
     zmq_msg_close(&id);
     return;
   }
-  /* Any command but DISCONNECT counts as a heartbeat. */
-  if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT)
+  /* Any command but DISCONNECT counts as a heartbeat; a busy worker that
+   * may be silent stays out of the liveness list until its FINAL. */
+  if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT &&
+      mdp_tlist_linked(&w->liveness))
     mdp_tlist_touch(&b->liveness, &w->liveness);
   switch (cmd.command) {
   case MDP_CLIENT_REQUEST:
@@ -443,8 +450,9 @@ static void on_heartbeat_due(mdp_tlist_t *list, mdp_tnode_t *node) {
   }
 }
 
+/* Both busy lists' callback. */
 static void on_busy_timeout(mdp_tlist_t *list, mdp_tnode_t *node) {
-  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, busy);
+  mdp_broker_t *b = list->timer.data;
   broker_worker_t *w = mdp_container_of(node, broker_worker_t, busy);
   b->stats.workers_expired++;
   broker_worker_remove(b, w, 1, "busy for longer than the busy timeout");
@@ -550,7 +558,8 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   }
   if (loop == NULL || out == NULL || opts->heartbeat_interval_ms == 0 ||
       opts->heartbeat_liveness == 0 || opts->dialects == 0 ||
-      (opts->dialects & ~(unsigned)MDP_DIALECT_ALL) != 0)
+      (opts->dialects & ~(unsigned)MDP_DIALECT_ALL) != 0 ||
+      (opts->silent_busy_dialects & ~(unsigned)MDP_DIALECT_ALL) != 0)
     return MDP_EINVAL;
   void *ctx = opts->zmq_context ? opts->zmq_context : mdp_zmq_context();
   if (ctx == NULL)
@@ -609,10 +618,13 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   mdp_tlist_init(loop, &b->heartbeat, opts->heartbeat_interval_ms,
                  on_heartbeat_due);
   mdp_tlist_init(loop, &b->busy, opts->busy_timeout_ms, on_busy_timeout);
+  mdp_tlist_init(loop, &b->silent_busy, opts->silent_busy_timeout_ms,
+                 on_busy_timeout);
   mdp_tlist_init(loop, &b->expiry, opts->request_expiry_ms,
                  broker_expire_request);
-  mdp_tlist_t *lists[] = {&b->liveness, &b->heartbeat, &b->busy, &b->expiry};
-  for (size_t i = 0; i < 4; i++) {
+  mdp_tlist_t *lists[] = {&b->liveness, &b->heartbeat, &b->busy,
+                          &b->silent_busy, &b->expiry};
+  for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
     lists[i]->timer.data = b;
     lists[i]->stop = &b->closing;
   }
@@ -620,6 +632,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
    * a worker, while what would prove otherwise waits unread. */
   b->liveness.drain = broker_drain;
   b->busy.drain = broker_drain;
+  b->silent_busy.drain = broker_drain;
   b->expiry.drain = broker_drain;
   /* Thousands of workers register at scattered times, so their deadlines
    * are scattered too: batch them.  A heartbeat may go up to a tenth of an
@@ -629,6 +642,9 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   b->liveness.late = opts->heartbeat_interval_ms / 10;
   b->busy.late = opts->busy_timeout_ms / 10 < 1000 ? opts->busy_timeout_ms / 10
                                                    : 1000;
+  b->silent_busy.late = opts->silent_busy_timeout_ms / 10 < 1000
+                            ? opts->silent_busy_timeout_ms / 10
+                            : 1000;
   b->expiry.late = opts->request_expiry_ms / 10 < 1000
                        ? opts->request_expiry_ms / 10
                        : 1000;
@@ -690,6 +706,7 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
   mdp_tlist_close(&b->liveness, on_timer_closed);
   mdp_tlist_close(&b->heartbeat, on_timer_closed);
   mdp_tlist_close(&b->busy, on_timer_closed);
+  mdp_tlist_close(&b->silent_busy, on_timer_closed);
   mdp_tlist_close(&b->expiry, on_timer_closed);
   mdp_reactor_close(b->reactor, on_reactor_closed);
 }

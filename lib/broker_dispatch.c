@@ -348,7 +348,16 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
   w->service->n_busy++;
   r->dispatches++;
   b->stats.dispatched++;
-  mdp_tlist_touch(&b->busy, &w->busy);
+  if (broker_silent_while_busy(b, w)) {
+    /* Its library heartbeats only while it waits for work: its silence
+     * means nothing until it replies.  A dead process is still noticed by
+     * the heartbeats we keep sending (they fail once its connection has
+     * closed); a frozen one by the busy timeout. */
+    mdp_tlist_remove(&w->liveness);
+    mdp_tlist_touch(&b->silent_busy, &w->busy);
+  } else {
+    mdp_tlist_touch(&b->busy, &w->busy);
+  }
   return 0;
 }
 

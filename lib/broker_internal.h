@@ -70,7 +70,8 @@ struct broker_worker {
   mdp_list_t idle_link;     /* in service->idle_workers while idle */
   mdp_tnode_t liveness;     /* broker.liveness: touched on every receive */
   mdp_tnode_t heartbeat;    /* broker.heartbeat: touched on every send */
-  mdp_tnode_t busy;         /* broker.busy: while it holds a request */
+  mdp_tnode_t busy;         /* broker.busy or broker.silent_busy while it
+                               holds a request */
   broker_service_t *service;
   broker_request_t *request; /* NULL when idle */
   mdp_dialect_t dialect;
@@ -91,7 +92,10 @@ struct mdp_broker_s {
   mdp_map_t client_queues;  /* service ptr + identity -> client queue */
   mdp_tlist_t liveness;     /* workers by last message received */
   mdp_tlist_t heartbeat;    /* workers by last message sent */
-  mdp_tlist_t busy;         /* busy workers by dispatch time */
+  mdp_tlist_t busy;         /* busy workers judged by heartbeats, by
+                               dispatch time (busy_timeout_ms) */
+  mdp_tlist_t silent_busy;  /* busy workers exempt from the silence rule
+                               (silent_busy_timeout_ms) */
   mdp_tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
   int closing;
@@ -114,6 +118,14 @@ static inline int broker_log_sampled(uint64_t count) {
  * Returns `buf`. */
 const char *broker_printable(const void *data, size_t size, char *buf,
                              size_t buf_size);
+
+/* 1 if `w`, busy now, may be silent until it replies: its dialect is one
+ * of opts.silent_busy_dialects.  Such a worker is out of the liveness list
+ * while it holds a request. */
+static inline int broker_silent_while_busy(const mdp_broker_t *b,
+                                           const broker_worker_t *w) {
+  return (b->opts.silent_busy_dialects & (unsigned)w->dialect) != 0;
+}
 
 /* broker_dispatch.c: services, queues and dispatch */
 /* create: 0 = look up only, BROKER_CREATE_FOR_WORKER, or

@@ -1085,10 +1085,15 @@ static void options_validated(void) {
   CHECK_EQ(o.max_queue, 10000);
   CHECK_EQ(o.max_redispatch, 1);
   CHECK_EQ(o.busy_timeout_ms, 0);
+  CHECK_EQ(o.silent_busy_timeout_ms, 900000);
+  CHECK_EQ(o.silent_busy_dialects, MDP_DIALECT_MAJORTOMO | MDP_DIALECT_MDP01);
   o.heartbeat_interval_ms = 0;
   CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
   mdp_broker_options_init(&o);
   o.heartbeat_liveness = 0;
+  CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
+  mdp_broker_options_init(&o);
+  o.silent_busy_dialects = 8; /* no such dialect */
   CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
   CHECK_EQ(mdp_broker_new(NULL, NULL, &b), MDP_EINVAL);
   CHECK(b == NULL);

@@ -64,14 +64,17 @@ static void *worker_ready_in(int d, const char *service) {
   return w;
 }
 
-/* Receives on `w`, skipping heartbeats of dialect `d`. */
+/* Receives on `w` within `ms` (scaled), skipping heartbeats of dialect
+ * `d`. */
 static mdp_msg_t *worker_recv(int d, void *w, uint64_t ms) {
-  for (;;) {
-    mdp_msg_t *m = recv_on(w, ms);
-    if (m == NULL || !is_worker_cmd(m, d, worker_wire[d].heartbeat, NULL))
+  uint64_t deadline = uv_hrtime() + t_slow(ms) * 1000000ull;
+  do {
+    mdp_msg_t *m = recv_on(w, 10);
+    if (m != NULL && !is_worker_cmd(m, d, worker_wire[d].heartbeat, NULL))
       return m;
     mdp_msg_destroy(m);
-  }
+  } while (uv_hrtime() < deadline);
+  return NULL;
 }
 
 static void worker_send_reply(int d, void *w, const char *cmd,
@@ -283,6 +286,150 @@ static void expiry_and_keepalive_in_each_dialect(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* ---- busy workers, by dialect ----------------------------------------- */
+
+/* A request from an RFC 18 client to `w` (of dialect `d`), received by `w`;
+ * the REQUEST (the caller's), or NULL. */
+static mdp_msg_t *dispatch_job(int d, void *c, void *w) {
+  const char *body[] = {"job", NULL};
+  client_send_request(RFC18, c, "svc", body);
+  mdp_msg_t *req = worker_recv(d, w, 2000);
+  const char *rest[] = {ANY, "", "job", NULL};
+  if (!is_worker_cmd(req, d, worker_wire[d].request, rest)) {
+    msg_dump("REQUEST", req);
+    mdp_msg_destroy(req);
+    return NULL;
+  }
+  return req;
+}
+
+/* One worker per dialect gets a request and sends nothing at all for three
+ * silence windows, as synchronous worker libraries do; then it answers.
+ * `silent_busy_dialects`: the option's value, or -1 for its default;
+ * `lenient`: the dialects expected to be let off. */
+static void busy_silence_judged(unsigned silent_busy_dialects,
+                                unsigned lenient) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = 100;
+  o.heartbeat_liveness = 3;
+  if (silent_busy_dialects != (unsigned)-1)
+    o.silent_busy_dialects = silent_busy_dialects;
+  static const unsigned bit[] = {MDP_DIALECT_RFC18, MDP_DIALECT_MAJORTOMO,
+                                 MDP_DIALECT_MDP01};
+  for (int d = 0; d < N_DIALECTS; d++) {
+    CHECK(env_open(&o, NULL) == 0);
+    void *w = worker_ready_in(d, "svc");
+    void *c = peer();
+    mdp_msg_t *req = dispatch_job(d, c, w);
+    CHECK(req != NULL);
+    uint64_t window = o.heartbeat_interval_ms * o.heartbeat_liveness;
+    settle(3 * window);
+    int expired = stats().workers_expired == 1;
+    int let_off = (lenient & bit[d]) != 0;
+    if (expired == let_off)
+      printf("# %s worker silent while busy: %s\n", dialect_names[d],
+             expired ? "expired" : "kept");
+    CHECK_EQ(expired, !let_off);
+    if (req != NULL && let_off) {
+      /* Its late FINAL reaches the client, once. */
+      const char *fin[] = {"done", NULL};
+      worker_send_reply(d, w, worker_wire[d].final, req,
+                        worker_wire[d].lead ? 3 : 2, fin);
+      mdp_msg_t *rep = recv_on(c, 2000);
+      CHECK(is_client_reply(rep, RFC18, 1, "svc", fin));
+      mdp_msg_destroy(rep);
+      CHECK(quiet(c, 100));
+      CHECK_EQ(stats().redispatched, 0);
+      CHECK_EQ(stats().workers_idle, 1);
+    } else if (req != NULL) {
+      /* Expired as RFC 18 says: told, and its request queued again. */
+      CHECK_EQ(stats().redispatched, 1);
+      CHECK_EQ(stats().workers, 0);
+    }
+    mdp_msg_destroy(req);
+    CHECK_EQ(env_close(), 0);
+  }
+}
+
+/* Majortomo and MDP/0.1 workers may be silent while busy; RFC 18 ones are
+ * expired (the default). */
+static void busy_silence_by_dialect(void) {
+  busy_silence_judged((unsigned)-1, MDP_DIALECT_MAJORTOMO | MDP_DIALECT_MDP01);
+}
+
+/* The option judges RFC 18 workers the lenient way too. */
+static void busy_silence_rfc18_lenient_by_option(void) {
+  busy_silence_judged(MDP_DIALECT_ALL, MDP_DIALECT_ALL);
+}
+
+/* A worker of any dialect whose connection closes while it is busy is
+ * noticed by the next heartbeat the broker sends it (ROUTER_MANDATORY:
+ * unreachable), long before any silence window (100 s here) or the busy
+ * timeout (900 s): its request goes to another worker. */
+static void dead_busy_worker_noticed_by_heartbeat(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 2000;
+  o.silent_busy_dialects = MDP_DIALECT_ALL;
+  for (int d = 0; d < N_DIALECTS; d++) {
+    CHECK(env_open(&o, "tcp://127.0.0.1:*") == 0);
+    int dead_index = E.n_peers;
+    void *dead = worker_ready_in(d, "svc");
+    void *c = peer();
+    mdp_msg_t *req = dispatch_job(d, c, dead);
+    CHECK(req != NULL);
+    mdp_msg_destroy(req);
+    void *other = worker_ready_in(d, "svc");
+    uint64_t t0 = uv_hrtime();
+    /* Its connection closes, as when its process dies. */
+    zmq_close(dead);
+    E.peers[dead_index] = NULL;
+    req = worker_recv(d, other, 3000);
+    double ms = (uv_hrtime() - t0) / 1e6;
+    const char *rest[] = {ANY, "", "job", NULL};
+    CHECK(is_worker_cmd(req, d, worker_wire[d].request, rest));
+    mdp_msg_destroy(req);
+    printf("# %s: busy worker's closed connection noticed, request "
+           "re-dispatched after %.0f ms (interval 50 ms)\n",
+           dialect_names[d], ms);
+    CHECK_EQ(stats().workers_unreachable, 1);
+    CHECK_EQ(stats().workers_expired, 0);
+    CHECK_EQ(stats().redispatched, 1);
+    CHECK_EQ(env_close(), 0);
+  }
+}
+
+/* A silent busy worker that never answers (frozen, its connection open) is
+ * dropped at silent_busy_timeout_ms, and its request re-dispatched. */
+static void silent_busy_timeout_bounds_frozen(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.silent_busy_timeout_ms = 300;
+  for (int d = MAJORTOMO; d <= MDP01; d++) {
+    CHECK(env_open(&o, NULL) == 0);
+    void *frozen = worker_ready_in(d, "svc");
+    void *c = peer();
+    uint64_t t0 = uv_hrtime(); /* before the dispatch: a lower bound */
+    mdp_msg_t *req = dispatch_job(d, c, frozen);
+    CHECK(req != NULL);
+    mdp_msg_destroy(req);
+    void *other = worker_ready_in(d, "svc");
+    req = worker_recv(d, other, 3000);
+    double ms = (uv_hrtime() - t0) / 1e6;
+    const char *rest[] = {ANY, "", "job", NULL};
+    CHECK(is_worker_cmd(req, d, worker_wire[d].request, rest));
+    CHECK(ms >= 300 - 1);
+    mdp_msg_destroy(req);
+    mdp_msg_t *m = worker_recv(d, frozen, 1000);
+    CHECK(is_worker_cmd(m, d, worker_wire[d].disconnect, NULL));
+    mdp_msg_destroy(m);
+    CHECK_EQ(stats().workers_expired, 1);
+    CHECK_EQ(env_close(), 0);
+  }
+}
+
 static void disconnect_rules_in_each_dialect(void) {
   CHECK(env_open(NULL, NULL) == 0);
   for (int d = 0; d < N_DIALECTS; d++) {
@@ -416,6 +563,10 @@ int main(void) {
   RUN(all_nine_pairings);
   RUN(heartbeats_in_each_dialect);
   RUN(expiry_and_keepalive_in_each_dialect);
+  RUN(busy_silence_by_dialect);
+  RUN(busy_silence_rfc18_lenient_by_option);
+  RUN(dead_busy_worker_noticed_by_heartbeat);
+  RUN(silent_busy_timeout_bounds_frozen);
   RUN(disconnect_rules_in_each_dialect);
   RUN(mdp01_reply_over_limit_fails);
   RUN(mdp01_empty_partials_bounded);

@@ -38,12 +38,31 @@ typedef struct {
   /* ZeroMQ context for the ROUTER socket; NULL: mdp_zmq_context().  Peers
    * on inproc:// endpoints must use the same context. */
   void *zmq_context;
-  /* Heartbeat sent to every worker each interval (default 2500 ms); a worker
-   * silent for liveness x interval is removed (default liveness 4). */
+  /* Heartbeat sent to every worker each interval (default 2500 ms), busy
+   * or idle; a worker silent for liveness x interval is removed (default
+   * liveness 4), unless it is busy and its dialect is in
+   * `silent_busy_dialects`.  A heartbeat that finds a worker's connection
+   * closed removes the worker at once (its process died): a dead worker,
+   * busy or idle, is noticed within about one interval. */
   uint64_t heartbeat_interval_ms;
   unsigned heartbeat_liveness;
-  /* Longest time one request may stay with a worker before the worker is
-   * dropped (DISCONNECT) and the request re-dispatched; 0 = off (default). */
+  /* Dialects (a mask of mdp_dialect_t) whose workers are not expired for
+   * silence while they hold a request: most synchronous worker libraries
+   * (Majortomo's, the zguide's, zeromq/majordomo's) send HEARTBEAT only
+   * while they wait for one.  Such a busy worker is bounded by
+   * `silent_busy_timeout_ms` instead.  Default MDP_DIALECT_MAJORTOMO |
+   * MDP_DIALECT_MDP01, as their brokers do; RFC 18 requires workers to
+   * heartbeat while busy, so add MDP_DIALECT_RFC18 only for a synchronous
+   * RFC 18 worker library.  docs/broker.md has the rule per dialect. */
+  unsigned silent_busy_dialects;
+  /* Longest time one request may stay with a worker that is exempt from the
+   * silence rule (see above) before the worker is dropped (DISCONNECT) and
+   * the request re-dispatched (default 900000 ms, Majortomo's busy worker
+   * timeout); 0 = no bound (a frozen worker then keeps its request until
+   * its connection closes). */
+  uint64_t silent_busy_timeout_ms;
+  /* The same bound for workers judged by their heartbeats while busy (by
+   * default the RFC 18 ones); 0 = off (default). */
   uint64_t busy_timeout_ms;
   /* A queued request for a service with no idle worker is dropped after
    * this long (default 30000 ms); 0 = never. */
