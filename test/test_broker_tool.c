@@ -36,6 +36,11 @@ static void help_lists_every_option(void) {
                            "--max-queue-per-client", "--max-queued-bytes",
                            "--debug",         "--quiet",
                            "--help",          "--version",
+                           "-b, --bind", "--bind-url", "-i, --heartbeat-interval",
+                           "-t, --heartbeat-timeout",
+                           "-B, --busy-worker-timeout", "--silent-busy",
+                           "-c, --config", "-V, -v, --verbose",
+                           "-D, -d, --debug", "YAML",
                            "tcp://127.0.0.1:5555"};
   for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
     if (strstr(text, options[i]) == NULL)
@@ -65,6 +70,11 @@ static void bad_options_exit_2(void) {
       {"--max-frames", "-3", NULL},
       {"--max-services", "lots", NULL},
       {"unexpected-argument", NULL, NULL},
+      {"-t", "0", NULL},
+      {"-B", "-1", NULL},
+      {"--silent-busy", "rfc18,bogus", NULL},
+      {"--silent-busy", "", NULL},
+      {"-c", "/nonexistent/mdp-broker.conf", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     proc_t p;
@@ -77,6 +87,142 @@ static void bad_options_exit_2(void) {
     CHECK(strstr(err, "--help") != NULL); /* says where to look */
     proc_cleanup(&p);
   }
+}
+
+/* Majortomo's rule: the timeout is a whole multiple of the interval, at
+ * least one; ours: it agrees with --heartbeat-liveness if both are given. */
+static void inconsistent_heartbeat_options_exit_2(void) {
+  const char *cases[][7] = {
+      {"-i", "1.0", "-t", "0.5", NULL},  /* shorter than one interval */
+      {"-i", "1.0", "-t", "2.5", NULL},  /* not a multiple */
+      {"-t", "3.0", NULL},               /* nor of the default 2.5 s */
+      {"-i", "1", "-t", "3", "--heartbeat-liveness", "4", NULL},
+  };
+  const char *why[] = {"shorter than one", "whole multiple",
+                       "whole multiple", "contradicts"};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    proc_t p;
+    int rc = run_broker(&p, cases[i]);
+    const char *err = proc_stderr(&p);
+    if (rc != 2 || strstr(err, why[i]) == NULL)
+      printf("# case %zu -> exit %d: %s\n", i, rc, err);
+    CHECK_EQ(rc, 2);
+    CHECK(strstr(err, why[i]) != NULL);
+    proc_cleanup(&p);
+  }
+}
+
+/* Starts the broker with `args`, waits until it listens, stops it with
+ * SIGTERM; its exit code, and its stderr in `err` (`size` bytes). */
+static int start_and_stop(const char *const *args, char *err, size_t size) {
+  proc_t p;
+  err[0] = '\0';
+  if (spawn_broker(&p, args) < 0)
+    return -100;
+  uint64_t deadline = uv_hrtime() + t_slow(5000) * 1000000ull;
+  while (strstr(proc_stderr(&p), "listening on") == NULL &&
+         uv_hrtime() < deadline)
+    usleep(2000);
+  kill(p.pid, SIGTERM);
+  int rc = proc_wait(&p, 5000);
+  snprintf(err, size, "%s", proc_stderr(&p));
+  proc_cleanup(&p);
+  if (rc != 0)
+    printf("# exit %d, stderr:\n%s\n", rc, err);
+  return rc;
+}
+
+/* `python -m majortomo.broker -b URL -i 1.0 -t 3.0 --debug`, as Majortomo's
+ * system tests start it, runs unchanged and means the same. */
+static void majortomo_command_line(void) {
+  void *ctx = zmq_ctx_new();
+  char ep[256], err[8192];
+  free_tcp_endpoint(ctx, ep, sizeof ep);
+  const char *args[] = {"-b", ep, "-i", "1.0", "-t", "3.0", "--debug", NULL};
+  CHECK_EQ(start_and_stop(args, err, sizeof err), 0);
+  CHECK(strstr(err, "heartbeat 1.000 s x 3") != NULL);
+  CHECK(strstr(err, "listening on tcp://127.0.0.1:") != NULL);
+  CHECK(strstr(err, "majortomo,mdp01 may be silent for up to 900.000 s") !=
+        NULL);
+  /* The long forms, -B, and -V meaning --verbose (not --version). */
+  const char *longs[] = {"--bind-url", ep, "--heartbeat-interval", "0.5",
+                         "--heartbeat-timeout", "2", "--busy-worker-timeout",
+                         "60", "-V", "-D", NULL};
+  CHECK_EQ(start_and_stop(longs, err, sizeof err), 0);
+  CHECK(strstr(err, "heartbeat 0.500 s x 4") != NULL);
+  CHECK(strstr(err, "silent for up to 60.000 s; others are judged by "
+                    "heartbeats and the busy timeout") != NULL);
+  const char *rfc[] = {"-b", ep, "--silent-busy", "rfc18,majortomo,mdp01",
+                       "-B", "0", NULL};
+  CHECK_EQ(start_and_stop(rfc, err, sizeof err), 0);
+  CHECK(strstr(err, "rfc18,majortomo,mdp01 may be silent with no bound") !=
+        NULL);
+  zmq_ctx_term(ctx);
+}
+
+/* Writes `text` to a fresh temporary file; its path in `path`. */
+static void write_temp(char *path, size_t size, const char *text) {
+  int fd = temp_file(path, size);
+  CHECK(fd >= 0);
+  CHECK_EQ(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+}
+
+/* -c FILE: our 'key = value' file, overridden by the command line; a
+ * Majortomo YAML file and bad lines refused with FILE:LINE. */
+static void config_file(void) {
+  void *ctx = zmq_ctx_new();
+  char ep[256], other[256], err[8192], conf[64], text[1024];
+  free_tcp_endpoint(ctx, ep, sizeof ep);
+  free_tcp_endpoint(ctx, other, sizeof other);
+  snprintf(text, sizeof text,
+           "# mdp-broker.conf\n"
+           "bind = %s\n"
+           "heartbeat-interval = 0.2   # seconds\n"
+           "\n"
+           "heartbeat-liveness = 5\n"
+           "verbose = true\n",
+           other);
+  write_temp(conf, sizeof conf, text);
+  /* The file alone. */
+  const char *alone[] = {"-c", conf, NULL};
+  CHECK_EQ(start_and_stop(alone, err, sizeof err), 0);
+  CHECK(strstr(err, "heartbeat 0.200 s x 5") != NULL);
+  CHECK(strstr(err, other) != NULL);
+  /* The command line wins, -b replacing the file's binds. */
+  const char *over[] = {"-i", "0.1", "--config", conf, "-b", ep, NULL};
+  CHECK_EQ(start_and_stop(over, err, sizeof err), 0);
+  CHECK(strstr(err, "heartbeat 0.100 s x 5") != NULL);
+  CHECK(strstr(err, ep) != NULL);
+  CHECK(strstr(err, other) == NULL);
+  unlink(conf);
+  const char *bad[][2] = {
+      {"logging:\n  version: 1\n  root:\n    level: DEBUG\n", ":1: this "
+                                                              "looks like "
+                                                              "YAML"},
+      {"---\nlogging: {}\n", ":1: this looks like YAML"},
+      {"bind = tcp://127.0.0.1:1\nno-such-key = 1\n", ":2: unknown key"},
+      {"heartbeat-interval = fast\n", ":1: invalid heartbeat-interval"},
+      {"\n\nverbose = maybe\n", ":3: invalid verbose"},
+      {"max-queue\n", ":1: expected 'key = value'"},
+      {"config = other.conf\n", ":1: unknown key 'config'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_temp(conf, sizeof conf, bad[i][0]);
+    const char *args[] = {"-c", conf, NULL};
+    proc_t p;
+    int rc = run_broker(&p, args);
+    const char *e = proc_stderr(&p);
+    char where[128];
+    snprintf(where, sizeof where, "%s%s", conf, bad[i][1]);
+    if (rc != 2 || strstr(e, where) == NULL)
+      printf("# config case %zu -> exit %d: %s\n", i, rc, e);
+    CHECK_EQ(rc, 2);
+    CHECK(strstr(e, where) != NULL);
+    proc_cleanup(&p);
+    unlink(conf);
+  }
+  zmq_ctx_term(ctx);
 }
 
 static void unbindable_endpoint_exits_1(void) {
@@ -176,6 +322,9 @@ int main(void) {
   RUN(help_lists_every_option);
   RUN(version);
   RUN(bad_options_exit_2);
+  RUN(inconsistent_heartbeat_options_exit_2);
+  RUN(majortomo_command_line);
+  RUN(config_file);
   RUN(unbindable_endpoint_exits_1);
   RUN(serve_then_sigterm);
   RUN(serve_then_sigint);

@@ -180,6 +180,133 @@ static void worker_killed_after_partial(void) {
   fx_close();
 }
 
+/* ---- workers that are silent while busy ------------------------------- */
+
+/* Majortomo's broker command line, as its own system tests start it (here
+ * with a 0.3 s silence window), plus `extra`. */
+static int fx_open_majortomo_style(const char *busy_timeout) {
+  memset(&F, 0, sizeof F);
+  F.ctx = zmq_ctx_new();
+  free_tcp_endpoint(F.ctx, F.ep, sizeof F.ep);
+  const char *argv[] = {build_path("tools/mdp-broker"), "-b", F.ep, "-i",
+                        "0.1", "-t", "0.3", "-B", busy_timeout, "-q", NULL};
+  if (proc_spawn(&F.broker, argv) < 0)
+    return -1;
+  long w[3] = {-1, -1, -1};
+  for (int i = 0; i < 50 && w[0] < 0; i++)
+    mmi_workers("-", w);
+  return w[0] < 0 ? -1 : 0;
+}
+
+/* test/silent_worker: heartbeats only while idle, as Majortomo's and the
+ * zguide's worker libraries do; each request takes `work_ms`. */
+static proc_t *silent_worker_start(const char *dialect, const char *work_ms) {
+  proc_t *w = &F.workers[F.n_workers++];
+  const char *argv[] = {build_path("test/silent_worker"), F.ep, "svc",
+                        dialect, work_ms, "100", NULL};
+  if (proc_spawn(w, argv) < 0)
+    return NULL;
+  return proc_wait_output(w, "ready", 5000) ? w : NULL;
+}
+
+/* The FINAL for `c`'s request, within `ms`: 1 if it came from `w` (the
+ * silent worker names its pid in the first body frame). */
+static int reply_from(void *c, const proc_t *w, uint64_t ms) {
+  mdp_msg_t *m = peer_recv(NULL, c, ms);
+  char name[32];
+  snprintf(name, sizeof name, "pid:%ld", (long)w->pid);
+  int ok = msg_is(m, "MDPC02", "\x03", "svc", name, "job", NULL);
+  if (!ok)
+    msg_dump("reply", m);
+  mdp_msg_destroy(m);
+  return ok;
+}
+
+static const char *const silent_dialects[] = {"majortomo", "mdp01"};
+
+/* Promise: a request three times longer than the silence window, on a
+ * worker that sends nothing while it works, is answered, and run once;
+ * two in a row on the same worker too. */
+static void silent_busy_worker_served_once(void) {
+  for (size_t d = 0; d < 2; d++) {
+    CHECK(fx_open_majortomo_style("900") == 0);
+    proc_t *w = silent_worker_start(silent_dialects[d], "1000");
+    CHECK(w != NULL);
+    CHECK(wait_workers("svc", 1, 0, 5000));
+    void *c = client();
+    for (int round = 1; round <= 2; round++) {
+      peer_send(c, "MDPC02", "\x01", "svc", "job", NULL);
+      CHECK(reply_from(c, w, 5000));
+    }
+    /* Nothing more: each request ran exactly once. */
+    CHECK(peer_recv(NULL, c, 300) == NULL);
+    const char *out = proc_stdout(w);
+    if (strstr(out, "request 3") != NULL || strstr(out, "request 2") == NULL)
+      printf("# %s worker's stdout: %s\n", silent_dialects[d], out);
+    CHECK(strstr(out, "request 2") != NULL);
+    CHECK(strstr(out, "request 3") == NULL);
+    /* It was never expired and never re-registered. */
+    CHECK(wait_workers("svc", 1, 0, 2000));
+    fx_close();
+  }
+}
+
+/* Promise: a silent busy worker whose process dies is noticed within a few
+ * heartbeat intervals, not at the busy timeout (900 s here): its request
+ * is answered by another worker.  (RFC 18 workers heartbeat while busy:
+ * worker_killed_before_reply; test_interop checks the detection by failed
+ * heartbeats in all three dialects.) */
+static void silent_busy_worker_killed(void) {
+  const char *const *dialects = silent_dialects;
+  for (size_t d = 0; d < 2; d++) {
+    CHECK(fx_open_majortomo_style("900") == 0);
+    proc_t *busy = silent_worker_start(dialects[d], "60000");
+    CHECK(busy != NULL);
+    CHECK(wait_workers("svc", 1, 0, 5000));
+    void *c = client();
+    peer_send(c, "MDPC02", "\x01", "svc", "job", NULL);
+    CHECK(proc_wait_output(busy, "request 1", 5000));
+    proc_t *other = silent_worker_start(dialects[d], "0");
+    CHECK(other != NULL);
+    CHECK(wait_workers("svc", 1, 1, 5000));
+    uint64_t t0 = uv_hrtime();
+    kill(busy->pid, SIGKILL);
+    CHECK(reply_from(c, other, 5000));
+    double ms = ms_since(t0);
+    printf("# figure: %s worker SIGKILLed while busy and silent: answered "
+           "by another %.0f ms after the kill (interval 100 ms)\n",
+           dialects[d], ms);
+    /* A few intervals, with room for a stall of this machine; the busy
+     * timeout would have taken 900 s. */
+    CHECK(ms < t_slow(2000));
+    fx_close();
+  }
+}
+
+/* Promise: a frozen busy worker (its connection stays open) is dropped at
+ * the busy timeout, and its request goes to another worker. */
+static void silent_busy_worker_frozen(void) {
+  CHECK(fx_open_majortomo_style("1.0") == 0);
+  proc_t *frozen = silent_worker_start("majortomo", "60000");
+  CHECK(frozen != NULL);
+  CHECK(wait_workers("svc", 1, 0, 5000));
+  void *c = client();
+  uint64_t t0 = uv_hrtime(); /* before the dispatch: a lower bound */
+  peer_send(c, "MDPC02", "\x01", "svc", "job", NULL);
+  CHECK(proc_wait_output(frozen, "request 1", 5000));
+  kill(frozen->pid, SIGSTOP);
+  proc_t *other = silent_worker_start("majortomo", "0");
+  CHECK(other != NULL);
+  CHECK(reply_from(c, other, 10000));
+  double ms = ms_since(t0);
+  printf("# figure: frozen (SIGSTOP) busy worker: request re-dispatched "
+         "%.0f ms after it was sent (-B 1.0)\n", ms);
+  CHECK(ms >= 1000 - 1);
+  CHECK(ms < t_slow(5000));
+  kill(frozen->pid, SIGCONT);
+  fx_close();
+}
+
 /* ---- the broker killed and restarted ---------------------------------- */
 
 /* Promise: workers re-register by themselves within their liveness window
@@ -389,6 +516,9 @@ static void connection_flood(void) {
 int main(void) {
   RUN(worker_killed_before_reply);
   RUN(worker_killed_after_partial);
+  RUN(silent_busy_worker_served_once);
+  RUN(silent_busy_worker_killed);
+  RUN(silent_busy_worker_frozen);
   RUN(broker_killed_and_restarted);
   RUN(client_vanishes_mid_stream);
   RUN(request_flood);

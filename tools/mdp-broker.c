@@ -3,10 +3,8 @@
  * A thin shell around mdp_broker_t: options, logging to stderr with
  * timestamps, SIGINT/SIGTERM for a clean stop, optional periodic stats.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,68 +13,7 @@
 
 #include <mdp.h>
 
-#define EXIT_USAGE 2
-
-static const char usage_text[] =
-    "Usage: mdp-broker [OPTION]...\n"
-    "Run a Majordomo broker (MDP/0.2, RFC 18, with MMI, RFC 8).\n"
-    "\n"
-    "  -b, --bind URL              endpoint to bind (repeatable; tcp://, ipc://),\n"
-    "                              default " MDP_DEFAULT_ENDPOINT "\n"
-    "      --heartbeat-interval S  seconds between heartbeats to each worker\n"
-    "                              (default 2.5)\n"
-    "      --heartbeat-liveness N  heartbeats a worker may miss before it is\n"
-    "                              removed (default 4: 10 s at the default\n"
-    "                              interval)\n"
-    "      --busy-timeout S        longest a worker may hold one request before it\n"
-    "                              is dropped and the request sent to another\n"
-    "                              worker; 0 = off (default 0)\n"
-    "      --request-expiry S      queued requests are dropped after S seconds\n"
-    "                              without a worker; 0 = never (default 30)\n"
-    "      --max-queue N           queued requests per service; more are dropped;\n"
-    "                              0 = unlimited (default 10000)\n"
-    "      --max-queued-total N    queued requests over all services; 0 =\n"
-    "                              unlimited (default 100000)\n"
-    "      --max-queue-per-client N\n"
-    "                              queued requests of one client for one\n"
-    "                              service; 0 = unlimited (default 1000)\n"
-    "      --max-queued-bytes N    bytes held by queued requests, all services;\n"
-    "                              0 = unlimited (default 268435456, 256 MiB)\n"
-    "      --max-services N        services known at once; READYs and requests\n"
-    "                              for more are refused; 0 = unlimited\n"
-    "                              (default 10000)\n"
-    "      --max-workers-per-service N\n"
-    "                              workers per service; more get DISCONNECT;\n"
-    "                              0 = unlimited (default 10000)\n"
-    "      --max-frames N          frames in one message; larger messages are\n"
-    "                              dropped; 0 = unlimited (default 1024)\n"
-    "      --max-msg-size BYTES    largest frame (message part) a peer may send;\n"
-    "                              a larger one disconnects the peer; -1 =\n"
-    "                              unlimited\n"
-    "                              (default 67108864, 64 MiB)\n"
-    "      --max-redispatch N      times a request is sent to another worker when\n"
-    "                              its worker dies before replying (default 1)\n"
-    "      --dialects LIST         dialects to accept, comma-separated, from\n"
-    "                              rfc18, majortomo, mdp01 (default: all three;\n"
-    "                              each peer is answered in its own)\n"
-    "      --curve-secret-key FILE CURVE: encrypt and authenticate every peer\n"
-    "                              with the broker's key pair from FILE (an\n"
-    "                              mdp-keygen NAME.secret); needs --curve-allow\n"
-    "      --curve-allow DIR|FILE  public keys of the clients and workers let in:\n"
-    "                              the *.pub files of DIR, or the public-key\n"
-    "                              lines of FILE; everyone else is refused\n"
-    "      --stats-interval S      log a one-line stats summary every S seconds;\n"
-    "                              0 = never (default 0)\n"
-    "  -v, --verbose               also log worker arrivals and departures\n"
-    "  -d, --debug                 also log every dropped or invalid message\n"
-    "  -q, --quiet                 log errors only\n"
-    "  -h, --help                  show this help and exit\n"
-    "  -V, --version               show the version and exit\n"
-    "\n"
-    "Durations are in seconds and may have fractions (--heartbeat-interval 0.5).\n"
-    "SIGINT or SIGTERM stops the broker cleanly (workers get DISCONNECT).\n"
-    "Exit status: 0 after a clean stop, 1 if an endpoint cannot be bound or\n"
-    "the broker fails, 2 for a bad option.\n";
+#include "mdp-broker-options.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -110,50 +47,6 @@ static void app_log(app_t *app, mdp_log_level_t level, const char *fmt, ...) {
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   log_line(NULL, level, line);
-}
-
-/* Parses a duration in seconds (fractions allowed) into ms. */
-static int parse_seconds(const char *text, uint64_t *ms) {
-  char *end;
-  double s = strtod(text, &end);
-  if (end == text || *end != '\0' || !isfinite(s) || s < 0 || s > 1e9)
-    return -1;
-  *ms = (uint64_t)llround(s * 1000.0);
-  return 0;
-}
-
-static int parse_count(const char *text, long long min, long long max,
-                       long long *out) {
-  char *end;
-  long long v = strtoll(text, &end, 10);
-  if (end == text || *end != '\0' || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* "rfc18,mdp01" -> a mask of mdp_dialect_t. */
-static int parse_dialects(const char *text, unsigned *mask) {
-  static const mdp_dialect_t all[] = {MDP_DIALECT_RFC18, MDP_DIALECT_MAJORTOMO,
-                                      MDP_DIALECT_MDP01};
-  *mask = 0;
-  const char *p = text;
-  while (*p) {
-    size_t len = strcspn(p, ",");
-    size_t i = 0;
-    for (; i < 3; i++) {
-      const char *name = mdp_dialect_name(all[i]);
-      if (len == strlen(name) && strncmp(p, name, len) == 0)
-        break;
-    }
-    if (i == 3)
-      return -1;
-    *mask |= all[i];
-    p += len;
-    if (*p == ',')
-      p++;
-  }
-  return *mask ? 0 : -1;
 }
 
 static void on_broker_closed(mdp_broker_t *broker) {
@@ -202,214 +95,43 @@ static void on_stats(uv_timer_t *timer) {
   app_log(app, MDP_LOG_INFO, "%s", line);
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "mdp-broker: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'mdp-broker --help' for more information.\n");
-  return EXIT_USAGE;
-}
-
 int main(int argc, char **argv) {
-  enum {
-    OPT_HB_INTERVAL = 256,
-    OPT_HB_LIVENESS,
-    OPT_BUSY_TIMEOUT,
-    OPT_EXPIRY,
-    OPT_MAX_QUEUE,
-    OPT_MAX_MSG,
-    OPT_MAX_REDISPATCH,
-    OPT_STATS,
-    OPT_DIALECTS,
-    OPT_MAX_QUEUED_TOTAL,
-    OPT_MAX_SERVICES,
-    OPT_MAX_WORKERS,
-    OPT_MAX_FRAMES,
-    OPT_CURVE_SECRET,
-    OPT_CURVE_ALLOW,
-    OPT_MAX_PER_CLIENT,
-    OPT_MAX_QUEUED_BYTES
-  };
-  static const struct option longopts[] = {
-      {"bind", required_argument, NULL, 'b'},
-      {"heartbeat-interval", required_argument, NULL, OPT_HB_INTERVAL},
-      {"heartbeat-liveness", required_argument, NULL, OPT_HB_LIVENESS},
-      {"busy-timeout", required_argument, NULL, OPT_BUSY_TIMEOUT},
-      {"request-expiry", required_argument, NULL, OPT_EXPIRY},
-      {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
-      {"max-msg-size", required_argument, NULL, OPT_MAX_MSG},
-      {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
-      {"stats-interval", required_argument, NULL, OPT_STATS},
-      {"dialects", required_argument, NULL, OPT_DIALECTS},
-      {"max-queued-total", required_argument, NULL, OPT_MAX_QUEUED_TOTAL},
-      {"max-services", required_argument, NULL, OPT_MAX_SERVICES},
-      {"max-workers-per-service", required_argument, NULL, OPT_MAX_WORKERS},
-      {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
-      {"max-queue-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
-      {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED_BYTES},
-      {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
-      {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
-      {"verbose", no_argument, NULL, 'v'},
-      {"debug", no_argument, NULL, 'd'},
-      {"quiet", no_argument, NULL, 'q'},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0}};
-
-  mdp_broker_options_t opts;
-  mdp_broker_options_init(&opts);
-  const char **binds = calloc((size_t)argc + 1, sizeof *binds);
-  size_t n_binds = 0;
-  uint64_t stats_ms = 0;
-  mdp_log_level_t level = MDP_LOG_INFO;
-  int verbose = 0;
-  long long n;
-  int c;
-  int rc = 0;
-  const char *curve_secret_file = NULL;
+  broker_cli_t cli;
+  int rc = broker_cli_parse(&cli, argc, argv);
+  mdp_broker_options_t opts = cli.broker;
   mdp_curve_keypair_t curve_pair;
   memset(&curve_pair, 0, sizeof curve_pair);
-  while ((c = getopt_long(argc, argv, "b:vdqhV", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'b':
-      binds[n_binds++] = optarg;
-      break;
-    case OPT_HB_INTERVAL:
-      if (parse_seconds(optarg, &opts.heartbeat_interval_ms) < 0 ||
-          opts.heartbeat_interval_ms == 0)
-        rc = usage_error("invalid --heartbeat-interval '%s': a positive "
-                         "number of seconds is expected", optarg);
-      break;
-    case OPT_HB_LIVENESS:
-      if (parse_count(optarg, 1, 1000000, &n) < 0)
-        rc = usage_error("invalid --heartbeat-liveness '%s': a whole number "
-                         "from 1 is expected", optarg);
-      opts.heartbeat_liveness = (unsigned)n;
-      break;
-    case OPT_BUSY_TIMEOUT:
-      if (parse_seconds(optarg, &opts.busy_timeout_ms) < 0)
-        rc = usage_error("invalid --busy-timeout '%s': seconds expected",
-                         optarg);
-      break;
-    case OPT_EXPIRY:
-      if (parse_seconds(optarg, &opts.request_expiry_ms) < 0)
-        rc = usage_error("invalid --request-expiry '%s': seconds expected",
-                         optarg);
-      break;
-    case OPT_MAX_QUEUE:
-      if (parse_count(optarg, 0, 1000000000, &n) < 0)
-        rc = usage_error("invalid --max-queue '%s': a whole number expected",
-                         optarg);
-      opts.max_queue = (size_t)n;
-      break;
-    case OPT_MAX_QUEUED_BYTES:
-      if (parse_count(optarg, 0, INT64_MAX, &n) < 0)
-        rc = usage_error("invalid --max-queued-bytes '%s': bytes, or 0",
-                         optarg);
-      opts.max_queued_bytes = (size_t)n;
-      break;
-    case OPT_MAX_QUEUED_TOTAL:
-    case OPT_MAX_SERVICES:
-    case OPT_MAX_WORKERS:
-    case OPT_MAX_FRAMES:
-    case OPT_MAX_PER_CLIENT:
-      if (parse_count(optarg, 0, 1000000000, &n) < 0) {
-        rc = usage_error("invalid limit '%s': a whole number from 0 (no "
-                         "limit) expected", optarg);
-        break;
-      }
-      *(c == OPT_MAX_QUEUED_TOTAL ? &opts.max_queued_total
-        : c == OPT_MAX_SERVICES   ? &opts.max_services
-        : c == OPT_MAX_WORKERS    ? &opts.max_workers_per_service
-        : c == OPT_MAX_PER_CLIENT ? &opts.max_queue_per_client
-                                  : &opts.max_frames) = (size_t)n;
-      break;
-    case OPT_MAX_MSG:
-      if (parse_count(optarg, -1, INT64_MAX, &n) < 0)
-        rc = usage_error("invalid --max-msg-size '%s': bytes, or -1",
-                         optarg);
-      opts.max_msg_size = n;
-      break;
-    case OPT_MAX_REDISPATCH:
-      if (parse_count(optarg, 0, 1000, &n) < 0)
-        rc = usage_error("invalid --max-redispatch '%s': 0 to 1000 expected",
-                         optarg);
-      opts.max_redispatch = (unsigned)n;
-      break;
-    case OPT_STATS:
-      if (parse_seconds(optarg, &stats_ms) < 0)
-        rc = usage_error("invalid --stats-interval '%s': seconds expected",
-                         optarg);
-      break;
-    case OPT_DIALECTS:
-      if (parse_dialects(optarg, &opts.dialects) < 0)
-        rc = usage_error("invalid --dialects '%s': a comma-separated list of "
-                         "rfc18, majortomo, mdp01 expected", optarg);
-      break;
-    case OPT_CURVE_SECRET:
-      curve_secret_file = optarg;
-      break;
-    case OPT_CURVE_ALLOW:
-      opts.curve_allow = optarg;
-      break;
-    case 'v':
-      verbose = 1;
-      break;
-    case 'd':
-      level = MDP_LOG_DEBUG;
-      break;
-    case 'q':
-      level = MDP_LOG_ERROR;
-      break;
-    case 'h':
-      fputs(usage_text, stdout);
-      free(binds);
-      return 0;
-    case 'V':
-      printf("mdp-broker (libmdp) %s\n", MDP_VERSION_STRING);
-      free(binds);
-      return 0;
-    default:
-      rc = EXIT_USAGE; /* getopt printed why */
-      fprintf(stderr, "Try 'mdp-broker --help' for more information.\n");
-      break;
-    }
-    if (rc)
-      break;
-  }
-  if (rc == 0 && optind < argc)
-    rc = usage_error("unexpected argument '%s'", argv[optind]);
-  if (rc == 0 && (curve_secret_file != NULL) != (opts.curve_allow != NULL))
-    rc = usage_error("%s: --curve-secret-key and --curve-allow go together",
-                     curve_secret_file ? "--curve-secret-key"
-                                       : "--curve-allow");
-  if (rc == 0 && curve_secret_file != NULL) {
+  if (rc < 0 && cli.curve_secret_file != NULL) {
+    const char *file = cli.curve_secret_file;
     size_t line = 0;
-    int err = mdp_curve_load(curve_secret_file, &curve_pair, &line);
+    int err = mdp_curve_load(file, &curve_pair, &line);
     if (err == 0 && curve_pair.secret_key[0] != '\0') {
       opts.curve_secret_key = curve_pair.secret_key;
     } else {
       rc = EXIT_USAGE;
       if (err == 0)
         fprintf(stderr, "mdp-broker: --curve-secret-key %s: no secret-key "
-                "line (a public key file?)\n", curve_secret_file);
+                "line (a public key file?)\n", file);
       else if (line > 0)
         fprintf(stderr, "mdp-broker: %s:%zu: expected 'public-key = KEY' or "
-                "'secret-key = KEY' (KEY: 40 Z85 characters)\n",
-                curve_secret_file, line);
+                "'secret-key = KEY' (KEY: 40 Z85 characters)\n", file, line);
       else
-        fprintf(stderr, "mdp-broker: --curve-secret-key %s: %s\n",
-                curve_secret_file,
+        fprintf(stderr, "mdp-broker: --curve-secret-key %s: %s\n", file,
                 err == MDP_EINVAL ? "not one matching key pair (see "
                                     "mdp-keygen)"
                                   : mdp_strerror(err));
     }
   }
-  if (rc) {
-    free(binds);
+  if (rc >= 0) {
+    broker_cli_free(&cli);
     return rc;
   }
-  if (n_binds == 0)
-    binds[n_binds++] = MDP_DEFAULT_ENDPOINT;
+  mdp_log_level_t level = cli.level;
+  const char **binds = cli.binds;
+  size_t n_binds = cli.n_binds;
+  uint64_t stats_ms = cli.stats_ms;
+  int verbose = cli.verbose;
+  const char *curve_secret_file = cli.curve_secret_file;
 
   app_t app;
   memset(&app, 0, sizeof app);
@@ -427,7 +149,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mdp-broker: cannot create the broker: %s\n",
             mdp_strerror(err));
     memset(&curve_pair, 0, sizeof curve_pair);
-    free(binds);
+    broker_cli_free(&cli);
     uv_loop_close(&app.loop);
     mdp_zmq_context_term();
     return 1;
@@ -439,6 +161,21 @@ int main(int argc, char **argv) {
           MDP_VERSION_STRING, opts.heartbeat_interval_ms / 1000.0,
           opts.heartbeat_liveness, opts.request_expiry_ms / 1000.0,
           opts.max_queue);
+  char silent[64] = "";
+  for (unsigned d = MDP_DIALECT_RFC18; d <= MDP_DIALECT_MDP01; d <<= 1)
+    if (opts.silent_busy_dialects & d)
+      snprintf(silent + strlen(silent), sizeof silent - strlen(silent),
+               "%s%s", silent[0] ? "," : "",
+               mdp_dialect_name((mdp_dialect_t)d));
+  char bound[64] = "with no bound";
+  if (opts.silent_busy_timeout_ms)
+    snprintf(bound, sizeof bound, "for up to %.3f s",
+             opts.silent_busy_timeout_ms / 1000.0);
+  app_log(&app, MDP_LOG_INFO,
+          "busy workers: %s may be silent %s; others are judged by "
+          "heartbeats%s",
+          silent[0] ? silent : "none", bound,
+          opts.busy_timeout_ms ? " and the busy timeout" : "");
   if (curve_secret_file != NULL)
     app_log(&app, MDP_LOG_INFO,
             "CURVE on: broker public key %s, peers allowed from %s",
@@ -457,7 +194,7 @@ int main(int argc, char **argv) {
     mdp_broker_last_endpoint(app.broker, ep, sizeof ep);
     app_log(&app, MDP_LOG_INFO, "listening on %s", ep);
   }
-  free(binds);
+  broker_cli_free(&cli);
 
   uv_signal_init(&app.loop, &app.sigint);
   uv_signal_init(&app.loop, &app.sigterm);
