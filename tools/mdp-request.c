@@ -6,8 +6,9 @@
  * read from standard input) and prints every reply part as it arrives.
  * Built on mdp_client_t, so timeouts, retries and failover across several
  * -b brokers behave as in the library.  Exit codes (sysexits.h):
- *   0 success; 64 usage; 75 timeout; 76 protocol error (malformed replies
- *   were received, or MMI said 501); 1 MMI said 404; 69 other failure.
+ *   0 success; 64 usage; 75 timeout; 76 protocol error (the request timed
+ *   out after malformed replies were received, or MMI said 501); 1 MMI said
+ *   404; 69 other failure.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +32,8 @@ typedef struct {
   int verbose;
   int mmi;
   int parts;
-  int status;
+  int status;     /* of the reply callback's last call */
+  int malformed;  /* malformed replies were dropped before the request ended */
   int done;
   char mmi_code[4];
 } app_t;
@@ -68,8 +70,8 @@ static void usage(FILE *out) {
           "\n"
           "Raw output writes each frame followed by a newline.\n"
           "Exit status: 0 success, 1 MMI \"404\" (not found), 64 usage error,\n"
-          "69 other failure, 75 timeout, 76 protocol error (malformed replies,\n"
-          "or MMI \"501\").\n",
+          "69 other failure, 75 timeout, 76 protocol error (the request timed\n"
+          "out after malformed replies were received, or MMI \"501\").\n",
           MDP_DEFAULT_ENDPOINT, MDP_DEFAULT_TIMEOUT_MS / 1000.0);
 }
 
@@ -134,6 +136,12 @@ static void on_reply(mdp_client_t *c, uint64_t id, int status, int final,
     mdp_msg_destroy(body);
   }
   if (final) {
+    /* The outcome is taken here, when the request ends: stats read between
+     * loop iterations would miss a malformed reply that was read in the same
+     * iteration as the timeout it preceded. */
+    mdp_client_stats_t st;
+    mdp_client_get_stats(c, &st);
+    a->malformed = st.dropped > 0;
     a->done = 1;
     mdp_client_close(c, NULL);
   }
@@ -373,19 +381,16 @@ int main(int argc, char **argv) {
     return rc == MDP_EINVAL || rc == MDP_ESERVICE ? EXIT_USAGE
                                                   : EXIT_UNAVAILABLE;
   }
-  mdp_client_stats_t st;
-  while (!a.done) {
-    mdp_client_get_stats(client, &st); /* read before close frees it */
+  while (!a.done)
     uv_run(&loop, UV_RUN_ONCE);
-  }
   uv_run(&loop, UV_RUN_DEFAULT); /* the client closes itself */
   uv_loop_close(&loop);
   mdp_zmq_context_term();
 
   if (a.status == MDP_ETIMEDOUT) {
     fprintf(stderr, "mdp-request: %s: no reply from %s\n",
-            st.dropped ? "protocol error" : "timed out", brokers[0]);
-    return st.dropped ? EXIT_PROTOCOL : EXIT_TIMEOUT;
+            a.malformed ? "protocol error" : "timed out", brokers[0]);
+    return a.malformed ? EXIT_PROTOCOL : EXIT_TIMEOUT;
   }
   if (a.status < 0) {
     fprintf(stderr, "mdp-request: %s\n", mdp_strerror(a.status));
