@@ -95,6 +95,16 @@ struct mdp_client_s {
 
 static void client_dispatch(mdp_client_t *c);
 
+/* Loop times are absolute milliseconds; a timeout or deadline so long that
+ * now + it would pass the clock's range (UINT64_MAX: "forever") is never
+ * due.  Saturating, rather than wrapping, keeps such a request from being
+ * due at once. */
+#define TIME_NEVER UINT64_MAX
+
+static uint64_t time_after(uint64_t now, uint64_t ms) {
+  return ms >= TIME_NEVER - now ? TIME_NEVER : now + ms;
+}
+
 #define clog_(c, level, ...)                                                   \
   mdp_log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
                (level), "client: ", __VA_ARGS__)
@@ -260,7 +270,7 @@ static uint64_t req_due(const creq_t *r) {
     return 1;
   if (r->state == REQ_SENT && (due == 0 || r->part_deadline < due))
     due = r->part_deadline;
-  return due;
+  return due == TIME_NEVER ? 0 : due;
 }
 
 /* The request's socket was silent too long (or the deadline passed):
@@ -367,7 +377,7 @@ static void conn_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   mdp_msg_drop_front(msg, cmd.body);
   if (cmd.command == MDP_CLIENT_PARTIAL) {
     r->got_partial = 1;
-    r->part_deadline = uv_now(c->loop) + r->timeout_ms;
+    r->part_deadline = time_after(uv_now(c->loop), r->timeout_ms);
     c->stats.partials++;
     req_deliver(c, r, 0, 0, msg);
     return;
@@ -444,8 +454,9 @@ static void req_send(mdp_client_t *c, creq_t *r, conn_t *k) {
     return;
   }
   c->stats.sent++;
-  r->part_deadline = uv_now(c->loop) + r->timeout_ms;
-  client_arm(c, r->part_deadline);
+  r->part_deadline = time_after(uv_now(c->loop), r->timeout_ms);
+  if (r->part_deadline != TIME_NEVER)
+    client_arm(c, r->part_deadline);
 }
 
 /* Sends queued requests while sockets are available, in queue order. */
@@ -598,7 +609,9 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   r->cb = reply_cb;
   r->data = request_data;
   r->timeout_ms = o.timeout_ms;
-  r->deadline = o.deadline_ms ? now + o.deadline_ms : 0;
+  r->deadline = o.deadline_ms ? time_after(now, o.deadline_ms) : 0;
+  if (r->deadline == TIME_NEVER)
+    r->deadline = 0; /* forever is no deadline */
   r->retries_left = o.retries;
   r->service_size = slen;
   memcpy(r->service, service, slen);

@@ -1223,6 +1223,95 @@ static void nine_pairings(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Time edges: timeouts and deadlines of 0, 1, UINT64_MAX, and values that
+ * overflow when added to the loop's time.  A sum past the clock's range
+ * saturates to "never" (UINT64_MAX means forever); it must not wrap into
+ * the past and time the request out at once. */
+static void time_edges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-time-edges") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = 0; /* no wait at all is not a timeout */
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.timeout_ms = UINT64_MAX; /* forever, as is the deadline */
+  o.deadline_ms = UINT64_MAX;
+  o.max_sockets = 8;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  mdp_request_options_t ro;
+  mdp_client_request_options_init(c, &ro);
+  CHECK(ro.timeout_ms == UINT64_MAX && ro.deadline_ms == UINT64_MAX);
+  ro.timeout_ms = 0;
+  mdp_msg_t *b = body_of("x");
+  CHECK_EQ(mdp_client_request(c, "echo", b, &ro, on_reply, NULL, NULL),
+           MDP_EINVAL);
+  mdp_msg_destroy(b);
+  uv_update_time(&loop);
+  uint64_t now = uv_now(&loop);
+  /* Requests that must stay pending: [timeout, deadline] */
+  const uint64_t forever[][2] = {
+      {UINT64_MAX, UINT64_MAX},          /* the client's options */
+      {UINT64_MAX, 0},                   /* no deadline */
+      {10000, UINT64_MAX},               /* deadline forever */
+      {UINT64_MAX - now + 5, UINT64_MAX - now + 1}, /* both overflow */
+      {UINT64_MAX - 1, UINT64_MAX - 1},
+  };
+  enum { NF = sizeof forever / sizeof forever[0] };
+  rep_t r[NF];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < NF; i++) {
+    ro.timeout_ms = forever[i][0];
+    ro.deadline_ms = forever[i][1];
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("f"), i ? &ro : NULL,
+                                on_reply, &r[i], NULL), 0);
+  }
+  /* ... and the shortest: 1 ms, as a timeout and as a deadline */
+  rep_t t1 = {0}, d1 = {0};
+  ro.timeout_ms = 1;
+  ro.deadline_ms = 0;
+  ro.retries = 0;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("t"), &ro, on_reply, &t1,
+                              NULL), 0);
+  ro.timeout_ms = UINT64_MAX;
+  ro.deadline_ms = 1;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("d"), &ro, on_reply, &d1,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &t1, 2000));
+  CHECK(t_run_until(&loop, rep_done, &d1, 2000));
+  CHECK_EQ(t1.status, MDP_ETIMEDOUT);
+  CHECK_EQ(d1.status, MDP_ETIMEDOUT);
+  CHECK(fake_wait(&loop, &f, NF, 2000)); /* all sent, also t and d */
+  t_run_until(&loop, NULL, NULL, 50);
+  for (int i = 0; i < NF; i++)
+    CHECK_EQ(r[i].calls, 0);
+  /* still pending, and answered */
+  mdp_msg_t *m;
+  while ((m = fake_take(&f)) != NULL) {
+    if (mdp_msg_frame_eq(m, 4, "f", 1))
+      fake_reply(&f, m, "\x03", "ok");
+    mdp_msg_destroy(m);
+  }
+  all_t all = {r, NF};
+  CHECK(t_run_until(&loop, all_done, &all, 2000));
+  for (int i = 0; i < NF; i++) {
+    CHECK_EQ(r[i].status, 0);
+    rep_clear(&r[i]);
+  }
+  rep_clear(&t1);
+  rep_clear(&d1);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.timeouts, 2);
+  CHECK_EQ(st.finals, NF);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1246,6 +1335,7 @@ int main(void) {
   RUN(broker_tcp);
   RUN(broker_restart);
   RUN(nine_pairings);
+  RUN(time_edges);
   t_context_term();
   return t_done();
 }

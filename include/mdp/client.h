@@ -66,13 +66,18 @@ typedef struct {
   /* ZeroMQ context for the sockets; NULL: mdp_zmq_context().  An inproc://
    * broker must use the same context. */
   void *zmq_context;
-  /* Longest wait for the next reply part (default 10000 ms, Majortomo's). */
+  /* Longest wait for the next reply part (default 10000 ms, Majortomo's).
+   * At least 1 (0 is MDP_EINVAL).  Times are not wrapped: UINT64_MAX, or
+   * any value that would pass the loop clock's range when added to it,
+   * means "forever" (the request never times out). */
   uint64_t timeout_ms;
   /* Longest time for a whole request, from mdp_client_request() to the
-   * FINAL, queueing and retries included; 0 = none (default). */
+   * FINAL, queueing and retries included; 0 = none (default); UINT64_MAX
+   * (or any value too large for the loop clock) = none as well. */
   uint64_t deadline_ms;
   /* Times a timed-out request is sent again, each time to the next endpoint
-   * (default 1: one retry, so two brokers are each tried once). */
+   * (default 1: one retry, so two brokers are each tried once).  Any value;
+   * each retry waits its own timeout_ms. */
   unsigned retries;
   /* Sockets open at once, idle ones included (default 64).  ZeroMQ's own
    * default limit is 1023 sockets per context (ZMQ_MAX_SOCKETS). */
@@ -105,7 +110,8 @@ typedef struct {
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with
- * the client's. */
+ * the client's.  Ranges as for the client's options: timeout_ms at least 1
+ * (UINT64_MAX: forever), deadline_ms 0 or UINT64_MAX for none. */
 typedef struct {
   uint64_t timeout_ms;
   uint64_t deadline_ms; /* 0 = none */
@@ -140,8 +146,9 @@ void mdp_client_options_init(mdp_client_options_t *opts);
  * inproc://; at least one; copied).  New requests go to the first endpoint;
  * each retry moves to the next.  Sockets are opened on demand, so an
  * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
- * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: an unknown
- * dialect, incomplete or malformed CURVE keys), MDP_ENOTSUP (CURVE keys
+ * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: timeout_ms or
+ * max_sockets 0, an unknown dialect, incomplete or malformed CURVE keys),
+ * MDP_ENOTSUP (CURVE keys
  * given, libzmq has no CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure
  * nothing is left behind. */
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
@@ -157,8 +164,8 @@ void mdp_client_request_options_init(const mdp_client_t *client,
  * to the library, and `*request_id` (may be NULL) is set to an id, never 0
  * nor reused, for mdp_client_cancel().  The callback is never called from
  * within this function.  On error the body is still the caller's and no
- * callback will be made: MDP_EINVAL (NULL arguments, a body with no frame),
- * MDP_ESERVICE, MDP_ENOBUFS (queue full), MDP_ECLOSING, MDP_ENOMEM. */
+ * callback will be made: MDP_EINVAL (NULL arguments, a body with no frame,
+ * ro->timeout_ms 0), MDP_ESERVICE, MDP_ENOBUFS (queue full), MDP_ECLOSING, MDP_ENOMEM. */
 int mdp_client_request(mdp_client_t *client, const char *service,
                        mdp_msg_t *body, const mdp_request_options_t *ro,
                        mdp_client_reply_cb reply_cb, void *request_data,
