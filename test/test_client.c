@@ -10,6 +10,7 @@
 #include "mdp.h"
 
 #include "fake_broker.h"
+#include "../lib/client_internal.h"
 
 
 /* Replies to message `req` ([id | MDPC02 | 0x01 | service | body...]) with
@@ -1312,6 +1313,101 @@ static void time_edges(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Scale: n requests wait behind n others and time out together (their
+ * deadline), then the others are cancelled, newest first.  The client's
+ * bookkeeping must grow as n log n: 10x the requests may cost at most 25x
+ * the steps (n log n gives about 13x; rescanning per request, 100x).  The
+ * count is the client's own (client_internal.h), so a slow machine cannot
+ * make the test flaky; the wall-clock bound is only a generous backstop. */
+typedef struct {
+  int done;
+  int timeouts;
+  int cancelled;
+} many_t;
+
+static void on_many(mdp_client_t *c, uint64_t id, int status, int final,
+                    mdp_msg_t *body, void *data) {
+  many_t *m = mdp_client_get_data(c);
+  mdp_msg_destroy(body);
+  if (!final)
+    return;
+  m->done++;
+  m->timeouts += status == MDP_ETIMEDOUT;
+  m->cancelled += status == MDP_ECANCELED;
+}
+
+typedef struct {
+  many_t *m;
+  int n;
+} many_wait_t;
+
+static int many_timed_out(void *arg) {
+  many_wait_t *w = arg;
+  return w->m->timeouts >= w->n;
+}
+
+/* The steps taken for n requests timing out at once plus n cancels, or 0. */
+static uint64_t steps_for(int n, uint64_t *ms_out) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f; /* a broker that never answers */
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://client-many-%d", n);
+  if (fake_open(&f, ep) != 0) {
+    printf("# cannot bind %s\n", ep);
+    return 0;
+  }
+  const char *eps[] = {f.endpoint};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = UINT64_MAX; /* only the deadlines below expire */
+  o.max_sockets = 1;
+  o.max_queue = 0;
+  mdp_client_t *c = NULL;
+  uint64_t steps = 0;
+  if (mdp_client_new(&loop, eps, 1, &o, &c) != 0)
+    goto out;
+  many_t m = {0};
+  mdp_client_set_data(c, &m);
+  uint64_t *ids = calloc((size_t)n, sizeof *ids);
+  uint64_t t0 = uv_hrtime();
+  int ok = ids != NULL;
+  for (int i = 0; ok && i < n; i++) /* first: no deadline */
+    ok = mdp_client_request(c, "echo", body_of("x"), NULL, on_many, NULL,
+                            &ids[i]) == 0;
+  mdp_request_options_t ro;
+  mdp_client_request_options_init(c, &ro);
+  ro.deadline_ms = 50;
+  for (int i = 0; ok && i < n; i++) /* then: all due together */
+    ok = mdp_client_request(c, "echo", body_of("y"), &ro, on_many, NULL,
+                            NULL) == 0;
+  many_wait_t w = {&m, n};
+  ok = ok && t_run_until(&loop, many_timed_out, &w, 30000);
+  for (int i = n - 1; ok && i >= 0; i--)
+    ok = mdp_client_cancel(c, ids[i]) == 0;
+  *ms_out = (uv_hrtime() - t0) / 1000000;
+  if (ok && m.timeouts == n && m.cancelled == n)
+    steps = mdp_client_steps_(c);
+  printf("# %d requests: %llu steps, %llu ms\n", n, (unsigned long long)steps,
+         (unsigned long long)*ms_out);
+  free(ids);
+  client_stop(&loop, c);
+out:
+  fake_close(&f);
+  t_loop_close(&loop);
+  return steps;
+}
+
+static void many_time_out_together(void) {
+  int small = t_scale(1000), large = 10 * small;
+  uint64_t ms_small = 0, ms_large = 0;
+  uint64_t s_small = steps_for(small, &ms_small);
+  uint64_t s_large = steps_for(large, &ms_large);
+  CHECK(s_small > 0 && s_large > 0);
+  CHECK(s_large <= 25 * s_small);
+  CHECK(ms_large < t_slow(20000));
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1336,6 +1432,7 @@ int main(void) {
   RUN(broker_restart);
   RUN(nine_pairings);
   RUN(time_edges);
+  RUN(many_time_out_together);
   t_context_term();
   return t_done();
 }
