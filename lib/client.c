@@ -53,6 +53,7 @@ struct client_request_s {
   pooled_socket_t *sock;
   size_t endpoint;
   mdp_msg_t *body;     /* kept while retries remain; NULL once moved */
+  size_t body_bytes;   /* its size, counted in queued_bytes while queued */
   mdp_client_reply_cb cb;
   void *data;
   uint64_t timeout_ms;
@@ -88,6 +89,7 @@ struct mdp_client_s {
   mdp_list_t parked;   /* requests that got no socket: failed, to report */
   mdp_list_t in_flight;
   size_t queued;       /* in queue or parked */
+  size_t queued_bytes; /* their body_bytes */
   size_t sent;         /* in in_flight */
   mdp_map_t by_id;     /* every pending request, by id */
   /* Pending requests that have something due (a part timeout, a deadline,
@@ -207,6 +209,18 @@ static client_request_t *heap_top(const mdp_client_t *c) {
   return c->heap_len ? c->heap[0] : NULL;
 }
 
+/* The queue's gauges follow a request into and out of it (parked ones
+ * included: they still hold their body). */
+static void queue_enter(mdp_client_t *c, client_request_t *req) {
+  c->queued++;
+  c->queued_bytes += req->body_bytes;
+}
+
+static void queue_leave(mdp_client_t *c, client_request_t *req) {
+  c->queued--;
+  c->queued_bytes -= req->body_bytes;
+}
+
 /* --- life and death ------------------------------------------------------ */
 
 static void client_maybe_free(mdp_client_t *c) {
@@ -265,7 +279,7 @@ static void req_finish(mdp_client_t *c, client_request_t *req, int status,
                        mdp_msg_t *body) {
   if (req->state == REQ_QUEUED) {
     mdp_list_remove(&req->link);
-    c->queued--;
+    queue_leave(c, req);
   } else if (req->state == REQ_SENT) {
     mdp_list_remove(&req->link);
     c->sent--;
@@ -363,7 +377,7 @@ static void req_expire(mdp_client_t *c, client_request_t *req, uint64_t now) {
   req->endpoint = (req->endpoint + 1) % c->n_endpoints;
   req->state = REQ_QUEUED;
   mdp_list_push_front(&c->queue, &req->link); /* it has waited long enough */
-  c->queued++;
+  queue_enter(c, req);
   req_schedule(c, req);
   c->stats.retries++;
   clog_(c, MDP_LOG_INFO, "request %llu timed out; retrying on %s",
@@ -455,9 +469,12 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
     return MDP_EZMQ;
   }
   int linger = 0;
+  int64_t max_msg_size = c->opts.max_msg_size;
   zmq_setsockopt(zsock, ZMQ_LINGER, &linger, sizeof linger);
   int rc = MDP_EZMQ;
-  if ((c->curve && mdp_curve_client_setup(zsock, c->curve_keys[0],
+  if (zmq_setsockopt(zsock, ZMQ_MAXMSGSIZE, &max_msg_size,
+                     sizeof max_msg_size) != 0 ||
+      (c->curve && mdp_curve_client_setup(zsock, c->curve_keys[0],
                                           c->curve_keys[1],
                                           c->curve_keys[2]) < 0) ||
       zmq_connect(zsock, c->endpoints[endpoint]) != 0 ||
@@ -482,7 +499,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
 static void req_send(mdp_client_t *c, client_request_t *req,
                      pooled_socket_t *sock) {
   mdp_list_remove(&req->link);
-  c->queued--;
+  queue_leave(c, req);
   mdp_msg_t *msg;
   if (req->retries_left > 0) {
     msg = mdp_msg_dup(req->body); /* kept for the retry */
@@ -564,6 +581,9 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->timeout_ms = 10000;
   opts->retries = 1;
   opts->max_sockets = 64;
+  opts->max_queue = 10000;
+  opts->max_msg_size = 64 * 1024 * 1024;
+  opts->max_queued_bytes = 64 * 1024 * 1024;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
 }
@@ -580,7 +600,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
       o.dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (o.timeout_ms == 0 || o.max_sockets == 0)
+  if (o.timeout_ms == 0 || o.max_sockets == 0 || o.max_msg_size < -1)
     return MDP_EINVAL;
   int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
@@ -643,6 +663,33 @@ void mdp_client_request_options_init(const mdp_client_t *c,
   ro->retries = c->opts.retries;
 }
 
+/* 1 if a new request would wait in the queue: others wait before it, or no
+ * socket is free for it (none idle to the first endpoint, none to open). */
+static int request_would_wait(mdp_client_t *c) {
+  return !mdp_list_empty(&c->queue) ||
+         (idle_socket(c, 0) == NULL && c->sockets >= c->opts.max_sockets);
+}
+
+/* 0 if a request of `body_bytes` may be accepted, MDP_ENOBUFS (counted) if
+ * it would wait in a queue that is full by count or by bytes.  A request
+ * that goes straight to a socket is never refused: the queue bounds what
+ * waits, max_sockets what is in flight. */
+static int queue_admits(mdp_client_t *c, size_t body_bytes) {
+  if (!request_would_wait(c))
+    return 0;
+  if (c->opts.max_queue != 0 && c->queued >= c->opts.max_queue) {
+    c->stats.refused_queue_full++;
+    return MDP_ENOBUFS;
+  }
+  if (c->opts.max_queued_bytes != 0 &&
+      (body_bytes > c->opts.max_queued_bytes ||
+       c->queued_bytes > c->opts.max_queued_bytes - body_bytes)) {
+    c->stats.refused_queued_bytes++;
+    return MDP_ENOBUFS;
+  }
+  return 0;
+}
+
 int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
                        const mdp_request_options_t *ro,
                        mdp_client_reply_cb reply_cb, void *request_data,
@@ -662,9 +709,10 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
     mdp_client_request_options_init(c, &o);
   if (o.timeout_ms == 0)
     return MDP_EINVAL;
-  if (c->opts.max_queue != 0 && c->queued >= c->opts.max_queue &&
-      c->sockets >= c->opts.max_sockets)
-    return MDP_ENOBUFS;
+  size_t body_bytes = mdp_msg_bytes(body);
+  int rc = queue_admits(c, body_bytes);
+  if (rc < 0)
+    return rc;
   client_request_t *req = calloc(1, sizeof *req);
   if (req == NULL)
     return MDP_ENOMEM;
@@ -684,6 +732,7 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   req->heap_index = NOT_IN_HEAP;
   req->state = REQ_QUEUED;
   req->body = body;
+  req->body_bytes = body_bytes;
   req->cb = reply_cb;
   req->data = request_data;
   req->timeout_ms = o.timeout_ms;
@@ -694,7 +743,7 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   req->service_size = slen;
   memcpy(req->service, service, slen);
   mdp_list_push_back(&c->queue, &req->link);
-  c->queued++;
+  queue_enter(c, req);
   c->stats.requests++;
   req_schedule(c, req);
   if (request_id)
@@ -752,6 +801,7 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   *out = c->stats;
   out->in_flight = c->sent;
   out->queued = c->queued;
+  out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
 }
 

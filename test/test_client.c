@@ -1408,6 +1408,139 @@ static void many_time_out_together(void) {
   CHECK(ms_large < t_slow(20000));
 }
 
+/* Bounded memory, 1: a reply frame over max_msg_size never reaches the
+ * client (ZeroMQ drops the connection: the request times out), one within
+ * it does.  tcp: ZMQ_MAXMSGSIZE is not enforced over inproc. */
+static void max_msg_size_bound(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_msg_size, 64 * 1024 * 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  o.max_msg_size = -2;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.max_msg_size = 1000;
+  o.timeout_ms = t_slow(300);
+  o.retries = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  static char big[2001], small[901];
+  memset(big, 'b', sizeof big - 1);
+  memset(small, 's', sizeof small - 1);
+  const char *frames[] = {big, small};
+  for (int i = 0; i < 2; i++) {
+    rep_t r = {0};
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                                NULL), 0);
+    CHECK(fake_wait(&loop, &f, 1, 2000));
+    mdp_msg_t *m = fake_take(&f);
+    fake_reply(&f, m, "\x03", frames[i]);
+    mdp_msg_destroy(m);
+    CHECK(t_run_until(&loop, rep_done, &r, 3000));
+    CHECK_EQ(r.status, i == 0 ? MDP_ETIMEDOUT : 0);
+    CHECK_EQ(r.nparts, i == 0 ? 0 : 1);
+    rep_clear(&r);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static int queued_bytes_are(void *arg) {
+  mdp_client_stats_t st;
+  mdp_client_get_stats(arg, &st);
+  return st.queued == 0 && st.queued_bytes == 0;
+}
+
+/* Bounded memory, 2: requests that would wait beyond max_queue (count) or
+ * max_queued_bytes are refused with MDP_ENOBUFS, counted, the body still
+ * the caller's and no callback; requests that go straight to a socket are
+ * not counted against the queue. */
+static void queue_bounds(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_queue, 10000);
+  CHECK_EQ(o.max_queued_bytes, 64 * 1024 * 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-queue-bounds") == 0);
+  const char *eps[] = {f.endpoint};
+  o.max_sockets = 1;
+  o.max_queue = 3;
+  o.max_queued_bytes = 100;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  static char b1000[1001], b60[61], b40[41], b1[2];
+  memset(b1000, 'a', 1000);
+  memset(b60, 'a', 60);
+  memset(b40, 'a', 40);
+  b1[0] = 'a';
+  rep_t r[8];
+  memset(r, 0, sizeof r);
+  /* in flight at once: more than max_queued_bytes, not queued */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1000), NULL, on_reply, &r[0],
+                              NULL), 0);
+  uint64_t id60;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b60), NULL, on_reply, &r[1],
+                              &id60), 0);
+  mdp_msg_t *over = body_of(b60); /* 120 > 100 bytes */
+  CHECK_EQ(mdp_client_request(c, "echo", over, NULL, on_reply, &r[7], NULL),
+           MDP_ENOBUFS);
+  CHECK_EQ(mdp_msg_size(over), 1); /* still ours */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b40), NULL, on_reply, &r[2],
+                              NULL), 0); /* exactly 100 */
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued, 2);
+  CHECK_EQ(st.queued_bytes, 100);
+  CHECK_EQ(st.refused_queued_bytes, 1);
+  CHECK_EQ(st.refused_queue_full, 0);
+  /* a cancelled queued request gives its bytes back */
+  CHECK_EQ(mdp_client_cancel(c, id60), 0);
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued_bytes, 40);
+  mdp_msg_destroy(over);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1), NULL, on_reply, &r[3],
+                              NULL), 0);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1), NULL, on_reply, &r[4],
+                              NULL), 0); /* 3 queued: the count bound */
+  mdp_msg_t *fourth = body_of(b1);
+  CHECK_EQ(mdp_client_request(c, "echo", fourth, NULL, on_reply, &r[7], NULL),
+           MDP_ENOBUFS);
+  CHECK_EQ(mdp_msg_size(fourth), 1);
+  mdp_msg_destroy(fourth);
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued, 3);
+  CHECK_EQ(st.queued_bytes, 42);
+  CHECK_EQ(st.refused_queue_full, 1);
+  CHECK_EQ(st.refused_queued_bytes, 1);
+  CHECK_EQ(st.requests, 5);
+  CHECK_EQ(r[7].calls, 0);
+  /* served one by one, the queue empties */
+  int echoed = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (echoed < 4 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 20);
+    echoed += fake_echo(&f);
+  }
+  CHECK_EQ(echoed, 4);
+  CHECK(t_run_until(&loop, queued_bytes_are, c, 2000));
+  all_t all = {r, 5};
+  CHECK(t_run_until(&loop, all_done, &all, 2000));
+  CHECK_EQ(r[1].status, MDP_ECANCELED);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(r[i].calls, 1);
+    rep_clear(&r[i]);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1433,6 +1566,8 @@ int main(void) {
   RUN(nine_pairings);
   RUN(time_edges);
   RUN(many_time_out_together);
+  RUN(max_msg_size_bound);
+  RUN(queue_bounds);
   t_context_term();
   return t_done();
 }

@@ -331,6 +331,13 @@ static void mdp_request_tool(void) {
   const char *a6[] = {"-b", e.ep, "-t", "0.1", "-r", "1", "nobody", NULL};
   CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6), 0);
   CHECK_EQ(child_wait(&e.loop, &c, 10000), 75);
+  const char *a6b[] = {"-b", e.ep, "-t", "0.2", "-r", "0", "--max-msg-size",
+                       "3", "echo", "four", NULL}; /* the reply is refused */
+  CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6b), 0);
+  CHECK_EQ(child_wait(&e.loop, &c, 10000), 75);
+  const char *a6c[] = {"-b", e.ep, "--max-msg-size", "-2", "echo", NULL};
+  CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6c), 0);
+  CHECK_EQ(child_wait(&e.loop, &c, 10000), 64);
   const char *a7[] = {"-b", e.ep, NULL}; /* no service */
   CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a7), 0);
   CHECK_EQ(child_wait(&e.loop, &c, 10000), 64);

@@ -52,6 +52,10 @@ static void usage(FILE *out) {
           "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
           "                       default %g)\n"
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
+          "  -M, --max-msg-size BYTES\n"
+          "                       largest reply frame accepted (default 67108864);\n"
+          "                       a larger one drops the connection, so it shows as\n"
+          "                       a timeout; -1 = unlimited\n"
           "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
           "                       or mdp01 (an MDP/0.1 broker)\n"
           "  -S, --curve-server-key FILE\n"
@@ -180,6 +184,7 @@ int main(int argc, char **argv) {
       {"broker", required_argument, NULL, 'b'},
       {"timeout", required_argument, NULL, 't'},
       {"retries", required_argument, NULL, 'r'},
+      {"max-msg-size", required_argument, NULL, 'M'},
       {"dialect", required_argument, NULL, 'd'},
       {"curve-server-key", required_argument, NULL, 'S'},
       {"curve-key", required_argument, NULL, 'K'},
@@ -194,13 +199,14 @@ int main(int argc, char **argv) {
   size_t nbrokers = 0;
   double timeout = MDP_DEFAULT_TIMEOUT_MS / 1000.0;
   long retries = 1;
+  long long max_msg_size = 64ll * 1024 * 1024;
   const char *mmi = NULL;
   mdp_dialect_t dialect = MDP_DIALECT_RFC18;
   const char *server_key_file = NULL, *key_file = NULL;
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:d:S:K:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:xjm:vhV", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -224,6 +230,14 @@ int main(int argc, char **argv) {
       retries = strtol(optarg, &end, 10);
       if (errno || *end || retries < 0 || retries > 1000000) {
         fprintf(stderr, "mdp-request: bad --retries: %s\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'M':
+      errno = 0;
+      max_msg_size = strtoll(optarg, &end, 10);
+      if (errno || *end || end == optarg || max_msg_size < -1) {
+        fprintf(stderr, "mdp-request: bad --max-msg-size: %s\n", optarg);
         return EXIT_USAGE;
       }
       break;
@@ -355,6 +369,7 @@ int main(int argc, char **argv) {
     o.timeout_ms = 1;
   o.retries = (unsigned)retries;
   o.max_sockets = 1;
+  o.max_msg_size = (int64_t)max_msg_size;
   o.dialect = dialect;
   if (key_file != NULL) {
     o.curve_server_key = server_pair.public_key;
