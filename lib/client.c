@@ -1,17 +1,22 @@
 /* mdp_client_t: many requests over a pool of DEALER sockets, one request per
  * socket at a time (MDP's rule).
  *
- * A request is QUEUED (waiting for a socket, in `queue`), SENT (on a socket,
- * in `inflight`) or DONE (unlinked; freed once no callback of it runs).  A
- * socket ("conn") is idle (in its endpoint's idle list), busy (conn->req) or
- * discarded (closing; it counts against max_sockets until its reactor has
- * closed, since ZeroMQ's socket limit counts it too).
+ * A request is QUEUED (waiting for a socket, in `queue`; or, if no socket
+ * could be opened for it, in `parked` until its failure is reported), SENT
+ * (on a socket, in `in_flight`) or DONE (unlinked; freed once no callback of
+ * it runs).  Every pending request is in `by_id`, so cancel finds it in
+ * O(1).  A pooled socket is idle (in its endpoint's idle list), busy
+ * (sock->req) or discarded (closing; it counts against max_sockets until its
+ * reactor has closed, since ZeroMQ's socket limit counts it too).
  *
- * One timer serves every request: it is armed for the earliest deadline it
- * knows of; deadlines that move later are found when it fires and rescans.
- * Failures that must not be reported from inside mdp_client_request()
- * (a socket that cannot be opened) are parked on the request and reported
- * from the timer, armed for "now".
+ * One timer serves every request: requests with something due are in a
+ * min-heap by due time, and the timer is armed for the earliest it knows of
+ * (a due time that moves later is found when it fires; it re-arms for the
+ * heap's top).  Each due request costs O(log n), so thousands timing out
+ * together cost O(n log n), not a rescan each.  Failures that must not be
+ * reported from inside mdp_client_request() (a socket that cannot be
+ * opened, a send that fails) are parked on the request and reported from
+ * the timer, due at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,23 +29,31 @@
 #include "mdp/context.h"
 #include "mdp/error.h"
 #include "mdp/reactor.h"
+#include "client_internal.h"
 #include "keys.h"
+#include "list.h"
+#include "map.h"
 
 enum { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
-typedef struct creq_s creq_t;
-typedef struct conn_s conn_t;
+typedef struct client_request_s client_request_t;
+typedef struct pooled_socket_s pooled_socket_t;
 
-struct creq_s {
-  creq_t *prev, *next; /* in queue or inflight */
-  uint64_t id;
+#define NOT_IN_HEAP SIZE_MAX
+
+struct client_request_s {
+  mdp_list_t link;     /* in the client's queue, parked or in_flight list */
+  size_t heap_index;   /* in the client's deadline heap, or NOT_IN_HEAP */
+  uint64_t due;        /* its key there: loop time to look at the request */
+  uint64_t id;         /* also its key in the client's by_id map */
   int state;
   int in_cb;           /* callbacks of this request running now */
   int got_partial;
   int fail;            /* parked error, reported from the timer */
-  conn_t *conn;
+  pooled_socket_t *sock;
   size_t endpoint;
   mdp_msg_t *body;     /* kept while retries remain; NULL once moved */
+  size_t body_bytes;   /* its size, counted in queued_bytes while queued */
   mdp_client_reply_cb cb;
   void *data;
   uint64_t timeout_ms;
@@ -52,36 +65,41 @@ struct creq_s {
   uint8_t service[MDP_SERVICE_MAX];
 };
 
-struct conn_s {
-  conn_t *prev, *next; /* in an idle list */
+/* One DEALER socket of the pool, to one endpoint. */
+struct pooled_socket_s {
+  mdp_list_t idle_link; /* in its endpoint's idle list while idle */
   mdp_client_t *client;
   mdp_reactor_t *reactor;
   size_t endpoint;
-  creq_t *req;         /* request in flight, NULL when idle */
+  client_request_t *req; /* request in flight, NULL when idle */
   int idle;
   int discarded;
 };
-
-typedef struct {
-  creq_t *first, *last;
-  size_t count;
-} req_list_t;
-
-typedef struct {
-  conn_t *first, *last;
-} conn_list_t;
 
 struct mdp_client_s {
   uv_loop_t *loop;
   void *ctx;
   char **endpoints;
   size_t n_endpoints;
-  conn_list_t *idle;   /* one idle list per endpoint */
+  mdp_list_t *idle;    /* one list of idle sockets per endpoint */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
   void *data;
-  req_list_t queue;
-  req_list_t inflight;
+  mdp_list_t queue;    /* requests waiting for a socket, in order */
+  mdp_list_t parked;   /* requests that got no socket: failed, to report */
+  mdp_list_t in_flight;
+  size_t queued;       /* in queue or parked */
+  size_t queued_bytes; /* their body_bytes */
+  size_t sent;         /* in in_flight */
+  mdp_map_t by_id;     /* every pending request, by id */
+  /* Pending requests that have something due (a part timeout, a deadline,
+   * a parked failure), in a binary min-heap by (due, id): the timer finds
+   * each due request in O(log n).  Its capacity is reserved when a request
+   * is accepted, so no heap operation can fail later. */
+  client_request_t **heap;
+  size_t heap_len;
+  size_t heap_cap;
+  uint64_t steps;      /* bookkeeping steps, for tests (client_internal.h) */
   size_t sockets;      /* open or closing */
   uint64_t next_id;
   uv_timer_t timer;
@@ -95,67 +113,112 @@ struct mdp_client_s {
 
 static void client_dispatch(mdp_client_t *c);
 
+/* Loop times are absolute milliseconds; a timeout or deadline so long that
+ * now + it would pass the clock's range (UINT64_MAX: "forever") is never
+ * due.  Saturating, rather than wrapping, keeps such a request from being
+ * due at once. */
+#define TIME_NEVER UINT64_MAX
+
+static uint64_t time_after(uint64_t now, uint64_t ms) {
+  return ms >= TIME_NEVER - now ? TIME_NEVER : now + ms;
+}
+
 #define clog_(c, level, ...)                                                   \
   mdp_log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
                (level), "client: ", __VA_ARGS__)
 
-/* --- lists --------------------------------------------------------------- */
-
-static void req_push_back(req_list_t *l, creq_t *r) {
-  r->next = NULL;
-  r->prev = l->last;
-  if (l->last)
-    l->last->next = r;
-  else
-    l->first = r;
-  l->last = r;
-  l->count++;
+static client_request_t *request_of(mdp_list_t *link) {
+  return link ? mdp_container_of(link, client_request_t, link) : NULL;
 }
 
-static void req_push_front(req_list_t *l, creq_t *r) {
-  r->prev = NULL;
-  r->next = l->first;
-  if (l->first)
-    l->first->prev = r;
-  else
-    l->last = r;
-  l->first = r;
-  l->count++;
+static pooled_socket_t *idle_socket(mdp_client_t *c, size_t endpoint) {
+  mdp_list_t *link = mdp_list_head(&c->idle[endpoint]);
+  return link ? mdp_container_of(link, pooled_socket_t, idle_link) : NULL;
 }
 
-static void req_unlink(req_list_t *l, creq_t *r) {
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    l->first = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
-  else
-    l->last = r->prev;
-  r->prev = r->next = NULL;
-  l->count--;
+/* --- deadline heap ------------------------------------------------------- */
+
+static int heap_before(mdp_client_t *c, const client_request_t *a,
+                       const client_request_t *b) {
+  c->steps++;
+  return a->due < b->due || (a->due == b->due && a->id < b->id);
 }
 
-static void conn_push(conn_list_t *l, conn_t *k) {
-  k->next = NULL;
-  k->prev = l->last;
-  if (l->last)
-    l->last->next = k;
-  else
-    l->first = k;
-  l->last = k;
+static void heap_place(mdp_client_t *c, size_t i, client_request_t *req) {
+  c->heap[i] = req;
+  req->heap_index = i;
 }
 
-static void conn_unlink(conn_list_t *l, conn_t *k) {
-  if (k->prev)
-    k->prev->next = k->next;
-  else
-    l->first = k->next;
-  if (k->next)
-    k->next->prev = k->prev;
-  else
-    l->last = k->prev;
-  k->prev = k->next = NULL;
+static void heap_sift_up(mdp_client_t *c, size_t i) {
+  client_request_t *req = c->heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!heap_before(c, req, c->heap[parent]))
+      break;
+    heap_place(c, i, c->heap[parent]);
+    i = parent;
+  }
+  heap_place(c, i, req);
+}
+
+static void heap_sift_down(mdp_client_t *c, size_t i) {
+  client_request_t *req = c->heap[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= c->heap_len)
+      break;
+    if (child + 1 < c->heap_len &&
+        heap_before(c, c->heap[child + 1], c->heap[child]))
+      child++;
+    if (!heap_before(c, c->heap[child], req))
+      break;
+    heap_place(c, i, c->heap[child]);
+    i = child;
+  }
+  heap_place(c, i, req);
+}
+
+static void heap_remove(mdp_client_t *c, client_request_t *req) {
+  size_t i = req->heap_index;
+  if (i == NOT_IN_HEAP)
+    return;
+  req->heap_index = NOT_IN_HEAP;
+  client_request_t *last = c->heap[--c->heap_len];
+  if (i == c->heap_len)
+    return;
+  heap_place(c, i, last);
+  heap_sift_up(c, i);
+  heap_sift_down(c, last->heap_index);
+}
+
+/* Room in the heap for every pending request and one more. */
+static int heap_reserve(mdp_client_t *c) {
+  size_t need = c->by_id.count + 1;
+  if (need <= c->heap_cap)
+    return 0;
+  size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
+  client_request_t **heap = realloc(c->heap, cap * sizeof *heap);
+  if (heap == NULL)
+    return MDP_ENOMEM;
+  c->heap = heap;
+  c->heap_cap = cap;
+  return 0;
+}
+
+static client_request_t *heap_top(const mdp_client_t *c) {
+  return c->heap_len ? c->heap[0] : NULL;
+}
+
+/* The queue's gauges follow a request into and out of it (parked ones
+ * included: they still hold their body). */
+static void queue_enter(mdp_client_t *c, client_request_t *req) {
+  c->queued++;
+  c->queued_bytes += req->body_bytes;
+}
+
+static void queue_leave(mdp_client_t *c, client_request_t *req) {
+  c->queued--;
+  c->queued_bytes -= req->body_bytes;
 }
 
 /* --- life and death ------------------------------------------------------ */
@@ -169,13 +232,15 @@ static void client_maybe_free(mdp_client_t *c) {
     free(c->endpoints[i]);
   free(c->endpoints);
   free(c->idle);
+  free(c->heap);
+  mdp_map_free(&c->by_id);
   free(c);
 }
 
-static void conn_closed_cb(mdp_reactor_t *reactor) {
-  conn_t *k = mdp_reactor_get_data(reactor);
-  mdp_client_t *c = k->client;
-  free(k);
+static void socket_closed_cb(mdp_reactor_t *reactor) {
+  pooled_socket_t *sock = mdp_reactor_get_data(reactor);
+  mdp_client_t *c = sock->client;
+  free(sock);
   c->sockets--;
   if (c->closing)
     client_maybe_free(c);
@@ -184,58 +249,63 @@ static void conn_closed_cb(mdp_reactor_t *reactor) {
 }
 
 /* Closes a socket for good, so that nothing it receives later is seen. */
-static void conn_discard(mdp_client_t *c, conn_t *k) {
-  if (k->discarded)
+static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
+  if (sock->discarded)
     return;
-  if (k->idle) {
-    conn_unlink(&c->idle[k->endpoint], k);
-    k->idle = 0;
+  if (sock->idle) {
+    mdp_list_remove(&sock->idle_link);
+    sock->idle = 0;
   }
-  k->discarded = 1;
-  k->req = NULL;
+  sock->discarded = 1;
+  sock->req = NULL;
   c->stats.sockets_discarded++;
-  mdp_reactor_close(k->reactor, conn_closed_cb);
+  mdp_reactor_close(sock->reactor, socket_closed_cb);
 }
 
 /* Runs a request's callback; frees the request if it is over and no outer
  * callback of it is still running (a callback may cancel its own request). */
-static void req_deliver(mdp_client_t *c, creq_t *r, int status, int final,
-                        mdp_msg_t *body) {
-  r->in_cb++;
-  r->cb(c, r->id, status, final, body, r->data);
-  r->in_cb--;
-  if (r->state == REQ_DONE && r->in_cb == 0)
-    free(r);
+static void req_deliver(mdp_client_t *c, client_request_t *req, int status,
+                        int final, mdp_msg_t *body) {
+  req->in_cb++;
+  req->cb(c, req->id, status, final, body, req->data);
+  req->in_cb--;
+  if (req->state == REQ_DONE && req->in_cb == 0)
+    free(req);
 }
 
-/* Ends a request: unlinks it and detaches (discarding, unless `keep_conn`)
- * its socket, then makes the last callback. */
-static void req_finish(mdp_client_t *c, creq_t *r, int status,
+/* Ends a request: unlinks it and detaches (discarding, unless it got its
+ * FINAL) its socket, then makes the last callback. */
+static void req_finish(mdp_client_t *c, client_request_t *req, int status,
                        mdp_msg_t *body) {
-  if (r->state == REQ_QUEUED) {
-    req_unlink(&c->queue, r);
-  } else if (r->state == REQ_SENT) {
-    req_unlink(&c->inflight, r);
-    conn_t *k = r->conn;
-    r->conn = NULL;
-    if (k && status == 0) { /* FINAL: the socket is clean, reuse it */
-      k->req = NULL;
-      k->idle = 1;
-      conn_push(&c->idle[k->endpoint], k);
-    } else if (k) {
-      conn_discard(c, k);
+  if (req->state == REQ_QUEUED) {
+    mdp_list_remove(&req->link);
+    queue_leave(c, req);
+  } else if (req->state == REQ_SENT) {
+    mdp_list_remove(&req->link);
+    c->sent--;
+    pooled_socket_t *sock = req->sock;
+    req->sock = NULL;
+    if (sock && status == 0) { /* FINAL: the socket is clean, reuse it */
+      sock->req = NULL;
+      sock->idle = 1;
+      mdp_list_push_back(&c->idle[sock->endpoint], &sock->idle_link);
+    } else if (sock) {
+      socket_discard(c, sock);
     }
   }
-  r->state = REQ_DONE;
-  mdp_msg_destroy(r->body);
-  r->body = NULL;
+  heap_remove(c, req);
+  c->steps++;
+  mdp_map_del(&c->by_id, &req->id, sizeof req->id);
+  req->state = REQ_DONE;
+  mdp_msg_destroy(req->body);
+  req->body = NULL;
   if (status == MDP_ETIMEDOUT)
     c->stats.timeouts++;
   else if (status == MDP_ECANCELED)
     c->stats.cancelled++;
   else if (status == 0)
     c->stats.finals++;
-  req_deliver(c, r, status, 1, body);
+  req_deliver(c, req, status, 1, body);
 }
 
 /* --- timer --------------------------------------------------------------- */
@@ -253,97 +323,105 @@ static void client_arm(mdp_client_t *c, uint64_t due) {
   uv_timer_start(&c->timer, timer_cb, due > now ? due - now : 0, 0);
 }
 
-/* When request `r` must be looked at, 0 if it has no deadline. */
-static uint64_t req_due(const creq_t *r) {
-  uint64_t due = r->deadline;
-  if (r->fail)
+/* When request `req` must be looked at, 0 if it has no deadline. */
+static uint64_t req_due(const client_request_t *req) {
+  uint64_t due = req->deadline;
+  if (req->fail)
     return 1;
-  if (r->state == REQ_SENT && (due == 0 || r->part_deadline < due))
-    due = r->part_deadline;
-  return due;
+  if (req->state == REQ_SENT && (due == 0 || req->part_deadline < due))
+    due = req->part_deadline;
+  return due == TIME_NEVER ? 0 : due;
+}
+
+/* Puts the request where its (new) due time says in the heap, or takes it
+ * out if nothing of it is due, and arms the timer for it. */
+static void req_schedule(mdp_client_t *c, client_request_t *req) {
+  uint64_t due = req_due(req);
+  if (due == 0) {
+    heap_remove(c, req);
+    return;
+  }
+  uint64_t old = req->due;
+  req->due = due;
+  if (req->heap_index == NOT_IN_HEAP) {
+    heap_place(c, c->heap_len++, req); /* room reserved at acceptance */
+    heap_sift_up(c, req->heap_index);
+  } else if (due < old) {
+    heap_sift_up(c, req->heap_index);
+  } else if (due > old) {
+    heap_sift_down(c, req->heap_index);
+  }
+  client_arm(c, due);
 }
 
 /* The request's socket was silent too long (or the deadline passed):
  * discard the socket and retry on a new one, at the next endpoint. */
-static void req_expire(mdp_client_t *c, creq_t *r, uint64_t now) {
-  if (r->fail) {
-    req_finish(c, r, r->fail, NULL);
+static void req_expire(mdp_client_t *c, client_request_t *req, uint64_t now) {
+  if (req->fail) {
+    req_finish(c, req, req->fail, NULL);
     return;
   }
-  int deadline_passed = r->deadline != 0 && r->deadline <= now;
-  if (deadline_passed || r->state != REQ_SENT || r->retries_left == 0 ||
-      r->got_partial || r->body == NULL) {
+  int deadline_passed = req->deadline != 0 && req->deadline <= now;
+  if (deadline_passed || req->state != REQ_SENT || req->retries_left == 0 ||
+      req->got_partial || req->body == NULL) {
     clog_(c, MDP_LOG_INFO, "request %llu timed out",
-          (unsigned long long)r->id);
-    req_finish(c, r, MDP_ETIMEDOUT, NULL);
+          (unsigned long long)req->id);
+    req_finish(c, req, MDP_ETIMEDOUT, NULL);
     return;
   }
-  req_unlink(&c->inflight, r);
-  conn_discard(c, r->conn);
-  r->conn = NULL;
-  r->retries_left--;
-  r->endpoint = (r->endpoint + 1) % c->n_endpoints;
-  r->state = REQ_QUEUED;
-  req_push_front(&c->queue, r); /* it has waited long enough already */
+  mdp_list_remove(&req->link);
+  c->sent--;
+  socket_discard(c, req->sock);
+  req->sock = NULL;
+  req->retries_left--;
+  req->endpoint = (req->endpoint + 1) % c->n_endpoints;
+  req->state = REQ_QUEUED;
+  mdp_list_push_front(&c->queue, &req->link); /* it has waited long enough */
+  queue_enter(c, req);
+  req_schedule(c, req);
   c->stats.retries++;
   clog_(c, MDP_LOG_INFO, "request %llu timed out; retrying on %s",
-        (unsigned long long)r->id, c->endpoints[r->endpoint]);
-}
-
-static creq_t *find_due(req_list_t *l, uint64_t now) {
-  for (creq_t *r = l->first; r; r = r->next) {
-    uint64_t due = req_due(r);
-    if (due != 0 && due <= now)
-      return r;
-  }
-  return NULL;
+        (unsigned long long)req->id, c->endpoints[req->endpoint]);
 }
 
 static void timer_cb(uv_timer_t *timer) {
   mdp_client_t *c = timer->data;
   c->timer_due = 0;
   uint64_t now = uv_now(c->loop);
-  /* One at a time, rescanning after each: a callback may change anything. */
+  /* One at a time, from the heap's top: a callback may change anything. */
   for (;;) {
     if (c->closing)
       return;
-    creq_t *r = find_due(&c->inflight, now);
-    if (r != NULL && r->conn != NULL && r->drained_at != now) {
+    client_request_t *req = heap_top(c);
+    c->steps++;
+    if (req == NULL || req->due > now)
+      break;
+    if (req->state == REQ_SENT && req->sock != NULL &&
+        req->drained_at != now) {
       /* libuv runs timers before it polls: after a stall the reply may be
        * waiting unread on the request's socket.  Read it first, then look
        * again (it may have moved the request, finished it, or anything). */
-      r->drained_at = now;
-      mdp_reactor_process_now(r->conn->reactor);
+      req->drained_at = now;
+      mdp_reactor_process_now(req->sock->reactor);
       continue;
     }
-    if (r == NULL)
-      r = find_due(&c->queue, now);
-    if (r == NULL)
-      break;
-    req_expire(c, r, now);
+    req_expire(c, req, now);
   }
   client_dispatch(c);
   if (c->closing)
     return;
-  uint64_t next = 0;
-  req_list_t *lists[2] = {&c->inflight, &c->queue};
-  for (int i = 0; i < 2; i++)
-    for (creq_t *r = lists[i]->first; r; r = r->next) {
-      uint64_t due = req_due(r);
-      if (due != 0 && (next == 0 || due < next))
-        next = due;
-    }
-  if (next != 0)
-    client_arm(c, next);
+  client_request_t *next = heap_top(c);
+  if (next != NULL)
+    client_arm(c, next->due);
 }
 
 /* --- receiving ----------------------------------------------------------- */
 
-static void conn_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
-  conn_t *k = mdp_reactor_get_data(reactor);
-  mdp_client_t *c = k->client;
-  creq_t *r = k->req;
-  if (k->discarded || r == NULL) {
+static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  pooled_socket_t *sock = mdp_reactor_get_data(reactor);
+  mdp_client_t *c = sock->client;
+  client_request_t *req = sock->req;
+  if (sock->discarded || req == NULL) {
     c->stats.dropped++; /* a reply after its request ended */
     mdp_msg_destroy(msg);
     return;
@@ -351,75 +429,83 @@ static void conn_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   mdp_cmd_t cmd;
   int rc = mdp_parse(msg, MDP_ROLE_CLIENT, (unsigned)c->opts.dialect, &cmd);
   if (rc == 0 && cmd.service != NULL &&
-      (cmd.service_size != r->service_size ||
-       memcmp(cmd.service, r->service, r->service_size) != 0))
+      (cmd.service_size != req->service_size ||
+       memcmp(cmd.service, req->service, req->service_size) != 0))
     rc = MDP_ESERVICE;
   if (rc == 0 && cmd.command != MDP_CLIENT_PARTIAL &&
       cmd.command != MDP_CLIENT_FINAL)
     rc = MDP_ECOMMAND;
   if (rc < 0) {
     clog_(c, MDP_LOG_WARN, "reply to request %llu dropped: %s",
-          (unsigned long long)r->id, mdp_strerror(rc));
+          (unsigned long long)req->id, mdp_strerror(rc));
     c->stats.dropped++;
     mdp_msg_destroy(msg);
     return;
   }
   mdp_msg_drop_front(msg, cmd.body);
   if (cmd.command == MDP_CLIENT_PARTIAL) {
-    r->got_partial = 1;
-    r->part_deadline = uv_now(c->loop) + r->timeout_ms;
+    req->got_partial = 1;
+    req->part_deadline = time_after(uv_now(c->loop), req->timeout_ms);
+    req_schedule(c, req);
     c->stats.partials++;
-    req_deliver(c, r, 0, 0, msg);
+    req_deliver(c, req, 0, 0, msg);
     return;
   }
-  req_finish(c, r, 0, msg);
+  req_finish(c, req, 0, msg);
   if (!c->closing)
     client_dispatch(c);
 }
 
 /* --- sending ------------------------------------------------------------- */
 
-static int conn_open(mdp_client_t *c, size_t endpoint, conn_t **out) {
-  conn_t *k = calloc(1, sizeof *k);
-  if (k == NULL)
+static int socket_open(mdp_client_t *c, size_t endpoint,
+                       pooled_socket_t **out) {
+  pooled_socket_t *sock = calloc(1, sizeof *sock);
+  if (sock == NULL)
     return MDP_ENOMEM;
-  void *sock = zmq_socket(c->ctx, ZMQ_DEALER);
-  if (sock == NULL) {
-    free(k);
+  void *zsock = zmq_socket(c->ctx, ZMQ_DEALER);
+  if (zsock == NULL) {
+    free(sock);
     return MDP_EZMQ;
   }
   int linger = 0;
-  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  int64_t max_msg_size = c->opts.max_msg_size;
+  zmq_setsockopt(zsock, ZMQ_LINGER, &linger, sizeof linger);
   int rc = MDP_EZMQ;
-  if ((c->curve && mdp_curve_client_setup(sock, c->curve_keys[0],
+  if (zmq_setsockopt(zsock, ZMQ_MAXMSGSIZE, &max_msg_size,
+                     sizeof max_msg_size) != 0 ||
+      (c->curve && mdp_curve_client_setup(zsock, c->curve_keys[0],
                                           c->curve_keys[1],
                                           c->curve_keys[2]) < 0) ||
-      zmq_connect(sock, c->endpoints[endpoint]) != 0 ||
-      (rc = mdp_reactor_new(c->loop, sock, 1, conn_recv_cb, &k->reactor)) !=
-          0) {
-    zmq_close(sock);
-    free(k);
+      zmq_connect(zsock, c->endpoints[endpoint]) != 0 ||
+      (rc = mdp_reactor_new(c->loop, zsock, 1, socket_recv_cb,
+                            &sock->reactor)) != 0) {
+    zmq_close(zsock);
+    free(sock);
     return rc;
   }
-  k->client = c;
-  k->endpoint = endpoint;
-  mdp_reactor_set_data(k->reactor, k);
-  mdp_reactor_start(k->reactor);
+  mdp_list_init(&sock->idle_link);
+  sock->client = c;
+  sock->endpoint = endpoint;
+  mdp_reactor_set_data(sock->reactor, sock);
+  mdp_reactor_start(sock->reactor);
   c->sockets++;
   c->stats.sockets_opened++;
-  *out = k;
+  *out = sock;
   return 0;
 }
 
-/* Sends queued request `r` on idle socket `k`. */
-static void req_send(mdp_client_t *c, creq_t *r, conn_t *k) {
-  req_unlink(&c->queue, r);
+/* Sends queued request `req` on idle socket `sock`. */
+static void req_send(mdp_client_t *c, client_request_t *req,
+                     pooled_socket_t *sock) {
+  mdp_list_remove(&req->link);
+  queue_leave(c, req);
   mdp_msg_t *msg;
-  if (r->retries_left > 0) {
-    msg = mdp_msg_dup(r->body); /* kept for the retry */
+  if (req->retries_left > 0) {
+    msg = mdp_msg_dup(req->body); /* kept for the retry */
   } else {
-    msg = r->body; /* last attempt: move it */
-    r->body = NULL;
+    msg = req->body; /* last attempt: move it */
+    req->body = NULL;
   }
   int rc = MDP_ENOMEM;
   if (msg != NULL) {
@@ -427,57 +513,64 @@ static void req_send(mdp_client_t *c, creq_t *r, conn_t *k) {
     memset(&cmd, 0, sizeof cmd);
     cmd.dialect = c->opts.dialect;
     cmd.command = MDP_CLIENT_REQUEST;
-    cmd.service = r->service;
-    cmd.service_size = r->service_size;
+    cmd.service = req->service;
+    cmd.service_size = req->service_size;
     rc = mdp_encode(msg, &cmd);
     if (rc == 0)
-      rc = mdp_reactor_send(k->reactor, msg);
+      rc = mdp_reactor_send(sock->reactor, msg);
   }
-  r->state = REQ_SENT;
-  r->conn = k;
-  k->req = r;
-  req_push_back(&c->inflight, r);
+  req->state = REQ_SENT;
+  req->sock = sock;
+  sock->req = req;
+  mdp_list_push_back(&c->in_flight, &req->link);
+  c->sent++;
   if (rc < 0) {
     mdp_msg_destroy(msg);
-    r->fail = rc;
-    client_arm(c, uv_now(c->loop));
+    req->fail = rc; /* reported from the timer, never from the caller */
+    req_schedule(c, req);
     return;
   }
   c->stats.sent++;
-  r->part_deadline = uv_now(c->loop) + r->timeout_ms;
-  client_arm(c, r->part_deadline);
+  req->part_deadline = time_after(uv_now(c->loop), req->timeout_ms);
+  req_schedule(c, req);
+}
+
+/* A queued request that cannot get a socket: parked until the timer
+ * reports `err` (never from inside mdp_client_request()). */
+static void req_park(mdp_client_t *c, client_request_t *req, int err) {
+  mdp_list_move_back(&c->parked, &req->link); /* still counted as queued */
+  req->fail = err;
+  req_schedule(c, req);
 }
 
 /* Sends queued requests while sockets are available, in queue order. */
 static void client_dispatch(mdp_client_t *c) {
   while (!c->closing) {
-    creq_t *r = c->queue.first;
-    while (r != NULL && r->fail != 0)
-      r = r->next;
-    if (r == NULL)
+    client_request_t *req = request_of(mdp_list_head(&c->queue));
+    if (req == NULL)
       return;
-    conn_t *k = c->idle[r->endpoint].first;
-    if (k != NULL) {
-      conn_unlink(&c->idle[r->endpoint], k);
-      k->idle = 0;
+    c->steps++;
+    pooled_socket_t *sock = idle_socket(c, req->endpoint);
+    if (sock != NULL) {
+      mdp_list_remove(&sock->idle_link);
+      sock->idle = 0;
     } else if (c->sockets < c->opts.max_sockets) {
-      int rc = conn_open(c, r->endpoint, &k);
+      int rc = socket_open(c, req->endpoint, &sock);
       if (rc < 0) {
         clog_(c, MDP_LOG_ERROR, "cannot open a socket to %s: %s",
-              c->endpoints[r->endpoint], mdp_strerror(rc));
-        r->fail = rc;
-        client_arm(c, uv_now(c->loop));
+              c->endpoints[req->endpoint], mdp_strerror(rc));
+        req_park(c, req, rc);
         continue;
       }
     } else {
       /* At the bound: an idle socket to another broker makes room. */
-      for (size_t i = 0; i < c->n_endpoints && k == NULL; i++)
-        k = c->idle[i].first;
-      if (k != NULL)
-        conn_discard(c, k); /* its close callback dispatches again */
+      for (size_t i = 0; i < c->n_endpoints && sock == NULL; i++)
+        sock = idle_socket(c, i);
+      if (sock != NULL)
+        socket_discard(c, sock); /* its close callback dispatches again */
       return;
     }
-    req_send(c, r, k);
+    req_send(c, req, sock);
   }
 }
 
@@ -488,6 +581,9 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->timeout_ms = 10000;
   opts->retries = 1;
   opts->max_sockets = 64;
+  opts->max_queue = 10000;
+  opts->max_msg_size = 64 * 1024 * 1024;
+  opts->max_queued_bytes = 64 * 1024 * 1024;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
 }
@@ -504,7 +600,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
       o.dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (o.timeout_ms == 0 || o.max_sockets == 0)
+  if (o.timeout_ms == 0 || o.max_sockets == 0 || o.max_msg_size < -1)
     return MDP_EINVAL;
   int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
@@ -529,6 +625,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
       ok = 0;
     else
       memcpy(c->endpoints[i], endpoints[i], len);
+    mdp_list_init(&c->idle[i]);
   }
   if (!ok) {
     for (size_t i = 0; c->endpoints && i < n; i++)
@@ -549,6 +646,10 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   }
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   c->opts = o;
+  mdp_list_init(&c->queue);
+  mdp_list_init(&c->parked);
+  mdp_list_init(&c->in_flight);
+  mdp_map_init(&c->by_id);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   *out = c;
@@ -560,6 +661,33 @@ void mdp_client_request_options_init(const mdp_client_t *c,
   ro->timeout_ms = c->opts.timeout_ms;
   ro->deadline_ms = c->opts.deadline_ms;
   ro->retries = c->opts.retries;
+}
+
+/* 1 if a new request would wait in the queue: others wait before it, or no
+ * socket is free for it (none idle to the first endpoint, none to open). */
+static int request_would_wait(mdp_client_t *c) {
+  return !mdp_list_empty(&c->queue) ||
+         (idle_socket(c, 0) == NULL && c->sockets >= c->opts.max_sockets);
+}
+
+/* 0 if a request of `body_bytes` may be accepted, MDP_ENOBUFS (counted) if
+ * it would wait in a queue that is full by count or by bytes.  A request
+ * that goes straight to a socket is never refused: the queue bounds what
+ * waits, max_sockets what is in flight. */
+static int queue_admits(mdp_client_t *c, size_t body_bytes) {
+  if (!request_would_wait(c))
+    return 0;
+  if (c->opts.max_queue != 0 && c->queued >= c->opts.max_queue) {
+    c->stats.refused_queue_full++;
+    return MDP_ENOBUFS;
+  }
+  if (c->opts.max_queued_bytes != 0 &&
+      (body_bytes > c->opts.max_queued_bytes ||
+       c->queued_bytes > c->opts.max_queued_bytes - body_bytes)) {
+    c->stats.refused_queued_bytes++;
+    return MDP_ENOBUFS;
+  }
+  return 0;
 }
 
 int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
@@ -581,53 +709,58 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
     mdp_client_request_options_init(c, &o);
   if (o.timeout_ms == 0)
     return MDP_EINVAL;
-  if (c->opts.max_queue != 0 && c->queue.count >= c->opts.max_queue &&
-      c->sockets >= c->opts.max_sockets)
-    return MDP_ENOBUFS;
-  creq_t *r = calloc(1, sizeof *r);
-  if (r == NULL)
+  size_t body_bytes = mdp_msg_bytes(body);
+  int rc = queue_admits(c, body_bytes);
+  if (rc < 0)
+    return rc;
+  client_request_t *req = calloc(1, sizeof *req);
+  if (req == NULL)
     return MDP_ENOMEM;
+  req->id = c->next_id + 1;
+  c->steps++;
+  if (heap_reserve(c) < 0 ||
+      mdp_map_put(&c->by_id, &req->id, sizeof req->id, req) < 0) {
+    free(req);
+    return MDP_ENOMEM;
+  }
+  c->next_id++;
   /* Called outside a callback after the loop sat idle (or before it ever
    * ran), the loop's cached time is stale: a timeout counted from it would
    * fire at once. */
   uv_update_time(c->loop);
   uint64_t now = uv_now(c->loop);
-  r->id = ++c->next_id;
-  r->state = REQ_QUEUED;
-  r->body = body;
-  r->cb = reply_cb;
-  r->data = request_data;
-  r->timeout_ms = o.timeout_ms;
-  r->deadline = o.deadline_ms ? now + o.deadline_ms : 0;
-  r->retries_left = o.retries;
-  r->service_size = slen;
-  memcpy(r->service, service, slen);
-  req_push_back(&c->queue, r);
+  req->heap_index = NOT_IN_HEAP;
+  req->state = REQ_QUEUED;
+  req->body = body;
+  req->body_bytes = body_bytes;
+  req->cb = reply_cb;
+  req->data = request_data;
+  req->timeout_ms = o.timeout_ms;
+  req->deadline = o.deadline_ms ? time_after(now, o.deadline_ms) : 0;
+  if (req->deadline == TIME_NEVER)
+    req->deadline = 0; /* forever is no deadline */
+  req->retries_left = o.retries;
+  req->service_size = slen;
+  memcpy(req->service, service, slen);
+  mdp_list_push_back(&c->queue, &req->link);
+  queue_enter(c, req);
   c->stats.requests++;
-  if (r->deadline)
-    client_arm(c, r->deadline);
+  req_schedule(c, req);
   if (request_id)
-    *request_id = r->id;
+    *request_id = req->id;
   client_dispatch(c);
   return 0;
-}
-
-static creq_t *find_request(req_list_t *l, uint64_t id) {
-  for (creq_t *r = l->first; r; r = r->next)
-    if (r->id == id)
-      return r;
-  return NULL;
 }
 
 int mdp_client_cancel(mdp_client_t *c, uint64_t request_id) {
   if (c == NULL || request_id == 0)
     return MDP_EINVAL;
-  creq_t *r = find_request(&c->inflight, request_id);
-  if (r == NULL)
-    r = find_request(&c->queue, request_id);
-  if (r == NULL)
-    return MDP_EINVAL;
-  req_finish(c, r, MDP_ECANCELED, NULL);
+  c->steps++;
+  client_request_t *req =
+      mdp_map_get(&c->by_id, &request_id, sizeof request_id);
+  if (req == NULL)
+    return MDP_EINVAL; /* finished, failed or never existed */
+  req_finish(c, req, MDP_ECANCELED, NULL);
   return 0;
 }
 
@@ -637,30 +770,42 @@ static void timer_closed_cb(uv_handle_t *handle) {
   client_maybe_free(c);
 }
 
+/* The first pending request: in flight, else queued, else parked. */
+static client_request_t *first_pending(mdp_client_t *c) {
+  mdp_list_t *link = mdp_list_head(&c->in_flight);
+  if (link == NULL)
+    link = mdp_list_head(&c->queue);
+  if (link == NULL)
+    link = mdp_list_head(&c->parked);
+  return request_of(link);
+}
+
 void mdp_client_close(mdp_client_t *c, mdp_client_close_cb close_cb) {
   if (c == NULL || c->closing)
     return;
   c->closing = 1;
   c->close_cb = close_cb;
   /* Callbacks may cancel other requests: always take the current first. */
-  for (;;) {
-    creq_t *r = c->inflight.first ? c->inflight.first : c->queue.first;
-    if (r == NULL)
-      break;
-    req_finish(c, r, MDP_ECANCELED, NULL);
+  client_request_t *req;
+  while ((req = first_pending(c)) != NULL)
+    req_finish(c, req, MDP_ECANCELED, NULL);
+  for (size_t i = 0; i < c->n_endpoints; i++) {
+    pooled_socket_t *sock;
+    while ((sock = idle_socket(c, i)) != NULL)
+      socket_discard(c, sock);
   }
-  for (size_t i = 0; i < c->n_endpoints; i++)
-    while (c->idle[i].first)
-      conn_discard(c, c->idle[i].first);
   uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
 }
 
 void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   *out = c->stats;
-  out->in_flight = c->inflight.count;
-  out->queued = c->queue.count;
+  out->in_flight = c->sent;
+  out->queued = c->queued;
+  out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
 }
+
+uint64_t mdp_client_steps_(const mdp_client_t *c) { return c->steps; }
 
 void mdp_client_set_data(mdp_client_t *c, void *data) { c->data = data; }
 void *mdp_client_get_data(const mdp_client_t *c) { return c->data; }

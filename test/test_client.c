@@ -10,6 +10,7 @@
 #include "mdp.h"
 
 #include "fake_broker.h"
+#include "../lib/client_internal.h"
 
 
 /* Replies to message `req` ([id | MDPC02 | 0x01 | service | body...]) with
@@ -1223,6 +1224,323 @@ static void nine_pairings(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Time edges: timeouts and deadlines of 0, 1, UINT64_MAX, and values that
+ * overflow when added to the loop's time.  A sum past the clock's range
+ * saturates to "never" (UINT64_MAX means forever); it must not wrap into
+ * the past and time the request out at once. */
+static void time_edges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-time-edges") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = 0; /* no wait at all is not a timeout */
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.timeout_ms = UINT64_MAX; /* forever, as is the deadline */
+  o.deadline_ms = UINT64_MAX;
+  o.max_sockets = 8;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  mdp_request_options_t ro;
+  mdp_client_request_options_init(c, &ro);
+  CHECK(ro.timeout_ms == UINT64_MAX && ro.deadline_ms == UINT64_MAX);
+  ro.timeout_ms = 0;
+  mdp_msg_t *b = body_of("x");
+  CHECK_EQ(mdp_client_request(c, "echo", b, &ro, on_reply, NULL, NULL),
+           MDP_EINVAL);
+  mdp_msg_destroy(b);
+  uv_update_time(&loop);
+  uint64_t now = uv_now(&loop);
+  /* Requests that must stay pending: [timeout, deadline] */
+  const uint64_t forever[][2] = {
+      {UINT64_MAX, UINT64_MAX},          /* the client's options */
+      {UINT64_MAX, 0},                   /* no deadline */
+      {10000, UINT64_MAX},               /* deadline forever */
+      {UINT64_MAX - now + 5, UINT64_MAX - now + 1}, /* both overflow */
+      {UINT64_MAX - 1, UINT64_MAX - 1},
+  };
+  enum { NF = sizeof forever / sizeof forever[0] };
+  rep_t r[NF];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < NF; i++) {
+    ro.timeout_ms = forever[i][0];
+    ro.deadline_ms = forever[i][1];
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("f"), i ? &ro : NULL,
+                                on_reply, &r[i], NULL), 0);
+  }
+  /* ... and the shortest: 1 ms, as a timeout and as a deadline */
+  rep_t t1 = {0}, d1 = {0};
+  ro.timeout_ms = 1;
+  ro.deadline_ms = 0;
+  ro.retries = 0;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("t"), &ro, on_reply, &t1,
+                              NULL), 0);
+  ro.timeout_ms = UINT64_MAX;
+  ro.deadline_ms = 1;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("d"), &ro, on_reply, &d1,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &t1, 2000));
+  CHECK(t_run_until(&loop, rep_done, &d1, 2000));
+  CHECK_EQ(t1.status, MDP_ETIMEDOUT);
+  CHECK_EQ(d1.status, MDP_ETIMEDOUT);
+  CHECK(fake_wait(&loop, &f, NF, 2000)); /* all sent, also t and d */
+  t_run_until(&loop, NULL, NULL, 50);
+  for (int i = 0; i < NF; i++)
+    CHECK_EQ(r[i].calls, 0);
+  /* still pending, and answered */
+  mdp_msg_t *m;
+  while ((m = fake_take(&f)) != NULL) {
+    if (mdp_msg_frame_eq(m, 4, "f", 1))
+      fake_reply(&f, m, "\x03", "ok");
+    mdp_msg_destroy(m);
+  }
+  all_t all = {r, NF};
+  CHECK(t_run_until(&loop, all_done, &all, 2000));
+  for (int i = 0; i < NF; i++) {
+    CHECK_EQ(r[i].status, 0);
+    rep_clear(&r[i]);
+  }
+  rep_clear(&t1);
+  rep_clear(&d1);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.timeouts, 2);
+  CHECK_EQ(st.finals, NF);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Scale: n requests wait behind n others and time out together (their
+ * deadline), then the others are cancelled, newest first.  The client's
+ * bookkeeping must grow as n log n: 10x the requests may cost at most 25x
+ * the steps (n log n gives about 13x; rescanning per request, 100x).  The
+ * count is the client's own (client_internal.h), so a slow machine cannot
+ * make the test flaky; the wall-clock bound is only a generous backstop. */
+typedef struct {
+  int done;
+  int timeouts;
+  int cancelled;
+} many_t;
+
+static void on_many(mdp_client_t *c, uint64_t id, int status, int final,
+                    mdp_msg_t *body, void *data) {
+  many_t *m = mdp_client_get_data(c);
+  mdp_msg_destroy(body);
+  if (!final)
+    return;
+  m->done++;
+  m->timeouts += status == MDP_ETIMEDOUT;
+  m->cancelled += status == MDP_ECANCELED;
+}
+
+typedef struct {
+  many_t *m;
+  int n;
+} many_wait_t;
+
+static int many_timed_out(void *arg) {
+  many_wait_t *w = arg;
+  return w->m->timeouts >= w->n;
+}
+
+/* The steps taken for n requests timing out at once plus n cancels, or 0. */
+static uint64_t steps_for(int n, uint64_t *ms_out) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f; /* a broker that never answers */
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://client-many-%d", n);
+  if (fake_open(&f, ep) != 0) {
+    printf("# cannot bind %s\n", ep);
+    return 0;
+  }
+  const char *eps[] = {f.endpoint};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = UINT64_MAX; /* only the deadlines below expire */
+  o.max_sockets = 1;
+  o.max_queue = 0;
+  mdp_client_t *c = NULL;
+  uint64_t steps = 0;
+  if (mdp_client_new(&loop, eps, 1, &o, &c) != 0)
+    goto out;
+  many_t m = {0};
+  mdp_client_set_data(c, &m);
+  uint64_t *ids = calloc((size_t)n, sizeof *ids);
+  uint64_t t0 = uv_hrtime();
+  int ok = ids != NULL;
+  for (int i = 0; ok && i < n; i++) /* first: no deadline */
+    ok = mdp_client_request(c, "echo", body_of("x"), NULL, on_many, NULL,
+                            &ids[i]) == 0;
+  mdp_request_options_t ro;
+  mdp_client_request_options_init(c, &ro);
+  ro.deadline_ms = 50;
+  for (int i = 0; ok && i < n; i++) /* then: all due together */
+    ok = mdp_client_request(c, "echo", body_of("y"), &ro, on_many, NULL,
+                            NULL) == 0;
+  many_wait_t w = {&m, n};
+  ok = ok && t_run_until(&loop, many_timed_out, &w, 30000);
+  for (int i = n - 1; ok && i >= 0; i--)
+    ok = mdp_client_cancel(c, ids[i]) == 0;
+  *ms_out = (uv_hrtime() - t0) / 1000000;
+  if (ok && m.timeouts == n && m.cancelled == n)
+    steps = mdp_client_steps_(c);
+  printf("# %d requests: %llu steps, %llu ms\n", n, (unsigned long long)steps,
+         (unsigned long long)*ms_out);
+  free(ids);
+  client_stop(&loop, c);
+out:
+  fake_close(&f);
+  t_loop_close(&loop);
+  return steps;
+}
+
+static void many_time_out_together(void) {
+  int small = t_scale(1000), large = 10 * small;
+  uint64_t ms_small = 0, ms_large = 0;
+  uint64_t s_small = steps_for(small, &ms_small);
+  uint64_t s_large = steps_for(large, &ms_large);
+  CHECK(s_small > 0 && s_large > 0);
+  CHECK(s_large <= 25 * s_small);
+  CHECK(ms_large < t_slow(20000));
+}
+
+/* Bounded memory, 1: a reply frame over max_msg_size never reaches the
+ * client (ZeroMQ drops the connection: the request times out), one within
+ * it does.  tcp: ZMQ_MAXMSGSIZE is not enforced over inproc. */
+static void max_msg_size_bound(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_msg_size, 64 * 1024 * 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  o.max_msg_size = -2;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.max_msg_size = 1000;
+  o.timeout_ms = t_slow(300);
+  o.retries = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  static char big[2001], small[901];
+  memset(big, 'b', sizeof big - 1);
+  memset(small, 's', sizeof small - 1);
+  const char *frames[] = {big, small};
+  for (int i = 0; i < 2; i++) {
+    rep_t r = {0};
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                                NULL), 0);
+    CHECK(fake_wait(&loop, &f, 1, 2000));
+    mdp_msg_t *m = fake_take(&f);
+    fake_reply(&f, m, "\x03", frames[i]);
+    mdp_msg_destroy(m);
+    CHECK(t_run_until(&loop, rep_done, &r, 3000));
+    CHECK_EQ(r.status, i == 0 ? MDP_ETIMEDOUT : 0);
+    CHECK_EQ(r.nparts, i == 0 ? 0 : 1);
+    rep_clear(&r);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static int queued_bytes_are(void *arg) {
+  mdp_client_stats_t st;
+  mdp_client_get_stats(arg, &st);
+  return st.queued == 0 && st.queued_bytes == 0;
+}
+
+/* Bounded memory, 2: requests that would wait beyond max_queue (count) or
+ * max_queued_bytes are refused with MDP_ENOBUFS, counted, the body still
+ * the caller's and no callback; requests that go straight to a socket are
+ * not counted against the queue. */
+static void queue_bounds(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_queue, 10000);
+  CHECK_EQ(o.max_queued_bytes, 64 * 1024 * 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://client-queue-bounds") == 0);
+  const char *eps[] = {f.endpoint};
+  o.max_sockets = 1;
+  o.max_queue = 3;
+  o.max_queued_bytes = 100;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  static char b1000[1001], b60[61], b40[41], b1[2];
+  memset(b1000, 'a', 1000);
+  memset(b60, 'a', 60);
+  memset(b40, 'a', 40);
+  b1[0] = 'a';
+  rep_t r[8];
+  memset(r, 0, sizeof r);
+  /* in flight at once: more than max_queued_bytes, not queued */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1000), NULL, on_reply, &r[0],
+                              NULL), 0);
+  uint64_t id60;
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b60), NULL, on_reply, &r[1],
+                              &id60), 0);
+  mdp_msg_t *over = body_of(b60); /* 120 > 100 bytes */
+  CHECK_EQ(mdp_client_request(c, "echo", over, NULL, on_reply, &r[7], NULL),
+           MDP_ENOBUFS);
+  CHECK_EQ(mdp_msg_size(over), 1); /* still ours */
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b40), NULL, on_reply, &r[2],
+                              NULL), 0); /* exactly 100 */
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued, 2);
+  CHECK_EQ(st.queued_bytes, 100);
+  CHECK_EQ(st.refused_queued_bytes, 1);
+  CHECK_EQ(st.refused_queue_full, 0);
+  /* a cancelled queued request gives its bytes back */
+  CHECK_EQ(mdp_client_cancel(c, id60), 0);
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued_bytes, 40);
+  mdp_msg_destroy(over);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1), NULL, on_reply, &r[3],
+                              NULL), 0);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of(b1), NULL, on_reply, &r[4],
+                              NULL), 0); /* 3 queued: the count bound */
+  mdp_msg_t *fourth = body_of(b1);
+  CHECK_EQ(mdp_client_request(c, "echo", fourth, NULL, on_reply, &r[7], NULL),
+           MDP_ENOBUFS);
+  CHECK_EQ(mdp_msg_size(fourth), 1);
+  mdp_msg_destroy(fourth);
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.queued, 3);
+  CHECK_EQ(st.queued_bytes, 42);
+  CHECK_EQ(st.refused_queue_full, 1);
+  CHECK_EQ(st.refused_queued_bytes, 1);
+  CHECK_EQ(st.requests, 5);
+  CHECK_EQ(r[7].calls, 0);
+  /* served one by one, the queue empties */
+  int echoed = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (echoed < 4 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 20);
+    echoed += fake_echo(&f);
+  }
+  CHECK_EQ(echoed, 4);
+  CHECK(t_run_until(&loop, queued_bytes_are, c, 2000));
+  all_t all = {r, 5};
+  CHECK(t_run_until(&loop, all_done, &all, 2000));
+  CHECK_EQ(r[1].status, MDP_ECANCELED);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(r[i].calls, 1);
+    rep_clear(&r[i]);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1246,6 +1564,10 @@ int main(void) {
   RUN(broker_tcp);
   RUN(broker_restart);
   RUN(nine_pairings);
+  RUN(time_edges);
+  RUN(many_time_out_together);
+  RUN(max_msg_size_bound);
+  RUN(queue_bounds);
   t_context_term();
   return t_done();
 }

@@ -2,11 +2,13 @@
  * (uv_spawn) against a broker, and in-process echo workers, that live on this
  * test's loop, so the loop serves them while the children run. */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "mdp.h"
+#include <zmq.h>
 
 typedef struct {
   uv_process_t proc;
@@ -329,6 +331,13 @@ static void mdp_request_tool(void) {
   const char *a6[] = {"-b", e.ep, "-t", "0.1", "-r", "1", "nobody", NULL};
   CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6), 0);
   CHECK_EQ(child_wait(&e.loop, &c, 10000), 75);
+  const char *a6b[] = {"-b", e.ep, "-t", "0.2", "-r", "0", "--max-msg-size",
+                       "3", "echo", "four", NULL}; /* the reply is refused */
+  CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6b), 0);
+  CHECK_EQ(child_wait(&e.loop, &c, 10000), 75);
+  const char *a6c[] = {"-b", e.ep, "--max-msg-size", "-2", "echo", NULL};
+  CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a6c), 0);
+  CHECK_EQ(child_wait(&e.loop, &c, 10000), 64);
   const char *a7[] = {"-b", e.ep, NULL}; /* no service */
   CHECK_EQ(spawn(&e.loop, &c, "tools", "mdp-request", a7), 0);
   CHECK_EQ(child_wait(&e.loop, &c, 10000), 64);
@@ -339,6 +348,143 @@ static void mdp_request_tool(void) {
   CHECK_EQ(env_stop(&e), 0);
 }
 
+/* --- mdp-request against a raw ROUTER -------------------------------------- */
+
+typedef struct {
+  uv_pipe_t pipe;
+  int eof;
+} out_pipe_t;
+
+static void op_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  static char sink[65536];
+  (void)h;
+  (void)size;
+  *buf = uv_buf_init(sink, sizeof sink);
+}
+
+static void op_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)buf;
+  if (n < 0)
+    ((out_pipe_t *)s->data)->eof = 1;
+}
+
+static int op_readable(void *arg) {
+  out_pipe_t *o = arg;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&o->pipe, &fd) != 0)
+    return 0;
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+typedef struct {
+  void *sock;
+  mdp_msg_t *req; /* [identity | MDPC02 | 0x01 | service | body...] */
+} raw_router_t;
+
+static int raw_has_request(void *arg) {
+  raw_router_t *r = arg;
+  if (r->req != NULL)
+    return 1;
+  mdp_msg_t *m = mdp_msg_new();
+  int more = 1, got = 0;
+  while (more) {
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, r->sock, got ? 0 : ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&frame);
+      break;
+    }
+    got = 1;
+    more = zmq_msg_more(&frame);
+    mdp_msg_append(m, &frame);
+    zmq_msg_close(&frame);
+  }
+  if (!got) {
+    mdp_msg_destroy(m);
+    return 0;
+  }
+  r->req = m;
+  return 1;
+}
+
+/* Sends [identity of the request | frames...] (sizes given). */
+static void raw_send(raw_router_t *r, const void *const *frames,
+                     const size_t *sizes, size_t n) {
+  zmq_send(r->sock, mdp_msg_data(r->req, 0), mdp_msg_frame_size(r->req, 0),
+           ZMQ_SNDMORE);
+  for (size_t i = 0; i < n; i++)
+    zmq_send(r->sock, frames[i], sizes[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+
+/* A malformed reply read in the same loop iteration as the timeout it
+ * precedes: mdp-request must still report the protocol error (76), which it
+ * takes from the reply callback, not from stats read before the iteration.
+ * The broker sends a PARTIAL larger than a pipe's buffer and then the
+ * malformed reply; the test does not read the tool's stdout, so the tool
+ * blocks printing the PARTIAL, inside its loop iteration, until well past
+ * its timeout; then it reads the malformed reply (still in the same
+ * iteration) and its timer times the request out. */
+static void mdp_request_protocol_error_with_timeout(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  raw_router_t rr = {0};
+  rr.sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  CHECK(rr.sock != NULL);
+  int linger = 0;
+  zmq_setsockopt(rr.sock, ZMQ_LINGER, &linger, sizeof linger);
+  CHECK_EQ(zmq_bind(rr.sock, "tcp://127.0.0.1:*"), 0);
+  char ep[256];
+  size_t eplen = sizeof ep;
+  zmq_getsockopt(rr.sock, ZMQ_LAST_ENDPOINT, ep, &eplen);
+  out_pipe_t out = {0};
+  uv_pipe_init(&loop, &out.pipe, 0);
+  out.pipe.data = &out;
+  child_t c;
+  memset(&c, 0, sizeof c);
+  char file[512];
+  const char *build = getenv("MDP_BUILD_DIR");
+  snprintf(file, sizeof file, "%s/tools/mdp-request", build ? build : ".");
+  char *argv[] = {file, "-b", ep, "-t", "0.2", "-r", "0", "echo", "x", NULL};
+  uv_stdio_container_t stdio[3] = {
+      {UV_IGNORE, {0}},
+      {UV_CREATE_PIPE | UV_WRITABLE_PIPE, {.stream = (uv_stream_t *)&out.pipe}},
+      {UV_INHERIT_FD, {.fd = 2}}};
+  uv_process_options_t o;
+  memset(&o, 0, sizeof o);
+  o.file = file;
+  o.args = argv;
+  o.exit_cb = on_exit_cb;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  c.proc.data = &c;
+  CHECK_EQ(uv_spawn(&loop, &c.proc, &o), 0);
+  CHECK(t_run_until(&loop, raw_has_request, &rr, 10000));
+  enum { BIG = 4 << 20 }; /* far more than a pipe holds */
+  char *big = malloc(BIG);
+  CHECK(big != NULL);
+  memset(big, 'p', BIG);
+  const void *partial[] = {"MDPC02", "\x02", "echo", big};
+  const size_t partial_sizes[] = {6, 1, 4, BIG};
+  raw_send(&rr, partial, partial_sizes, 4);
+  const void *bad[] = {"MDPC02", "\x03"}; /* a FINAL without its service */
+  const size_t bad_sizes[] = {6, 1};
+  raw_send(&rr, bad, bad_sizes, 2);
+  free(big);
+  /* The tool has started printing the PARTIAL and is blocked: keep it so
+   * for several of its timeouts. */
+  CHECK(t_run_until(&loop, op_readable, &out, 10000));
+  t_run_until(&loop, NULL, NULL, 1000);
+  uv_read_start((uv_stream_t *)&out.pipe, op_alloc, op_read);
+  CHECK(t_run_until(&loop, child_exited, &c, 10000));
+  CHECK_EQ(c.status, 76);
+  t_run_until(&loop, NULL, NULL, 0);
+  uv_close((uv_handle_t *)&out.pipe, NULL);
+  mdp_msg_destroy(rr.req);
+  zmq_close(rr.sock);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(echo_worker_and_client);
@@ -347,6 +493,7 @@ int main(void) {
   RUN(all_in_one);
   RUN(tcp_gateway);
   RUN(mdp_request_tool);
+  RUN(mdp_request_protocol_error_with_timeout);
   t_context_term();
   return t_done();
 }

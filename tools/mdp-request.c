@@ -6,8 +6,9 @@
  * read from standard input) and prints every reply part as it arrives.
  * Built on mdp_client_t, so timeouts, retries and failover across several
  * -b brokers behave as in the library.  Exit codes (sysexits.h):
- *   0 success; 64 usage; 75 timeout; 76 protocol error (malformed replies
- *   were received, or MMI said 501); 1 MMI said 404; 69 other failure.
+ *   0 success; 64 usage; 75 timeout; 76 protocol error (the request timed
+ *   out after malformed replies were received, or MMI said 501); 1 MMI said
+ *   404; 69 other failure.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +32,8 @@ typedef struct {
   int verbose;
   int mmi;
   int parts;
-  int status;
+  int status;     /* of the reply callback's last call */
+  int malformed;  /* malformed replies were dropped before the request ended */
   int done;
   char mmi_code[4];
 } app_t;
@@ -50,6 +52,10 @@ static void usage(FILE *out) {
           "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
           "                       default %g)\n"
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
+          "  -M, --max-msg-size BYTES\n"
+          "                       largest reply frame accepted (default 67108864);\n"
+          "                       a larger one drops the connection, so it shows as\n"
+          "                       a timeout; -1 = unlimited\n"
           "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
           "                       or mdp01 (an MDP/0.1 broker)\n"
           "  -S, --curve-server-key FILE\n"
@@ -68,8 +74,8 @@ static void usage(FILE *out) {
           "\n"
           "Raw output writes each frame followed by a newline.\n"
           "Exit status: 0 success, 1 MMI \"404\" (not found), 64 usage error,\n"
-          "69 other failure, 75 timeout, 76 protocol error (malformed replies,\n"
-          "or MMI \"501\").\n",
+          "69 other failure, 75 timeout, 76 protocol error (the request timed\n"
+          "out after malformed replies were received, or MMI \"501\").\n",
           MDP_DEFAULT_ENDPOINT, MDP_DEFAULT_TIMEOUT_MS / 1000.0);
 }
 
@@ -134,6 +140,12 @@ static void on_reply(mdp_client_t *c, uint64_t id, int status, int final,
     mdp_msg_destroy(body);
   }
   if (final) {
+    /* The outcome is taken here, when the request ends: stats read between
+     * loop iterations would miss a malformed reply that was read in the same
+     * iteration as the timeout it preceded. */
+    mdp_client_stats_t st;
+    mdp_client_get_stats(c, &st);
+    a->malformed = st.dropped > 0;
     a->done = 1;
     mdp_client_close(c, NULL);
   }
@@ -172,6 +184,7 @@ int main(int argc, char **argv) {
       {"broker", required_argument, NULL, 'b'},
       {"timeout", required_argument, NULL, 't'},
       {"retries", required_argument, NULL, 'r'},
+      {"max-msg-size", required_argument, NULL, 'M'},
       {"dialect", required_argument, NULL, 'd'},
       {"curve-server-key", required_argument, NULL, 'S'},
       {"curve-key", required_argument, NULL, 'K'},
@@ -186,13 +199,14 @@ int main(int argc, char **argv) {
   size_t nbrokers = 0;
   double timeout = MDP_DEFAULT_TIMEOUT_MS / 1000.0;
   long retries = 1;
+  long long max_msg_size = 64ll * 1024 * 1024;
   const char *mmi = NULL;
   mdp_dialect_t dialect = MDP_DIALECT_RFC18;
   const char *server_key_file = NULL, *key_file = NULL;
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:d:S:K:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:xjm:vhV", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -216,6 +230,14 @@ int main(int argc, char **argv) {
       retries = strtol(optarg, &end, 10);
       if (errno || *end || retries < 0 || retries > 1000000) {
         fprintf(stderr, "mdp-request: bad --retries: %s\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'M':
+      errno = 0;
+      max_msg_size = strtoll(optarg, &end, 10);
+      if (errno || *end || end == optarg || max_msg_size < -1) {
+        fprintf(stderr, "mdp-request: bad --max-msg-size: %s\n", optarg);
         return EXIT_USAGE;
       }
       break;
@@ -347,6 +369,7 @@ int main(int argc, char **argv) {
     o.timeout_ms = 1;
   o.retries = (unsigned)retries;
   o.max_sockets = 1;
+  o.max_msg_size = (int64_t)max_msg_size;
   o.dialect = dialect;
   if (key_file != NULL) {
     o.curve_server_key = server_pair.public_key;
@@ -373,19 +396,16 @@ int main(int argc, char **argv) {
     return rc == MDP_EINVAL || rc == MDP_ESERVICE ? EXIT_USAGE
                                                   : EXIT_UNAVAILABLE;
   }
-  mdp_client_stats_t st;
-  while (!a.done) {
-    mdp_client_get_stats(client, &st); /* read before close frees it */
+  while (!a.done)
     uv_run(&loop, UV_RUN_ONCE);
-  }
   uv_run(&loop, UV_RUN_DEFAULT); /* the client closes itself */
   uv_loop_close(&loop);
   mdp_zmq_context_term();
 
   if (a.status == MDP_ETIMEDOUT) {
     fprintf(stderr, "mdp-request: %s: no reply from %s\n",
-            st.dropped ? "protocol error" : "timed out", brokers[0]);
-    return st.dropped ? EXIT_PROTOCOL : EXIT_TIMEOUT;
+            a.malformed ? "protocol error" : "timed out", brokers[0]);
+    return a.malformed ? EXIT_PROTOCOL : EXIT_TIMEOUT;
   }
   if (a.status < 0) {
     fprintf(stderr, "mdp-request: %s\n", mdp_strerror(a.status));

@@ -66,19 +66,26 @@ typedef struct {
   /* ZeroMQ context for the sockets; NULL: mdp_zmq_context().  An inproc://
    * broker must use the same context. */
   void *zmq_context;
-  /* Longest wait for the next reply part (default 10000 ms, Majortomo's). */
+  /* Longest wait for the next reply part (default 10000 ms, Majortomo's).
+   * At least 1 (0 is MDP_EINVAL).  Times are not wrapped: UINT64_MAX, or
+   * any value that would pass the loop clock's range when added to it,
+   * means "forever" (the request never times out). */
   uint64_t timeout_ms;
   /* Longest time for a whole request, from mdp_client_request() to the
-   * FINAL, queueing and retries included; 0 = none (default). */
+   * FINAL, queueing and retries included; 0 = none (default); UINT64_MAX
+   * (or any value too large for the loop clock) = none as well. */
   uint64_t deadline_ms;
   /* Times a timed-out request is sent again, each time to the next endpoint
-   * (default 1: one retry, so two brokers are each tried once). */
+   * (default 1: one retry, so two brokers are each tried once).  Any value;
+   * each retry waits its own timeout_ms. */
   unsigned retries;
   /* Sockets open at once, idle ones included (default 64).  ZeroMQ's own
    * default limit is 1023 sockets per context (ZMQ_MAX_SOCKETS). */
   size_t max_sockets;
-  /* Requests waiting for a socket; beyond it mdp_client_request() returns
-   * MDP_ENOBUFS (default 0 = unlimited). */
+  /* Requests waiting for a socket (queued); a request that would wait
+   * beyond it is refused: mdp_client_request() returns MDP_ENOBUFS and
+   * counts it in refused_queue_full (default 10000; 0 = unlimited).  See
+   * also max_queued_bytes, at the end. */
   size_t max_queue;
   /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
    * MDP_DIALECT_MAJORTOMO (to call a Majortomo broker; its replies carry no
@@ -102,10 +109,21 @@ typedef struct {
   mdp_log_cb log_cb;
   void *log_data;
   mdp_log_level_t log_level;
+  /* ZMQ_MAXMSGSIZE of every socket: a broker (or an impostor) sending a
+   * larger frame is disconnected by ZeroMQ before the client sees it, so
+   * the request shows silence (a timeout, then a retry).  Default 64 MiB,
+   * as the broker's; -1 = unlimited; below -1: MDP_EINVAL. */
+  int64_t max_msg_size;
+  /* Bytes (mdp_msg_bytes() of the bodies) of the requests waiting for a
+   * socket; a request that would wait and take them beyond it is refused:
+   * MDP_ENOBUFS, counted in refused_queued_bytes (default 64 MiB; 0 =
+   * unlimited).  Requests that go straight to a socket are not counted. */
+  size_t max_queued_bytes;
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with
- * the client's. */
+ * the client's.  Ranges as for the client's options: timeout_ms at least 1
+ * (UINT64_MAX: forever), deadline_ms 0 or UINT64_MAX for none. */
 typedef struct {
   uint64_t timeout_ms;
   uint64_t deadline_ms; /* 0 = none */
@@ -131,6 +149,9 @@ typedef struct {
   size_t in_flight;        /* now: requests sent, waiting for replies */
   size_t queued;           /* now: requests waiting for a socket */
   size_t sockets;          /* now: open sockets, idle ones included */
+  uint64_t refused_queue_full;   /* MDP_ENOBUFS: max_queue reached */
+  uint64_t refused_queued_bytes; /* MDP_ENOBUFS: max_queued_bytes reached */
+  size_t queued_bytes;     /* now: body bytes of the queued requests */
 } mdp_client_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
@@ -140,10 +161,11 @@ void mdp_client_options_init(mdp_client_options_t *opts);
  * inproc://; at least one; copied).  New requests go to the first endpoint;
  * each retry moves to the next.  Sockets are opened on demand, so an
  * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
- * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: an unknown
- * dialect, incomplete or malformed CURVE keys), MDP_ENOTSUP (CURVE keys
- * given, libzmq has no CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure
- * nothing is left behind. */
+ * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: timeout_ms or
+ * max_sockets 0, max_msg_size below -1, an unknown dialect, incomplete or
+ * malformed CURVE keys), MDP_ENOTSUP (CURVE keys given, libzmq has no
+ * CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left
+ * behind. */
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
                    const mdp_client_options_t *opts, mdp_client_t **out);
 
@@ -157,8 +179,10 @@ void mdp_client_request_options_init(const mdp_client_t *client,
  * to the library, and `*request_id` (may be NULL) is set to an id, never 0
  * nor reused, for mdp_client_cancel().  The callback is never called from
  * within this function.  On error the body is still the caller's and no
- * callback will be made: MDP_EINVAL (NULL arguments, a body with no frame),
- * MDP_ESERVICE, MDP_ENOBUFS (queue full), MDP_ECLOSING, MDP_ENOMEM. */
+ * callback will be made: MDP_EINVAL (NULL arguments, a body with no frame,
+ * ro->timeout_ms 0), MDP_ESERVICE, MDP_ENOBUFS (the request would wait and
+ * the queue is full: max_queue or max_queued_bytes; counted in the stats),
+ * MDP_ECLOSING, MDP_ENOMEM. */
 int mdp_client_request(mdp_client_t *client, const char *service,
                        mdp_msg_t *body, const mdp_request_options_t *ro,
                        mdp_client_reply_cb reply_cb, void *request_data,
