@@ -45,6 +45,12 @@ enum {
   F_RX_DROP = 1 << 6, /* out of memory mid-message: discard until !MORE */
 };
 
+/* A message that could not be sent, waiting to be handed to fail_cb. */
+typedef struct {
+  mdp_msg_t *msg;
+  int err;
+} failed_t;
+
 struct mdp_reactor_s {
   uv_poll_t poll;
   uv_idle_t idle;
@@ -70,17 +76,28 @@ struct mdp_reactor_s {
   size_t head_sent;
   size_t max_pending;
   size_t max_frames; /* 0: no limit */
+  /* Failed messages for fail_cb, delivered from the idle callback, never
+   * from inside the call that found the failure (libuv's rule: a call does
+   * not run the caller's callbacks).  Entries before `failed_head` have
+   * been delivered during the current delivery. */
+  failed_t *failed;
+  size_t failed_count;
+  size_t failed_cap;
+  size_t failed_head;
   mdp_reactor_stats_t stats; /* stats.pending is the ring's count */
 };
 
-static void reactor_process(mdp_reactor_t *r);
+static int reactor_process(mdp_reactor_t *r);
+static void deliver_failed(mdp_reactor_t *r);
 
 static int is_closing(const mdp_reactor_t *r) {
   return (r->flags & F_CLOSING) != 0;
 }
 
 static void idle_cb(uv_idle_t *handle) {
-  reactor_process(handle->data);
+  mdp_reactor_t *r = handle->data;
+  deliver_failed(r);
+  reactor_process(r);
 }
 
 static void retry_cb(uv_timer_t *handle) {
@@ -105,7 +122,8 @@ static void kick(mdp_reactor_t *r) {
 }
 
 static void idle_stop(mdp_reactor_t *r) {
-  if (!(r->flags & F_IDLE_ACTIVE))
+  /* Failed messages still to be delivered keep it going. */
+  if (!(r->flags & F_IDLE_ACTIVE) || r->failed_count > 0)
     return;
   uv_idle_stop(&r->idle);
   r->flags &= ~F_IDLE_ACTIVE;
@@ -193,17 +211,64 @@ static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
   return 0;
 }
 
+/* Counts a message that cannot be sent and queues it for fail_cb, which
+ * runs from the idle callback: the failure may be found inside a caller's
+ * mdp_reactor_send() or mdp_reactor_process_now(), and the callback may
+ * send, remove the peer or close the reactor, which the caller's frame
+ * could not survive.  Without a callback (or memory to queue it) the
+ * message is destroyed at once. */
 static void fail_msg(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
   r->stats.msgs_failed++;
-  if (r->fail_cb != NULL)
-    r->fail_cb(r, msg, err);
-  else
+  if (r->fail_cb == NULL) {
     mdp_msg_destroy(msg);
+    return;
+  }
+  if (r->failed_count == r->failed_cap) {
+    size_t cap = r->failed_cap ? r->failed_cap * 2 : 8;
+    failed_t *f = realloc(r->failed, cap * sizeof *f);
+    if (f == NULL) {
+      mdp_msg_destroy(msg);
+      return;
+    }
+    r->failed = f;
+    r->failed_cap = cap;
+  }
+  r->failed[r->failed_count++] = (failed_t){msg, err};
+  kick(r);
+}
+
+/* Hands the queued failed messages to fail_cb, oldest first.  Failures
+ * that a callback causes (it may send) wait for the next iteration, so one
+ * delivery always ends.  The callback may close the reactor: close
+ * destroys what was not delivered yet. */
+static void deliver_failed(mdp_reactor_t *r) {
+  if (r->failed_count == 0)
+    return;
+  size_t end = r->failed_count;
+  while (r->failed_head < end && !is_closing(r)) {
+    failed_t f = r->failed[r->failed_head++];
+    if (r->fail_cb != NULL)
+      r->fail_cb(r, f.msg, f.err);
+    else
+      mdp_msg_destroy(f.msg);
+  }
+  if (is_closing(r))
+    return;
+  r->failed_count -= r->failed_head;
+  memmove(r->failed, r->failed + r->failed_head,
+          r->failed_count * sizeof *r->failed);
+  r->failed_head = 0;
+}
+
+static void destroy_failed(mdp_reactor_t *r) {
+  for (size_t i = r->failed_head; i < r->failed_count; i++)
+    mdp_msg_destroy(r->failed[i].msg);
+  r->failed_head = r->failed_count = 0;
 }
 
 /* Sends held messages, oldest first, while the socket takes them.  Returns
- * 1 if the head message met EAGAIN.  The head is taken off the ring before a
- * callback runs, so a fail callback may send or close. */
+ * 1 if the head message met EAGAIN.  A message that fails is queued for
+ * fail_cb (see fail_msg). */
 static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
   while (r->stats.pending > 0 && *budget > 0) {
     mdp_msg_t *msg = ring_front(r);
@@ -222,8 +287,6 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
       mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
     } else {
       fail_msg(r, msg, err);
-      if (is_closing(r))
-        return 0;
     }
   }
   return 0;
@@ -281,15 +344,18 @@ static int recv_whole(mdp_reactor_t *r) {
   }
 }
 
-static void reactor_process(mdp_reactor_t *r) {
+/* One batch.  Returns 1 if it stopped with more work possibly waiting
+ * (the budget or the rounds ran out), else 0. */
+static int reactor_process(mdp_reactor_t *r) {
   if (is_closing(r))
-    return;
+    return 0;
   if (!(r->flags & F_RECEIVING) && r->stats.pending == 0) {
     idle_stop(r);
     arm_retry(r, 0);
     update_poll(r);
-    return;
+    return 0;
   }
+  int more = 0;
   r->stats.wakeups++;
   r->flags |= F_IN_PROCESS;
   unsigned budget = r->batch;
@@ -326,6 +392,7 @@ static void reactor_process(mdp_reactor_t *r) {
       /* More may be waiting, and no edge will say so: resume next
        * iteration, after timers and the other handles had their turn. */
       kick(r);
+      more = 1;
       goto out;
     }
     if (r->stats.pending == 0) {
@@ -367,6 +434,7 @@ static void reactor_process(mdp_reactor_t *r) {
     }
     if (round == MAX_ROUNDS) {
       kick(r);
+      more = 1;
       break;
     }
   }
@@ -374,6 +442,7 @@ out:
   r->flags &= ~F_IN_PROCESS;
   if (!is_closing(r))
     update_poll(r);
+  return more && !is_closing(r);
 }
 
 int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
@@ -504,9 +573,8 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
 int mdp_reactor_process_now(mdp_reactor_t *r) {
   if (is_closing(r) || (r->flags & F_IN_PROCESS))
     return 0;
-  reactor_process(r);
-  /* The idle handle is on exactly when the batch ran out. */
-  return !is_closing(r) && (r->flags & F_IDLE_ACTIVE) ? 1 : 0;
+  /* Failed messages it finds are delivered from the loop, not from here. */
+  return reactor_process(r);
 }
 
 static void close_cb(uv_handle_t *handle) {
@@ -520,6 +588,7 @@ static void close_cb(uv_handle_t *handle) {
   if (r->close_cb != NULL)
     r->close_cb(r);
   mdp_msg_destroy(r->rx);
+  free(r->failed);
   free(r->ring);
   free(r);
 }
@@ -534,6 +603,7 @@ void mdp_reactor_close(mdp_reactor_t *r, mdp_reactor_close_cb cb) {
     mdp_msg_destroy(ring_pop(r));
     r->stats.msgs_failed++;
   }
+  destroy_failed(r); /* counted when they failed */
   r->handles_open = 3;
   uv_close((uv_handle_t *)&r->poll, close_cb);
   uv_close((uv_handle_t *)&r->idle, close_cb);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 #include <zmq.h>
 
@@ -842,6 +843,116 @@ static void router_unreachable(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* The fail callback runs from the loop, never from inside the call that
+ * found the failure: here mdp_reactor_process_now() finds held messages to
+ * a vanished peer, with the loop not running at all.  `close_at`: the
+ * callback closes the reactor at that delivery, and the failures not yet
+ * delivered are freed by the close (ASan/valgrind check). */
+struct defer {
+  int in_call;   /* the test is inside mdp_reactor_send/process_now */
+  int inside;    /* deliveries made while in_call: must stay 0 */
+  int delivered;
+  int bad;
+  int close_at;
+  int closed;
+  int resend_rc;
+};
+
+static void defer_closed(mdp_reactor_t *r) {
+  struct defer *d = mdp_reactor_get_data(r);
+  d->closed++;
+}
+
+static void defer_fail_cb(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
+  struct defer *d = mdp_reactor_get_data(r);
+  if (d->in_call)
+    d->inside++;
+  if (err != MDP_EHOSTUNREACH)
+    d->bad++;
+  if (d->delivered++ == 0) {
+    /* may send from here: the peer is gone, so it comes back at once */
+    d->resend_rc = mdp_reactor_send(r, msg);
+    if (d->resend_rc == 0)
+      msg = NULL;
+  }
+  mdp_msg_destroy(msg);
+  if (d->delivered == d->close_at)
+    mdp_reactor_close(r, defer_closed);
+}
+
+static void fail_cb_run(int close_at) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_ROUTER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  set_int(rs, ZMQ_ROUTER_MANDATORY, 1);
+  set_int(rs, ZMQ_SNDHWM, 2);
+  set_int(peer, ZMQ_RCVHWM, 2);
+  zmq_setsockopt(peer, ZMQ_ROUTING_ID, "D", 1);
+  CHECK(t_connect(rs, peer, close_at ? "defer-close" : "defer", 0) == 0);
+
+  struct defer d = {.close_at = close_at};
+  struct lc l = {0};
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, count_recv_cb, &r) == 0);
+  mdp_reactor_set_data(r, &l);
+  CHECK(mdp_reactor_start(r) == 0);
+  CHECK(zmq_send(peer, "hi", 2, 0) == 2); /* the ROUTER learns "D" */
+  CHECK(RUN_UNTIL_GE(&loop, l.received, 1, 5000));
+  mdp_reactor_set_data(r, &d);
+  mdp_reactor_set_fail_cb(r, defer_fail_cb);
+  for (int i = 0; i < 50; i++) {
+    mdp_msg_t *m = mdp_msg_new();
+    CHECK(mdp_msg_append_str(m, "D") == 0);
+    CHECK(mdp_msg_append_str(m, "payload") == 0);
+    d.in_call = 1;
+    int rc = mdp_reactor_send(r, m);
+    d.in_call = 0;
+    CHECK_EQ(rc, 0);
+  }
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  int held = (int)st.pending;
+  CHECK(held > 0);
+  zmq_close(peer);
+
+  /* The loop does not run: only process_now can meet the failures. */
+  uint64_t end = uv_hrtime() + t_slow(5000) * 1000000ull;
+  do {
+    d.in_call = 1;
+    mdp_reactor_process_now(r);
+    d.in_call = 0;
+    mdp_reactor_get_stats(r, &st);
+    if (st.msgs_failed < (uint64_t)held)
+      usleep(1000);
+  } while (st.msgs_failed < (uint64_t)held && uv_hrtime() < end);
+  printf("# %d held, %llu failed inside process_now, %d delivered there\n",
+         held, (unsigned long long)st.msgs_failed, d.inside);
+  CHECK_EQ(d.inside, 0);
+  CHECK_EQ(st.msgs_failed, held);
+  CHECK_EQ(d.delivered, 0); /* not yet: the loop delivers them */
+  CHECK_EQ(st.pending, 0);
+
+  if (close_at) {
+    CHECK(t_loop_close(&loop) == 0);
+    CHECK_EQ(d.delivered, close_at); /* the rest: freed by the close */
+    CHECK_EQ(d.closed, 1);
+  } else {
+    CHECK(RUN_UNTIL_GE(&loop, d.delivered, held, 5000));
+    CHECK_EQ(d.inside, 0);
+    CHECK_EQ(d.resend_rc, MDP_EHOSTUNREACH);
+    mdp_reactor_close(r, defer_closed);
+    CHECK(t_loop_close(&loop) == 0);
+    CHECK_EQ(d.delivered, held);
+  }
+  CHECK_EQ(d.bad, 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
+static void fail_cb_from_loop(void) { fail_cb_run(0); }
+static void fail_cb_closes(void) { fail_cb_run(3); }
+
 static void max_pending_enobufs(void) {
   uv_loop_t loop;
   CHECK(uv_loop_init(&loop) == 0);
@@ -995,6 +1106,8 @@ int main(void) {
   RUN(start_after_arrival);
   RUN(process_now_batches);
   RUN(router_unreachable);
+  RUN(fail_cb_from_loop);
+  RUN(fail_cb_closes);
   RUN(max_pending_enobufs);
   RUN(max_frames_drops_whole);
   RUN(stats_counters);

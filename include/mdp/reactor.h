@@ -37,10 +37,15 @@ typedef struct mdp_reactor_s mdp_reactor_t;
  * delivered). */
 typedef void (*mdp_reactor_recv_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
-/* A held message could not be delivered later because its peer is gone
- * (ROUTER with ZMQ_ROUTER_MANDATORY: EHOSTUNREACH) or `err` says why.  `msg`
- * (the whole message, identity frame included) belongs to the callback.
- * When no such callback is set, the message is destroyed and counted. */
+/* A message that mdp_reactor_send() accepted could not be sent after all:
+ * its peer is gone (ROUTER with ZMQ_ROUTER_MANDATORY: EHOSTUNREACH) or `err`
+ * says why.  `msg` (the whole message, identity frame included) belongs to
+ * the callback.  It is called from the loop (an idle callback), never from
+ * inside mdp_reactor_send() or mdp_reactor_process_now(), so it may send,
+ * forget the peer or close the reactor.  The failure is counted in
+ * msgs_failed when it is found; messages not yet handed over when the
+ * reactor is closed are destroyed.  When no such callback is set, the
+ * message is destroyed at once. */
 typedef void (*mdp_reactor_fail_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg,
                                     int err);
 
@@ -89,7 +94,8 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
 int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
 /* Does now what the next wake-up would: one batch of receiving (calling
- * the receive callback) and of sending held messages.  For a timer callback
+ * the receive callback) and of sending held messages (a held message that
+ * fails is handed to the fail callback later, from the loop).  For a timer callback
  * about to act on a peer's silence: libuv runs timers before it polls, so
  * after the loop stalled (a busy callback, a descheduled process) the
  * message that ends the silence may be waiting unread.  Returns 1 if the
@@ -99,7 +105,8 @@ int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 int mdp_reactor_process_now(mdp_reactor_t *reactor);
 
 /* Closes the reactor: stops receiving, drops held messages (they are
- * destroyed and counted in msgs_failed), closes its libuv handles and then,
+ * destroyed and counted in msgs_failed) and failed messages not yet handed
+ * to the fail callback (destroyed; counted when they failed), closes its libuv handles and then,
  * in a later loop iteration, calls `close_cb` (may be NULL) and frees the
  * reactor.  Safe to call from the reactor's own callbacks.  Calling it twice
  * is a no-op. */
@@ -118,7 +125,7 @@ void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
  * means no limit. */
 void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 
-/* Callback for held messages that fail later (see mdp_reactor_fail_cb). */
+/* Callback for accepted messages that fail later (see mdp_reactor_fail_cb). */
 void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
 
 /* The user's pointer (NULL initially). */
