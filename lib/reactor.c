@@ -570,6 +570,15 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   return 0;
 }
 
+int mdp_reactor_kick(mdp_reactor_t *r) {
+  if (is_closing(r))
+    return MDP_ECLOSING;
+  /* The caller's ZeroMQ call may have processed the socket's commands and
+   * consumed an edge: look again on the next iteration, not from here. */
+  kick(r);
+  return 0;
+}
+
 int mdp_reactor_process_now(mdp_reactor_t *r) {
   if (is_closing(r) || (r->flags & F_IN_PROCESS))
     return 0;

@@ -370,6 +370,103 @@ static void send_outside_keeps_pending(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* ---- c2) bind / connect on a watched socket ---------------------------- */
+
+/* libzmq's bind, connect, unbind and disconnect process the socket's
+ * command mailbox first, as a ZMQ_EVENTS read does, so one made while
+ * messages are arriving consumes their read edge.  Phase 1 shows the loss
+ * (no kick: the messages wait); phase 2 does the same with
+ * mdp_reactor_kick() afterwards, which must bring everything in. */
+#define BEHIND_K 5
+
+struct behind {
+  mdp_reactor_t *r;
+  void *peer;
+  int op;   /* 0: zmq_bind, 1: zmq_connect on the watched socket */
+  int kick; /* call mdp_reactor_kick() after it */
+  int round;
+  int received;
+  int fired;
+  int op_rc;
+  int edge_before;
+  int edge_after;
+};
+
+static void behind_recv_cb(mdp_reactor_t *r, mdp_msg_t *msg) {
+  struct behind *b = mdp_reactor_get_data(r);
+  b->received++;
+  mdp_msg_destroy(msg);
+}
+
+static void behind_timer_cb(uv_timer_t *t) {
+  struct behind *b = t->data;
+  void *s = mdp_reactor_socket(b->r);
+  for (int i = 0; i < BEHIND_K; i++)
+    zmq_send(b->peer, "m", 1, ZMQ_DONTWAIT);
+  b->edge_before = fd_readable(s);
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://behind-%s-%d", b->op ? "to" : "at",
+           b->round);
+  b->op_rc = b->op ? zmq_connect(s, ep) : zmq_bind(s, ep);
+  b->edge_after = fd_readable(s);
+  if (b->kick)
+    mdp_reactor_kick(b->r);
+  b->fired = 1;
+}
+
+static void behind_run(int op) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  CHECK(t_connect(rs, peer, op ? "behind-c" : "behind-b", 0) == 0);
+  struct behind b = {.peer = peer, .op = op};
+  CHECK(mdp_reactor_new(&loop, rs, 1, behind_recv_cb, &b.r) == 0);
+  mdp_reactor_set_data(b.r, &b);
+  CHECK(mdp_reactor_start(b.r) == 0);
+  CHECK(zmq_send(peer, "hello", 5, 0) == 5); /* settle: pipes up, idle */
+  CHECK(RUN_UNTIL_GE(&loop, b.received, 1, 5000));
+
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  timer.data = &b;
+  for (b.round = 0; b.round < 2; b.round++) {
+    b.kick = b.round == 1;
+    b.fired = 0;
+    uv_timer_start(&timer, behind_timer_cb, 5, 0);
+    CHECK(RUN_UNTIL_GE(&loop, b.fired, 1, 5000));
+    CHECK_EQ(b.op_rc, 0);
+    printf("# %s%s: fd readable before: %d, after: %d\n",
+           op ? "zmq_connect" : "zmq_bind", b.kick ? " + kick" : "",
+           b.edge_before, b.edge_after);
+    if (!b.kick) {
+      /* The lost wake-up: no edge left, nothing else will come. */
+      t_run_until(&loop, NULL, NULL, 100);
+      printf("# without a kick: %d of %d delivered after 100 ms\n",
+             b.received - 1, BEHIND_K);
+      CHECK(!b.edge_after);
+      CHECK_EQ(b.received, 1);
+    }
+  }
+  /* With the kick, the waiting messages of both rounds come in. */
+  int ok = RUN_UNTIL_GE(&loop, b.received, 1 + 2 * BEHIND_K, 3000);
+  printf("# with the kick: %d of %d delivered\n", b.received - 1,
+         2 * BEHIND_K);
+  CHECK(ok);
+  CHECK_EQ(mdp_reactor_kick(b.r), 0);
+
+  uv_close((uv_handle_t *)&timer, NULL);
+  mdp_reactor_close(b.r, NULL);
+  CHECK_EQ(mdp_reactor_kick(b.r), MDP_ECLOSING);
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
+static void bind_needs_kick(void) { behind_run(0); }
+static void connect_needs_kick(void) { behind_run(1); }
+
 /* ---- d) HWM: held messages, a loop that keeps running, in-order drain -- */
 
 struct hwm {
@@ -1098,6 +1195,8 @@ int main(void) {
   RUN(pingpong_tcp);
   RUN(many_dealers);
   RUN(send_outside_keeps_pending);
+  RUN(bind_needs_kick);
+  RUN(connect_needs_kick);
   RUN(hwm_holds_and_drains);
   RUN(hwm_not_receiving);
   RUN(batch_fairness);

@@ -93,6 +93,16 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
  * Messages are sent in the order they were given. */
 int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
+/* Tells the reactor that its socket was used behind its back: the caller
+ * made a ZeroMQ call on it (zmq_bind, zmq_connect, zmq_unbind,
+ * zmq_disconnect, a ZMQ_EVENTS read, a send or receive of its own).  libzmq
+ * processes the socket's pending commands in those calls, which can consume
+ * the edge of messages that just arrived (or of room to send); without a
+ * kick they would wait for some unrelated later event.  The reactor looks
+ * at the socket again on the next loop iteration; no callback runs from
+ * inside this call.  Cheap and idempotent.  0, or MDP_ECLOSING. */
+int mdp_reactor_kick(mdp_reactor_t *reactor);
+
 /* Does now what the next wake-up would: one batch of receiving (calling
  * the receive callback) and of sending held messages (a held message that
  * fails is handed to the fail callback later, from the loop).  For a timer callback
@@ -132,7 +142,13 @@ void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
 void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
 void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
 
-/* The ZeroMQ socket and the loop. */
+/* The ZeroMQ socket and the loop.  The socket stays the reactor's to read
+ * and write: after any ZeroMQ call of your own on it (bind, connect,
+ * unbind, disconnect, getsockopt(ZMQ_EVENTS), ...), call mdp_reactor_kick()
+ * before returning to the loop, or a message that arrived meanwhile may
+ * wait unseen.  (In libzmq 4.3 zmq_setsockopt and the other getsockopt
+ * options do not process the socket's commands; when in doubt, kick: it
+ * never hurts.) */
 void *mdp_reactor_socket(const mdp_reactor_t *reactor);
 uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor);
 
