@@ -20,6 +20,9 @@
 
 #define DEFAULT_BATCH 64
 #define DEFAULT_MAX_PENDING 100000
+/* Bytes held at most (frames not yet handed to ZeroMQ): four of the
+ * broker's largest frames (max_msg_size, 64 MiB). */
+#define DEFAULT_MAX_PENDING_BYTES ((size_t)256 * 1024 * 1024)
 #define RING_INITIAL 16
 /* Rounds of "work, then ZMQ_EVENTS" in one wake-up.  The batch budget
  * already bounds the work; this only bounds rounds that make no progress
@@ -44,6 +47,13 @@ enum {
   F_OWN_SOCKET = 1 << 5,
   F_RX_DROP = 1 << 6, /* out of memory mid-message: discard until !MORE */
 };
+
+/* A held message and the bytes it was counted for in stats.pending_bytes
+ * (frames sent before it was held are empty: they hold nothing). */
+typedef struct {
+  mdp_msg_t *msg;
+  size_t bytes;
+} held_t;
 
 /* A message that could not be sent, waiting to be handed to fail_cb. */
 typedef struct {
@@ -70,11 +80,12 @@ struct mdp_reactor_s {
   /* Held messages: a ring of pointers, grown by doubling, so holding a
    * message costs no allocation in the steady state.  `head_sent` frames of
    * the head message already went (EAGAIN mid-message). */
-  mdp_msg_t **ring;
+  held_t *ring;
   size_t ring_cap;
   size_t ring_head;
   size_t head_sent;
   size_t max_pending;
+  size_t max_pending_bytes;
   size_t max_frames; /* 0: no limit */
   /* Failed messages for fail_cb, delivered from the idle callback, never
    * from inside the call that found the failure (libuv's rule: a call does
@@ -182,21 +193,22 @@ static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
 }
 
 static mdp_msg_t *ring_front(const mdp_reactor_t *r) {
-  return r->ring[r->ring_head];
+  return r->ring[r->ring_head].msg;
 }
 
 static mdp_msg_t *ring_pop(mdp_reactor_t *r) {
-  mdp_msg_t *msg = r->ring[r->ring_head];
+  mdp_msg_t *msg = r->ring[r->ring_head].msg;
+  r->stats.pending_bytes -= r->ring[r->ring_head].bytes;
   r->ring_head = (r->ring_head + 1) % r->ring_cap;
   r->stats.pending--;
   r->head_sent = 0;
   return msg;
 }
 
-static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
+static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg, size_t bytes) {
   if (r->stats.pending == r->ring_cap) {
     size_t cap = r->ring_cap * 2;
-    mdp_msg_t **ring = malloc(cap * sizeof *ring);
+    held_t *ring = malloc(cap * sizeof *ring);
     if (ring == NULL)
       return MDP_ENOMEM;
     for (size_t i = 0; i < r->stats.pending; i++)
@@ -206,8 +218,10 @@ static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
     r->ring_cap = cap;
     r->ring_head = 0;
   }
-  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] = msg;
+  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] =
+      (held_t){msg, bytes};
   r->stats.pending++;
+  r->stats.pending_bytes += bytes;
   return 0;
 }
 
@@ -488,6 +502,7 @@ int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
   r->recv_cb = recv_cb;
   r->batch = DEFAULT_BATCH;
   r->max_pending = DEFAULT_MAX_PENDING;
+  r->max_pending_bytes = DEFAULT_MAX_PENDING_BYTES;
   if (own_socket)
     r->flags |= F_OWN_SOCKET;
   *out = r;
@@ -526,9 +541,14 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   if (r->stats.pending > 0) {
     /* Order is kept by never overtaking held messages.  No ZeroMQ call is
      * made here, so no edge can be lost. */
-    if (r->stats.pending >= r->max_pending)
+    size_t bytes = mdp_msg_bytes(msg);
+    /* (pending_bytes may exceed the bound: one large message alone, or a
+     * bound lowered since.) */
+    if (r->stats.pending >= r->max_pending ||
+        r->stats.pending_bytes > r->max_pending_bytes ||
+        bytes > r->max_pending_bytes - r->stats.pending_bytes)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg);
+    int rc = ring_push(r, msg, bytes);
     if (rc != 0)
       return rc;
     r->stats.msgs_held++;
@@ -549,10 +569,12 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   }
   if (err == MDP_EAGAIN) {
     /* A partly sent message must be held whatever the limit: it cannot be
-     * handed back.  The ring always has room for one (RING_INITIAL). */
+     * handed back.  The ring always has room for one (RING_INITIAL).
+     * Nothing else is held, so the byte bound does not apply: one message
+     * of any size may wait its turn. */
     if (sent == 0 && r->max_pending == 0)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg);
+    int rc = ring_push(r, msg, mdp_msg_bytes(msg));
     if (rc != 0)
       return rc; /* only when sent == 0: the ring is empty here */
     r->head_sent = sent;
@@ -629,6 +651,10 @@ void mdp_reactor_set_max_frames(mdp_reactor_t *r, size_t max) {
 
 void mdp_reactor_set_max_pending(mdp_reactor_t *r, size_t max) {
   r->max_pending = max;
+}
+
+void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *r, size_t max) {
+  r->max_pending_bytes = max;
 }
 
 void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {

@@ -1094,6 +1094,117 @@ static void max_pending_enobufs(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* The held ring is bounded in bytes too: a send that would take the held
+ * bytes over the bound is refused (MDP_ENOBUFS, message untouched), the
+ * stat follows, and one message of any size may wait when nothing else
+ * does. */
+static mdp_msg_t *msg_sized(uint32_t seq, size_t size) {
+  mdp_msg_t *m = msg_u32(seq);
+  static char buf[8192];
+  if (m != NULL && mdp_msg_append_mem(m, buf, size) != 0) {
+    mdp_msg_destroy(m);
+    m = NULL;
+  }
+  return m;
+}
+
+static int drain_peer(void *peer) {
+  char buf[8192];
+  while (zmq_recv(peer, buf, sizeof buf, ZMQ_DONTWAIT) >= 0)
+    ;
+  return 0;
+}
+
+struct pb {
+  mdp_reactor_t *r;
+  void *peer;
+};
+static int pb_drained(void *arg) {
+  struct pb *p = arg;
+  drain_peer(p->peer);
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(p->r, &st);
+  return st.pending == 0 && st.pending_bytes == 0;
+}
+
+/* Sends messages of `size` payload bytes until one is refused; returns how
+ * many were held. */
+static int fill_until_enobufs(mdp_reactor_t *r, size_t size, int *refused,
+                              size_t *refused_frame) {
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  uint64_t held0 = st.msgs_held;
+  *refused = 0;
+  for (uint32_t i = 0; i < 1000; i++) {
+    mdp_msg_t *m = msg_sized(i, size);
+    int rc = mdp_reactor_send(r, m);
+    if (rc != 0) {
+      *refused = rc;
+      *refused_frame = mdp_msg_size(m) == 2 ? mdp_msg_frame_size(m, 1) : 0;
+      mdp_msg_destroy(m);
+      break;
+    }
+  }
+  mdp_reactor_get_stats(r, &st);
+  return (int)(st.msgs_held - held0);
+}
+
+static void max_pending_bytes_enobufs(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  set_int(rs, ZMQ_SNDHWM, 1);
+  set_int(peer, ZMQ_RCVHWM, 1);
+  CHECK(t_connect(rs, peer, "pending-bytes", 0) == 0);
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, NULL, &r) == 0);
+  mdp_reactor_set_max_pending_bytes(r, 1000);
+
+  /* 304-byte messages: three fit in 1000 bytes, the fourth is refused. */
+  int refused;
+  size_t frame;
+  int held = fill_until_enobufs(r, 300, &refused, &frame);
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  printf("# 304-byte messages: %d held (%zu bytes), then %s\n", held,
+         st.pending_bytes, mdp_err_name(refused));
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(frame, 300); /* the refused message came back whole */
+  CHECK_EQ(held, 3);
+  CHECK_EQ(st.pending, 3);
+  CHECK_EQ(st.pending_bytes, 3 * 304);
+
+  /* Drained, the stat is back to 0. */
+  struct pb p = {r, peer};
+  CHECK(t_run_until(&loop, pb_drained, &p, 5000));
+
+  /* Nothing held: one message larger than the bound may wait, nothing
+   * after it. */
+  held = fill_until_enobufs(r, 5000, &refused, &frame);
+  mdp_reactor_get_stats(r, &st);
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(held, 1);
+  CHECK_EQ(st.pending_bytes, 5004);
+  mdp_msg_t *small = msg_sized(0, 1);
+  CHECK_EQ(mdp_reactor_send(r, small), MDP_ENOBUFS);
+  mdp_msg_destroy(small);
+  CHECK(t_run_until(&loop, pb_drained, &p, 5000));
+
+  /* SIZE_MAX: only the count bound is left. */
+  mdp_reactor_set_max_pending_bytes(r, SIZE_MAX);
+  mdp_reactor_set_max_pending(r, 20);
+  held = fill_until_enobufs(r, 5000, &refused, &frame);
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(held, 20);
+
+  mdp_reactor_close(r, NULL); /* held ones freed: ASan/valgrind */
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
 /* A message with more frames than max_frames is discarded whole; the
  * messages around it arrive intact. */
 static int mf_got;
@@ -1208,6 +1319,7 @@ int main(void) {
   RUN(fail_cb_from_loop);
   RUN(fail_cb_closes);
   RUN(max_pending_enobufs);
+  RUN(max_pending_bytes_enobufs);
   RUN(max_frames_drops_whole);
   RUN(stats_counters);
   return t_done();

@@ -63,6 +63,7 @@ typedef struct {
                              than max_frames, or out of memory */
   uint64_t wakeups;       /* times the reactor ran its batch */
   size_t pending;         /* messages held now */
+  size_t pending_bytes;   /* bytes of the held messages' frames now */
 } mdp_reactor_stats_t;
 
 /* Creates a reactor for `socket` on `loop` and stores it in `*out`.
@@ -87,7 +88,8 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
  *   it belongs to the reactor.
  * Returns an error: the message is still the caller's and nothing was sent.
  *   MDP_EHOSTUNREACH: a ROUTER with ZMQ_ROUTER_MANDATORY has no such peer;
- *   MDP_ENOBUFS: `max_pending` messages are already held;
+ *   MDP_ENOBUFS: `max_pending` messages are already held, or holding it
+ *     would take the held bytes over `max_pending_bytes`;
  *   MDP_ECLOSING: the reactor is closing; MDP_EINVAL: empty message;
  *   MDP_EZMQ: another ZeroMQ error (zmq_errno() tells which).
  * Messages are sent in the order they were given. */
@@ -128,6 +130,13 @@ void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
 
 /* At most `max` messages are held waiting for POLLOUT (default 100000). */
 void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
+
+/* At most `max` bytes (the frames' sizes) are held waiting for POLLOUT
+ * (default 256 MiB); a send beyond it returns MDP_ENOBUFS and the message
+ * is still the caller's.  When nothing is held, one message of any size
+ * may be held (a message cut short by EAGAIN must be), so memory is bounded
+ * by `max` plus one message.  SIZE_MAX: no byte bound. */
+void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *reactor, size_t max);
 
 /* Received messages with more than `max` frames are discarded whole and
  * counted (msgs_dropped), without holding more than `max` frames in memory:
