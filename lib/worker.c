@@ -21,8 +21,12 @@
 #include "mdp/worker.h"
 #include "keys.h"
 
-/* Longest wait after DISCONNECT before the socket is closed. */
+/* Wait after DISCONNECT before the socket is closed, when nothing is held
+ * back by the reactor. */
 #define GRACE_MAX_MS 100
+/* While the reactor still holds sends (a full pipe), look this often
+ * whether they went, up to the liveness window. */
+#define GRACE_POLL_MS 10
 
 struct mdp_worker_s {
   uv_loop_t *loop;
@@ -41,6 +45,8 @@ struct mdp_worker_s {
   unsigned handles_open;    /* of heartbeat and retry */
   uint64_t last_recv;       /* loop time of the broker's last message */
   uint64_t backoff;         /* next reconnect delay */
+  uint64_t close_deadline;  /* loop time a closing worker stops waiting for
+                               held sends */
 
   uint64_t next_id;         /* request ids are never reused */
   uint64_t cur_id;          /* request in progress, 0: idle */
@@ -174,6 +180,11 @@ static void worker_lost(mdp_worker_t *w, const char *why) {
   uv_timer_start(&w->retry, retry_cb, delay, 0);
 }
 
+/* The broker is presumed dead after this much silence. */
+static uint64_t liveness_ms(const mdp_worker_t *w) {
+  return w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
+}
+
 static void heartbeat_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
   if (w->reactor == NULL)
@@ -183,8 +194,7 @@ static void heartbeat_cb(uv_timer_t *timer) {
    * workers only: while such a worker is busy, silence says nothing about
    * the broker, and giving up would lose the request. */
   int busy_unheard = w->cur_id != 0 && w->opts.dialect != MDP_DIALECT_RFC18;
-  uint64_t limit =
-      w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
+  uint64_t limit = liveness_ms(w);
   if (!busy_unheard && silence >= limit) {
     /* libuv runs timers before it polls: after a stall of this process the
      * broker's heartbeat may be waiting unread.  Read before giving up. */
@@ -475,7 +485,31 @@ static void worker_teardown(mdp_worker_t *w) {
   uv_close((uv_handle_t *)&w->retry, timer_closed_cb);
 }
 
-static void grace_cb(uv_timer_t *timer) { worker_teardown(timer->data); }
+static size_t held_sends(const mdp_worker_t *w) {
+  if (w->reactor == NULL)
+    return 0;
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(w->reactor, &st);
+  return st.pending;
+}
+
+/* The grace is over once nothing is held back by the reactor (ZeroMQ has
+ * everything; the linger covers its I/O thread).  A full pipe, typical
+ * after a stream of PARTIALs, may still hold the FINAL: closing now would
+ * destroy it, and since the PARTIALs reached the client nobody would send
+ * the request again.  So wait while sends are held, but no longer than the
+ * liveness window: a broker that reads nothing for that long is dead. */
+static void grace_cb(uv_timer_t *timer) {
+  mdp_worker_t *w = timer->data;
+  if (held_sends(w) > 0 && uv_now(w->loop) < w->close_deadline) {
+    uv_timer_start(&w->retry, grace_cb, GRACE_POLL_MS, 0);
+    return;
+  }
+  if (held_sends(w) > 0)
+    wlog(w, MDP_LOG_WARN, "closing with %zu messages unsent: broker not "
+         "reading", held_sends(w));
+  worker_teardown(w);
+}
 
 /* The request (if any) is done or given up: say goodbye and close. */
 static void worker_finish_close(mdp_worker_t *w) {
@@ -499,6 +533,7 @@ static void worker_finish_close(mdp_worker_t *w) {
   uint64_t grace = w->opts.heartbeat_interval_ms < GRACE_MAX_MS
                        ? w->opts.heartbeat_interval_ms
                        : GRACE_MAX_MS;
+  w->close_deadline = uv_now(w->loop) + liveness_ms(w);
   uv_timer_start(&w->retry, grace_cb, grace, 0);
 }
 
@@ -519,6 +554,7 @@ void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
   *out = w->stats;
   out->busy = w->cur_id != 0;
   out->connected = w->reactor != NULL;
+  out->pending = held_sends(w);
 }
 
 void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }

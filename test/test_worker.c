@@ -42,6 +42,7 @@ typedef struct {
 enum { M_ECHO, M_KEEP, M_STREAM, M_CLOSE_IN_CB, M_ECHO_CLOSE_WAIT };
 
 static void on_closed(mdp_worker_t *w);
+static mdp_msg_t *str_body(const char *s);
 
 static void on_request(mdp_worker_t *w, const mdp_request_t *req,
                        mdp_msg_t *body) {
@@ -516,6 +517,129 @@ static void close_waiting_ends_on_silence(void) {
   CHECK(t_run_until(&loop, is_closed, &a, 3000));
   mdp_msg_destroy(a.body);
   a.body = NULL;
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A fake broker whose socket has a receive high-water mark of `rcvhwm`
+ * (set before the bind: inproc takes the binder's options from then). */
+static int fake_open_hwm(fake_t *f, const char *bind, int rcvhwm) {
+  memset(f, 0, sizeof *f);
+  f->sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  int linger = 0;
+  zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(f->sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+  if (zmq_bind(f->sock, bind) != 0)
+    return -1;
+  size_t len = sizeof f->endpoint;
+  zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+  return 0;
+}
+
+/* What a fake broker read of a streamed reply. */
+typedef struct {
+  fake_t *f;
+  int partials;
+  int finals;
+  int disconnects;
+  int other;
+  app_t *a;
+} stream_read_t;
+
+static int stream_read_all(void *arg) {
+  stream_read_t *r = arg;
+  mdp_msg_t *m;
+  while ((m = fake_take(r->f)) != NULL) {
+    if (mdp_msg_size(m) >= 3 && mdp_msg_frame_eq(m, 2, "\x03", 1))
+      r->partials++;
+    else if (frames_are(m, "MDPW02", "\x04", "cl", "", "q"))
+      r->finals++;
+    else if (frames_are(m, "MDPW02", "\x06"))
+      r->disconnects++;
+    else if (!frames_are(m, "MDPW02", "\x05"))
+      r->other++;
+    mdp_msg_destroy(m);
+  }
+  return r->a->closed && r->disconnects > 0;
+}
+
+#define STREAM_N 1500 /* more than the pipe holds (1000 + the fake's 1) */
+
+/* A worker streams PARTIALs into a pipe the broker does not read, then its
+ * FINAL, and closes waiting for the request: the FINAL is held back by the
+ * reactor.  The close must wait for it instead of destroying it after the
+ * usual 100 ms grace (the PARTIALs reached the client, so nobody would
+ * send the request again). */
+static int stream_then_close(uv_loop_t *loop, fake_t *f, app_t *a,
+                             mdp_worker_t *w) {
+  mdp_msg_t *ready = fake_take_cmd(loop, f, 2000);
+  if (ready == NULL)
+    return -1;
+  fake_send(f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  if (!t_run_until(loop, has_request, a, 2000))
+    return -1;
+  for (int i = 0; i < STREAM_N; i++) {
+    mdp_msg_t *part = str_body("part");
+    if (mdp_worker_partial(&a->req, part) != 0) {
+      mdp_msg_destroy(part);
+      return -1;
+    }
+  }
+  mdp_worker_close(w, 1, on_closed);
+  if (mdp_worker_final(&a->req, a->body) != 0)
+    return -1;
+  a->body = NULL;
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  printf("# %d PARTIALs and the FINAL: %zu held by the reactor\n", STREAM_N,
+         st.pending);
+  return st.pending > 0 ? 0 : -1;
+}
+
+static void close_delivers_held_final(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open_hwm(&f, "inproc://worker-held-final", 1) == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0); /* 10 s liveness */
+  CHECK(w != NULL);
+  CHECK(stream_then_close(&loop, &f, &a, w) == 0);
+  /* Well past the 100 ms grace, the broker still not reading: the worker
+   * still waits (the old close had destroyed the FINAL by now). */
+  CHECK(!t_run_until(&loop, is_closed, &a, 400));
+  /* The broker reads again: everything arrives, then the close ends. */
+  stream_read_t r = {.f = &f, .a = &a};
+  int ok = t_run_until(&loop, stream_read_all, &r, 5000);
+  printf("# broker read %d PARTIALs, %d FINAL, %d DISCONNECT\n", r.partials,
+         r.finals, r.disconnects);
+  CHECK(ok);
+  CHECK_EQ(r.partials, STREAM_N);
+  CHECK_EQ(r.finals, 1);
+  CHECK_EQ(r.disconnects, 1);
+  CHECK_EQ(r.other, 0);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The same with a broker that never reads again: the close still ends,
+ * after about the liveness window (4 x 50 ms). */
+static void close_held_bounded(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open_hwm(&f, "inproc://worker-held-bounded", 1) == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, 50, 4);
+  CHECK(w != NULL);
+  CHECK(stream_then_close(&loop, &f, &a, w) == 0);
+  uint64_t start = uv_hrtime();
+  CHECK(t_run_until(&loop, is_closed, &a, 3000));
+  printf("# closed after %.0f ms with the pipe still full\n",
+         (double)(uv_hrtime() - start) / 1e6);
   fake_close(&f);
   CHECK_EQ(t_loop_close(&loop), 0);
 }
@@ -1033,6 +1157,8 @@ int main(void) {
   RUN(close_abandons_request);
   RUN(close_waiting_ends_on_silence);
   RUN(close_from_callback);
+  RUN(close_delivers_held_final);
+  RUN(close_held_bounded);
   RUN(dialect_rfc18);
   RUN(dialect_majortomo);
   RUN(busy_silence_majortomo);
