@@ -44,6 +44,7 @@ struct mdp_worker_s {
   uv_timer_t retry;         /* reconnect back-off, then close grace */
   unsigned handles_open;    /* of heartbeat and retry */
   uint64_t last_recv;       /* loop time of the broker's last message */
+  uint64_t last_send;       /* loop time of our last message to it */
   uint64_t backoff;         /* next reconnect delay */
   uint64_t close_deadline;  /* loop time a closing worker stops waiting for
                                held sends */
@@ -100,9 +101,12 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
   if (rc < 0)
     return rc;
   rc = mdp_reactor_send(w->reactor, body);
-  if (rc < 0)
+  if (rc < 0) {
     mdp_msg_drop_front(body, mdp_msg_size(body) - before);
-  return rc;
+    return rc;
+  }
+  w->last_send = uv_now(w->loop); /* any command counts as a heartbeat */
+  return 0;
 }
 
 /* Sends a command without body (READY, HEARTBEAT, DISCONNECT). */
@@ -185,10 +189,15 @@ static uint64_t liveness_ms(const mdp_worker_t *w) {
   return w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
 }
 
+/* Runs at least once per interval while connected.  One-shot, re-armed
+ * first thing: whatever below ends the connection or the worker stops it
+ * again, and a close that waits for the request keeps it going. */
 static void heartbeat_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
   if (w->reactor == NULL)
     return;
+  uint64_t interval = w->opts.heartbeat_interval_ms;
+  uv_timer_start(timer, heartbeat_cb, interval, 0);
   uint64_t silence = uv_now(w->loop) - w->last_recv;
   /* Majortomo's broker and the zguide's MDP/0.1 broker heartbeat idle
    * workers only: while such a worker is busy, silence says nothing about
@@ -208,6 +217,14 @@ static void heartbeat_cb(uv_timer_t *timer) {
       worker_lost(w, "broker silent");
       return;
     }
+  }
+  /* RFC 18: peers should not heartbeat while they send other commands (a
+   * stream of PARTIALs); anything sent tells the broker we live.  Look
+   * again when a whole interval has passed since the last send. */
+  uint64_t quiet = uv_now(w->loop) - w->last_send;
+  if (quiet < interval) {
+    uv_timer_start(timer, heartbeat_cb, interval - quiet, 0);
+    return;
   }
   if (worker_send_command(w, MDP_WORKER_HEARTBEAT) == 0)
     w->stats.heartbeats_sent++;
@@ -323,7 +340,7 @@ static void worker_connect(mdp_worker_t *w) {
     return;
   }
   uv_timer_start(&w->heartbeat, heartbeat_cb, w->opts.heartbeat_interval_ms,
-                 w->opts.heartbeat_interval_ms);
+                 0);
 }
 
 static char *dup_str(const char *s) {
@@ -400,8 +417,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   w->heartbeat.data = w;
   w->retry.data = w;
   w->handles_open = 2;
-  uv_timer_start(&w->heartbeat, heartbeat_cb, o.heartbeat_interval_ms,
-                 o.heartbeat_interval_ms);
+  uv_timer_start(&w->heartbeat, heartbeat_cb, o.heartbeat_interval_ms, 0);
   *out = w;
   return 0;
 }

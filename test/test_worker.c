@@ -901,6 +901,93 @@ static void worker_dialect(const wd_t *d) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* RFC 18: no HEARTBEAT while other commands flow.  A worker streams a
+ * PARTIAL every interval/4 for several intervals: the fake broker counts
+ * the HEARTBEATs meanwhile, which must be none, except where the machine
+ * stalled the stream for a whole interval (then one is right); idle again,
+ * the heartbeats resume. */
+#define HBQ_MS 40
+
+typedef struct {
+  app_t *a;
+  fake_t *f;
+  int sent;        /* PARTIALs sent */
+  int stalls;      /* gaps of a whole interval between two of them */
+  uint64_t prev;   /* loop time of the last one */
+  int heartbeats;  /* seen by the fake while streaming */
+  int partials;    /* seen by the fake */
+} hbq_t;
+
+static void hbq_tick(uv_timer_t *t) {
+  hbq_t *q = t->data;
+  uint64_t now = uv_now(t->loop);
+  if (q->sent > 0 && now - q->prev >= HBQ_MS)
+    q->stalls++;
+  q->prev = now;
+  mdp_msg_t *part = str_body("chunk");
+  if (mdp_worker_partial(&q->a->req, part) == 0)
+    q->sent++;
+  else
+    mdp_msg_destroy(part);
+}
+
+static int hbq_streamed(void *arg) {
+  hbq_t *q = arg;
+  mdp_msg_t *m;
+  while ((m = fake_take(q->f)) != NULL) {
+    if (frames_are(m, "MDPW02", "\x05"))
+      q->heartbeats++;
+    else if (frames_are(m, "MDPW02", "\x03", "cl", "", "chunk"))
+      q->partials++;
+    mdp_msg_destroy(m);
+  }
+  return q->sent >= 40; /* 10 intervals */
+}
+
+static void no_heartbeat_while_streaming(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-hb-quiet") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  /* the fake never heartbeats: a liveness window it cannot exhaust */
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, HBQ_MS, 10000);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+
+  hbq_t q = {.a = &a, .f = &f};
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &q;
+  uv_timer_start(&t, hbq_tick, HBQ_MS / 4, HBQ_MS / 4);
+  CHECK(t_run_until(&loop, hbq_streamed, &q, 20000));
+  uv_timer_stop(&t);
+  printf("# %d PARTIALs over about %d intervals: %d HEARTBEATs, %d stalls "
+         "of an interval\n", q.sent, q.sent / 4, q.heartbeats, q.stalls);
+  CHECK(q.heartbeats <= q.stalls);
+
+  /* Idle again (the FINAL is the last send): heartbeats resume. */
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  a.body = NULL;
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  while (m != NULL && frames_are(m, "MDPW02", "\x03", "cl", "", "chunk")) {
+    mdp_msg_destroy(m);
+    m = fake_take_cmd(&loop, &f, 2000);
+  }
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "q"));
+  mdp_msg_destroy(m);
+  CHECK(wd_await_heartbeats(&loop, &f, &WD_RFC18, 2));
+  uv_close((uv_handle_t *)&t, NULL);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* Majortomo's and the zguide's brokers heartbeat idle workers only: a busy
  * worker of those dialects must not take their silence for death, and must
  * still deliver its FINAL (issue found in review). */
@@ -1161,6 +1248,7 @@ int main(void) {
   RUN(close_held_bounded);
   RUN(dialect_rfc18);
   RUN(dialect_majortomo);
+  RUN(no_heartbeat_while_streaming);
   RUN(busy_silence_majortomo);
   RUN(busy_silence_mdp01);
   RUN(refused_worker_backs_off);

@@ -11,7 +11,7 @@
  * behaviour in full.
  *
  * Heartbeats flow both ways every interval, also while a request is being
- * served.  When the broker is silent for liveness x interval, or sends
+ * served (the worker's only when it sent nothing else for an interval).  When the broker is silent for liveness x interval, or sends
  * DISCONNECT, the worker closes its socket, waits (exponential back-off) and
  * connects a new socket, then sends READY again.  A request in progress at
  * that moment is abandoned: its handle becomes stale and replies through it
@@ -71,8 +71,9 @@ typedef struct {
   /* ZeroMQ context for the DEALER socket; NULL: mdp_zmq_context().  An
    * inproc:// broker must use the same context. */
   void *zmq_context;
-  /* A HEARTBEAT is sent every interval (default 2500 ms, Majortomo's); the
-   * broker is presumed dead after liveness x interval without any message
+  /* A HEARTBEAT is sent when nothing else was sent for an interval (default
+   * 2500 ms, Majortomo's; RFC 18: no heartbeats while other commands, such
+   * as a stream of PARTIALs, flow); the broker is presumed dead after liveness x interval without any message
    * from it (default liveness 4).  In the Majortomo and MDP/0.1 dialects,
    * whose brokers heartbeat idle workers only, the check is suspended while
    * a request is in progress. */
