@@ -179,8 +179,9 @@ static void worker_lost(mdp_worker_t *w, const char *why) {
   uint64_t delay = w->backoff;
   wlog(w, MDP_LOG_INFO, "%s; reconnecting in %llu ms", why,
        (unsigned long long)delay);
-  w->backoff = delay * 2 > w->opts.reconnect_max_ms ? w->opts.reconnect_max_ms
-                                                    : delay * 2;
+  /* (Written so that it cannot wrap, whatever the bounds.) */
+  uint64_t max = w->opts.reconnect_max_ms;
+  w->backoff = delay > max / 2 ? max : delay * 2;
   uv_timer_start(&w->retry, retry_cb, delay, 0);
 }
 
@@ -343,6 +344,19 @@ static void worker_connect(mdp_worker_t *w) {
                  0);
 }
 
+/* Every time is 1..MDP_WORKER_TIME_MAX_MS and the liveness
+ * 1..MDP_WORKER_LIVENESS_MAX, so interval x liveness (< 2^48), the doubled
+ * back-off (< 2^33) and the loop time plus either cannot wrap. */
+static int times_valid(const mdp_worker_options_t *o) {
+  return o->heartbeat_interval_ms >= 1 &&
+         o->heartbeat_interval_ms <= MDP_WORKER_TIME_MAX_MS &&
+         o->heartbeat_liveness >= 1 &&
+         o->heartbeat_liveness <= MDP_WORKER_LIVENESS_MAX &&
+         o->reconnect_initial_ms >= 1 &&
+         o->reconnect_max_ms <= MDP_WORKER_TIME_MAX_MS &&
+         o->reconnect_initial_ms <= o->reconnect_max_ms;
+}
+
 static char *dup_str(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
@@ -368,8 +382,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
       o.dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (o.heartbeat_interval_ms == 0 || o.heartbeat_liveness == 0 ||
-      o.reconnect_initial_ms == 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
+  if (!times_valid(&o))
     return MDP_EINVAL;
   int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);

@@ -1,6 +1,7 @@
 /* mdp_worker_t against a fake broker: a raw ROUTER socket that the test
  * drives frame by frame, so the worker is tested independently of
  * mdp_broker_t.  The last tests use the real broker. */
+#include <limits.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -458,6 +459,94 @@ static void misuse_errors(void) {
   CHECK(frames_are(m, "MDPW02", "\x04", "cl3", "", ""));
   mdp_msg_destroy(m);
   mdp_msg_destroy(ready);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The options' times and liveness have bounds (MDP_WORKER_TIME_MAX_MS,
+ * MDP_WORKER_LIVENESS_MAX) so that no arithmetic on them wraps: one past
+ * each is MDP_EINVAL, the bound itself works. */
+static int new_rc(uv_loop_t *loop, fake_t *f, const mdp_worker_options_t *o) {
+  mdp_worker_t *w = NULL;
+  app_t a = {0};
+  int rc = mdp_worker_new(loop, f->endpoint, "echo", o, on_request, &w);
+  if (rc == 0) {
+    mdp_worker_set_data(w, &a);
+    if (!worker_stop(loop, w, &a))
+      return 1; /* never closed: shows as a wrong rc */
+  }
+  return rc;
+}
+
+static void options_ranges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-ranges") == 0);
+  const uint64_t MAX = MDP_WORKER_TIME_MAX_MS;
+  mdp_worker_options_t o;
+  struct {
+    uint64_t interval;
+    unsigned liveness;
+    uint64_t initial, max;
+    int rc;
+  } cases[] = {
+      {MAX, MDP_WORKER_LIVENESS_MAX, MAX, MAX, 0},
+      {MAX + 1, 4, 250, 10000, MDP_EINVAL},
+      {UINT64_MAX, 4, 250, 10000, MDP_EINVAL},
+      {(uint64_t)1 << 62, 4, 250, 10000, MDP_EINVAL}, /* x4 wraps to 0 */
+      {2500, MDP_WORKER_LIVENESS_MAX + 1, 250, 10000, MDP_EINVAL},
+      {2500, UINT_MAX, 250, 10000, MDP_EINVAL},
+      {2500, 0, 250, 10000, MDP_EINVAL},
+      {0, 4, 250, 10000, MDP_EINVAL},
+      {2500, 4, 250, MAX + 1, MDP_EINVAL},
+      {2500, 4, 250, UINT64_MAX, MDP_EINVAL},
+      /* doubling 2^63 wraps to 0: a reconnect loop with no delay */
+      {2500, 4, (uint64_t)1 << 63, UINT64_MAX, MDP_EINVAL},
+      {2500, 4, MAX + 1, MAX + 1, MDP_EINVAL},
+      {2500, 4, 0, 10000, MDP_EINVAL},
+      {2500, 4, 10001, 10000, MDP_EINVAL},
+      {1, 1, 1, 1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mdp_worker_options_init(&o);
+    o.heartbeat_interval_ms = cases[i].interval;
+    o.heartbeat_liveness = cases[i].liveness;
+    o.reconnect_initial_ms = cases[i].initial;
+    o.reconnect_max_ms = cases[i].max;
+    int rc = new_rc(&loop, &f, &o);
+    if (rc != cases[i].rc)
+      printf("# case %zu: rc %d, expected %d\n", i, rc, cases[i].rc);
+    CHECK_EQ(rc, cases[i].rc);
+  }
+
+  /* At the bounds it behaves: no heartbeat, no silence verdict, and after
+   * a DISCONNECT a back-off of MAX ms (not a wrapped, immediate retry). */
+  mdp_msg_t *old;
+  while ((old = fake_take(&f)) != NULL) /* the workers above said goodbye */
+    mdp_msg_destroy(old);
+  mdp_worker_options_init(&o);
+  o.heartbeat_interval_ms = MAX;
+  o.heartbeat_liveness = MDP_WORKER_LIVENESS_MAX;
+  o.reconnect_initial_ms = MAX;
+  o.reconnect_max_ms = MAX;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  mdp_worker_stats_t st;
+  t_run_until(&loop, NULL, NULL, 200);
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.disconnects_received, 1);
+  CHECK_EQ(st.connects, 1);
+  CHECK_EQ(st.heartbeats_sent, 0);
+  fake_pump(&f);
+  CHECK_EQ(f.n, 0);
   CHECK(worker_stop(&loop, w, &a));
   fake_close(&f);
   CHECK_EQ(t_loop_close(&loop), 0);
@@ -1240,6 +1329,7 @@ int main(void) {
   RUN(silence_reconnects);
   RUN(disconnect_reconnects);
   RUN(misuse_errors);
+  RUN(options_ranges);
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
   RUN(close_waiting_ends_on_silence);

@@ -48,6 +48,11 @@ extern "C" {
 
 typedef struct mdp_worker_s mdp_worker_t;
 
+/* Bounds of the options' times (about 49.7 days) and of the liveness, so
+ * that no arithmetic on them can wrap. */
+#define MDP_WORKER_TIME_MAX_MS ((uint64_t)UINT32_MAX)
+#define MDP_WORKER_LIVENESS_MAX 65535u
+
 /* A request handle.  Plain data: copy it to answer after the callback
  * returns.  `id` is never 0 for a real request and never reused by the same
  * worker. */
@@ -76,14 +81,16 @@ typedef struct {
    * as a stream of PARTIALs, flow); the broker is presumed dead after liveness x interval without any message
    * from it (default liveness 4).  In the Majortomo and MDP/0.1 dialects,
    * whose brokers heartbeat idle workers only, the check is suspended while
-   * a request is in progress. */
+   * a request is in progress.  The interval is 1..MDP_WORKER_TIME_MAX_MS,
+   * the liveness 1..MDP_WORKER_LIVENESS_MAX. */
   uint64_t heartbeat_interval_ms;
   unsigned heartbeat_liveness;
   /* Delay before reconnecting after the connection was lost: starts at
    * `reconnect_initial_ms` (default 250) and doubles with each reconnect, up
    * to `reconnect_max_ms` (default 10000).  A HEARTBEAT or REQUEST from the
    * broker (it accepted the worker) resets it; a DISCONNECT does not, so a
-   * broker that refuses the READY is retried ever more slowly. */
+   * broker that refuses the READY is retried ever more slowly.  Both are
+   * 1..MDP_WORKER_TIME_MAX_MS, initial <= max. */
   uint64_t reconnect_initial_ms;
   uint64_t reconnect_max_ms;
   /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
@@ -135,7 +142,7 @@ void mdp_worker_options_init(mdp_worker_options_t *opts);
  * READY (ZeroMQ queues it until the connection is up).  `opts` NULL:
  * defaults; the options and strings are copied.  Returns 0 and sets `*out`,
  * or MDP_EINVAL (also: an unknown dialect, incomplete or malformed CURVE
- * keys), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
+ * keys, a time or liveness out of its range), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
  * MDP_ENOMEM, MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure
  * nothing is left behind. */
 int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
