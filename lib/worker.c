@@ -27,6 +27,9 @@
 /* While the reactor still holds sends (a full pipe), look this often
  * whether they went, up to the liveness window. */
 #define GRACE_POLL_MS 10
+/* The largest REQUEST envelope (Majortomo's and 0.1's leading empty frame,
+ * header, command, client address, empty) and one body frame. */
+#define MIN_FRAMES 6
 
 struct mdp_worker_s {
   uv_loop_t *loop;
@@ -46,6 +49,7 @@ struct mdp_worker_s {
   uint64_t last_recv;       /* loop time of the broker's last message */
   uint64_t last_send;       /* loop time of our last message to it */
   uint64_t backoff;         /* next reconnect delay */
+  uint64_t dropped_frames;  /* by reactors already closed */
   uint64_t close_deadline;  /* loop time a closing worker stops waiting for
                                held sends */
 
@@ -79,6 +83,8 @@ void mdp_worker_options_init(mdp_worker_options_t *opts) {
   opts->reconnect_max_ms = 10000;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
+  opts->max_msg_size = 64 * 1024 * 1024;
+  opts->max_frames = 1024;
 }
 
 /* Prepends the header of `command` to `body` and sends it.  On failure the
@@ -155,6 +161,9 @@ static void worker_drop_connection(mdp_worker_t *w) {
     w->stats.abandoned++;
   }
   if (w->reactor != NULL) {
+    mdp_reactor_stats_t rs;
+    mdp_reactor_get_stats(w->reactor, &rs);
+    w->dropped_frames += rs.msgs_dropped;
     w->reactors_closing++;
     mdp_reactor_close(w->reactor, reactor_closed_cb);
     w->reactor = NULL;
@@ -299,6 +308,9 @@ static int worker_open(mdp_worker_t *w) {
     return MDP_EZMQ;
   int linger = 0;
   zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
+  int64_t max_msg = w->opts.max_msg_size;
+  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
   mdp_reactor_t *r = NULL;
   int rc = 0;
   if (w->curve && mdp_curve_client_setup(sock, w->curve_keys[0],
@@ -315,6 +327,7 @@ static int worker_open(mdp_worker_t *w) {
     return rc;
   }
   mdp_reactor_set_data(r, w);
+  mdp_reactor_set_max_frames(r, w->opts.max_frames);
   w->reactor = r;
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
@@ -382,7 +395,8 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
       o.dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (!times_valid(&o))
+  if (!times_valid(&o) || o.max_msg_size < -1 ||
+      (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
   int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
@@ -584,6 +598,12 @@ void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
   out->busy = w->cur_id != 0;
   out->connected = w->reactor != NULL;
   out->pending = held_sends(w);
+  out->dropped_frames = w->dropped_frames;
+  if (w->reactor != NULL) {
+    mdp_reactor_stats_t rs;
+    mdp_reactor_get_stats(w->reactor, &rs);
+    out->dropped_frames += rs.msgs_dropped;
+  }
 }
 
 void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }

@@ -552,6 +552,123 @@ static void options_ranges(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Bounded memory: a frame over max_msg_size makes ZeroMQ drop the
+ * connection for good (a protocol error: no reconnect), and the request
+ * never reaches the application; the worker hears nothing more, gives the
+ * broker up after its liveness window and connects a new socket (a new
+ * identity at the fake), where it serves. */
+typedef struct {
+  fake_t *f;
+  mdp_msg_t *old_id;
+  mdp_msg_t *new_id; /* first message from another identity */
+} newid_t;
+
+static int from_new_identity(void *arg) {
+  newid_t *n = arg;
+  mdp_msg_t *m;
+  while (n->new_id == NULL && (m = fake_take(n->f)) != NULL) {
+    if (!mdp_msg_frame_eq(m, 0, mdp_msg_data(n->old_id, 0),
+                          mdp_msg_frame_size(n->old_id, 0)))
+      n->new_id = m;
+    else
+      mdp_msg_destroy(m);
+  }
+  return n->new_id != NULL;
+}
+
+static void max_msg_size_enforced(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0); /* inproc has no limit */
+  app_t a = {0};
+  a.mode = M_ECHO;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  CHECK_EQ(o.max_msg_size, 64 * 1024 * 1024);
+  o.max_msg_size = 1000;
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 10;
+  o.reconnect_initial_ms = 20;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  static char big[2001];
+  memset(big, 'x', 2000);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", big);
+  /* The worker's next message comes over a new connection. */
+  newid_t n = {&f, ready, NULL};
+  int ok = t_run_until(&loop, from_new_identity, &n, 5000);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  printf("# after a %zu-byte frame: %d requests delivered, %s\n",
+         strlen(big), a.requests,
+         ok ? "a new connection" : "no new connection");
+  CHECK_EQ(a.requests, 0);
+  CHECK(ok);
+  CHECK(frames_are(n.new_id, "MDPW02", "\x01", "echo"));
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 2);
+  /* frames up to the limit still pass, on the new connection */
+  big[900] = '\0';
+  fake_send(&f, n.new_id, "MDPW02", "\x02", "cl", "", big);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", big));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  mdp_msg_destroy(n.new_id);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A message from the broker with more than max_frames frames is discarded
+ * whole and counted; the next request is served. */
+static void max_frames_enforced(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-max-frames") == 0);
+  app_t a = {0};
+  a.mode = M_ECHO;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  CHECK_EQ(o.max_frames, 1024);
+  o.max_frames = 5; /* no REQUEST fits */
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_EINVAL);
+  o.max_msg_size = -2;
+  o.max_frames = 10;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_EINVAL);
+  o.max_msg_size = -1; /* unlimited */
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  /* 4 + 7 = 11 frames: one too many */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "1", "2", "3", "4", "5",
+            "6", "7");
+  /* 4 + 6 = 10: at the limit */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "a", "b", "c", "d", "e",
+            "f");
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "a", "b", "c", "d", "e",
+                   "f"));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(a.requests, 1);
+  CHECK_EQ(st.dropped_frames, 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* close(wait): the FINAL goes out first, then DISCONNECT, then close_cb. */
 static void close_waits_for_request(void) {
   uv_loop_t loop;
@@ -1330,6 +1447,8 @@ int main(void) {
   RUN(disconnect_reconnects);
   RUN(misuse_errors);
   RUN(options_ranges);
+  RUN(max_msg_size_enforced);
+  RUN(max_frames_enforced);
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
   RUN(close_waiting_ends_on_silence);

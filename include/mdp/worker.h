@@ -115,6 +115,18 @@ typedef struct {
   mdp_log_cb log_cb;
   void *log_data;
   mdp_log_level_t log_level;
+  /* ZMQ_MAXMSGSIZE of the socket (default 64 MiB, as the broker's; -1 =
+   * unlimited; below -1: MDP_EINVAL).  A broker sending a larger frame is
+   * disconnected by ZeroMQ for good (tcp, ipc; inproc is not checked): the
+   * worker hears nothing more and connects a new socket after liveness x
+   * interval, as for a silent broker. */
+  int64_t max_msg_size;
+  /* Frames in one message from the broker, the MDP envelope (up to 5)
+   * included (default 1024, as the broker's): a larger message is discarded
+   * whole by the reactor, without holding more than this many frames, and
+   * counted in dropped_frames; 0 = unlimited.  1..5: MDP_EINVAL (no
+   * REQUEST would fit). */
+  size_t max_frames;
 } mdp_worker_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
@@ -132,6 +144,8 @@ typedef struct {
   int connected;              /* now: a socket is open and READY sent */
   size_t pending;             /* now: messages (replies, commands) held by
                                  the reactor until the socket takes them */
+  uint64_t dropped_frames;    /* messages over max_frames (or that found no
+                                 memory), discarded whole unread */
 } mdp_worker_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
