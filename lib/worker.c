@@ -51,7 +51,9 @@ struct mdp_worker_s {
   uint64_t backoff;         /* next reconnect delay */
   uint64_t dropped_frames;  /* by reactors already closed */
   uint64_t close_deadline;  /* loop time a closing worker stops waiting for
-                               held sends */
+                               a held reply */
+  uint64_t reply_seq;       /* the reactor's count of accepted messages
+                               when it took our last reply (0: none) */
 
   uint64_t next_id;         /* request ids are never reused */
   uint64_t cur_id;          /* request in progress, 0: idle */
@@ -127,6 +129,30 @@ static int worker_send_command(mdp_worker_t *w, mdp_command_t command) {
     mdp_msg_destroy(msg);
   }
   return rc;
+}
+
+static size_t held_sends(const mdp_worker_t *w) {
+  if (w->reactor == NULL)
+    return 0;
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(w->reactor, &st);
+  return st.pending;
+}
+
+/* Messages the reactor took from us, and those of them that left its ring
+ * (handed to ZeroMQ, or failed): every accepted message ends as one or the
+ * other, in order. */
+static uint64_t accepted(const mdp_reactor_stats_t *st) {
+  return st->msgs_sent + st->msgs_failed + st->pending;
+}
+
+/* 1 while our last PARTIAL or FINAL is still in the reactor's ring. */
+static int reply_held(const mdp_worker_t *w) {
+  if (w->reactor == NULL || w->reply_seq == 0)
+    return 0;
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(w->reactor, &st);
+  return st.msgs_sent + st.msgs_failed < w->reply_seq;
 }
 
 static void worker_maybe_free(mdp_worker_t *w) {
@@ -329,6 +355,7 @@ static int worker_open(mdp_worker_t *w) {
   mdp_reactor_set_data(r, w);
   mdp_reactor_set_max_frames(r, w->opts.max_frames);
   w->reactor = r;
+  w->reply_seq = 0; /* a new reactor counts from 0 */
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
    * heartbeats must count from now, not from then. */
@@ -488,6 +515,9 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
     mdp_msg_destroy(own);
     return rc;
   }
+  mdp_reactor_stats_t rs;
+  mdp_reactor_get_stats(w->reactor, &rs);
+  w->reply_seq = accepted(&rs);
   if (command == MDP_WORKER_PARTIAL) {
     w->stats.partials++;
     return 0;
@@ -528,29 +558,24 @@ static void worker_teardown(mdp_worker_t *w) {
   uv_close((uv_handle_t *)&w->retry, timer_closed_cb);
 }
 
-static size_t held_sends(const mdp_worker_t *w) {
-  if (w->reactor == NULL)
-    return 0;
-  mdp_reactor_stats_t st;
-  mdp_reactor_get_stats(w->reactor, &st);
-  return st.pending;
-}
-
-/* The grace is over once nothing is held back by the reactor (ZeroMQ has
- * everything; the linger covers its I/O thread).  A full pipe, typical
- * after a stream of PARTIALs, may still hold the FINAL: closing now would
- * destroy it, and since the PARTIALs reached the client nobody would send
- * the request again.  So wait while sends are held, but no longer than the
- * liveness window: a broker that reads nothing for that long is dead. */
+/* The grace is over once our last reply has left the reactor (ZeroMQ has
+ * it; the linger covers its I/O thread).  A full pipe, typical after a
+ * stream of PARTIALs, may still hold the FINAL: closing now would destroy
+ * it, and since the PARTIALs reached the client nobody would send the
+ * request again.  So wait while it is held, but no longer than the
+ * liveness window: a broker that reads nothing for that long is dead.
+ * Held heartbeats or a held READY (a connection never made) are not worth
+ * waiting for. */
 static void grace_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
-  if (held_sends(w) > 0 && uv_now(w->loop) < w->close_deadline) {
-    uv_timer_start(&w->retry, grace_cb, GRACE_POLL_MS, 0);
-    return;
+  if (reply_held(w)) {
+    if (uv_now(w->loop) < w->close_deadline) {
+      uv_timer_start(&w->retry, grace_cb, GRACE_POLL_MS, 0);
+      return;
+    }
+    wlog(w, MDP_LOG_WARN, "closing with a reply unsent (%zu messages held): "
+         "broker not reading", held_sends(w));
   }
-  if (held_sends(w) > 0)
-    wlog(w, MDP_LOG_WARN, "closing with %zu messages unsent: broker not "
-         "reading", held_sends(w));
   worker_teardown(w);
 }
 

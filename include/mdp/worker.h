@@ -190,9 +190,9 @@ int mdp_worker_request_active(const mdp_request_t *req);
  * request in progress is abandoned (also when the broker falls silent
  * while it waits).  Then it sends DISCONNECT, gives the socket a short grace
  * period (at most 100 ms, then a linger of 100 ms, so DISCONNECT can leave;
- * it is best effort) and closes its handles.  The grace goes on while
- * replies are still held back by a full pipe (a broker reading slowly), so
- * a FINAL that mdp_worker_final() accepted is not dropped, for at most
+ * it is best effort) and closes its handles.  The grace goes on while the
+ * last reply is still held back by a full pipe (a broker reading slowly),
+ * so a FINAL that mdp_worker_final() accepted is not dropped, for at most
  * liveness x interval from the start of the grace.  `close_cb` (may be NULL) is
  * called from the loop and the worker is freed: after that, neither the
  * worker nor any request handle of it may be used.  No request callback is
