@@ -20,6 +20,9 @@
 
 #define DEFAULT_BATCH 64
 #define DEFAULT_MAX_PENDING 100000
+/* Bytes held at most (frames not yet handed to ZeroMQ): four of the
+ * broker's largest frames (max_msg_size, 64 MiB). */
+#define DEFAULT_MAX_PENDING_BYTES ((size_t)256 * 1024 * 1024)
 #define RING_INITIAL 16
 /* Rounds of "work, then ZMQ_EVENTS" in one wake-up.  The batch budget
  * already bounds the work; this only bounds rounds that make no progress
@@ -45,6 +48,19 @@ enum {
   F_RX_DROP = 1 << 6, /* out of memory mid-message: discard until !MORE */
 };
 
+/* A held message and the bytes it was counted for in stats.pending_bytes
+ * (frames sent before it was held are empty: they hold nothing). */
+typedef struct {
+  mdp_msg_t *msg;
+  size_t bytes;
+} held_t;
+
+/* A message that could not be sent, waiting to be handed to fail_cb. */
+typedef struct {
+  mdp_msg_t *msg;
+  int err;
+} failed_t;
+
 struct mdp_reactor_s {
   uv_poll_t poll;
   uv_idle_t idle;
@@ -64,23 +80,35 @@ struct mdp_reactor_s {
   /* Held messages: a ring of pointers, grown by doubling, so holding a
    * message costs no allocation in the steady state.  `head_sent` frames of
    * the head message already went (EAGAIN mid-message). */
-  mdp_msg_t **ring;
+  held_t *ring;
   size_t ring_cap;
   size_t ring_head;
   size_t head_sent;
   size_t max_pending;
+  size_t max_pending_bytes;
   size_t max_frames; /* 0: no limit */
+  /* Failed messages for fail_cb, delivered from the idle callback, never
+   * from inside the call that found the failure (libuv's rule: a call does
+   * not run the caller's callbacks).  Entries before `failed_head` have
+   * been delivered during the current delivery. */
+  failed_t *failed;
+  size_t failed_count;
+  size_t failed_cap;
+  size_t failed_head;
   mdp_reactor_stats_t stats; /* stats.pending is the ring's count */
 };
 
-static void reactor_process(mdp_reactor_t *r);
+static int reactor_process(mdp_reactor_t *r);
+static void deliver_failed(mdp_reactor_t *r);
 
 static int is_closing(const mdp_reactor_t *r) {
   return (r->flags & F_CLOSING) != 0;
 }
 
 static void idle_cb(uv_idle_t *handle) {
-  reactor_process(handle->data);
+  mdp_reactor_t *r = handle->data;
+  deliver_failed(r);
+  reactor_process(r);
 }
 
 static void retry_cb(uv_timer_t *handle) {
@@ -105,7 +133,8 @@ static void kick(mdp_reactor_t *r) {
 }
 
 static void idle_stop(mdp_reactor_t *r) {
-  if (!(r->flags & F_IDLE_ACTIVE))
+  /* Failed messages still to be delivered keep it going. */
+  if (!(r->flags & F_IDLE_ACTIVE) || r->failed_count > 0)
     return;
   uv_idle_stop(&r->idle);
   r->flags &= ~F_IDLE_ACTIVE;
@@ -164,21 +193,22 @@ static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
 }
 
 static mdp_msg_t *ring_front(const mdp_reactor_t *r) {
-  return r->ring[r->ring_head];
+  return r->ring[r->ring_head].msg;
 }
 
 static mdp_msg_t *ring_pop(mdp_reactor_t *r) {
-  mdp_msg_t *msg = r->ring[r->ring_head];
+  mdp_msg_t *msg = r->ring[r->ring_head].msg;
+  r->stats.pending_bytes -= r->ring[r->ring_head].bytes;
   r->ring_head = (r->ring_head + 1) % r->ring_cap;
   r->stats.pending--;
   r->head_sent = 0;
   return msg;
 }
 
-static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
+static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg, size_t bytes) {
   if (r->stats.pending == r->ring_cap) {
     size_t cap = r->ring_cap * 2;
-    mdp_msg_t **ring = malloc(cap * sizeof *ring);
+    held_t *ring = malloc(cap * sizeof *ring);
     if (ring == NULL)
       return MDP_ENOMEM;
     for (size_t i = 0; i < r->stats.pending; i++)
@@ -188,22 +218,71 @@ static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg) {
     r->ring_cap = cap;
     r->ring_head = 0;
   }
-  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] = msg;
+  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] =
+      (held_t){msg, bytes};
   r->stats.pending++;
+  r->stats.pending_bytes += bytes;
   return 0;
 }
 
+/* Counts a message that cannot be sent and queues it for fail_cb, which
+ * runs from the idle callback: the failure may be found inside a caller's
+ * mdp_reactor_send() or mdp_reactor_process_now(), and the callback may
+ * send, remove the peer or close the reactor, which the caller's frame
+ * could not survive.  Without a callback (or memory to queue it) the
+ * message is destroyed at once. */
 static void fail_msg(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
   r->stats.msgs_failed++;
-  if (r->fail_cb != NULL)
-    r->fail_cb(r, msg, err);
-  else
+  if (r->fail_cb == NULL) {
     mdp_msg_destroy(msg);
+    return;
+  }
+  if (r->failed_count == r->failed_cap) {
+    size_t cap = r->failed_cap ? r->failed_cap * 2 : 8;
+    failed_t *f = realloc(r->failed, cap * sizeof *f);
+    if (f == NULL) {
+      mdp_msg_destroy(msg);
+      return;
+    }
+    r->failed = f;
+    r->failed_cap = cap;
+  }
+  r->failed[r->failed_count++] = (failed_t){msg, err};
+  kick(r);
+}
+
+/* Hands the queued failed messages to fail_cb, oldest first.  Failures
+ * that a callback causes (it may send) wait for the next iteration, so one
+ * delivery always ends.  The callback may close the reactor: close
+ * destroys what was not delivered yet. */
+static void deliver_failed(mdp_reactor_t *r) {
+  if (r->failed_count == 0)
+    return;
+  size_t end = r->failed_count;
+  while (r->failed_head < end && !is_closing(r)) {
+    failed_t f = r->failed[r->failed_head++];
+    if (r->fail_cb != NULL)
+      r->fail_cb(r, f.msg, f.err);
+    else
+      mdp_msg_destroy(f.msg);
+  }
+  if (is_closing(r))
+    return;
+  r->failed_count -= r->failed_head;
+  memmove(r->failed, r->failed + r->failed_head,
+          r->failed_count * sizeof *r->failed);
+  r->failed_head = 0;
+}
+
+static void destroy_failed(mdp_reactor_t *r) {
+  for (size_t i = r->failed_head; i < r->failed_count; i++)
+    mdp_msg_destroy(r->failed[i].msg);
+  r->failed_head = r->failed_count = 0;
 }
 
 /* Sends held messages, oldest first, while the socket takes them.  Returns
- * 1 if the head message met EAGAIN.  The head is taken off the ring before a
- * callback runs, so a fail callback may send or close. */
+ * 1 if the head message met EAGAIN.  A message that fails is queued for
+ * fail_cb (see fail_msg). */
 static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
   while (r->stats.pending > 0 && *budget > 0) {
     mdp_msg_t *msg = ring_front(r);
@@ -222,8 +301,6 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
       mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
     } else {
       fail_msg(r, msg, err);
-      if (is_closing(r))
-        return 0;
     }
   }
   return 0;
@@ -281,15 +358,18 @@ static int recv_whole(mdp_reactor_t *r) {
   }
 }
 
-static void reactor_process(mdp_reactor_t *r) {
+/* One batch.  Returns 1 if it stopped with more work possibly waiting
+ * (the budget or the rounds ran out), else 0. */
+static int reactor_process(mdp_reactor_t *r) {
   if (is_closing(r))
-    return;
+    return 0;
   if (!(r->flags & F_RECEIVING) && r->stats.pending == 0) {
     idle_stop(r);
     arm_retry(r, 0);
     update_poll(r);
-    return;
+    return 0;
   }
+  int more = 0;
   r->stats.wakeups++;
   r->flags |= F_IN_PROCESS;
   unsigned budget = r->batch;
@@ -326,6 +406,7 @@ static void reactor_process(mdp_reactor_t *r) {
       /* More may be waiting, and no edge will say so: resume next
        * iteration, after timers and the other handles had their turn. */
       kick(r);
+      more = 1;
       goto out;
     }
     if (r->stats.pending == 0) {
@@ -367,6 +448,7 @@ static void reactor_process(mdp_reactor_t *r) {
     }
     if (round == MAX_ROUNDS) {
       kick(r);
+      more = 1;
       break;
     }
   }
@@ -374,6 +456,7 @@ out:
   r->flags &= ~F_IN_PROCESS;
   if (!is_closing(r))
     update_poll(r);
+  return more && !is_closing(r);
 }
 
 int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
@@ -419,6 +502,7 @@ int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
   r->recv_cb = recv_cb;
   r->batch = DEFAULT_BATCH;
   r->max_pending = DEFAULT_MAX_PENDING;
+  r->max_pending_bytes = DEFAULT_MAX_PENDING_BYTES;
   if (own_socket)
     r->flags |= F_OWN_SOCKET;
   *out = r;
@@ -457,9 +541,14 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   if (r->stats.pending > 0) {
     /* Order is kept by never overtaking held messages.  No ZeroMQ call is
      * made here, so no edge can be lost. */
-    if (r->stats.pending >= r->max_pending)
+    size_t bytes = mdp_msg_bytes(msg);
+    /* (pending_bytes may exceed the bound: one large message alone, or a
+     * bound lowered since.) */
+    if (r->stats.pending >= r->max_pending ||
+        r->stats.pending_bytes > r->max_pending_bytes ||
+        bytes > r->max_pending_bytes - r->stats.pending_bytes)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg);
+    int rc = ring_push(r, msg, bytes);
     if (rc != 0)
       return rc;
     r->stats.msgs_held++;
@@ -480,10 +569,12 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   }
   if (err == MDP_EAGAIN) {
     /* A partly sent message must be held whatever the limit: it cannot be
-     * handed back.  The ring always has room for one (RING_INITIAL). */
+     * handed back.  The ring always has room for one (RING_INITIAL).
+     * Nothing else is held, so the byte bound does not apply: one message
+     * of any size may wait its turn. */
     if (sent == 0 && r->max_pending == 0)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg);
+    int rc = ring_push(r, msg, mdp_msg_bytes(msg));
     if (rc != 0)
       return rc; /* only when sent == 0: the ring is empty here */
     r->head_sent = sent;
@@ -501,12 +592,20 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
   return 0;
 }
 
+int mdp_reactor_kick(mdp_reactor_t *r) {
+  if (is_closing(r))
+    return MDP_ECLOSING;
+  /* The caller's ZeroMQ call may have processed the socket's commands and
+   * consumed an edge: look again on the next iteration, not from here. */
+  kick(r);
+  return 0;
+}
+
 int mdp_reactor_process_now(mdp_reactor_t *r) {
   if (is_closing(r) || (r->flags & F_IN_PROCESS))
     return 0;
-  reactor_process(r);
-  /* The idle handle is on exactly when the batch ran out. */
-  return !is_closing(r) && (r->flags & F_IDLE_ACTIVE) ? 1 : 0;
+  /* Failed messages it finds are delivered from the loop, not from here. */
+  return reactor_process(r);
 }
 
 static void close_cb(uv_handle_t *handle) {
@@ -520,6 +619,7 @@ static void close_cb(uv_handle_t *handle) {
   if (r->close_cb != NULL)
     r->close_cb(r);
   mdp_msg_destroy(r->rx);
+  free(r->failed);
   free(r->ring);
   free(r);
 }
@@ -534,6 +634,7 @@ void mdp_reactor_close(mdp_reactor_t *r, mdp_reactor_close_cb cb) {
     mdp_msg_destroy(ring_pop(r));
     r->stats.msgs_failed++;
   }
+  destroy_failed(r); /* counted when they failed */
   r->handles_open = 3;
   uv_close((uv_handle_t *)&r->poll, close_cb);
   uv_close((uv_handle_t *)&r->idle, close_cb);
@@ -550,6 +651,10 @@ void mdp_reactor_set_max_frames(mdp_reactor_t *r, size_t max) {
 
 void mdp_reactor_set_max_pending(mdp_reactor_t *r, size_t max) {
   r->max_pending = max;
+}
+
+void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *r, size_t max) {
+  r->max_pending_bytes = max;
 }
 
 void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {

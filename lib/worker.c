@@ -21,8 +21,15 @@
 #include "mdp/worker.h"
 #include "keys.h"
 
-/* Longest wait after DISCONNECT before the socket is closed. */
+/* Wait after DISCONNECT before the socket is closed, when nothing is held
+ * back by the reactor. */
 #define GRACE_MAX_MS 100
+/* While the reactor still holds sends (a full pipe), look this often
+ * whether they went, up to the liveness window. */
+#define GRACE_POLL_MS 10
+/* The largest REQUEST envelope (Majortomo's and 0.1's leading empty frame,
+ * header, command, client address, empty) and one body frame. */
+#define MIN_FRAMES 6
 
 struct mdp_worker_s {
   uv_loop_t *loop;
@@ -40,7 +47,13 @@ struct mdp_worker_s {
   uv_timer_t retry;         /* reconnect back-off, then close grace */
   unsigned handles_open;    /* of heartbeat and retry */
   uint64_t last_recv;       /* loop time of the broker's last message */
+  uint64_t last_send;       /* loop time of our last message to it */
   uint64_t backoff;         /* next reconnect delay */
+  uint64_t dropped_frames;  /* by reactors already closed */
+  uint64_t close_deadline;  /* loop time a closing worker stops waiting for
+                               a held reply */
+  uint64_t reply_seq;       /* the reactor's count of accepted messages
+                               when it took our last reply (0: none) */
 
   uint64_t next_id;         /* request ids are never reused */
   uint64_t cur_id;          /* request in progress, 0: idle */
@@ -72,6 +85,8 @@ void mdp_worker_options_init(mdp_worker_options_t *opts) {
   opts->reconnect_max_ms = 10000;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
+  opts->max_msg_size = 64 * 1024 * 1024;
+  opts->max_frames = 1024;
 }
 
 /* Prepends the header of `command` to `body` and sends it.  On failure the
@@ -94,9 +109,12 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
   if (rc < 0)
     return rc;
   rc = mdp_reactor_send(w->reactor, body);
-  if (rc < 0)
+  if (rc < 0) {
     mdp_msg_drop_front(body, mdp_msg_size(body) - before);
-  return rc;
+    return rc;
+  }
+  w->last_send = uv_now(w->loop); /* any command counts as a heartbeat */
+  return 0;
 }
 
 /* Sends a command without body (READY, HEARTBEAT, DISCONNECT). */
@@ -111,6 +129,30 @@ static int worker_send_command(mdp_worker_t *w, mdp_command_t command) {
     mdp_msg_destroy(msg);
   }
   return rc;
+}
+
+static size_t held_sends(const mdp_worker_t *w) {
+  if (w->reactor == NULL)
+    return 0;
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(w->reactor, &st);
+  return st.pending;
+}
+
+/* Messages the reactor took from us, and those of them that left its ring
+ * (handed to ZeroMQ, or failed): every accepted message ends as one or the
+ * other, in order. */
+static uint64_t accepted(const mdp_reactor_stats_t *st) {
+  return st->msgs_sent + st->msgs_failed + st->pending;
+}
+
+/* 1 while our last PARTIAL or FINAL is still in the reactor's ring. */
+static int reply_held(const mdp_worker_t *w) {
+  if (w->reactor == NULL || w->reply_seq == 0)
+    return 0;
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(w->reactor, &st);
+  return st.msgs_sent + st.msgs_failed < w->reply_seq;
 }
 
 static void worker_maybe_free(mdp_worker_t *w) {
@@ -145,6 +187,9 @@ static void worker_drop_connection(mdp_worker_t *w) {
     w->stats.abandoned++;
   }
   if (w->reactor != NULL) {
+    mdp_reactor_stats_t rs;
+    mdp_reactor_get_stats(w->reactor, &rs);
+    w->dropped_frames += rs.msgs_dropped;
     w->reactors_closing++;
     mdp_reactor_close(w->reactor, reactor_closed_cb);
     w->reactor = NULL;
@@ -169,22 +214,32 @@ static void worker_lost(mdp_worker_t *w, const char *why) {
   uint64_t delay = w->backoff;
   wlog(w, MDP_LOG_INFO, "%s; reconnecting in %llu ms", why,
        (unsigned long long)delay);
-  w->backoff = delay * 2 > w->opts.reconnect_max_ms ? w->opts.reconnect_max_ms
-                                                    : delay * 2;
+  /* (Written so that it cannot wrap, whatever the bounds.) */
+  uint64_t max = w->opts.reconnect_max_ms;
+  w->backoff = delay > max / 2 ? max : delay * 2;
   uv_timer_start(&w->retry, retry_cb, delay, 0);
 }
 
+/* The broker is presumed dead after this much silence. */
+static uint64_t liveness_ms(const mdp_worker_t *w) {
+  return w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
+}
+
+/* Runs at least once per interval while connected.  One-shot, re-armed
+ * first thing: whatever below ends the connection or the worker stops it
+ * again, and a close that waits for the request keeps it going. */
 static void heartbeat_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
   if (w->reactor == NULL)
     return;
+  uint64_t interval = w->opts.heartbeat_interval_ms;
+  uv_timer_start(timer, heartbeat_cb, interval, 0);
   uint64_t silence = uv_now(w->loop) - w->last_recv;
   /* Majortomo's broker and the zguide's MDP/0.1 broker heartbeat idle
    * workers only: while such a worker is busy, silence says nothing about
    * the broker, and giving up would lose the request. */
   int busy_unheard = w->cur_id != 0 && w->opts.dialect != MDP_DIALECT_RFC18;
-  uint64_t limit =
-      w->opts.heartbeat_interval_ms * (uint64_t)w->opts.heartbeat_liveness;
+  uint64_t limit = liveness_ms(w);
   if (!busy_unheard && silence >= limit) {
     /* libuv runs timers before it polls: after a stall of this process the
      * broker's heartbeat may be waiting unread.  Read before giving up. */
@@ -198,6 +253,14 @@ static void heartbeat_cb(uv_timer_t *timer) {
       worker_lost(w, "broker silent");
       return;
     }
+  }
+  /* RFC 18: peers should not heartbeat while they send other commands (a
+   * stream of PARTIALs); anything sent tells the broker we live.  Look
+   * again when a whole interval has passed since the last send. */
+  uint64_t quiet = uv_now(w->loop) - w->last_send;
+  if (quiet < interval) {
+    uv_timer_start(timer, heartbeat_cb, interval - quiet, 0);
+    return;
   }
   if (worker_send_command(w, MDP_WORKER_HEARTBEAT) == 0)
     w->stats.heartbeats_sent++;
@@ -271,6 +334,9 @@ static int worker_open(mdp_worker_t *w) {
     return MDP_EZMQ;
   int linger = 0;
   zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
+  int64_t max_msg = w->opts.max_msg_size;
+  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
   mdp_reactor_t *r = NULL;
   int rc = 0;
   if (w->curve && mdp_curve_client_setup(sock, w->curve_keys[0],
@@ -287,7 +353,9 @@ static int worker_open(mdp_worker_t *w) {
     return rc;
   }
   mdp_reactor_set_data(r, w);
+  mdp_reactor_set_max_frames(r, w->opts.max_frames);
   w->reactor = r;
+  w->reply_seq = 0; /* a new reactor counts from 0 */
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
    * heartbeats must count from now, not from then. */
@@ -313,7 +381,20 @@ static void worker_connect(mdp_worker_t *w) {
     return;
   }
   uv_timer_start(&w->heartbeat, heartbeat_cb, w->opts.heartbeat_interval_ms,
-                 w->opts.heartbeat_interval_ms);
+                 0);
+}
+
+/* Every time is 1..MDP_WORKER_TIME_MAX_MS and the liveness
+ * 1..MDP_WORKER_LIVENESS_MAX, so interval x liveness (< 2^48), the doubled
+ * back-off (< 2^33) and the loop time plus either cannot wrap. */
+static int times_valid(const mdp_worker_options_t *o) {
+  return o->heartbeat_interval_ms >= 1 &&
+         o->heartbeat_interval_ms <= MDP_WORKER_TIME_MAX_MS &&
+         o->heartbeat_liveness >= 1 &&
+         o->heartbeat_liveness <= MDP_WORKER_LIVENESS_MAX &&
+         o->reconnect_initial_ms >= 1 &&
+         o->reconnect_max_ms <= MDP_WORKER_TIME_MAX_MS &&
+         o->reconnect_initial_ms <= o->reconnect_max_ms;
 }
 
 static char *dup_str(const char *s) {
@@ -341,8 +422,8 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
       o.dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (o.heartbeat_interval_ms == 0 || o.heartbeat_liveness == 0 ||
-      o.reconnect_initial_ms == 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
+  if (!times_valid(&o) || o.max_msg_size < -1 ||
+      (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
   int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
@@ -390,8 +471,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   w->heartbeat.data = w;
   w->retry.data = w;
   w->handles_open = 2;
-  uv_timer_start(&w->heartbeat, heartbeat_cb, o.heartbeat_interval_ms,
-                 o.heartbeat_interval_ms);
+  uv_timer_start(&w->heartbeat, heartbeat_cb, o.heartbeat_interval_ms, 0);
   *out = w;
   return 0;
 }
@@ -435,6 +515,9 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
     mdp_msg_destroy(own);
     return rc;
   }
+  mdp_reactor_stats_t rs;
+  mdp_reactor_get_stats(w->reactor, &rs);
+  w->reply_seq = accepted(&rs);
   if (command == MDP_WORKER_PARTIAL) {
     w->stats.partials++;
     return 0;
@@ -475,7 +558,26 @@ static void worker_teardown(mdp_worker_t *w) {
   uv_close((uv_handle_t *)&w->retry, timer_closed_cb);
 }
 
-static void grace_cb(uv_timer_t *timer) { worker_teardown(timer->data); }
+/* The grace is over once our last reply has left the reactor (ZeroMQ has
+ * it; the linger covers its I/O thread).  A full pipe, typical after a
+ * stream of PARTIALs, may still hold the FINAL: closing now would destroy
+ * it, and since the PARTIALs reached the client nobody would send the
+ * request again.  So wait while it is held, but no longer than the
+ * liveness window: a broker that reads nothing for that long is dead.
+ * Held heartbeats or a held READY (a connection never made) are not worth
+ * waiting for. */
+static void grace_cb(uv_timer_t *timer) {
+  mdp_worker_t *w = timer->data;
+  if (reply_held(w)) {
+    if (uv_now(w->loop) < w->close_deadline) {
+      uv_timer_start(&w->retry, grace_cb, GRACE_POLL_MS, 0);
+      return;
+    }
+    wlog(w, MDP_LOG_WARN, "closing with a reply unsent (%zu messages held): "
+         "broker not reading", held_sends(w));
+  }
+  worker_teardown(w);
+}
 
 /* The request (if any) is done or given up: say goodbye and close. */
 static void worker_finish_close(mdp_worker_t *w) {
@@ -499,6 +601,7 @@ static void worker_finish_close(mdp_worker_t *w) {
   uint64_t grace = w->opts.heartbeat_interval_ms < GRACE_MAX_MS
                        ? w->opts.heartbeat_interval_ms
                        : GRACE_MAX_MS;
+  w->close_deadline = uv_now(w->loop) + liveness_ms(w);
   uv_timer_start(&w->retry, grace_cb, grace, 0);
 }
 
@@ -519,6 +622,13 @@ void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
   *out = w->stats;
   out->busy = w->cur_id != 0;
   out->connected = w->reactor != NULL;
+  out->pending = held_sends(w);
+  out->dropped_frames = w->dropped_frames;
+  if (w->reactor != NULL) {
+    mdp_reactor_stats_t rs;
+    mdp_reactor_get_stats(w->reactor, &rs);
+    out->dropped_frames += rs.msgs_dropped;
+  }
 }
 
 void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 #include <zmq.h>
 
@@ -368,6 +369,103 @@ static void send_outside_keeps_pending(void) {
   CHECK(t_loop_close(&loop) == 0);
   CHECK(zmq_ctx_term(ctx) == 0);
 }
+
+/* ---- c2) bind / connect on a watched socket ---------------------------- */
+
+/* libzmq's bind, connect, unbind and disconnect process the socket's
+ * command mailbox first, as a ZMQ_EVENTS read does, so one made while
+ * messages are arriving consumes their read edge.  Phase 1 shows the loss
+ * (no kick: the messages wait); phase 2 does the same with
+ * mdp_reactor_kick() afterwards, which must bring everything in. */
+#define BEHIND_K 5
+
+struct behind {
+  mdp_reactor_t *r;
+  void *peer;
+  int op;   /* 0: zmq_bind, 1: zmq_connect on the watched socket */
+  int kick; /* call mdp_reactor_kick() after it */
+  int round;
+  int received;
+  int fired;
+  int op_rc;
+  int edge_before;
+  int edge_after;
+};
+
+static void behind_recv_cb(mdp_reactor_t *r, mdp_msg_t *msg) {
+  struct behind *b = mdp_reactor_get_data(r);
+  b->received++;
+  mdp_msg_destroy(msg);
+}
+
+static void behind_timer_cb(uv_timer_t *t) {
+  struct behind *b = t->data;
+  void *s = mdp_reactor_socket(b->r);
+  for (int i = 0; i < BEHIND_K; i++)
+    zmq_send(b->peer, "m", 1, ZMQ_DONTWAIT);
+  b->edge_before = fd_readable(s);
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://behind-%s-%d", b->op ? "to" : "at",
+           b->round);
+  b->op_rc = b->op ? zmq_connect(s, ep) : zmq_bind(s, ep);
+  b->edge_after = fd_readable(s);
+  if (b->kick)
+    mdp_reactor_kick(b->r);
+  b->fired = 1;
+}
+
+static void behind_run(int op) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  CHECK(t_connect(rs, peer, op ? "behind-c" : "behind-b", 0) == 0);
+  struct behind b = {.peer = peer, .op = op};
+  CHECK(mdp_reactor_new(&loop, rs, 1, behind_recv_cb, &b.r) == 0);
+  mdp_reactor_set_data(b.r, &b);
+  CHECK(mdp_reactor_start(b.r) == 0);
+  CHECK(zmq_send(peer, "hello", 5, 0) == 5); /* settle: pipes up, idle */
+  CHECK(RUN_UNTIL_GE(&loop, b.received, 1, 5000));
+
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  timer.data = &b;
+  for (b.round = 0; b.round < 2; b.round++) {
+    b.kick = b.round == 1;
+    b.fired = 0;
+    uv_timer_start(&timer, behind_timer_cb, 5, 0);
+    CHECK(RUN_UNTIL_GE(&loop, b.fired, 1, 5000));
+    CHECK_EQ(b.op_rc, 0);
+    printf("# %s%s: fd readable before: %d, after: %d\n",
+           op ? "zmq_connect" : "zmq_bind", b.kick ? " + kick" : "",
+           b.edge_before, b.edge_after);
+    if (!b.kick) {
+      /* The lost wake-up: no edge left, nothing else will come. */
+      t_run_until(&loop, NULL, NULL, 100);
+      printf("# without a kick: %d of %d delivered after 100 ms\n",
+             b.received - 1, BEHIND_K);
+      CHECK(!b.edge_after);
+      CHECK_EQ(b.received, 1);
+    }
+  }
+  /* With the kick, the waiting messages of both rounds come in. */
+  int ok = RUN_UNTIL_GE(&loop, b.received, 1 + 2 * BEHIND_K, 3000);
+  printf("# with the kick: %d of %d delivered\n", b.received - 1,
+         2 * BEHIND_K);
+  CHECK(ok);
+  CHECK_EQ(mdp_reactor_kick(b.r), 0);
+
+  uv_close((uv_handle_t *)&timer, NULL);
+  mdp_reactor_close(b.r, NULL);
+  CHECK_EQ(mdp_reactor_kick(b.r), MDP_ECLOSING);
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
+static void bind_needs_kick(void) { behind_run(0); }
+static void connect_needs_kick(void) { behind_run(1); }
 
 /* ---- d) HWM: held messages, a loop that keeps running, in-order drain -- */
 
@@ -842,6 +940,116 @@ static void router_unreachable(void) {
   CHECK(zmq_ctx_term(ctx) == 0);
 }
 
+/* The fail callback runs from the loop, never from inside the call that
+ * found the failure: here mdp_reactor_process_now() finds held messages to
+ * a vanished peer, with the loop not running at all.  `close_at`: the
+ * callback closes the reactor at that delivery, and the failures not yet
+ * delivered are freed by the close (ASan/valgrind check). */
+struct defer {
+  int in_call;   /* the test is inside mdp_reactor_send/process_now */
+  int inside;    /* deliveries made while in_call: must stay 0 */
+  int delivered;
+  int bad;
+  int close_at;
+  int closed;
+  int resend_rc;
+};
+
+static void defer_closed(mdp_reactor_t *r) {
+  struct defer *d = mdp_reactor_get_data(r);
+  d->closed++;
+}
+
+static void defer_fail_cb(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
+  struct defer *d = mdp_reactor_get_data(r);
+  if (d->in_call)
+    d->inside++;
+  if (err != MDP_EHOSTUNREACH)
+    d->bad++;
+  if (d->delivered++ == 0) {
+    /* may send from here: the peer is gone, so it comes back at once */
+    d->resend_rc = mdp_reactor_send(r, msg);
+    if (d->resend_rc == 0)
+      msg = NULL;
+  }
+  mdp_msg_destroy(msg);
+  if (d->delivered == d->close_at)
+    mdp_reactor_close(r, defer_closed);
+}
+
+static void fail_cb_run(int close_at) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_ROUTER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  set_int(rs, ZMQ_ROUTER_MANDATORY, 1);
+  set_int(rs, ZMQ_SNDHWM, 2);
+  set_int(peer, ZMQ_RCVHWM, 2);
+  zmq_setsockopt(peer, ZMQ_ROUTING_ID, "D", 1);
+  CHECK(t_connect(rs, peer, close_at ? "defer-close" : "defer", 0) == 0);
+
+  struct defer d = {.close_at = close_at};
+  struct lc l = {0};
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, count_recv_cb, &r) == 0);
+  mdp_reactor_set_data(r, &l);
+  CHECK(mdp_reactor_start(r) == 0);
+  CHECK(zmq_send(peer, "hi", 2, 0) == 2); /* the ROUTER learns "D" */
+  CHECK(RUN_UNTIL_GE(&loop, l.received, 1, 5000));
+  mdp_reactor_set_data(r, &d);
+  mdp_reactor_set_fail_cb(r, defer_fail_cb);
+  for (int i = 0; i < 50; i++) {
+    mdp_msg_t *m = mdp_msg_new();
+    CHECK(mdp_msg_append_str(m, "D") == 0);
+    CHECK(mdp_msg_append_str(m, "payload") == 0);
+    d.in_call = 1;
+    int rc = mdp_reactor_send(r, m);
+    d.in_call = 0;
+    CHECK_EQ(rc, 0);
+  }
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  int held = (int)st.pending;
+  CHECK(held > 0);
+  zmq_close(peer);
+
+  /* The loop does not run: only process_now can meet the failures. */
+  uint64_t end = uv_hrtime() + t_slow(5000) * 1000000ull;
+  do {
+    d.in_call = 1;
+    mdp_reactor_process_now(r);
+    d.in_call = 0;
+    mdp_reactor_get_stats(r, &st);
+    if (st.msgs_failed < (uint64_t)held)
+      usleep(1000);
+  } while (st.msgs_failed < (uint64_t)held && uv_hrtime() < end);
+  printf("# %d held, %llu failed inside process_now, %d delivered there\n",
+         held, (unsigned long long)st.msgs_failed, d.inside);
+  CHECK_EQ(d.inside, 0);
+  CHECK_EQ(st.msgs_failed, held);
+  CHECK_EQ(d.delivered, 0); /* not yet: the loop delivers them */
+  CHECK_EQ(st.pending, 0);
+
+  if (close_at) {
+    CHECK(t_loop_close(&loop) == 0);
+    CHECK_EQ(d.delivered, close_at); /* the rest: freed by the close */
+    CHECK_EQ(d.closed, 1);
+  } else {
+    CHECK(RUN_UNTIL_GE(&loop, d.delivered, held, 5000));
+    CHECK_EQ(d.inside, 0);
+    CHECK_EQ(d.resend_rc, MDP_EHOSTUNREACH);
+    mdp_reactor_close(r, defer_closed);
+    CHECK(t_loop_close(&loop) == 0);
+    CHECK_EQ(d.delivered, held);
+  }
+  CHECK_EQ(d.bad, 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
+static void fail_cb_from_loop(void) { fail_cb_run(0); }
+static void fail_cb_closes(void) { fail_cb_run(3); }
+
 static void max_pending_enobufs(void) {
   uv_loop_t loop;
   CHECK(uv_loop_init(&loop) == 0);
@@ -881,6 +1089,117 @@ static void max_pending_enobufs(void) {
   mdp_msg_destroy(m);
 
   mdp_reactor_close(r, NULL);
+  zmq_close(peer);
+  CHECK(t_loop_close(&loop) == 0);
+  CHECK(zmq_ctx_term(ctx) == 0);
+}
+
+/* The held ring is bounded in bytes too: a send that would take the held
+ * bytes over the bound is refused (MDP_ENOBUFS, message untouched), the
+ * stat follows, and one message of any size may wait when nothing else
+ * does. */
+static mdp_msg_t *msg_sized(uint32_t seq, size_t size) {
+  mdp_msg_t *m = msg_u32(seq);
+  static char buf[8192];
+  if (m != NULL && mdp_msg_append_mem(m, buf, size) != 0) {
+    mdp_msg_destroy(m);
+    m = NULL;
+  }
+  return m;
+}
+
+static int drain_peer(void *peer) {
+  char buf[8192];
+  while (zmq_recv(peer, buf, sizeof buf, ZMQ_DONTWAIT) >= 0)
+    ;
+  return 0;
+}
+
+struct pb {
+  mdp_reactor_t *r;
+  void *peer;
+};
+static int pb_drained(void *arg) {
+  struct pb *p = arg;
+  drain_peer(p->peer);
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(p->r, &st);
+  return st.pending == 0 && st.pending_bytes == 0;
+}
+
+/* Sends messages of `size` payload bytes until one is refused; returns how
+ * many were held. */
+static int fill_until_enobufs(mdp_reactor_t *r, size_t size, int *refused,
+                              size_t *refused_frame) {
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  uint64_t held0 = st.msgs_held;
+  *refused = 0;
+  for (uint32_t i = 0; i < 1000; i++) {
+    mdp_msg_t *m = msg_sized(i, size);
+    int rc = mdp_reactor_send(r, m);
+    if (rc != 0) {
+      *refused = rc;
+      *refused_frame = mdp_msg_size(m) == 2 ? mdp_msg_frame_size(m, 1) : 0;
+      mdp_msg_destroy(m);
+      break;
+    }
+  }
+  mdp_reactor_get_stats(r, &st);
+  return (int)(st.msgs_held - held0);
+}
+
+static void max_pending_bytes_enobufs(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  void *ctx = zmq_ctx_new();
+  void *rs = t_socket(ctx, ZMQ_DEALER);
+  void *peer = t_socket(ctx, ZMQ_DEALER);
+  set_int(rs, ZMQ_SNDHWM, 1);
+  set_int(peer, ZMQ_RCVHWM, 1);
+  CHECK(t_connect(rs, peer, "pending-bytes", 0) == 0);
+  mdp_reactor_t *r;
+  CHECK(mdp_reactor_new(&loop, rs, 1, NULL, &r) == 0);
+  mdp_reactor_set_max_pending_bytes(r, 1000);
+
+  /* 304-byte messages: three fit in 1000 bytes, the fourth is refused. */
+  int refused;
+  size_t frame;
+  int held = fill_until_enobufs(r, 300, &refused, &frame);
+  mdp_reactor_stats_t st;
+  mdp_reactor_get_stats(r, &st);
+  printf("# 304-byte messages: %d held (%zu bytes), then %s\n", held,
+         st.pending_bytes, mdp_err_name(refused));
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(frame, 300); /* the refused message came back whole */
+  CHECK_EQ(held, 3);
+  CHECK_EQ(st.pending, 3);
+  CHECK_EQ(st.pending_bytes, 3 * 304);
+
+  /* Drained, the stat is back to 0. */
+  struct pb p = {r, peer};
+  CHECK(t_run_until(&loop, pb_drained, &p, 5000));
+
+  /* Nothing held: one message larger than the bound may wait, nothing
+   * after it. */
+  held = fill_until_enobufs(r, 5000, &refused, &frame);
+  mdp_reactor_get_stats(r, &st);
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(held, 1);
+  CHECK_EQ(st.pending_bytes, 5004);
+  mdp_msg_t *small = msg_sized(0, 1);
+  CHECK_EQ(mdp_reactor_send(r, small), MDP_ENOBUFS);
+  mdp_msg_destroy(small);
+  CHECK(t_run_until(&loop, pb_drained, &p, 5000));
+
+  /* SIZE_MAX: only the count bound is left. */
+  mdp_reactor_set_max_pending_bytes(r, SIZE_MAX);
+  mdp_reactor_set_max_pending(r, 20);
+  held = fill_until_enobufs(r, 5000, &refused, &frame);
+  CHECK_EQ(refused, MDP_ENOBUFS);
+  CHECK_EQ(held, 20);
+
+  mdp_reactor_close(r, NULL); /* held ones freed: ASan/valgrind */
   zmq_close(peer);
   CHECK(t_loop_close(&loop) == 0);
   CHECK(zmq_ctx_term(ctx) == 0);
@@ -987,6 +1306,8 @@ int main(void) {
   RUN(pingpong_tcp);
   RUN(many_dealers);
   RUN(send_outside_keeps_pending);
+  RUN(bind_needs_kick);
+  RUN(connect_needs_kick);
   RUN(hwm_holds_and_drains);
   RUN(hwm_not_receiving);
   RUN(batch_fairness);
@@ -995,7 +1316,10 @@ int main(void) {
   RUN(start_after_arrival);
   RUN(process_now_batches);
   RUN(router_unreachable);
+  RUN(fail_cb_from_loop);
+  RUN(fail_cb_closes);
   RUN(max_pending_enobufs);
+  RUN(max_pending_bytes_enobufs);
   RUN(max_frames_drops_whole);
   RUN(stats_counters);
   return t_done();

@@ -1,6 +1,7 @@
 /* mdp_worker_t against a fake broker: a raw ROUTER socket that the test
  * drives frame by frame, so the worker is tested independently of
  * mdp_broker_t.  The last tests use the real broker. */
+#include <limits.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -42,6 +43,7 @@ typedef struct {
 enum { M_ECHO, M_KEEP, M_STREAM, M_CLOSE_IN_CB, M_ECHO_CLOSE_WAIT };
 
 static void on_closed(mdp_worker_t *w);
+static mdp_msg_t *str_body(const char *s);
 
 static void on_request(mdp_worker_t *w, const mdp_request_t *req,
                        mdp_msg_t *body) {
@@ -462,6 +464,211 @@ static void misuse_errors(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* The options' times and liveness have bounds (MDP_WORKER_TIME_MAX_MS,
+ * MDP_WORKER_LIVENESS_MAX) so that no arithmetic on them wraps: one past
+ * each is MDP_EINVAL, the bound itself works. */
+static int new_rc(uv_loop_t *loop, fake_t *f, const mdp_worker_options_t *o) {
+  mdp_worker_t *w = NULL;
+  app_t a = {0};
+  int rc = mdp_worker_new(loop, f->endpoint, "echo", o, on_request, &w);
+  if (rc == 0) {
+    mdp_worker_set_data(w, &a);
+    if (!worker_stop(loop, w, &a))
+      return 1; /* never closed: shows as a wrong rc */
+  }
+  return rc;
+}
+
+static void options_ranges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-ranges") == 0);
+  const uint64_t MAX = MDP_WORKER_TIME_MAX_MS;
+  mdp_worker_options_t o;
+  struct {
+    uint64_t interval;
+    unsigned liveness;
+    uint64_t initial, max;
+    int rc;
+  } cases[] = {
+      {MAX, MDP_WORKER_LIVENESS_MAX, MAX, MAX, 0},
+      {MAX + 1, 4, 250, 10000, MDP_EINVAL},
+      {UINT64_MAX, 4, 250, 10000, MDP_EINVAL},
+      {(uint64_t)1 << 62, 4, 250, 10000, MDP_EINVAL}, /* x4 wraps to 0 */
+      {2500, MDP_WORKER_LIVENESS_MAX + 1, 250, 10000, MDP_EINVAL},
+      {2500, UINT_MAX, 250, 10000, MDP_EINVAL},
+      {2500, 0, 250, 10000, MDP_EINVAL},
+      {0, 4, 250, 10000, MDP_EINVAL},
+      {2500, 4, 250, MAX + 1, MDP_EINVAL},
+      {2500, 4, 250, UINT64_MAX, MDP_EINVAL},
+      /* doubling 2^63 wraps to 0: a reconnect loop with no delay */
+      {2500, 4, (uint64_t)1 << 63, UINT64_MAX, MDP_EINVAL},
+      {2500, 4, MAX + 1, MAX + 1, MDP_EINVAL},
+      {2500, 4, 0, 10000, MDP_EINVAL},
+      {2500, 4, 10001, 10000, MDP_EINVAL},
+      {1, 1, 1, 1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mdp_worker_options_init(&o);
+    o.heartbeat_interval_ms = cases[i].interval;
+    o.heartbeat_liveness = cases[i].liveness;
+    o.reconnect_initial_ms = cases[i].initial;
+    o.reconnect_max_ms = cases[i].max;
+    int rc = new_rc(&loop, &f, &o);
+    if (rc != cases[i].rc)
+      printf("# case %zu: rc %d, expected %d\n", i, rc, cases[i].rc);
+    CHECK_EQ(rc, cases[i].rc);
+  }
+
+  /* At the bounds it behaves: no heartbeat, no silence verdict, and after
+   * a DISCONNECT a back-off of MAX ms (not a wrapped, immediate retry). */
+  mdp_msg_t *old;
+  while ((old = fake_take(&f)) != NULL) /* the workers above said goodbye */
+    mdp_msg_destroy(old);
+  mdp_worker_options_init(&o);
+  o.heartbeat_interval_ms = MAX;
+  o.heartbeat_liveness = MDP_WORKER_LIVENESS_MAX;
+  o.reconnect_initial_ms = MAX;
+  o.reconnect_max_ms = MAX;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  mdp_worker_stats_t st;
+  t_run_until(&loop, NULL, NULL, 200);
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.disconnects_received, 1);
+  CHECK_EQ(st.connects, 1);
+  CHECK_EQ(st.heartbeats_sent, 0);
+  fake_pump(&f);
+  CHECK_EQ(f.n, 0);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Bounded memory: a frame over max_msg_size makes ZeroMQ drop the
+ * connection for good (a protocol error: no reconnect), and the request
+ * never reaches the application; the worker hears nothing more, gives the
+ * broker up after its liveness window and connects a new socket (a new
+ * identity at the fake), where it serves. */
+typedef struct {
+  fake_t *f;
+  mdp_msg_t *old_id;
+  mdp_msg_t *new_id; /* first message from another identity */
+} newid_t;
+
+static int from_new_identity(void *arg) {
+  newid_t *n = arg;
+  mdp_msg_t *m;
+  while (n->new_id == NULL && (m = fake_take(n->f)) != NULL) {
+    if (!mdp_msg_frame_eq(m, 0, mdp_msg_data(n->old_id, 0),
+                          mdp_msg_frame_size(n->old_id, 0)))
+      n->new_id = m;
+    else
+      mdp_msg_destroy(m);
+  }
+  return n->new_id != NULL;
+}
+
+static void max_msg_size_enforced(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0); /* inproc has no limit */
+  app_t a = {0};
+  a.mode = M_ECHO;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  CHECK_EQ(o.max_msg_size, 64 * 1024 * 1024);
+  o.max_msg_size = 1000;
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 10;
+  o.reconnect_initial_ms = 20;
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  static char big[2001];
+  memset(big, 'x', 2000);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", big);
+  /* The worker's next message comes over a new connection. */
+  newid_t n = {&f, ready, NULL};
+  int ok = t_run_until(&loop, from_new_identity, &n, 5000);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  printf("# after a %zu-byte frame: %d requests delivered, %s\n",
+         strlen(big), a.requests,
+         ok ? "a new connection" : "no new connection");
+  CHECK_EQ(a.requests, 0);
+  CHECK(ok);
+  CHECK(frames_are(n.new_id, "MDPW02", "\x01", "echo"));
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.connects, 2);
+  /* frames up to the limit still pass, on the new connection */
+  big[900] = '\0';
+  fake_send(&f, n.new_id, "MDPW02", "\x02", "cl", "", big);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", big));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  mdp_msg_destroy(n.new_id);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A message from the broker with more than max_frames frames is discarded
+ * whole and counted; the next request is served. */
+static void max_frames_enforced(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-max-frames") == 0);
+  app_t a = {0};
+  a.mode = M_ECHO;
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  CHECK_EQ(o.max_frames, 1024);
+  o.max_frames = 5; /* no REQUEST fits */
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_EINVAL);
+  o.max_msg_size = -2;
+  o.max_frames = 10;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_EINVAL);
+  o.max_msg_size = -1; /* unlimited */
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  /* 4 + 7 = 11 frames: one too many */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "1", "2", "3", "4", "5",
+            "6", "7");
+  /* 4 + 6 = 10: at the limit */
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "a", "b", "c", "d", "e",
+            "f");
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "a", "b", "c", "d", "e",
+                   "f"));
+  mdp_msg_destroy(m);
+  mdp_msg_destroy(ready);
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(a.requests, 1);
+  CHECK_EQ(st.dropped_frames, 1);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* close(wait): the FINAL goes out first, then DISCONNECT, then close_cb. */
 static void close_waits_for_request(void) {
   uv_loop_t loop;
@@ -516,6 +723,129 @@ static void close_waiting_ends_on_silence(void) {
   CHECK(t_run_until(&loop, is_closed, &a, 3000));
   mdp_msg_destroy(a.body);
   a.body = NULL;
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A fake broker whose socket has a receive high-water mark of `rcvhwm`
+ * (set before the bind: inproc takes the binder's options from then). */
+static int fake_open_hwm(fake_t *f, const char *bind, int rcvhwm) {
+  memset(f, 0, sizeof *f);
+  f->sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  int linger = 0;
+  zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(f->sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+  if (zmq_bind(f->sock, bind) != 0)
+    return -1;
+  size_t len = sizeof f->endpoint;
+  zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+  return 0;
+}
+
+/* What a fake broker read of a streamed reply. */
+typedef struct {
+  fake_t *f;
+  int partials;
+  int finals;
+  int disconnects;
+  int other;
+  app_t *a;
+} stream_read_t;
+
+static int stream_read_all(void *arg) {
+  stream_read_t *r = arg;
+  mdp_msg_t *m;
+  while ((m = fake_take(r->f)) != NULL) {
+    if (mdp_msg_size(m) >= 3 && mdp_msg_frame_eq(m, 2, "\x03", 1))
+      r->partials++;
+    else if (frames_are(m, "MDPW02", "\x04", "cl", "", "q"))
+      r->finals++;
+    else if (frames_are(m, "MDPW02", "\x06"))
+      r->disconnects++;
+    else if (!frames_are(m, "MDPW02", "\x05"))
+      r->other++;
+    mdp_msg_destroy(m);
+  }
+  return r->a->closed && r->disconnects > 0;
+}
+
+#define STREAM_N 1500 /* more than the pipe holds (1000 + the fake's 1) */
+
+/* A worker streams PARTIALs into a pipe the broker does not read, then its
+ * FINAL, and closes waiting for the request: the FINAL is held back by the
+ * reactor.  The close must wait for it instead of destroying it after the
+ * usual 100 ms grace (the PARTIALs reached the client, so nobody would
+ * send the request again). */
+static int stream_then_close(uv_loop_t *loop, fake_t *f, app_t *a,
+                             mdp_worker_t *w) {
+  mdp_msg_t *ready = fake_take_cmd(loop, f, 2000);
+  if (ready == NULL)
+    return -1;
+  fake_send(f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  if (!t_run_until(loop, has_request, a, 2000))
+    return -1;
+  for (int i = 0; i < STREAM_N; i++) {
+    mdp_msg_t *part = str_body("part");
+    if (mdp_worker_partial(&a->req, part) != 0) {
+      mdp_msg_destroy(part);
+      return -1;
+    }
+  }
+  mdp_worker_close(w, 1, on_closed);
+  if (mdp_worker_final(&a->req, a->body) != 0)
+    return -1;
+  a->body = NULL;
+  mdp_worker_stats_t st;
+  mdp_worker_get_stats(w, &st);
+  printf("# %d PARTIALs and the FINAL: %zu held by the reactor\n", STREAM_N,
+         st.pending);
+  return st.pending > 0 ? 0 : -1;
+}
+
+static void close_delivers_held_final(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open_hwm(&f, "inproc://worker-held-final", 1) == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0); /* 10 s liveness */
+  CHECK(w != NULL);
+  CHECK(stream_then_close(&loop, &f, &a, w) == 0);
+  /* Well past the 100 ms grace, the broker still not reading: the worker
+   * still waits (the old close had destroyed the FINAL by now). */
+  CHECK(!t_run_until(&loop, is_closed, &a, 400));
+  /* The broker reads again: everything arrives, then the close ends. */
+  stream_read_t r = {.f = &f, .a = &a};
+  int ok = t_run_until(&loop, stream_read_all, &r, 5000);
+  printf("# broker read %d PARTIALs, %d FINAL, %d DISCONNECT\n", r.partials,
+         r.finals, r.disconnects);
+  CHECK(ok);
+  CHECK_EQ(r.partials, STREAM_N);
+  CHECK_EQ(r.finals, 1);
+  CHECK_EQ(r.disconnects, 1);
+  CHECK_EQ(r.other, 0);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The same with a broker that never reads again: the close still ends,
+ * after about the liveness window (4 x 50 ms). */
+static void close_held_bounded(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open_hwm(&f, "inproc://worker-held-bounded", 1) == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, 50, 4);
+  CHECK(w != NULL);
+  CHECK(stream_then_close(&loop, &f, &a, w) == 0);
+  uint64_t start = uv_hrtime();
+  CHECK(t_run_until(&loop, is_closed, &a, 3000));
+  printf("# closed after %.0f ms with the pipe still full\n",
+         (double)(uv_hrtime() - start) / 1e6);
   fake_close(&f);
   CHECK_EQ(t_loop_close(&loop), 0);
 }
@@ -777,6 +1107,93 @@ static void worker_dialect(const wd_t *d) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* RFC 18: no HEARTBEAT while other commands flow.  A worker streams a
+ * PARTIAL every interval/4 for several intervals: the fake broker counts
+ * the HEARTBEATs meanwhile, which must be none, except where the machine
+ * stalled the stream for a whole interval (then one is right); idle again,
+ * the heartbeats resume. */
+#define HBQ_MS 40
+
+typedef struct {
+  app_t *a;
+  fake_t *f;
+  int sent;        /* PARTIALs sent */
+  int stalls;      /* gaps of a whole interval between two of them */
+  uint64_t prev;   /* loop time of the last one */
+  int heartbeats;  /* seen by the fake while streaming */
+  int partials;    /* seen by the fake */
+} hbq_t;
+
+static void hbq_tick(uv_timer_t *t) {
+  hbq_t *q = t->data;
+  uint64_t now = uv_now(t->loop);
+  if (q->sent > 0 && now - q->prev >= HBQ_MS)
+    q->stalls++;
+  q->prev = now;
+  mdp_msg_t *part = str_body("chunk");
+  if (mdp_worker_partial(&q->a->req, part) == 0)
+    q->sent++;
+  else
+    mdp_msg_destroy(part);
+}
+
+static int hbq_streamed(void *arg) {
+  hbq_t *q = arg;
+  mdp_msg_t *m;
+  while ((m = fake_take(q->f)) != NULL) {
+    if (frames_are(m, "MDPW02", "\x05"))
+      q->heartbeats++;
+    else if (frames_are(m, "MDPW02", "\x03", "cl", "", "chunk"))
+      q->partials++;
+    mdp_msg_destroy(m);
+  }
+  return q->sent >= 40; /* 10 intervals */
+}
+
+static void no_heartbeat_while_streaming(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-hb-quiet") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  /* the fake never heartbeats: a liveness window it cannot exhaust */
+  mdp_worker_t *w = worker_start_l(&loop, &f, &a, HBQ_MS, 10000);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+
+  hbq_t q = {.a = &a, .f = &f};
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &q;
+  uv_timer_start(&t, hbq_tick, HBQ_MS / 4, HBQ_MS / 4);
+  CHECK(t_run_until(&loop, hbq_streamed, &q, 20000));
+  uv_timer_stop(&t);
+  printf("# %d PARTIALs over about %d intervals: %d HEARTBEATs, %d stalls "
+         "of an interval\n", q.sent, q.sent / 4, q.heartbeats, q.stalls);
+  CHECK(q.heartbeats <= q.stalls);
+
+  /* Idle again (the FINAL is the last send): heartbeats resume. */
+  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  a.body = NULL;
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  while (m != NULL && frames_are(m, "MDPW02", "\x03", "cl", "", "chunk")) {
+    mdp_msg_destroy(m);
+    m = fake_take_cmd(&loop, &f, 2000);
+  }
+  CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "q"));
+  mdp_msg_destroy(m);
+  CHECK(wd_await_heartbeats(&loop, &f, &WD_RFC18, 2));
+  uv_close((uv_handle_t *)&t, NULL);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 /* Majortomo's and the zguide's brokers heartbeat idle workers only: a busy
  * worker of those dialects must not take their silence for death, and must
  * still deliver its FINAL (issue found in review). */
@@ -1029,12 +1446,18 @@ int main(void) {
   RUN(silence_reconnects);
   RUN(disconnect_reconnects);
   RUN(misuse_errors);
+  RUN(options_ranges);
+  RUN(max_msg_size_enforced);
+  RUN(max_frames_enforced);
   RUN(close_waits_for_request);
   RUN(close_abandons_request);
   RUN(close_waiting_ends_on_silence);
   RUN(close_from_callback);
+  RUN(close_delivers_held_final);
+  RUN(close_held_bounded);
   RUN(dialect_rfc18);
   RUN(dialect_majortomo);
+  RUN(no_heartbeat_while_streaming);
   RUN(busy_silence_majortomo);
   RUN(busy_silence_mdp01);
   RUN(refused_worker_backs_off);

@@ -37,10 +37,15 @@ typedef struct mdp_reactor_s mdp_reactor_t;
  * delivered). */
 typedef void (*mdp_reactor_recv_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
-/* A held message could not be delivered later because its peer is gone
- * (ROUTER with ZMQ_ROUTER_MANDATORY: EHOSTUNREACH) or `err` says why.  `msg`
- * (the whole message, identity frame included) belongs to the callback.
- * When no such callback is set, the message is destroyed and counted. */
+/* A message that mdp_reactor_send() accepted could not be sent after all:
+ * its peer is gone (ROUTER with ZMQ_ROUTER_MANDATORY: EHOSTUNREACH) or `err`
+ * says why.  `msg` (the whole message, identity frame included) belongs to
+ * the callback.  It is called from the loop (an idle callback), never from
+ * inside mdp_reactor_send() or mdp_reactor_process_now(), so it may send,
+ * forget the peer or close the reactor.  The failure is counted in
+ * msgs_failed when it is found; messages not yet handed over when the
+ * reactor is closed are destroyed.  When no such callback is set, the
+ * message is destroyed at once. */
 typedef void (*mdp_reactor_fail_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg,
                                     int err);
 
@@ -58,6 +63,7 @@ typedef struct {
                              than max_frames, or out of memory */
   uint64_t wakeups;       /* times the reactor ran its batch */
   size_t pending;         /* messages held now */
+  size_t pending_bytes;   /* bytes of the held messages' frames now */
 } mdp_reactor_stats_t;
 
 /* Creates a reactor for `socket` on `loop` and stores it in `*out`.
@@ -82,14 +88,26 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
  *   it belongs to the reactor.
  * Returns an error: the message is still the caller's and nothing was sent.
  *   MDP_EHOSTUNREACH: a ROUTER with ZMQ_ROUTER_MANDATORY has no such peer;
- *   MDP_ENOBUFS: `max_pending` messages are already held;
+ *   MDP_ENOBUFS: `max_pending` messages are already held, or holding it
+ *     would take the held bytes over `max_pending_bytes`;
  *   MDP_ECLOSING: the reactor is closing; MDP_EINVAL: empty message;
  *   MDP_EZMQ: another ZeroMQ error (zmq_errno() tells which).
  * Messages are sent in the order they were given. */
 int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
+/* Tells the reactor that its socket was used behind its back: the caller
+ * made a ZeroMQ call on it (zmq_bind, zmq_connect, zmq_unbind,
+ * zmq_disconnect, a ZMQ_EVENTS read, a send or receive of its own).  libzmq
+ * processes the socket's pending commands in those calls, which can consume
+ * the edge of messages that just arrived (or of room to send); without a
+ * kick they would wait for some unrelated later event.  The reactor looks
+ * at the socket again on the next loop iteration; no callback runs from
+ * inside this call.  Cheap and idempotent.  0, or MDP_ECLOSING. */
+int mdp_reactor_kick(mdp_reactor_t *reactor);
+
 /* Does now what the next wake-up would: one batch of receiving (calling
- * the receive callback) and of sending held messages.  For a timer callback
+ * the receive callback) and of sending held messages (a held message that
+ * fails is handed to the fail callback later, from the loop).  For a timer callback
  * about to act on a peer's silence: libuv runs timers before it polls, so
  * after the loop stalled (a busy callback, a descheduled process) the
  * message that ends the silence may be waiting unread.  Returns 1 if the
@@ -99,7 +117,8 @@ int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 int mdp_reactor_process_now(mdp_reactor_t *reactor);
 
 /* Closes the reactor: stops receiving, drops held messages (they are
- * destroyed and counted in msgs_failed), closes its libuv handles and then,
+ * destroyed and counted in msgs_failed) and failed messages not yet handed
+ * to the fail callback (destroyed; counted when they failed), closes its libuv handles and then,
  * in a later loop iteration, calls `close_cb` (may be NULL) and frees the
  * reactor.  Safe to call from the reactor's own callbacks.  Calling it twice
  * is a no-op. */
@@ -112,20 +131,33 @@ void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
 /* At most `max` messages are held waiting for POLLOUT (default 100000). */
 void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
 
+/* At most `max` bytes (the frames' sizes) are held waiting for POLLOUT
+ * (default 256 MiB); a send beyond it returns MDP_ENOBUFS and the message
+ * is still the caller's.  When nothing is held, one message of any size
+ * may be held (a message cut short by EAGAIN must be), so memory is bounded
+ * by `max` plus one message.  SIZE_MAX: no byte bound. */
+void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *reactor, size_t max);
+
 /* Received messages with more than `max` frames are discarded whole and
  * counted (msgs_dropped), without holding more than `max` frames in memory:
  * ZMQ_MAXMSGSIZE bounds a frame, this bounds a message.  0 (the default)
  * means no limit. */
 void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 
-/* Callback for held messages that fail later (see mdp_reactor_fail_cb). */
+/* Callback for accepted messages that fail later (see mdp_reactor_fail_cb). */
 void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
 
 /* The user's pointer (NULL initially). */
 void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
 void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
 
-/* The ZeroMQ socket and the loop. */
+/* The ZeroMQ socket and the loop.  The socket stays the reactor's to read
+ * and write: after any ZeroMQ call of your own on it (bind, connect,
+ * unbind, disconnect, getsockopt(ZMQ_EVENTS), ...), call mdp_reactor_kick()
+ * before returning to the loop, or a message that arrived meanwhile may
+ * wait unseen.  (In libzmq 4.3 zmq_setsockopt and the other getsockopt
+ * options do not process the socket's commands; when in doubt, kick: it
+ * never hurts.) */
 void *mdp_reactor_socket(const mdp_reactor_t *reactor);
 uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor);
 

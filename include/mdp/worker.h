@@ -11,7 +11,7 @@
  * behaviour in full.
  *
  * Heartbeats flow both ways every interval, also while a request is being
- * served.  When the broker is silent for liveness x interval, or sends
+ * served (the worker's only when it sent nothing else for an interval).  When the broker is silent for liveness x interval, or sends
  * DISCONNECT, the worker closes its socket, waits (exponential back-off) and
  * connects a new socket, then sends READY again.  A request in progress at
  * that moment is abandoned: its handle becomes stale and replies through it
@@ -48,6 +48,11 @@ extern "C" {
 
 typedef struct mdp_worker_s mdp_worker_t;
 
+/* Bounds of the options' times (about 49.7 days) and of the liveness, so
+ * that no arithmetic on them can wrap. */
+#define MDP_WORKER_TIME_MAX_MS ((uint64_t)UINT32_MAX)
+#define MDP_WORKER_LIVENESS_MAX 65535u
+
 /* A request handle.  Plain data: copy it to answer after the callback
  * returns.  `id` is never 0 for a real request and never reused by the same
  * worker. */
@@ -71,18 +76,21 @@ typedef struct {
   /* ZeroMQ context for the DEALER socket; NULL: mdp_zmq_context().  An
    * inproc:// broker must use the same context. */
   void *zmq_context;
-  /* A HEARTBEAT is sent every interval (default 2500 ms, Majortomo's); the
-   * broker is presumed dead after liveness x interval without any message
+  /* A HEARTBEAT is sent when nothing else was sent for an interval (default
+   * 2500 ms, Majortomo's; RFC 18: no heartbeats while other commands, such
+   * as a stream of PARTIALs, flow); the broker is presumed dead after liveness x interval without any message
    * from it (default liveness 4).  In the Majortomo and MDP/0.1 dialects,
    * whose brokers heartbeat idle workers only, the check is suspended while
-   * a request is in progress. */
+   * a request is in progress.  The interval is 1..MDP_WORKER_TIME_MAX_MS,
+   * the liveness 1..MDP_WORKER_LIVENESS_MAX. */
   uint64_t heartbeat_interval_ms;
   unsigned heartbeat_liveness;
   /* Delay before reconnecting after the connection was lost: starts at
    * `reconnect_initial_ms` (default 250) and doubles with each reconnect, up
    * to `reconnect_max_ms` (default 10000).  A HEARTBEAT or REQUEST from the
    * broker (it accepted the worker) resets it; a DISCONNECT does not, so a
-   * broker that refuses the READY is retried ever more slowly. */
+   * broker that refuses the READY is retried ever more slowly.  Both are
+   * 1..MDP_WORKER_TIME_MAX_MS, initial <= max. */
   uint64_t reconnect_initial_ms;
   uint64_t reconnect_max_ms;
   /* Wire dialect, exactly one of: MDP_DIALECT_RFC18 (the default),
@@ -107,6 +115,18 @@ typedef struct {
   mdp_log_cb log_cb;
   void *log_data;
   mdp_log_level_t log_level;
+  /* ZMQ_MAXMSGSIZE of the socket (default 64 MiB, as the broker's; -1 =
+   * unlimited; below -1: MDP_EINVAL).  A broker sending a larger frame is
+   * disconnected by ZeroMQ for good (tcp, ipc; inproc is not checked): the
+   * worker hears nothing more and connects a new socket after liveness x
+   * interval, as for a silent broker. */
+  int64_t max_msg_size;
+  /* Frames in one message from the broker, the MDP envelope (up to 5)
+   * included (default 1024, as the broker's): a larger message is discarded
+   * whole by the reactor, without holding more than this many frames, and
+   * counted in dropped_frames; 0 = unlimited.  1..5: MDP_EINVAL (no
+   * REQUEST would fit). */
+  size_t max_frames;
 } mdp_worker_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
@@ -122,6 +142,10 @@ typedef struct {
   uint64_t dropped_invalid;   /* malformed or unexpected messages */
   int busy;                   /* now: a request is in progress */
   int connected;              /* now: a socket is open and READY sent */
+  size_t pending;             /* now: messages (replies, commands) held by
+                                 the reactor until the socket takes them */
+  uint64_t dropped_frames;    /* messages over max_frames (or that found no
+                                 memory), discarded whole unread */
 } mdp_worker_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
@@ -132,7 +156,7 @@ void mdp_worker_options_init(mdp_worker_options_t *opts);
  * READY (ZeroMQ queues it until the connection is up).  `opts` NULL:
  * defaults; the options and strings are copied.  Returns 0 and sets `*out`,
  * or MDP_EINVAL (also: an unknown dialect, incomplete or malformed CURVE
- * keys), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
+ * keys, a time or liveness out of its range), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
  * MDP_ENOMEM, MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure
  * nothing is left behind. */
 int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
@@ -166,7 +190,10 @@ int mdp_worker_request_active(const mdp_request_t *req);
  * request in progress is abandoned (also when the broker falls silent
  * while it waits).  Then it sends DISCONNECT, gives the socket a short grace
  * period (at most 100 ms, then a linger of 100 ms, so DISCONNECT can leave;
- * it is best effort) and closes its handles; `close_cb` (may be NULL) is
+ * it is best effort) and closes its handles.  The grace goes on while the
+ * last reply is still held back by a full pipe (a broker reading slowly),
+ * so a FINAL that mdp_worker_final() accepted is not dropped, for at most
+ * liveness x interval from the start of the grace.  `close_cb` (may be NULL) is
  * called from the loop and the worker is freed: after that, neither the
  * worker nor any request handle of it may be used.  No request callback is
  * made after this call.  Safe from the worker's own callbacks.  A second
