@@ -11,12 +11,16 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "broker_internal.h"
 #include "zap.h"
 
-#define BROKER_HANDLES 6 /* reactor + five timeout lists */
+#define BROKER_HANDLES 7 /* reactor + five timeout lists + trim timer */
 #define BROKER_LINGER_MS 200
 
 void mdp_broker_options_init(mdp_broker_options_t *opts) {
@@ -38,6 +42,8 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->max_redispatch = 1;
   opts->log_level = MDP_LOG_INFO;
   opts->dialects = MDP_DIALECT_ALL;
+  opts->disconnect_expired = 0;
+  opts->max_mmi_reply_bytes = 64 * 1024;
 }
 
 const char *broker_printable(const void *data, size_t size, char *buf,
@@ -118,16 +124,16 @@ int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
     /* With no send queue (max_pending 0), a client whose pipe is full gets
      * ENOBUFS: it is not reading, and holding its replies would stall
      * every other peer behind it. */
-    if (rc == MDP_ENOBUFS)
-      b->stats.dropped_slow_client++;
-    else
-      b->stats.dropped_unroutable++;
+    uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_slow_client
+                                   : ++b->stats.dropped_unroutable;
     char buf[64];
-    BROKER_LOG(b, MDP_LOG_DEBUG, "reply to client %s dropped: %s",
-               broker_printable(zmq_msg_data((zmq_msg_t *)client),
-                                zmq_msg_size((zmq_msg_t *)client), buf,
-                                sizeof buf),
-               mdp_strerror(rc));
+    if (broker_log_sampled(n))
+      BROKER_LOG(b, MDP_LOG_DEBUG, "reply to client %s dropped: %s (%llu so "
+                 "far)",
+                 broker_printable(zmq_msg_data((zmq_msg_t *)client),
+                                  zmq_msg_size((zmq_msg_t *)client), buf,
+                                  sizeof buf),
+                 mdp_strerror(rc), (unsigned long long)n);
     mdp_msg_destroy(body);
   }
   return rc;
@@ -153,10 +159,13 @@ static void protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
                            broker_worker_t *w, mdp_dialect_t dialect,
                            const char *why) {
   char buf[64];
-  BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s",
-             broker_printable(zmq_msg_data((zmq_msg_t *)id),
-                              zmq_msg_size((zmq_msg_t *)id), buf, sizeof buf),
-             why);
+  uint64_t n = ++b->protocol_errors;
+  if (broker_log_sampled(n))
+    BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s (%llu so far)",
+               broker_printable(zmq_msg_data((zmq_msg_t *)id),
+                                zmq_msg_size((zmq_msg_t *)id), buf,
+                                sizeof buf),
+               why, (unsigned long long)n);
   if (w != NULL)
     broker_worker_remove(b, w, 1, why);
   else
@@ -223,37 +232,46 @@ static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
                                    mdp_command_t command, mdp_msg_t *msg) {
   if (!r->failed && r->collected == NULL && command == MDP_WORKER_FINAL)
     return msg; /* a single-part reply: nothing to collect */
-  if (!r->failed) {
-    size_t limit = b->opts.max_msg_size < 0 ? SIZE_MAX
-                                            : (size_t)b->opts.max_msg_size;
-    /* A running total, so each PARTIAL costs its own size only; every frame
-     * is charged what it costs the broker to hold, so a stream of empty
-     * frames is bounded too, and so is the frame count. */
-    size_t frames = mdp_msg_size(msg);
-    r->collected_bytes += mdp_msg_bytes(msg) + frames * sizeof(zmq_msg_t);
-    size_t total_frames = frames + (r->collected ? mdp_msg_size(r->collected)
-                                                 : 0);
-    if (r->collected_bytes > limit ||
-        (b->opts.max_frames && total_frames > b->opts.max_frames)) {
-      r->failed = 1;
-      b->stats.dropped_too_large++;
-      BROKER_LOG(b, MDP_LOG_WARN,
-                 "reply for an MDP/0.1 client over %zu bytes or %zu frames: "
-                 "request failed",
-                 limit, b->opts.max_frames);
-    } else if ((r->collected || (r->collected = mdp_msg_new())) &&
-               mdp_msg_append_msg(r->collected, msg) == 0) {
-      mdp_msg_destroy(msg);
-      if (command == MDP_WORKER_PARTIAL)
-        return NULL;
-      msg = r->collected;
-      r->collected = NULL;
-      return msg;
-    } else {
-      r->failed = 1;
-      b->stats.dropped_too_large++;
-    }
+  if (r->failed) {
+    mdp_msg_destroy(msg);
+    return NULL;
   }
+  size_t limit = b->opts.max_msg_size < 0 ? SIZE_MAX
+                                          : (size_t)b->opts.max_msg_size;
+  /* A running total, so each PARTIAL costs its own size only; every frame
+   * is charged what it costs the broker to hold, so a stream of empty
+   * frames is bounded too, and so is the frame count.  What is held counts
+   * against max_queued_bytes like a queued request. */
+  size_t frames = mdp_msg_size(msg);
+  size_t cost = mdp_msg_bytes(msg) + frames * sizeof(zmq_msg_t);
+  size_t total_frames = frames + (r->collected ? mdp_msg_size(r->collected)
+                                               : 0);
+  size_t held_max = b->opts.max_queued_bytes;
+  int fits = r->collected_bytes + cost <= limit &&
+             (!b->opts.max_frames || total_frames <= b->opts.max_frames) &&
+             (!held_max || b->stats.queued_bytes + cost <= held_max);
+  if (fits && (r->collected || (r->collected = mdp_msg_new())) &&
+      mdp_msg_append_msg(r->collected, msg) == 0) {
+    mdp_msg_destroy(msg);
+    r->collected_bytes += cost;
+    b->stats.queued_bytes += cost;
+    if (command == MDP_WORKER_PARTIAL)
+      return NULL;
+    msg = r->collected;
+    r->collected = NULL;
+    broker_collected_release(b, r); /* the bytes leave with the reply */
+    return msg;
+  }
+  /* Over a bound (or out of memory): the client cannot get the whole
+   * reply; what was collected is freed now, the rest swallowed. */
+  r->failed = 1;
+  uint64_t n = ++b->stats.dropped_too_large;
+  if (broker_log_sampled(n))
+    BROKER_LOG(b, MDP_LOG_WARN,
+               "reply for an MDP/0.1 client over %zu bytes, %zu frames or "
+               "the held-bytes limit: request failed (%llu so far)",
+               limit, b->opts.max_frames, (unsigned long long)n);
+  broker_collected_release(b, r);
   mdp_msg_destroy(msg);
   return NULL;
 }
@@ -359,13 +377,21 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
   broker_worker_t *w =
       mdp_map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+  if (rc == 0 && w != NULL && cmd.dialect != w->dialect) {
+    /* A worker speaks the dialect of its READY: a switch is a broken or
+     * forged peer, and its message is invalid. */
+    b->stats.dropped_dialect++;
+    rc = MDP_EDIALECT;
+  }
   if (rc < 0) {
     char buf[64];
-    b->stats.dropped_invalid++;
-    BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s",
-               broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
-                                sizeof buf),
-               mdp_strerror(rc));
+    uint64_t n = ++b->stats.dropped_invalid;
+    if (broker_log_sampled(n))
+      BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s "
+                 "(%llu so far)",
+                 broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
+                                  sizeof buf),
+                 mdp_strerror(rc), (unsigned long long)n);
     /* RFC 18: the sender of an invalid message is treated as invalid; a
      * worker is forgotten (its request goes to another worker). */
     if (w != NULL)
@@ -409,19 +435,14 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   mdp_msg_destroy(msg);
 }
 
-/* A held message could not be sent later: its peer has gone. */
+/* A message the reactor accepted could not be sent after all (its peer has
+ * gone).  It comes from the loop, a turn after the send, so the identity
+ * may name a new worker by now: nobody is removed here.  A gone worker is
+ * found by the next heartbeat to it (within an interval), which removes it
+ * and re-dispatches its request. */
 static void on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg, int err) {
   mdp_broker_t *b = mdp_reactor_get_data(reactor);
-  broker_worker_t *w = b->closing ? NULL
-                                  : mdp_map_get(&b->workers,
-                                                mdp_msg_data(msg, 0),
-                                                mdp_msg_frame_size(msg, 0));
-  if (w != NULL) {
-    b->stats.workers_unreachable++;
-    broker_worker_remove(b, w, 0, "unreachable");
-  } else {
-    b->stats.dropped_unroutable++;
-  }
+  b->stats.dropped_unroutable++;
   (void)err;
   mdp_msg_destroy(msg);
 }
@@ -432,7 +453,9 @@ static void on_worker_silent(mdp_tlist_t *list, mdp_tnode_t *node) {
   mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, liveness);
   broker_worker_t *w = mdp_container_of(node, broker_worker_t, liveness);
   b->stats.workers_expired++;
-  broker_worker_remove(b, w, 1, "silent for too long");
+  /* RFC 18: a peer taken for disconnected is sent nothing more. */
+  broker_worker_remove(b, w, b->opts.disconnect_expired,
+                       "silent for too long");
 }
 
 static void on_heartbeat_due(mdp_tlist_t *list, mdp_tnode_t *node) {
@@ -456,6 +479,26 @@ static void on_busy_timeout(mdp_tlist_t *list, mdp_tnode_t *node) {
   broker_worker_t *w = mdp_container_of(node, broker_worker_t, busy);
   b->stats.workers_expired++;
   broker_worker_remove(b, w, 1, "busy for longer than the busy timeout");
+}
+
+/* After a flood the freed requests are thousands of small blocks that the
+ * allocator keeps; hand them back, from a timer (never inside message
+ * handling), at most once a second. */
+#define TRIM_DELAY_MS 1000
+
+static void on_trim(uv_timer_t *timer) {
+  mdp_broker_t *b = timer->data;
+  if (b->closing)
+    return;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  b->trims++;
+}
+
+void broker_trim_soon(mdp_broker_t *b) {
+  if (!b->closing && !uv_is_active((uv_handle_t *)&b->trim_timer))
+    uv_timer_start(&b->trim_timer, on_trim, TRIM_DELAY_MS, 0);
 }
 
 /* ---- life cycle ------------------------------------------------------- */
@@ -509,8 +552,7 @@ static void on_handle_closed(mdp_broker_t *b) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  mdp_tlist_t *list = mdp_container_of((uv_timer_t *)h, mdp_tlist_t, timer);
-  on_handle_closed(list->timer.data);
+  on_handle_closed(h->data);
 }
 
 /* A timeout list's drain hook (see tlist.h): reads what waits in the
@@ -549,6 +591,20 @@ static int zmq_error(void) {
   }
 }
 
+/* Every duration within MDP_BROKER_TIME_MAX_MS, so loop time + duration
+ * cannot wrap; the silence window (interval x liveness) too. */
+static int options_valid(const mdp_broker_options_t *o) {
+  const uint64_t max = MDP_BROKER_TIME_MAX_MS;
+  return o->heartbeat_interval_ms > 0 && o->heartbeat_interval_ms <= max &&
+         o->heartbeat_liveness > 0 &&
+         o->heartbeat_liveness <= max / o->heartbeat_interval_ms &&
+         o->silent_busy_timeout_ms <= max && o->busy_timeout_ms <= max &&
+         o->request_expiry_ms <= max && o->dialects != 0 &&
+         (o->dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
+         (o->silent_busy_dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
+         o->max_msg_size >= -1;
+}
+
 int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
                    mdp_broker_t **out) {
   mdp_broker_options_t defaults;
@@ -556,10 +612,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     mdp_broker_options_init(&defaults);
     opts = &defaults;
   }
-  if (loop == NULL || out == NULL || opts->heartbeat_interval_ms == 0 ||
-      opts->heartbeat_liveness == 0 || opts->dialects == 0 ||
-      (opts->dialects & ~(unsigned)MDP_DIALECT_ALL) != 0 ||
-      (opts->silent_busy_dialects & ~(unsigned)MDP_DIALECT_ALL) != 0)
+  if (loop == NULL || out == NULL || !options_valid(opts))
     return MDP_EINVAL;
   void *ctx = opts->zmq_context ? opts->zmq_context : mdp_zmq_context();
   if (ctx == NULL)
@@ -593,6 +646,9 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
       return rc;
     }
   }
+  /* The only libuv handle init that can fail: after it nothing does, so a
+   * failure leaves no handle for the caller's loop to close (the ZAP
+   * handler has none until the first bind). */
   rc = mdp_reactor_new(loop, b->socket, 1, on_message, &b->reactor);
   if (rc < 0) {
     mdp_zap_close(b->zap, NULL, NULL);
@@ -628,6 +684,8 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     lists[i]->timer.data = b;
     lists[i]->stop = &b->closing;
   }
+  uv_timer_init(loop, &b->trim_timer);
+  b->trim_timer.data = b;
   /* Nobody is expired for silence or slowness, and no request for want of
    * a worker, while what would prove otherwise waits unread. */
   b->liveness.drain = broker_drain;
@@ -663,10 +721,23 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
     return MDP_ECLOSING;
   if (endpoint == NULL)
     return MDP_EINVAL;
-  if (zmq_bind(b->socket, endpoint) != 0) {
-    int rc = zmq_error();
+  /* Handshakes start with the first bind: CURVE's must find the handler
+   * watched. */
+  int rc = b->zap ? mdp_zap_watch(b->zap) : 0;
+  if (rc < 0)
+    return rc;
+  rc = zmq_bind(b->socket, endpoint);
+  int err = zmq_errno();
+  /* zmq_bind processes the socket's commands, as reading ZMQ_EVENTS does:
+   * a read activation it consumed must not leave messages waiting, whether
+   * the bind worked or not. */
+  mdp_reactor_kick(b->reactor);
+  if (rc != 0) {
+    errno = err;
+    rc = zmq_error();
     BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: %s", endpoint,
-               zmq_strerror(zmq_errno()));
+               zmq_strerror(err));
+    errno = err;
     return rc;
   }
   size_t size = sizeof b->last_endpoint;
@@ -687,6 +758,9 @@ int mdp_broker_last_endpoint(mdp_broker_t *b, char *buf, size_t size) {
 void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
   if (b->closing)
     return;
+  /* Closing first: nothing below may remove a worker (and so change the
+   * map walked here), and a close from a callback is a no-op. */
+  b->closing = 1;
   /* Tell workers first, while the socket is still open; the socket's linger
    * gives the DISCONNECTs time to leave. */
   for (size_t i = 0; i < b->workers.cap; i++) {
@@ -696,13 +770,12 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
     if (broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
       b->stats.disconnects_sent++;
   }
-  b->closing = 1;
   b->close_cb = close_cb;
   b->pending_closes = BROKER_HANDLES;
-  if (b->zap != NULL) {
+  if (mdp_zap_close(b->zap, on_zap_closed, b))
     b->pending_closes++;
-    mdp_zap_close(b->zap, on_zap_closed, b);
-  }
+  b->zap = NULL;
+  uv_close((uv_handle_t *)&b->trim_timer, on_timer_closed);
   mdp_tlist_close(&b->liveness, on_timer_closed);
   mdp_tlist_close(&b->heartbeat, on_timer_closed);
   mdp_tlist_close(&b->busy, on_timer_closed);
@@ -718,6 +791,8 @@ void mdp_broker_get_stats(const mdp_broker_t *b, mdp_broker_stats_t *out) {
   out->dropped_frames = rs.msgs_dropped;
   if (b->zap != NULL)
     mdp_zap_counts(b->zap, &out->curve_accepted, &out->curve_refused);
+  else
+    out->curve_accepted = out->curve_refused = 0;
 }
 
 int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,

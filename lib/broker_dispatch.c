@@ -9,9 +9,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "broker_internal.h"
 
@@ -105,13 +102,10 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
   if (cq != NULL)
     cq->count--;
   if (b->stats.queued == 0 && b->trim_armed) {
-    /* After a flood, the freed requests are thousands of small blocks that
-     * the allocator keeps; hand them back so the broker's memory returns to
-     * near its start.  At most once per flood. */
+    /* After a flood, hand the freed requests back so the broker's memory
+     * returns to near its start; at most once per flood. */
     b->trim_armed = 0;
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
+    broker_trim_soon(b);
   }
   if (cq != NULL && mdp_list_empty(&cq->requests))
     client_queue_free(b, cq);
@@ -130,10 +124,17 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
   return r;
 }
 
+void broker_collected_release(mdp_broker_t *b, broker_request_t *r) {
+  b->stats.queued_bytes -= r->collected_bytes;
+  r->collected_bytes = 0;
+  mdp_msg_destroy(r->collected);
+  r->collected = NULL;
+}
+
 void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
-  mdp_msg_destroy(r->collected);
+  broker_collected_release(b, r);
   if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
     free(r);
     return;
@@ -304,9 +305,7 @@ static void orphan(mdp_broker_t *b, broker_request_t *r) {
   b->stats.redispatched++;
   /* Parts collected for an MDP/0.1 client never reached it: the next
    * worker starts the reply afresh. */
-  mdp_msg_destroy(r->collected);
-  r->collected = NULL;
-  r->collected_bytes = 0;
+  broker_collected_release(b, r);
   r->failed = 0;
   requeue_front(b, r);
 }

@@ -62,7 +62,9 @@ struct broker_request {
    * max_msg_size, or a PARTIAL dropped for a client that is not reading):
    * the rest of the reply is swallowed. */
   mdp_msg_t *collected;
-  size_t collected_bytes;   /* bytes + per-frame overhead collected so far */
+  size_t collected_bytes;   /* bytes + per-frame overhead collected so far,
+                               charged to stats.queued_bytes until the reply
+                               is sent or given up */
   int failed;
 };
 
@@ -99,7 +101,10 @@ struct mdp_broker_s {
   mdp_tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
   int closing;
-  int trim_armed;
+  int trim_armed;           /* a flood filled the queues: trim when empty */
+  uv_timer_t trim_timer;    /* runs malloc_trim outside message handling */
+  uint64_t trims;           /* times it ran (tests) */
+  uint64_t protocol_errors; /* for sampling their log lines */
   broker_request_t *free_requests; /* recycled request structs */
   size_t n_free_requests;           /* queues were long: give memory back when empty */
   int pending_closes;       /* handles still closing */
@@ -139,6 +144,9 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body);
 void broker_request_free(mdp_broker_t *b, broker_request_t *r);
+/* Frees what was collected for an MDP/0.1 client and gives its bytes back
+ * to queued_bytes. */
+void broker_collected_release(mdp_broker_t *b, broker_request_t *r);
 void broker_request_cache_free(mdp_broker_t *b);
 /* Hands queued requests to idle workers while both exist. */
 void broker_dispatch(mdp_broker_t *b, broker_service_t *s);
@@ -149,6 +157,8 @@ void broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
 void broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
                           const char *why);
 void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node);
+/* Hands freed memory back to the system soon, from a timer (broker.c). */
+void broker_trim_soon(mdp_broker_t *b);
 
 /* broker.c: sending */
 /* Sends a worker command (header built here) to `w`, taking `body` (may be

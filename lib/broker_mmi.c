@@ -2,8 +2,10 @@
  *
  *   mmi.service  body [name]  -> ["200"] if a worker serves `name`, ["404"]
  *   mmi.services body [any]   -> one frame per service that has a worker,
- *                                sorted by nothing; a single empty frame if
- *                                there is none (a body has at least one frame)
+ *                                sorted by nothing, at most
+ *                                max_mmi_reply_bytes of them; a single empty
+ *                                frame if there is none (a body has at least
+ *                                one frame)
  *   mmi.workers  body [name]  -> ["200", idle, busy, queued] as decimal text,
  *                                or ["404"] if the broker knows no `name`
  *   any other mmi.*           -> ["501"]
@@ -24,14 +26,25 @@ static int append_count(mdp_msg_t *msg, size_t n) {
   return mdp_msg_append_mem(msg, text, (size_t)len);
 }
 
+/* What one name costs in the reply: its bytes and a frame's bookkeeping. */
+#define MMI_NAME_COST(size) ((size) + sizeof(zmq_msg_t))
+
 static int answer_services(mdp_broker_t *b, mdp_msg_t *reply) {
   int rc = 0;
+  size_t bytes = 0, max = b->opts.max_mmi_reply_bytes;
   for (size_t i = 0; i < b->services.cap && rc == 0; i++) {
     if (b->services.slots[i].hash == 0)
       continue;
     broker_service_t *s = b->services.slots[i].value;
-    if (s->n_idle + s->n_busy > 0)
-      rc = mdp_msg_append_mem(reply, s->name, s->name_size);
+    if (s->n_idle + s->n_busy == 0)
+      continue;
+    /* A small request must not buy a reply of megabytes. */
+    if (max && bytes + MMI_NAME_COST(s->name_size) > max) {
+      b->stats.mmi_truncated++;
+      break;
+    }
+    bytes += MMI_NAME_COST(s->name_size);
+    rc = mdp_msg_append_mem(reply, s->name, s->name_size);
   }
   if (rc == 0 && mdp_msg_size(reply) == 0)
     rc = mdp_msg_append_mem(reply, NULL, 0);

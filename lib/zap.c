@@ -21,7 +21,8 @@
 #include "zap.h"
 
 struct mdp_zap_s {
-  mdp_reactor_t *reactor;
+  uv_loop_t *loop;
+  mdp_reactor_t *reactor;   /* NULL until mdp_zap_watch() */
   void *socket;
   mdp_keyset_t allowed;
   mdp_log_cb log_cb;
@@ -199,22 +200,33 @@ int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   }
   if (zmq_setsockopt(server_socket, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
       zmq_setsockopt(server_socket, ZMQ_CURVE_SECRETKEY,
-                     opts->curve_secret_key, MDP_CURVE_KEY_LEN) != 0)
-    rc = MDP_EZMQ;
-  if (rc == 0)
-    rc = mdp_reactor_new(loop, z->socket, 1, zap_recv, &z->reactor);
-  if (rc < 0) {
+                     opts->curve_secret_key, MDP_CURVE_KEY_LEN) != 0) {
     zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
     zmq_close(z->socket);
     zap_free(z);
-    return rc;
+    return MDP_EZMQ;
   }
-  mdp_reactor_set_data(z->reactor, z);
-  mdp_reactor_start(z->reactor);
+  z->loop = loop;
   ZLOG(z, MDP_LOG_INFO, "CURVE on: %zu public key(s) allowed",
        z->allowed.n);
   *out = z;
   return 0;
+}
+
+int mdp_zap_watch(mdp_zap_t *z) {
+  if (z->reactor != NULL)
+    return 0;
+  int rc = mdp_reactor_new(z->loop, z->socket, 1, zap_recv, &z->reactor);
+  if (rc < 0) {
+    z->reactor = NULL;
+    ZLOG(z, MDP_LOG_ERROR, "cannot watch the ZAP handler's socket: %s",
+         mdp_strerror(rc));
+    return rc;
+  }
+  mdp_reactor_set_data(z->reactor, z);
+  /* The handler's socket has been bound since mdp_zap_start(): a request
+   * may already wait, and start checks for one. */
+  return mdp_reactor_start(z->reactor);
 }
 
 static void zap_closed(mdp_reactor_t *reactor) {
@@ -224,15 +236,21 @@ static void zap_closed(mdp_reactor_t *reactor) {
   zap_free(z);
 }
 
-void mdp_zap_close(mdp_zap_t *z, void (*cb)(void *data), void *data) {
+int mdp_zap_close(mdp_zap_t *z, void (*cb)(void *data), void *data) {
   if (z == NULL)
-    return;
-  z->close_cb = cb;
-  z->close_data = data;
+    return 0;
   /* inproc endpoints are released at unbind, synchronously; a closed socket
    * releases its own only when the reaper gets to it. */
   zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
+  if (z->reactor == NULL) { /* never watched: no handle to wait for */
+    zmq_close(z->socket);
+    zap_free(z);
+    return 0;
+  }
+  z->close_cb = cb;
+  z->close_data = data;
   mdp_reactor_close(z->reactor, zap_closed);
+  return 1;
 }
 
 void mdp_zap_counts(const mdp_zap_t *z, uint64_t *accepted,

@@ -22,7 +22,9 @@ typedef struct mdp_zap_s mdp_zap_t;
  * curve_allow_keys), loads the allow-list, binds the handler in `ctx` and
  * makes `server_socket` a CURVE server with the secret key.  Call before
  * the server socket binds: until the handler exists libzmq would let any
- * key in.  Returns 0 and sets `*out`; or MDP_EINVAL (a malformed key or
+ * key in.  No libuv handle is created yet (see mdp_zap_watch), so a caller
+ * that fails later can undo this with mdp_zap_close() at once, leaving
+ * nothing for the loop to close.  Returns 0 and sets `*out`; or MDP_EINVAL (a malformed key or
  * allow-list file, no allow-list at all), MDP_ENOTSUP (libzmq has no
  * CURVE), MDP_EADDRINUSE (a ZAP handler is already bound in `ctx`),
  * MDP_ENOMEM, MDP_EZMQ, a negated errno value (allow-list unreadable);
@@ -31,10 +33,16 @@ typedef struct mdp_zap_s mdp_zap_t;
 int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
                   const mdp_broker_options_t *opts, mdp_zap_t **out);
 
+/* Puts the handler's socket on the loop (once; later calls return 0).  Call
+ * before the server socket binds, since handshakes start then.  0, or
+ * MDP_ENOMEM / MDP_EUV with nothing changed. */
+int mdp_zap_watch(mdp_zap_t *zap);
+
 /* Unbinds the handler at once (a new one may bind in the same context right
- * away), closes its socket and, from the loop, calls `cb(data)` (may be
- * NULL) and frees it. */
-void mdp_zap_close(mdp_zap_t *zap, void (*cb)(void *data), void *data);
+ * away) and closes its socket.  Returns 1 if it was watched: then, from the
+ * loop, it calls `cb(data)` (may be NULL) and frees it; 0 if it never was
+ * (or `zap` is NULL): it is freed now and `cb` is not called. */
+int mdp_zap_close(mdp_zap_t *zap, void (*cb)(void *data), void *data);
 
 /* Handshakes accepted and refused so far; the keys allowed. */
 void mdp_zap_counts(const mdp_zap_t *zap, uint64_t *accepted,

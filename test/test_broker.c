@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "peer.h"
 #include "broker_env.h"
+#include "../lib/broker_internal.h" /* trims: when the heap was trimmed */
 #include "vectors.h"
 
 /* A worker that said READY for `service`, registration confirmed. */
@@ -481,13 +482,16 @@ static void beat_rfc18(void *worker) {
     mdp_msg_destroy(m);
 }
 
-static void silent_worker_expires(void) {
+/* `disconnect`: opts.disconnect_expired. */
+static void silent_worker_expires_told(int disconnect) {
   mdp_broker_options_t o;
   test_opts(&o);
   /* A 500 ms window: `alive` must not lose it to a stall of this machine
    * between two of its heartbeats. */
   o.heartbeat_interval_ms = t_slow(25);
   o.heartbeat_liveness = 20;
+  if (disconnect >= 0)
+    o.disconnect_expired = disconnect;
   CHECK(env_open(&o, NULL) == 0);
   void *alive = worker_ready("hb");
   void *silent = worker_ready("hb");
@@ -498,17 +502,28 @@ static void silent_worker_expires(void) {
   keep_alive_until_expired(beat_rfc18, alive, 1, 500);
   CHECK_EQ(stats().workers, 1);
   CHECK_EQ(stats().workers_expired, 1);
-  /* The silent one was told. */
+  /* After its last heartbeat the silent one is sent nothing (RFC 18), or
+   * DISCONNECT if the option says so. */
   mdp_msg_t *m;
-  int told = 0;
+  int told = 0, last_hb = 0;
   while ((m = recv_on(silent, 100)) != NULL) {
     told |= msg_is(m, "MDPW02", "\x06", NULL);
+    last_hb = msg_is(m, "MDPW02", "\x05", NULL);
     mdp_msg_destroy(m);
   }
-  CHECK(told);
+  CHECK_EQ(told, disconnect == 1);
+  CHECK(told || last_hb);
+  CHECK_EQ(stats().disconnects_sent, disconnect == 1 ? 1 : 0);
   /* Once `alive` stops too, it goes within a few liveness windows. */
   CHECK(t_run_until(&E.loop, no_workers, NULL, 2000));
   CHECK_EQ(env_close(), 0);
+}
+
+/* RFC 18: a worker taken for disconnected is sent nothing more (default);
+ * with disconnect_expired it is told, as Majortomo's broker does. */
+static void silent_worker_expires(void) {
+  silent_worker_expires_told(-1);
+  silent_worker_expires_told(1);
 }
 
 /* A stalled broker (here: its loop not run for twice the liveness window)
@@ -849,6 +864,44 @@ static void mmi_services(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* mmi.services answers with at most max_mmi_reply_bytes of names, so a
+ * small request cannot buy a reply of megabytes. */
+static void mmi_services_bounded(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  /* Each 9-byte name costs 9 + 64 bytes: three fit in 250. */
+  o.max_mmi_reply_bytes = 250;
+  CHECK(env_open(&o, NULL) == 0);
+  char name[16];
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof name, "service-%d", i);
+    worker_ready(name);
+  }
+  void *c = peer();
+  mdp_msg_t *m = mmi(c, "mmi.services", "");
+  CHECK(m != NULL);
+  size_t names = m ? mdp_msg_size(m) - 3 : 0;
+  if (names != 3)
+    msg_dump("mmi.services", m);
+  CHECK_EQ(names, 3);
+  mdp_msg_destroy(m);
+  CHECK_EQ(stats().mmi_truncated, 1);
+  CHECK_EQ(env_close(), 0);
+  /* 0: all of them. */
+  o.max_mmi_reply_bytes = 0;
+  CHECK(env_open(&o, NULL) == 0);
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof name, "service-%d", i);
+    worker_ready(name);
+  }
+  c = peer();
+  m = mmi(c, "mmi.services", "");
+  CHECK(m != NULL && mdp_msg_size(m) == 13);
+  mdp_msg_destroy(m);
+  CHECK_EQ(stats().mmi_truncated, 0);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* ---- peers that vanish ------------------------------------------------ */
 
 static void reply_to_vanished_client(void) {
@@ -1073,6 +1126,97 @@ static void close_inside_message_handling(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* libzmq's bind processes the socket's commands as reading ZMQ_EVENTS
+ * does: a bind while a message waits must not leave it waiting. */
+static void bind_at_run_time_loses_no_wakeup(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  void *c = peer();
+  for (int round = 0; round < 5; round++) {
+    /* The request reaches the broker's pipe at once (inproc), and signals
+     * its socket; the bind below then consumes that signal. */
+    peer_send(c, "MDPC02", "\x01", "mmi.service", "echo", NULL);
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://late-bind-%d", round);
+    CHECK_EQ(mdp_broker_bind(E.broker, ep), 0);
+    /* Well within a heartbeat interval (1 s, whose send would also look). */
+    mdp_msg_t *m = recv_on(c, 300);
+    CHECK(msg_is(m, "MDPC02", "\x03", "mmi.service", "404", NULL));
+    mdp_msg_destroy(m);
+  }
+  /* A failed bind processes them too. */
+  peer_send(c, "MDPC02", "\x01", "mmi.service", "echo", NULL);
+  CHECK_EQ(mdp_broker_bind(E.broker, "inproc://late-bind-0"),
+           MDP_EADDRINUSE);
+  mdp_msg_t *m = recv_on(c, 300);
+  CHECK(msg_is(m, "MDPC02", "\x03", "mmi.service", "404", NULL));
+  mdp_msg_destroy(m);
+  CHECK_EQ(env_close(), 0);
+}
+
+/* Lines about single messages are sampled: the first and every 1000th. */
+static int invalid_lines;
+static void count_invalid_lines(void *data, mdp_log_level_t level,
+                                const char *line) {
+  (void)data;
+  (void)level;
+  invalid_lines += strstr(line, "invalid message") != NULL;
+}
+
+static void message_logs_sampled(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.log_cb = count_invalid_lines;
+  o.log_level = MDP_LOG_DEBUG;
+  invalid_lines = 0;
+  CHECK(env_open(&o, NULL) == 0);
+  void *p = peer();
+  for (int i = 0; i < 3000; i++) {
+    peer_send(p, "garbage", NULL);
+    if (i % 250 == 249) /* within the pipe's high-water mark */
+      settle_until(stats().dropped_invalid >= (uint64_t)i + 1);
+  }
+  settle_until(stats().dropped_invalid >= 3000);
+  CHECK_EQ(stats().dropped_invalid, 3000);
+  CHECK_EQ(invalid_lines, 4); /* 1, 1000, 2000, 3000 */
+  CHECK_EQ(env_close(), 0);
+}
+
+/* After a flood, memory is handed back from a timer, never inside the
+ * message handling that empties the queue. */
+static void trim_after_flood_from_timer(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_queue_per_client = 0;
+  CHECK(env_open(&o, NULL) == 0);
+  void *c = peer();
+  for (int i = 0; i < 1200; i++) {
+    peer_send(c, "MDPC02", "\x01", "svc", "x", NULL);
+    if (i % 250 == 249) /* within the pipe's high-water mark */
+      settle_until(stats().queued >= (size_t)i + 1);
+  }
+  settle_until(stats().queued == 1200);
+  CHECK_EQ(stats().queued, 1200);
+  /* A worker drains the queue: each FINAL brings the next request. */
+  void *w = worker_ready("svc");
+  for (int i = 0; i < 1200; i++) {
+    zmq_msg_t a;
+    mdp_msg_t *r = expect_request(w, &a);
+    CHECK(r != NULL);
+    mdp_msg_destroy(r);
+    if (i + 1 < 1200 || E.broker->trims == 0) /* not yet, inside handling */
+      worker_reply(w, "\x04", &a, "y", NULL);
+    zmq_msg_close(&a);
+    if (r == NULL)
+      break;
+  }
+  settle_until(stats().queued == 0);
+  CHECK_EQ(stats().queued, 0);
+  CHECK_EQ(E.broker->trims, 0);
+  settle_until(E.broker->trims == 1);
+  CHECK_EQ(E.broker->trims, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void options_validated(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -1087,6 +1231,8 @@ static void options_validated(void) {
   CHECK_EQ(o.busy_timeout_ms, 0);
   CHECK_EQ(o.silent_busy_timeout_ms, 900000);
   CHECK_EQ(o.silent_busy_dialects, MDP_DIALECT_MAJORTOMO | MDP_DIALECT_MDP01);
+  CHECK_EQ(o.disconnect_expired, 0);
+  CHECK_EQ(o.max_mmi_reply_bytes, 65536);
   o.heartbeat_interval_ms = 0;
   CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
   mdp_broker_options_init(&o);
@@ -1095,6 +1241,45 @@ static void options_validated(void) {
   mdp_broker_options_init(&o);
   o.silent_busy_dialects = 8; /* no such dialect */
   CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
+  /* Durations: none over MDP_BROKER_TIME_MAX_MS, so none can wrap. */
+  struct {
+    uint64_t interval;
+    unsigned liveness;
+    uint64_t silent_busy, busy, expiry;
+    int ok;
+  } edges[] = {
+      {UINT64_MAX, 4, 0, 0, 0, 0},
+      {MDP_BROKER_TIME_MAX_MS + 1, 1, 0, 0, 0, 0},
+      {MDP_BROKER_TIME_MAX_MS, 1, 0, 0, 0, 1},
+      {MDP_BROKER_TIME_MAX_MS, 2, 0, 0, 0, 0}, /* the window would wrap */
+      {1ull << 31, 2, 0, 0, 0, 0},
+      {1000, UINT32_MAX, 0, 0, 0, 0},
+      {1, UINT32_MAX, 0, 0, 0, 1},
+      {1000, 4, UINT64_MAX, 0, 0, 0},
+      {1000, 4, 0, UINT64_MAX, 0, 0},
+      {1000, 4, 0, 0, UINT64_MAX, 0},
+      {1000, 4, MDP_BROKER_TIME_MAX_MS, MDP_BROKER_TIME_MAX_MS,
+       MDP_BROKER_TIME_MAX_MS, 1},
+  };
+  for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
+    mdp_broker_options_init(&o);
+    o.heartbeat_interval_ms = edges[i].interval;
+    o.heartbeat_liveness = edges[i].liveness;
+    o.silent_busy_timeout_ms = edges[i].silent_busy;
+    o.busy_timeout_ms = edges[i].busy;
+    o.request_expiry_ms = edges[i].expiry;
+    b = NULL;
+    int rc = mdp_broker_new(&loop, &o, &b);
+    if ((rc == 0) != edges[i].ok)
+      printf("# edge %zu: %s\n", i, mdp_strerror(rc));
+    CHECK_EQ(rc == 0, edges[i].ok);
+    CHECK_EQ(rc == 0 || rc == MDP_EINVAL, 1);
+    if (b != NULL) {
+      mdp_broker_close(b, NULL);
+      uv_run(&loop, UV_RUN_DEFAULT);
+      b = NULL;
+    }
+  }
   CHECK_EQ(mdp_broker_new(NULL, NULL, &b), MDP_EINVAL);
   CHECK(b == NULL);
   CHECK_EQ(t_loop_close(&loop), 0);
@@ -1102,6 +1287,10 @@ static void options_validated(void) {
 
 int main(void) {
   RUN(options_validated);
+  RUN(bind_at_run_time_loses_no_wakeup);
+  RUN(message_logs_sampled);
+  RUN(trim_after_flood_from_timer);
+  RUN(mmi_services_bounded);
   RUN(roundtrip_exact_frames);
   RUN(multiframe_and_partials);
   RUN(body_not_copied);

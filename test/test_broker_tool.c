@@ -41,6 +41,7 @@ static void help_lists_every_option(void) {
                            "-B, --busy-worker-timeout", "--silent-busy",
                            "-c, --config", "-V, -v, --verbose",
                            "-D, -d, --debug", "YAML",
+                           "--disconnect-expired", "--max-mmi-reply-bytes",
                            "tcp://127.0.0.1:5555"};
   for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
     if (strstr(text, options[i]) == NULL)
@@ -75,6 +76,8 @@ static void bad_options_exit_2(void) {
       {"--silent-busy", "rfc18,bogus", NULL},
       {"--silent-busy", "", NULL},
       {"-c", "/nonexistent/mdp-broker.conf", NULL},
+      {"-B", "1e10", NULL}, /* over MDP_BROKER_TIME_MAX_MS */
+      {"--max-mmi-reply-bytes", "-1", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     proc_t p;
@@ -97,9 +100,10 @@ static void inconsistent_heartbeat_options_exit_2(void) {
       {"-i", "1.0", "-t", "2.5", NULL},  /* not a multiple */
       {"-t", "3.0", NULL},               /* nor of the default 2.5 s */
       {"-i", "1", "-t", "3", "--heartbeat-liveness", "4", NULL},
+      {"-i", "1000", "--heartbeat-liveness", "100000", NULL}, /* wraps */
   };
   const char *why[] = {"shorter than one", "whole multiple",
-                       "whole multiple", "contradicts"};
+                       "whole multiple", "contradicts", "is over"};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     proc_t p;
     int rc = run_broker(&p, cases[i]);

@@ -505,6 +505,61 @@ static int run_tool(const char *const *argv, uint64_t ms, proc_t *p) {
   return proc_wait(p, ms);
 }
 
+static void count_handle(uv_handle_t *h, void *arg) {
+  (void)h;
+  (*(int *)arg)++;
+}
+
+static int loop_handles(uv_loop_t *loop) {
+  int n = 0;
+  uv_walk(loop, count_handle, &n);
+  return n;
+}
+
+/* "On failure nothing is left behind", even for a caller that frees its
+ * loop at once: the ZAP handler adds no libuv handle before the first
+ * bind, so no step of mdp_broker_new() that can fail comes after a handle
+ * that only a loop turn could close.  Its handle comes with the first
+ * bind, and CURVE works from there. */
+static void zap_handle_only_from_bind(void) {
+  CHECK_EQ(env_open(), 0); /* for its keys and allow-list */
+  mdp_broker_options_t o;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  void *ctx = zmq_ctx_new();
+  mdp_broker_t *plain = NULL, *curved = NULL;
+  mdp_broker_options_init(&o);
+  o.zmq_context = ctx;
+  CHECK_EQ(mdp_broker_new(&loop, &o, &plain), 0);
+  int plain_handles = loop_handles(&loop);
+  mdp_broker_close(plain, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  curve_broker_opts(&o);
+  o.zmq_context = ctx;
+  CHECK_EQ(mdp_broker_new(&loop, &o, &curved), 0);
+  CHECK_EQ(loop_handles(&loop), plain_handles);
+  /* Closed unbound: nothing of the handler is left to wait for. */
+  mdp_broker_close(curved, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(loop_handles(&loop), 0);
+  /* A failure (a second handler in the context) leaves the loop closable
+   * without running it. */
+  CHECK_EQ(mdp_broker_new(&loop, &o, &curved), 0);
+  CHECK_EQ(mdp_broker_bind(curved, "tcp://127.0.0.1:*"), 0);
+  CHECK_EQ(loop_handles(&loop), plain_handles + 3); /* the handler's */
+  uv_loop_t other;
+  uv_loop_init(&other);
+  mdp_broker_t *second = NULL;
+  CHECK_EQ(mdp_broker_new(&other, &o, &second), MDP_EADDRINUSE);
+  CHECK(second == NULL);
+  CHECK_EQ(uv_loop_close(&other), 0);
+  mdp_broker_close(curved, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(t_loop_close(&loop), 0);
+  zmq_ctx_term(ctx);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void keygen_tool(void) {
   const char *kg = build_path("tools/mdp-keygen");
   proc_t p;
@@ -697,6 +752,7 @@ int main(void) {
   RUN(intruders_refused);
   RUN(allow_file_and_keys);
   RUN(option_errors);
+  RUN(zap_handle_only_from_bind);
   RUN(keygen_tool);
   RUN(broker_and_request_tools);
   rm_tree(tmpdir);

@@ -259,6 +259,7 @@ static void expiry_and_keepalive_in_each_dialect(void) {
    * this machine between two of their heartbeats. */
   o.heartbeat_interval_ms = t_slow(25);
   o.heartbeat_liveness = 20;
+  o.disconnect_expired = 1; /* so each is told, in its dialect */
   CHECK(env_open(&o, NULL) == 0);
   void *alive[N_DIALECTS], *silent[N_DIALECTS];
   for (int d = 0; d < N_DIALECTS; d++) {
@@ -539,6 +540,78 @@ static void mdp01_empty_partials_bounded(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* A registered worker speaks its READY's dialect: a message in another is
+ * dropped, counted, and the worker removed as for any invalid message. */
+static void dialect_switch_dropped(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = worker_ready_in(RFC18, "svc");
+  peer_send_msg(w, worker_msg(MAJORTOMO, worker_wire[MAJORTOMO].heartbeat));
+  settle_until(stats().dropped_dialect == 1);
+  CHECK_EQ(stats().dropped_dialect, 1);
+  CHECK_EQ(stats().dropped_invalid, 1);
+  CHECK_EQ(stats().workers, 0);
+  /* Told in the dialect it registered with. */
+  mdp_msg_t *m = worker_recv(RFC18, w, 1000);
+  CHECK(is_worker_cmd(m, RFC18, worker_wire[RFC18].disconnect, NULL));
+  mdp_msg_destroy(m);
+  /* The same for an MDP/0.1 worker sending an RFC 18 reply. */
+  void *w01 = worker_ready_in(MDP01, "svc");
+  peer_send_msg(w01, worker_msg(RFC18, worker_wire[RFC18].heartbeat));
+  settle_until(stats().dropped_dialect == 2);
+  CHECK_EQ(stats().dropped_dialect, 2);
+  CHECK_EQ(stats().workers, 0);
+  CHECK_EQ(env_close(), 0);
+}
+
+/* What is collected for an MDP/0.1 client is charged to max_queued_bytes
+ * while it is held, and given back when the request ends. */
+static void mdp01_collection_charged_to_queued_bytes(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_queued_bytes = 8000;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = worker_ready_in(RFC18, "svc");
+  void *c = peer();
+  const char *body[] = {"go", NULL};
+  client_send_request(MDP01, c, "svc", body);
+  mdp_msg_t *req = worker_recv(RFC18, w, 2000);
+  CHECK(req != NULL);
+  static char chunk[1001];
+  memset(chunk, 'x', 1000);
+  const char *part[] = {chunk, NULL};
+  /* Two parts: held, and counted in queued_bytes. */
+  for (int i = 0; i < 2; i++)
+    worker_send_reply(RFC18, w, worker_wire[RFC18].partial, req, 2, part);
+  settle_until(stats().queued_bytes >= 2000);
+  CHECK(stats().queued_bytes >= 2000 && stats().queued_bytes < 3000);
+  /* Past 8000 bytes the request fails and what it held is given back. */
+  for (int i = 0; i < 8; i++)
+    worker_send_reply(RFC18, w, worker_wire[RFC18].partial, req, 2, part);
+  settle_until(stats().dropped_too_large == 1);
+  CHECK_EQ(stats().dropped_too_large, 1);
+  CHECK_EQ(stats().queued_bytes, 0);
+  const char *fin[] = {"end", NULL};
+  worker_send_reply(RFC18, w, worker_wire[RFC18].final, req, 2, fin);
+  CHECK(quiet(c, 100)); /* nothing, not a reply with a hole in it */
+  CHECK_EQ(stats().queued_bytes, 0);
+  /* The next collection that fits is delivered, and leaves nothing. */
+  client_send_request(MDP01, c, "svc", body);
+  mdp_msg_destroy(req);
+  req = worker_recv(RFC18, w, 2000);
+  CHECK(req != NULL);
+  worker_send_reply(RFC18, w, worker_wire[RFC18].partial, req, 2, part);
+  worker_send_reply(RFC18, w, worker_wire[RFC18].final, req, 2, fin);
+  mdp_msg_t *rep = recv_on(c, 2000);
+  const char *all[] = {chunk, "end", NULL};
+  CHECK(is_client_reply(rep, MDP01, 1, "svc", all));
+  mdp_msg_destroy(rep);
+  mdp_msg_destroy(req);
+  CHECK_EQ(stats().queued_bytes, 0);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void dialects_can_be_restricted(void) {
   mdp_broker_options_t o;
   test_opts(&o);
@@ -571,6 +644,8 @@ int main(void) {
   RUN(mdp01_reply_over_limit_fails);
   RUN(mdp01_empty_partials_bounded);
   RUN(dialects_can_be_restricted);
+  RUN(dialect_switch_dropped);
+  RUN(mdp01_collection_charged_to_queued_bytes);
   t_context_term();
   return t_done();
 }

@@ -64,6 +64,11 @@ const char broker_usage_text[] =
     "                              (default 67108864, 64 MiB)\n"
     "      --max-redispatch N      times a request is sent to another worker when\n"
     "                              its worker dies before replying (default 1)\n"
+    "      --max-mmi-reply-bytes N bytes of names in one mmi.services reply, each\n"
+    "                              charged 64 more; 0 = unlimited (default 65536)\n"
+    "      --disconnect-expired    send DISCONNECT to a worker removed for silence\n"
+    "                              (as Majortomo's broker does); by default it is\n"
+    "                              sent nothing more, as RFC 18 says\n"
     "      --dialects LIST         dialects to accept, comma-separated, from\n"
     "                              rfc18, majortomo, mdp01 (default: all three;\n"
     "                              each peer is answered in its own)\n"
@@ -93,7 +98,8 @@ const char broker_usage_text[] =
     "dialect a worker whose process dies is noticed within about one interval\n"
     "(the broker's heartbeat to it fails) and its request goes to another.\n"
     "\n"
-    "Durations are in seconds and may have fractions (-i 0.5).\n"
+    "Durations are in seconds and may have fractions (-i 0.5); none may be\n"
+    "over 4294967 s (49.7 days).\n"
     "SIGINT or SIGTERM stops the broker cleanly (workers get DISCONNECT).\n"
     "Exit status: 0 after a clean stop, 1 if an endpoint cannot be bound or\n"
     "the broker fails, 2 for a bad option or config file.\n";
@@ -124,7 +130,9 @@ enum {
   OPT_CURVE_SECRET,
   OPT_CURVE_ALLOW,
   OPT_STATS,
-  OPT_VERSION
+  OPT_VERSION,
+  OPT_MAX_MMI_REPLY,
+  OPT_DISCONNECT_EXPIRED
 };
 
 static const struct option longopts[] = {
@@ -146,6 +154,8 @@ static const struct option longopts[] = {
     {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
     {"max-msg-size", required_argument, NULL, OPT_MAX_MSG},
     {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
+    {"max-mmi-reply-bytes", required_argument, NULL, OPT_MAX_MMI_REPLY},
+    {"disconnect-expired", no_argument, NULL, OPT_DISCONNECT_EXPIRED},
     {"dialects", required_argument, NULL, OPT_DIALECTS},
     {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
     {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
@@ -189,7 +199,7 @@ static int parse_seconds(const char *text, uint64_t *ms) {
   errno = 0;
   double s = strtod(text, &end);
   if (end == text || *end != '\0' || errno || !isfinite(s) || s < 0 ||
-      s > 1e9)
+      s * 1000.0 > (double)MDP_BROKER_TIME_MAX_MS)
     return -1;
   *ms = (uint64_t)llround(s * 1000.0);
   return 0;
@@ -268,7 +278,7 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   long long n;
   int on = 1;
   if (value != NULL && (id == OPT_VERBOSE || id == OPT_DEBUG ||
-                        id == OPT_QUIET)) {
+                        id == OPT_QUIET || id == OPT_DISCONNECT_EXPIRED)) {
     if (parse_bool(value, &on) < 0)
       return bad_value(at, name, value, "true or false expected");
   }
@@ -315,9 +325,14 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
       return bad_value(at, name, value, "seconds expected");
     return 0;
   case OPT_MAX_QUEUED_BYTES:
+  case OPT_MAX_MMI_REPLY:
     if (parse_count(value, 0, INT64_MAX, &n) < 0)
       return bad_value(at, name, value, "bytes, or 0");
-    o->max_queued_bytes = (size_t)n;
+    *(id == OPT_MAX_QUEUED_BYTES ? &o->max_queued_bytes
+                                 : &o->max_mmi_reply_bytes) = (size_t)n;
+    return 0;
+  case OPT_DISCONNECT_EXPIRED:
+    o->disconnect_expired = on;
     return 0;
   case OPT_MAX_QUEUE:
   case OPT_MAX_QUEUED_TOTAL:
@@ -488,8 +503,14 @@ static int apply_config_file(broker_cli_t *cli, const char *path,
 static int resolve_heartbeat_timeout(broker_cli_t *cli) {
   mdp_broker_options_t *o = &cli->broker;
   uint64_t t = cli->heartbeat_timeout_ms, i = o->heartbeat_interval_ms;
-  if (t == 0)
+  if (t == 0) {
+    if (o->heartbeat_liveness > MDP_BROKER_TIME_MAX_MS / i)
+      return usage_error(NULL, "--heartbeat-liveness %u x "
+                               "--heartbeat-interval %.3f s is over %.0f s",
+                         o->heartbeat_liveness, i / 1000.0,
+                         MDP_BROKER_TIME_MAX_MS / 1000.0);
     return 0;
+  }
   if (t < i)
     return usage_error(NULL,
                        "--heartbeat-timeout %.3f s is shorter than one "

@@ -76,7 +76,10 @@ typedef struct {
    * flooding client cannot fill a service's queue; 0 = unlimited. */
   size_t max_queue_per_client;
   /* Bytes held by queued requests, all services, each frame charged its
-   * size plus its bookkeeping (default 256 MiB); 0 = unlimited. */
+   * size plus its bookkeeping, and by the replies being collected for
+   * MDP/0.1 clients (default 256 MiB); 0 = unlimited.  A request beyond it
+   * is dropped (dropped_queue_full); a collection beyond it fails the
+   * request (dropped_too_large). */
   size_t max_queued_bytes;
   /* Services known at once (default 10000): a READY that would create one
    * more is refused; requests may create services (for which no worker has
@@ -112,11 +115,30 @@ typedef struct {
   const char *const *curve_allow_keys;
   size_t curve_allow_count;
   /* Log hook (NULL: silent) and the most verbose level passed to it
-   * (default MDP_LOG_INFO). */
+   * (default MDP_LOG_INFO).  Lines about single messages (an invalid
+   * message, a dropped reply, a protocol error) are sampled: the first of
+   * each kind and every 1000th, with the count so far, so a flood does not
+   * become a flood of log lines. */
   mdp_log_cb log_cb;
   void *log_data;
   mdp_log_level_t log_level;
+  /* A worker removed for silence gets nothing more, as RFC 18 says
+   * (default 0).  1: it is sent DISCONNECT first, as Majortomo's and the
+   * zguide's brokers do, so a worker that was only slow re-registers at
+   * once.  Workers removed for any other reason (busy timeout, protocol
+   * error, close) are always told. */
+  int disconnect_expired;
+  /* Bytes of service names in one mmi.services reply (default 65536), each
+   * name charged its size plus 64: a client's small request cannot make the
+   * broker send megabytes.  Names beyond it are left out (counted in
+   * mmi_truncated). */
+  size_t max_mmi_reply_bytes;
 } mdp_broker_options_t;
+
+/* Every duration option (heartbeat interval, interval x liveness, the busy
+ * timeouts, request expiry) is at most this many ms (about 49.7 days);
+ * mdp_broker_new() refuses more with MDP_EINVAL, so no deadline can wrap. */
+#define MDP_BROKER_TIME_MAX_MS ((uint64_t)UINT32_MAX)
 
 /* Counters since creation, and gauges (marked "now"). */
 typedef struct {
@@ -148,11 +170,19 @@ typedef struct {
   uint64_t heartbeats_sent;
   uint64_t curve_accepted;     /* CURVE handshakes let in by the ZAP handler */
   uint64_t curve_refused;      /* ... and refused (unknown key, not CURVE) */
+  uint64_t dropped_dialect;    /* messages from a registered worker in
+                                  another dialect than its READY's (the
+                                  worker is removed, as for an invalid
+                                  message; also counted in dropped_invalid) */
+  uint64_t mmi_truncated;      /* mmi.services replies cut at
+                                  max_mmi_reply_bytes */
   size_t workers;              /* now: registered workers */
   size_t workers_idle;         /* now: idle workers */
   size_t services;             /* now: services known */
   size_t queued;               /* now: requests waiting, all services */
-  size_t queued_bytes;         /* now: what they hold (see max_queued_bytes) */
+  size_t queued_bytes;         /* now: what they hold, and what is being
+                                  collected for MDP/0.1 clients (see
+                                  max_queued_bytes) */
 } mdp_broker_stats_t;
 
 /* Per-service figures (what mmi.workers reports). */
