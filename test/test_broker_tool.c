@@ -129,7 +129,10 @@ static int start_and_stop(const char *const *args, char *err, size_t size) {
     usleep(2000);
   kill(p.pid, SIGTERM);
   int rc = proc_wait(&p, 5000);
-  snprintf(err, size, "%s", proc_stderr(&p));
+  const char *text = proc_stderr(&p);
+  size_t n = strlen(text) < size - 1 ? strlen(text) : size - 1;
+  memcpy(err, text, n);
+  err[n] = '\0';
   proc_cleanup(&p);
   if (rc != 0)
     printf("# exit %d, stderr:\n%s\n", rc, err);

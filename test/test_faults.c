@@ -37,6 +37,25 @@ static int broker_start(const char *const *extra) {
 
 static void mmi_workers(const char *service, long out[3]);
 
+/* Waits until the broker just started answers MMI: 0, or -1 if it exited
+ * (its endpoint taken, say by another program between free_tcp_endpoint
+ * and its bind) or did not answer within 10 s. */
+static int broker_answers(void) {
+  long w[3] = {-1, -1, -1};
+  uint64_t deadline = uv_hrtime() + t_slow(10000) * 1000000ull;
+  while (w[0] < 0 && uv_hrtime() < deadline) {
+    siginfo_t info = {0}; /* WNOWAIT: fx_close still reaps it */
+    if (waitid(P_PID, (id_t)F.broker.pid, &info,
+               WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == F.broker.pid) {
+      printf("# the broker exited at start: %s\n", proc_stderr(&F.broker));
+      return -1;
+    }
+    mmi_workers("-", w);
+  }
+  return w[0] < 0 ? -1 : 0;
+}
+
 /* Starts the broker and waits until it answers MMI. */
 static int fx_open(const char *const *broker_extra) {
   memset(&F, 0, sizeof F);
@@ -45,10 +64,7 @@ static int fx_open(const char *const *broker_extra) {
   free_tcp_endpoint(F.ctx, F.ep, sizeof F.ep);
   if (broker_start(broker_extra) < 0)
     return -1;
-  long w[3] = {-1, -1, -1};
-  for (int i = 0; i < 50 && w[0] < 0; i++)
-    mmi_workers("-", w);
-  return w[0] < 0 ? -1 : 0;
+  return broker_answers();
 }
 
 static proc_t *worker_start(const char *service, const char *mode) {
@@ -192,10 +208,7 @@ static int fx_open_majortomo_style(const char *busy_timeout) {
                         "0.1", "-t", "0.3", "-B", busy_timeout, "-q", NULL};
   if (proc_spawn(&F.broker, argv) < 0)
     return -1;
-  long w[3] = {-1, -1, -1};
-  for (int i = 0; i < 50 && w[0] < 0; i++)
-    mmi_workers("-", w);
-  return w[0] < 0 ? -1 : 0;
+  return broker_answers();
 }
 
 /* test/silent_worker: heartbeats only while idle, as Majortomo's and the
