@@ -1,5 +1,5 @@
 /* libFuzzer target: arbitrary sequences of multipart messages from several
- * peers, fed to a real mdp_broker_t through broker_handle() (the reactor's
+ * peers, fed to a real mdp_broker_t through mdp__broker_handle() (the reactor's
  * receive callback), with the loop run between messages so that timers,
  * sends and held sends happen.
  *
@@ -157,9 +157,9 @@ static void fb_drain(fb_t *f) {
   }
 }
 
-static size_t fb_list_len(const mdp_list_t *l) {
+static size_t fb_list_len(const mdp__list_t *l) {
   size_t n = 0;
-  for (const mdp_list_t *i = l->next; i != l; i = i->next)
+  for (const mdp__list_t *i = l->next; i != l; i = i->next)
     n++;
   return n;
 }
@@ -177,20 +177,20 @@ static void fb_check_state(fb_t *f) {
       continue;
     broker_worker_t *w = b->workers.slots[i].value;
     workers++;
-    FUZZ_ASSERT(broker_service_get(b, w->service->name, w->service->name_size,
+    FUZZ_ASSERT(mdp__broker_service_get(b, w->service->name, w->service->name_size,
                                    0) == w->service);
-    FUZZ_ASSERT((w->request == NULL) == mdp_list_linked(&w->idle_link));
+    FUZZ_ASSERT((w->request == NULL) == mdp__list_linked(&w->idle_link));
     /* A busy worker that may be silent is judged by the busy bound only. */
-    if (w->request != NULL && broker_silent_while_busy(b, w)) {
-      FUZZ_ASSERT(!mdp_tlist_linked(&w->liveness));
-      FUZZ_ASSERT(mdp_tlist_linked(&w->busy) ||
+    if (w->request != NULL && mdp__broker_silent_while_busy(b, w)) {
+      FUZZ_ASSERT(!mdp__tlist_linked(&w->liveness));
+      FUZZ_ASSERT(mdp__tlist_linked(&w->busy) ||
                   b->silent_busy.duration == 0);
     } else {
-      FUZZ_ASSERT(mdp_tlist_linked(&w->liveness) ||
+      FUZZ_ASSERT(mdp__tlist_linked(&w->liveness) ||
                   b->liveness.duration == 0);
     }
     if (w->request == NULL)
-      FUZZ_ASSERT(!mdp_tlist_linked(&w->busy));
+      FUZZ_ASSERT(!mdp__tlist_linked(&w->busy));
     if (w->request != NULL)
       FUZZ_ASSERT(w->request->service == w->service);
   }
@@ -211,12 +211,12 @@ static void fb_check_state(fb_t *f) {
     FUZZ_ASSERT(!b->opts.max_workers_per_service ||
                 s->n_idle + s->n_busy <= b->opts.max_workers_per_service);
     size_t n = fb_list_len(&s->retry_queue);
-    for (mdp_list_t *r = s->client_ring.next; r != &s->client_ring;
+    for (mdp__list_t *r = s->client_ring.next; r != &s->client_ring;
          r = r->next) {
       broker_client_queue_t *cq =
-          mdp_container_of(r, broker_client_queue_t, ring_link);
+          mdp__container_of(r, broker_client_queue_t, ring_link);
       FUZZ_ASSERT(cq->service == s);
-      FUZZ_ASSERT(!mdp_list_empty(&cq->requests));
+      FUZZ_ASSERT(!mdp__list_empty(&cq->requests));
       n += fb_list_len(&cq->requests);
       cqs++;
     }
@@ -311,7 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* A message without even an identity frame: never from a ROUTER, but the
    * entry point must take it. */
   if (!f.closing)
-    broker_handle(f.b, mdp_msg_new());
+    mdp__broker_handle(f.b, mdp_msg_new());
 
   unsigned ticks = 0;
   uint8_t op;
@@ -338,7 +338,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         mdp_msg_destroy(msg);
         break;
       }
-      broker_handle(f.b, msg);
+      mdp__broker_handle(f.b, msg);
     }
     fb_step(&f);
   }
@@ -351,7 +351,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       mdp_msg_append_mem(late, "p0", 2);
       mdp_msg_append_str(late, MDP_WORKER_HEADER);
       mdp_msg_append_mem(late, "\x05", 1);
-      broker_handle(f.b, late);
+      mdp__broker_handle(f.b, late);
     }
   }
   uv_run(&f.loop, UV_RUN_DEFAULT);

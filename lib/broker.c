@@ -46,7 +46,7 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->max_mmi_reply_bytes = 64 * 1024;
 }
 
-const char *broker_printable(const void *data, size_t size, char *buf,
+const char *mdp__broker_printable(const void *data, size_t size, char *buf,
                              size_t buf_size) {
   const unsigned char *p = data;
   int text = size > 0;
@@ -86,7 +86,7 @@ static int send_to(mdp_broker_t *b, const void *id, size_t id_size,
   return rc;
 }
 
-int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
+int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                        mdp_command_t command, const zmq_msg_t *client,
                        mdp_msg_t *body) {
   mdp_msg_t *msg = body ? body : mdp_msg_new();
@@ -106,11 +106,11 @@ int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
   if (command == MDP_WORKER_HEARTBEAT)
     b->stats.heartbeats_sent++;
   /* Anything sent counts as a heartbeat: the next one is due later. */
-  mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+  mdp__tlist_touch(&b->heartbeat, &w->heartbeat);
   return 0;
 }
 
-int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                         mdp_dialect_t dialect, mdp_command_t command,
                         const uint8_t *service, size_t service_size,
                         mdp_msg_t *body) {
@@ -127,10 +127,10 @@ int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_slow_client
                                    : ++b->stats.dropped_unroutable;
     char buf[64];
-    if (broker_log_sampled(n))
+    if (mdp__broker_log_sampled(n))
       BROKER_LOG(b, MDP_LOG_DEBUG, "reply to client %s dropped: %s (%llu so "
                  "far)",
-                 broker_printable(zmq_msg_data((zmq_msg_t *)client),
+                 mdp__broker_printable(zmq_msg_data((zmq_msg_t *)client),
                                   zmq_msg_size((zmq_msg_t *)client), buf,
                                   sizeof buf),
                  mdp_strerror(rc), (unsigned long long)n);
@@ -160,14 +160,14 @@ static void protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
                            const char *why) {
   char buf[64];
   uint64_t n = ++b->protocol_errors;
-  if (broker_log_sampled(n))
+  if (mdp__broker_log_sampled(n))
     BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s (%llu so far)",
-               broker_printable(zmq_msg_data((zmq_msg_t *)id),
+               mdp__broker_printable(zmq_msg_data((zmq_msg_t *)id),
                                 zmq_msg_size((zmq_msg_t *)id), buf,
                                 sizeof buf),
                why, (unsigned long long)n);
   if (w != NULL)
-    broker_worker_remove(b, w, 1, why);
+    mdp__broker_worker_remove(b, w, 1, why);
   else
     send_disconnect_to(b, id, dialect);
 }
@@ -184,8 +184,8 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   }
   size_t id_size = zmq_msg_size(id);
   broker_service_t *s =
-      broker_service_get(b, cmd->service, cmd->service_size,
-                         BROKER_CREATE_FOR_WORKER);
+      mdp__broker_service_get(b, cmd->service, cmd->service_size,
+                         MDP__BROKER_CREATE_FOR_WORKER);
   if (s == NULL || (b->opts.max_workers_per_service &&
                     s->n_idle + s->n_busy >= b->opts.max_workers_per_service)) {
     b->stats.workers_refused++;
@@ -197,10 +197,10 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   w = malloc(sizeof *w + id_size);
   if (w != NULL)
     memcpy(w->id, zmq_msg_data(id), id_size);
-  if (w == NULL || mdp_map_put(&b->workers, w->id, id_size, w) < 0) {
+  if (w == NULL || mdp__map_put(&b->workers, w->id, id_size, w) < 0) {
     /* Out of memory: refuse the worker; it will try again. */
     free(w);
-    broker_service_maybe_free(b, s);
+    mdp__broker_service_maybe_free(b, s);
     send_disconnect_to(b, id, cmd->dialect);
     return;
   }
@@ -208,20 +208,20 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   w->service = s;
   w->request = NULL;
   w->dialect = cmd->dialect;
-  mdp_list_init(&w->idle_link);
-  mdp_tnode_init(&w->liveness);
-  mdp_tnode_init(&w->heartbeat);
-  mdp_tnode_init(&w->busy);
-  mdp_tlist_touch(&b->liveness, &w->liveness);
-  mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+  mdp__list_init(&w->idle_link);
+  mdp__tnode_init(&w->liveness);
+  mdp__tnode_init(&w->heartbeat);
+  mdp__tnode_init(&w->busy);
+  mdp__tlist_touch(&b->liveness, &w->liveness);
+  mdp__tlist_touch(&b->heartbeat, &w->heartbeat);
   b->stats.workers++;
   b->stats.workers_registered++;
   char buf[64];
   BROKER_LOG(b, MDP_LOG_INFO, "worker %s ready for service '%.*s' (%s)",
-             broker_printable(w->id, id_size, buf, sizeof buf),
+             mdp__broker_printable(w->id, id_size, buf, sizeof buf),
              (int)s->name_size, (const char *)s->name,
              mdp_dialect_name(w->dialect));
-  broker_worker_idle(b, w);
+  mdp__broker_worker_idle(b, w);
 }
 
 /* An MDP/0.1 client expects one REPLY: PARTIAL bodies are appended to
@@ -259,19 +259,19 @@ static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
       return NULL;
     msg = r->collected;
     r->collected = NULL;
-    broker_collected_release(b, r); /* the bytes leave with the reply */
+    mdp__broker_collected_release(b, r); /* the bytes leave with the reply */
     return msg;
   }
   /* Over a bound (or out of memory): the client cannot get the whole
    * reply; what was collected is freed now, the rest swallowed. */
   r->failed = 1;
   uint64_t n = ++b->stats.dropped_too_large;
-  if (broker_log_sampled(n))
+  if (mdp__broker_log_sampled(n))
     BROKER_LOG(b, MDP_LOG_WARN,
                "reply for an MDP/0.1 client over %zu bytes, %zu frames or "
                "the held-bytes limit: request failed (%llu so far)",
                limit, b->opts.max_frames, (unsigned long long)n);
-  broker_collected_release(b, r);
+  mdp__broker_collected_release(b, r);
   mdp_msg_destroy(msg);
   return NULL;
 }
@@ -305,12 +305,12 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     /* collected, or swallowed */
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
-    if (broker_send_client(b, &r->client, r->client_dialect,
+    if (mdp__broker_send_client(b, &r->client, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
     else
       b->stats.partials++;
-  } else if (broker_send_client(b, &r->client, r->client_dialect,
+  } else if (mdp__broker_send_client(b, &r->client, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
     b->stats.replies++;
@@ -319,12 +319,12 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     return;
   w->request = NULL;
   s->n_busy--;
-  mdp_tlist_remove(&w->busy);
+  mdp__tlist_remove(&w->busy);
   /* Judged by its silence again from its FINAL on (a no-op for a worker
    * that stayed in the list while busy). */
-  mdp_tlist_touch(&b->liveness, &w->liveness);
-  broker_request_free(b, r);
-  broker_worker_idle(b, w);
+  mdp__tlist_touch(&b->liveness, &w->liveness);
+  mdp__broker_request_free(b, r);
+  mdp__broker_worker_idle(b, w);
 }
 
 static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
@@ -336,19 +336,19 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     memcpy(name, cmd->service, size);
     mdp_msg_drop_front(msg, cmd->body);
     b->stats.mmi_requests++;
-    broker_mmi(b, id, cmd->dialect, name, size, msg);
+    mdp__broker_mmi(b, id, cmd->dialect, name, size, msg);
     return;
   }
   broker_service_t *s =
-      broker_service_get(b, cmd->service, cmd->service_size,
-                         BROKER_CREATE_FOR_CLIENT);
+      mdp__broker_service_get(b, cmd->service, cmd->service_size,
+                         MDP__BROKER_CREATE_FOR_CLIENT);
   mdp_msg_drop_front(msg, cmd->body);
-  int rc = s ? broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
+  int rc = s ? mdp__broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
   if (rc < 0) {
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
     /* A flood must not become a flood of log lines: the first drop and
      * every 1000th.  cmd->service pointed into frames drop_front closed. */
-    if (broker_log_sampled(n))
+    if (mdp__broker_log_sampled(n))
       BROKER_LOG(b, MDP_LOG_WARN,
                  "request for '%.*s' dropped: %s (%llu so far)",
                  s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
@@ -358,15 +358,15 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
                  (unsigned long long)n);
     mdp_msg_destroy(msg);
     if (s != NULL)
-      broker_service_maybe_free(b, s);
+      mdp__broker_service_maybe_free(b, s);
   }
 }
 
 static void on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
-  broker_handle(mdp_reactor_get_data(reactor), msg);
+  mdp__broker_handle(mdp_reactor_get_data(reactor), msg);
 }
 
-void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
+void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   zmq_msg_t id;
   if (mdp_msg_pop_front(msg, &id) < 0 || b->closing) {
     zmq_msg_close(&id);
@@ -376,7 +376,7 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   mdp_cmd_t cmd;
   int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
   broker_worker_t *w =
-      mdp_map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+      mdp__map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
   if (rc == 0 && w != NULL && cmd.dialect != w->dialect) {
     /* A worker speaks the dialect of its READY: a switch is a broken or
      * forged peer, and its message is invalid. */
@@ -386,16 +386,16 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   if (rc < 0) {
     char buf[64];
     uint64_t n = ++b->stats.dropped_invalid;
-    if (broker_log_sampled(n))
+    if (mdp__broker_log_sampled(n))
       BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s "
                  "(%llu so far)",
-                 broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
+                 mdp__broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
                                   sizeof buf),
                  mdp_strerror(rc), (unsigned long long)n);
     /* RFC 18: the sender of an invalid message is treated as invalid; a
      * worker is forgotten (its request goes to another worker). */
     if (w != NULL)
-      broker_worker_remove(b, w, 1, "sent an invalid message");
+      mdp__broker_worker_remove(b, w, 1, "sent an invalid message");
     mdp_msg_destroy(msg);
     zmq_msg_close(&id);
     return;
@@ -403,8 +403,8 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   /* Any command but DISCONNECT counts as a heartbeat; a busy worker that
    * may be silent stays out of the liveness list until its FINAL. */
   if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT &&
-      mdp_tlist_linked(&w->liveness))
-    mdp_tlist_touch(&b->liveness, &w->liveness);
+      mdp__tlist_linked(&w->liveness))
+    mdp__tlist_touch(&b->liveness, &w->liveness);
   switch (cmd.command) {
   case MDP_CLIENT_REQUEST:
     on_client_request(b, &id, &cmd, msg);
@@ -425,7 +425,7 @@ void broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
     break;
   case MDP_WORKER_DISCONNECT:
     if (w != NULL)
-      broker_worker_remove(b, w, 0, "sent DISCONNECT");
+      mdp__broker_worker_remove(b, w, 0, "sent DISCONNECT");
     break;
   default:
     b->stats.dropped_invalid++;
@@ -449,36 +449,36 @@ static void on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg, int err) {
 
 /* ---- timers ----------------------------------------------------------- */
 
-static void on_worker_silent(mdp_tlist_t *list, mdp_tnode_t *node) {
-  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, liveness);
-  broker_worker_t *w = mdp_container_of(node, broker_worker_t, liveness);
+static void on_worker_silent(mdp__tlist_t *list, mdp__tnode_t *node) {
+  mdp_broker_t *b = mdp__container_of(list, mdp_broker_t, liveness);
+  broker_worker_t *w = mdp__container_of(node, broker_worker_t, liveness);
   b->stats.workers_expired++;
   /* RFC 18: a peer taken for disconnected is sent nothing more. */
-  broker_worker_remove(b, w, b->opts.disconnect_expired,
+  mdp__broker_worker_remove(b, w, b->opts.disconnect_expired,
                        "silent for too long");
 }
 
-static void on_heartbeat_due(mdp_tlist_t *list, mdp_tnode_t *node) {
-  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, heartbeat);
-  broker_worker_t *w = mdp_container_of(node, broker_worker_t, heartbeat);
-  int rc = broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, NULL);
+static void on_heartbeat_due(mdp__tlist_t *list, mdp__tnode_t *node) {
+  mdp_broker_t *b = mdp__container_of(list, mdp_broker_t, heartbeat);
+  broker_worker_t *w = mdp__container_of(node, broker_worker_t, heartbeat);
+  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, NULL);
   if (rc == MDP_EHOSTUNREACH) {
     b->stats.workers_unreachable++;
-    broker_worker_remove(b, w, 0, "unreachable");
+    mdp__broker_worker_remove(b, w, 0, "unreachable");
   } else if (rc < 0) {
     /* A full pipe (the worker reads nothing) or no memory: try again next
      * interval; a worker that reads nothing also sends nothing, and its
      * liveness runs out. */
-    mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
+    mdp__tlist_touch(&b->heartbeat, &w->heartbeat);
   }
 }
 
 /* Both busy lists' callback. */
-static void on_busy_timeout(mdp_tlist_t *list, mdp_tnode_t *node) {
+static void on_busy_timeout(mdp__tlist_t *list, mdp__tnode_t *node) {
   mdp_broker_t *b = list->timer.data;
-  broker_worker_t *w = mdp_container_of(node, broker_worker_t, busy);
+  broker_worker_t *w = mdp__container_of(node, broker_worker_t, busy);
   b->stats.workers_expired++;
-  broker_worker_remove(b, w, 1, "busy for longer than the busy timeout");
+  mdp__broker_worker_remove(b, w, 1, "busy for longer than the busy timeout");
 }
 
 /* After a flood the freed requests are thousands of small blocks that the
@@ -496,7 +496,7 @@ static void on_trim(uv_timer_t *timer) {
   b->trims++;
 }
 
-void broker_trim_soon(mdp_broker_t *b) {
+void mdp__broker_trim_soon(mdp_broker_t *b) {
   if (!b->closing && !uv_is_active((uv_handle_t *)&b->trim_timer))
     uv_timer_start(&b->trim_timer, on_trim, TRIM_DELAY_MS, 0);
 }
@@ -509,37 +509,37 @@ static void free_everything(mdp_broker_t *b) {
     if (b->workers.slots[i].hash == 0)
       continue;
     if (w->request != NULL)
-      broker_request_free(b, w->request);
+      mdp__broker_request_free(b, w->request);
     free(w);
   }
   for (size_t i = 0; i < b->services.cap; i++) {
     if (b->services.slots[i].hash == 0)
       continue;
     broker_service_t *s = b->services.slots[i].value;
-    mdp_list_t *n;
-    while ((n = mdp_list_head(&s->retry_queue)) != NULL) {
-      mdp_list_remove(n);
-      broker_request_free(b,
-                          mdp_container_of(n, broker_request_t, queue_link));
+    mdp__list_t *n;
+    while ((n = mdp__list_head(&s->retry_queue)) != NULL) {
+      mdp__list_remove(n);
+      mdp__broker_request_free(b,
+                          mdp__container_of(n, broker_request_t, queue_link));
     }
-    while ((n = mdp_list_head(&s->client_ring)) != NULL) {
+    while ((n = mdp__list_head(&s->client_ring)) != NULL) {
       broker_client_queue_t *cq =
-          mdp_container_of(n, broker_client_queue_t, ring_link);
-      mdp_list_t *rn;
-      while ((rn = mdp_list_head(&cq->requests)) != NULL) {
-        mdp_list_remove(rn);
-        broker_request_free(
-            b, mdp_container_of(rn, broker_request_t, queue_link));
+          mdp__container_of(n, broker_client_queue_t, ring_link);
+      mdp__list_t *rn;
+      while ((rn = mdp__list_head(&cq->requests)) != NULL) {
+        mdp__list_remove(rn);
+        mdp__broker_request_free(
+            b, mdp__container_of(rn, broker_request_t, queue_link));
       }
-      mdp_list_remove(n);
+      mdp__list_remove(n);
       free(cq);
     }
     free(s);
   }
-  broker_request_cache_free(b);
-  mdp_map_free(&b->workers);
-  mdp_map_free(&b->services);
-  mdp_map_free(&b->client_queues);
+  mdp__broker_request_cache_free(b);
+  mdp__map_free(&b->workers);
+  mdp__map_free(&b->services);
+  mdp__map_free(&b->client_queues);
 }
 
 static void on_handle_closed(mdp_broker_t *b) {
@@ -561,7 +561,7 @@ static void on_timer_closed(uv_handle_t *h) {
  * heartbeat, reply or READY that would save a worker or a request may be
  * sitting there; a long flood only delays expiry by that many messages. */
 #define DRAIN_BATCHES 16
-static void broker_drain(mdp_tlist_t *list) {
+static void broker_drain(mdp__tlist_t *list) {
   mdp_broker_t *b = list->timer.data;
   for (int i = 0; i < DRAIN_BATCHES && !b->closing; i++)
     if (mdp_reactor_process_now(b->reactor) == 0)
@@ -639,7 +639,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   }
   int rc = 0;
   if (opts->curve_secret_key != NULL) { /* before any bind: see zap.h */
-    rc = mdp_zap_start(loop, ctx, b->socket, opts, &b->zap);
+    rc = mdp__zap_start(loop, ctx, b->socket, opts, &b->zap);
     if (rc < 0) {
       zmq_close(b->socket);
       free(b);
@@ -651,7 +651,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
    * handler has none until the first bind). */
   rc = mdp_reactor_new(loop, b->socket, 1, on_message, &b->reactor);
   if (rc < 0) {
-    mdp_zap_close(b->zap, NULL, NULL);
+    mdp__zap_close(b->zap, NULL, NULL);
     zmq_close(b->socket);
     free(b);
     return rc;
@@ -665,20 +665,20 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   mdp_reactor_set_max_frames(b->reactor,
                              opts->max_frames ? opts->max_frames + 1 : 0);
   mdp_reactor_set_fail_cb(b->reactor, on_send_failed);
-  mdp_map_init(&b->services);
-  mdp_map_init(&b->workers);
-  mdp_map_init(&b->client_queues);
+  mdp__map_init(&b->services);
+  mdp__map_init(&b->workers);
+  mdp__map_init(&b->client_queues);
   /* uv_timer_init cannot fail on a valid loop. */
   uint64_t liveness_ms = opts->heartbeat_interval_ms * opts->heartbeat_liveness;
-  mdp_tlist_init(loop, &b->liveness, liveness_ms, on_worker_silent);
-  mdp_tlist_init(loop, &b->heartbeat, opts->heartbeat_interval_ms,
+  mdp__tlist_init(loop, &b->liveness, liveness_ms, on_worker_silent);
+  mdp__tlist_init(loop, &b->heartbeat, opts->heartbeat_interval_ms,
                  on_heartbeat_due);
-  mdp_tlist_init(loop, &b->busy, opts->busy_timeout_ms, on_busy_timeout);
-  mdp_tlist_init(loop, &b->silent_busy, opts->silent_busy_timeout_ms,
+  mdp__tlist_init(loop, &b->busy, opts->busy_timeout_ms, on_busy_timeout);
+  mdp__tlist_init(loop, &b->silent_busy, opts->silent_busy_timeout_ms,
                  on_busy_timeout);
-  mdp_tlist_init(loop, &b->expiry, opts->request_expiry_ms,
-                 broker_expire_request);
-  mdp_tlist_t *lists[] = {&b->liveness, &b->heartbeat, &b->busy,
+  mdp__tlist_init(loop, &b->expiry, opts->request_expiry_ms,
+                 mdp__broker_expire_request);
+  mdp__tlist_t *lists[] = {&b->liveness, &b->heartbeat, &b->busy,
                           &b->silent_busy, &b->expiry};
   for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
     lists[i]->timer.data = b;
@@ -723,7 +723,7 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
     return MDP_EINVAL;
   /* Handshakes start with the first bind: CURVE's must find the handler
    * watched. */
-  int rc = b->zap ? mdp_zap_watch(b->zap) : 0;
+  int rc = b->zap ? mdp__zap_watch(b->zap) : 0;
   if (rc < 0)
     return rc;
   rc = zmq_bind(b->socket, endpoint);
@@ -767,20 +767,20 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
     if (b->workers.slots[i].hash == 0)
       continue;
     broker_worker_t *w = b->workers.slots[i].value;
-    if (broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
       b->stats.disconnects_sent++;
   }
   b->close_cb = close_cb;
   b->pending_closes = BROKER_HANDLES;
-  if (mdp_zap_close(b->zap, on_zap_closed, b))
+  if (mdp__zap_close(b->zap, on_zap_closed, b))
     b->pending_closes++;
   b->zap = NULL;
   uv_close((uv_handle_t *)&b->trim_timer, on_timer_closed);
-  mdp_tlist_close(&b->liveness, on_timer_closed);
-  mdp_tlist_close(&b->heartbeat, on_timer_closed);
-  mdp_tlist_close(&b->busy, on_timer_closed);
-  mdp_tlist_close(&b->silent_busy, on_timer_closed);
-  mdp_tlist_close(&b->expiry, on_timer_closed);
+  mdp__tlist_close(&b->liveness, on_timer_closed);
+  mdp__tlist_close(&b->heartbeat, on_timer_closed);
+  mdp__tlist_close(&b->busy, on_timer_closed);
+  mdp__tlist_close(&b->silent_busy, on_timer_closed);
+  mdp__tlist_close(&b->expiry, on_timer_closed);
   mdp_reactor_close(b->reactor, on_reactor_closed);
 }
 
@@ -790,7 +790,7 @@ void mdp_broker_get_stats(const mdp_broker_t *b, mdp_broker_stats_t *out) {
   mdp_reactor_get_stats(b->reactor, &rs);
   out->dropped_frames = rs.msgs_dropped;
   if (b->zap != NULL)
-    mdp_zap_counts(b->zap, &out->curve_accepted, &out->curve_refused);
+    mdp__zap_counts(b->zap, &out->curve_accepted, &out->curve_refused);
   else
     out->curve_accepted = out->curve_refused = 0;
 }
@@ -800,7 +800,7 @@ int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,
   memset(out, 0, sizeof *out);
   broker_service_t *s =
       b->closing ? NULL
-                 : broker_service_get((mdp_broker_t *)b, service,
+                 : mdp__broker_service_get((mdp_broker_t *)b, service,
                                       strlen(service), 0);
   if (s == NULL)
     return MDP_EINVAL;

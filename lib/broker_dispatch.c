@@ -16,29 +16,29 @@
  * back to the system. */
 #define BROKER_TRIM_QUEUED 1000
 
-broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
+broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create) {
-  broker_service_t *s = mdp_map_get(&b->services, name, size);
+  broker_service_t *s = mdp__map_get(&b->services, name, size);
   if (s != NULL || !create)
     return s;
   /* Clients may create at most half the services (a request for a service
    * no worker offers yet), so requests for made-up names cannot take the
    * room that workers need. */
   size_t max = b->opts.max_services;
-  if (max && create == BROKER_CREATE_FOR_CLIENT)
+  if (max && create == MDP__BROKER_CREATE_FOR_CLIENT)
     max = max / 2 ? max / 2 : 1;
   if (max && b->stats.services >= max)
     return NULL;
   s = malloc(sizeof *s + size);
   if (s == NULL)
     return NULL;
-  mdp_list_init(&s->idle_workers);
-  mdp_list_init(&s->retry_queue);
-  mdp_list_init(&s->client_ring);
+  mdp__list_init(&s->idle_workers);
+  mdp__list_init(&s->retry_queue);
+  mdp__list_init(&s->client_ring);
   s->n_idle = s->n_busy = s->queued = 0;
   s->name_size = size;
   memcpy(s->name, name, size);
-  if (mdp_map_put(&b->services, s->name, size, s) < 0) {
+  if (mdp__map_put(&b->services, s->name, size, s) < 0) {
     free(s);
     return NULL;
   }
@@ -46,10 +46,10 @@ broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
   return s;
 }
 
-void broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
+void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
   if (s->n_idle || s->n_busy || s->queued || b->closing)
     return;
-  mdp_map_del(&b->services, s->name, s->name_size);
+  mdp__map_del(&b->services, s->name, s->name_size);
   b->stats.services--;
   free(s);
 }
@@ -65,19 +65,19 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
   memcpy(key, &s, sizeof s);
   memcpy(key + sizeof s, zmq_msg_data((zmq_msg_t *)client), id_size);
   size_t key_size = sizeof s + id_size;
-  broker_client_queue_t *cq = mdp_map_get(&b->client_queues, key, key_size);
+  broker_client_queue_t *cq = mdp__map_get(&b->client_queues, key, key_size);
   if (cq != NULL)
     return cq;
   cq = malloc(sizeof *cq + key_size);
   if (cq == NULL)
     return NULL;
-  mdp_list_init(&cq->ring_link);
-  mdp_list_init(&cq->requests);
+  mdp__list_init(&cq->ring_link);
+  mdp__list_init(&cq->requests);
   cq->count = 0;
   cq->service = s;
   cq->key_size = key_size;
   memcpy(cq->key, key, key_size);
-  if (mdp_map_put(&b->client_queues, cq->key, key_size, cq) < 0) {
+  if (mdp__map_put(&b->client_queues, cq->key, key_size, cq) < 0) {
     free(cq);
     return NULL;
   }
@@ -85,16 +85,16 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
 }
 
 static void client_queue_free(mdp_broker_t *b, broker_client_queue_t *cq) {
-  mdp_list_remove(&cq->ring_link);
-  mdp_map_del(&b->client_queues, cq->key, cq->key_size);
+  mdp__list_remove(&cq->ring_link);
+  mdp__map_del(&b->client_queues, cq->key, cq->key_size);
   free(cq);
 }
 
 /* Takes `r` out of whatever queue holds it (not out of the service). */
 static void unqueue(mdp_broker_t *b, broker_request_t *r) {
   broker_client_queue_t *cq = r->client_queue;
-  mdp_list_remove(&r->queue_link);
-  mdp_tlist_remove(&r->expiry);
+  mdp__list_remove(&r->queue_link);
+  mdp__tlist_remove(&r->expiry);
   r->client_queue = NULL;
   r->service->queued--;
   b->stats.queued--;
@@ -105,9 +105,9 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
     /* After a flood, hand the freed requests back so the broker's memory
      * returns to near its start; at most once per flood. */
     b->trim_armed = 0;
-    broker_trim_soon(b);
+    mdp__broker_trim_soon(b);
   }
-  if (cq != NULL && mdp_list_empty(&cq->requests))
+  if (cq != NULL && mdp__list_empty(&cq->requests))
     client_queue_free(b, cq);
 }
 
@@ -124,17 +124,17 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
   return r;
 }
 
-void broker_collected_release(mdp_broker_t *b, broker_request_t *r) {
+void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r) {
   b->stats.queued_bytes -= r->collected_bytes;
   r->collected_bytes = 0;
   mdp_msg_destroy(r->collected);
   r->collected = NULL;
 }
 
-void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
+void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
-  broker_collected_release(b, r);
+  mdp__broker_collected_release(b, r);
   if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
     free(r);
     return;
@@ -144,7 +144,7 @@ void broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   b->n_free_requests++;
 }
 
-void broker_request_cache_free(mdp_broker_t *b) {
+void mdp__broker_request_cache_free(mdp_broker_t *b) {
   while (b->free_requests != NULL) {
     broker_request_t *r = b->free_requests;
     b->free_requests = *(broker_request_t **)r;
@@ -154,7 +154,7 @@ void broker_request_cache_free(mdp_broker_t *b) {
 }
 
 static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
-  mdp_list_remove(&w->idle_link);
+  mdp__list_remove(&w->idle_link);
   w->service->n_idle--;
   b->stats.workers_idle--;
 }
@@ -162,7 +162,7 @@ static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
 static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
                        broker_request_t *r);
 
-int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
+int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body) {
   /* Fast path: nothing waits and a worker is idle, so the request goes
@@ -189,13 +189,13 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
     return MDP_ENOBUFS; /* cq is not empty: it stays */
   broker_request_t *r = direct || cq ? request_alloc(b) : NULL;
   if (r == NULL) {
-    if (cq != NULL && mdp_list_empty(&cq->requests))
+    if (cq != NULL && mdp__list_empty(&cq->requests))
       client_queue_free(b, cq);
     return MDP_ENOMEM;
   }
   r->cost = cost;
-  mdp_list_init(&r->queue_link);
-  mdp_tnode_init(&r->expiry);
+  mdp__list_init(&r->queue_link);
+  mdp__tnode_init(&r->expiry);
   zmq_msg_init(&r->client);
   zmq_msg_move(&r->client, client);
   r->client_dialect = dialect;
@@ -208,31 +208,31 @@ int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->failed = 0;
   r->client_queue = cq;
   if (direct) {
-    broker_worker_t *w = mdp_container_of(mdp_list_head(&s->idle_workers),
+    broker_worker_t *w = mdp__container_of(mdp__list_head(&s->idle_workers),
                                           broker_worker_t, idle_link);
     worker_unidle(b, w);
     if (dispatch_to(b, w, r) < 0)
-      broker_dispatch(b, s); /* `r` is in the retry queue: the slow path */
+      mdp__broker_dispatch(b, s); /* `r` is in the retry queue: the slow path */
     return 0;
   }
-  mdp_list_push_back(&cq->requests, &r->queue_link);
-  if (!mdp_list_linked(&cq->ring_link))
-    mdp_list_push_back(&s->client_ring, &cq->ring_link);
+  mdp__list_push_back(&cq->requests, &r->queue_link);
+  if (!mdp__list_linked(&cq->ring_link))
+    mdp__list_push_back(&s->client_ring, &cq->ring_link);
   cq->count++;
   s->queued++;
   b->stats.queued++;
   b->stats.queued_bytes += cost;
   if (b->stats.queued >= BROKER_TRIM_QUEUED)
     b->trim_armed = 1;
-  mdp_tlist_touch(&b->expiry, &r->expiry);
-  broker_dispatch(b, s);
+  mdp__tlist_touch(&b->expiry, &r->expiry);
+  mdp__broker_dispatch(b, s);
   return 0;
 }
 
 /* Puts a request that must be served next at the front of the retry queue. */
 static void requeue_front(mdp_broker_t *b, broker_request_t *r) {
   broker_service_t *s = r->service;
-  mdp_list_push_front(&s->retry_queue, &r->queue_link);
+  mdp__list_push_front(&s->retry_queue, &r->queue_link);
   if (r->cost == 0) /* it came by the fast path */
     r->cost = mdp_msg_bytes(r->body) +
               mdp_msg_size(r->body) * sizeof(zmq_msg_t) +
@@ -240,23 +240,23 @@ static void requeue_front(mdp_broker_t *b, broker_request_t *r) {
   s->queued++;
   b->stats.queued++;
   b->stats.queued_bytes += r->cost;
-  mdp_tlist_touch(&b->expiry, &r->expiry);
+  mdp__tlist_touch(&b->expiry, &r->expiry);
 }
 
 /* The next request to serve: retries first, then round-robin over clients. */
 static broker_request_t *next_request(mdp_broker_t *b, broker_service_t *s) {
-  mdp_list_t *n = mdp_list_head(&s->retry_queue);
+  mdp__list_t *n = mdp__list_head(&s->retry_queue);
   if (n == NULL) {
-    mdp_list_t *ring = mdp_list_head(&s->client_ring);
+    mdp__list_t *ring = mdp__list_head(&s->client_ring);
     if (ring == NULL)
       return NULL;
     broker_client_queue_t *cq =
-        mdp_container_of(ring, broker_client_queue_t, ring_link);
-    n = mdp_list_head(&cq->requests);
+        mdp__container_of(ring, broker_client_queue_t, ring_link);
+    n = mdp__list_head(&cq->requests);
     /* This client has had its turn. */
-    mdp_list_move_back(&s->client_ring, &cq->ring_link);
+    mdp__list_move_back(&s->client_ring, &cq->ring_link);
   }
-  broker_request_t *r = mdp_container_of(n, broker_request_t, queue_link);
+  broker_request_t *r = mdp__container_of(n, broker_request_t, queue_link);
   unqueue(b, r);
   return r;
 }
@@ -268,17 +268,17 @@ static broker_request_t *worker_detach(mdp_broker_t *b, broker_worker_t *w,
   broker_service_t *s = w->service;
   char id[64];
   BROKER_LOG(b, MDP_LOG_INFO, "worker %s of service '%.*s' leaves: %s",
-             broker_printable(w->id, w->id_size, id, sizeof id),
+             mdp__broker_printable(w->id, w->id_size, id, sizeof id),
              (int)s->name_size, (const char *)s->name, why);
   if (disconnect && !b->closing) {
-    if (broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
       b->stats.disconnects_sent++;
   }
-  mdp_map_del(&b->workers, w->id, w->id_size);
-  mdp_tlist_remove(&w->liveness);
-  mdp_tlist_remove(&w->heartbeat);
-  mdp_tlist_remove(&w->busy);
-  if (mdp_list_linked(&w->idle_link))
+  mdp__map_del(&b->workers, w->id, w->id_size);
+  mdp__tlist_remove(&w->liveness);
+  mdp__tlist_remove(&w->heartbeat);
+  mdp__tlist_remove(&w->busy);
+  if (mdp__list_linked(&w->idle_link))
     worker_unidle(b, w);
   broker_request_t *r = w->request;
   if (r != NULL)
@@ -299,25 +299,25 @@ static void orphan(mdp_broker_t *b, broker_request_t *r) {
                (int)r->service->name_size, (const char *)r->service->name,
                r->partial_sent ? "a partial reply was already sent"
                                : "no re-dispatch left");
-    broker_request_free(b, r);
+    mdp__broker_request_free(b, r);
     return;
   }
   b->stats.redispatched++;
   /* Parts collected for an MDP/0.1 client never reached it: the next
    * worker starts the reply afresh. */
-  broker_collected_release(b, r);
+  mdp__broker_collected_release(b, r);
   r->failed = 0;
   requeue_front(b, r);
 }
 
-void broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
+void mdp__broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
                           const char *why) {
   broker_service_t *s = w->service;
   broker_request_t *r = worker_detach(b, w, disconnect, why);
   if (r != NULL)
     orphan(b, r);
-  broker_dispatch(b, s);
-  broker_service_maybe_free(b, s);
+  mdp__broker_dispatch(b, s);
+  mdp__broker_service_maybe_free(b, s);
 }
 
 /* Sends `r` to idle worker `w`.  0, or the send error with `r` back in the
@@ -334,7 +334,7 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
     body = r->body;
     r->body = NULL;
   }
-  int rc = broker_send_worker(b, w, MDP_WORKER_REQUEST, &r->client, body);
+  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_REQUEST, &r->client, body);
   if (rc < 0) {
     if (kept)
       mdp_msg_destroy(body);
@@ -347,15 +347,15 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
   w->service->n_busy++;
   r->dispatches++;
   b->stats.dispatched++;
-  if (broker_silent_while_busy(b, w)) {
+  if (mdp__broker_silent_while_busy(b, w)) {
     /* Its library heartbeats only while it waits for work: its silence
      * means nothing until it replies.  A dead process is still noticed by
      * the heartbeats we keep sending (they fail once its connection has
      * closed); a frozen one by the busy timeout. */
-    mdp_tlist_remove(&w->liveness);
-    mdp_tlist_touch(&b->silent_busy, &w->busy);
+    mdp__tlist_remove(&w->liveness);
+    mdp__tlist_touch(&b->silent_busy, &w->busy);
   } else {
-    mdp_tlist_touch(&b->busy, &w->busy);
+    mdp__tlist_touch(&b->busy, &w->busy);
   }
   return 0;
 }
@@ -373,7 +373,7 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
   } else if (rc < 0) {
     /* Not the worker's fault (out of memory): keep it idle and try again
      * when the next message arrives. */
-    mdp_list_push_front(&s->idle_workers, &w->idle_link);
+    mdp__list_push_front(&s->idle_workers, &w->idle_link);
     s->n_idle++;
     b->stats.workers_idle++;
     BROKER_LOG(b, MDP_LOG_WARN, "cannot dispatch to '%.*s': %s",
@@ -382,9 +382,9 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
   return rc;
 }
 
-void broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
+void mdp__broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
   while (!b->closing && s->n_idle > 0 && s->queued > 0) {
-    broker_worker_t *w = mdp_container_of(mdp_list_head(&s->idle_workers),
+    broker_worker_t *w = mdp__container_of(mdp__list_head(&s->idle_workers),
                                           broker_worker_t, idle_link);
     broker_request_t *r = next_request(b, s);
     worker_unidle(b, w);
@@ -394,27 +394,27 @@ void broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
   }
 }
 
-void broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
+void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
   broker_service_t *s = w->service;
-  mdp_list_push_back(&s->idle_workers, &w->idle_link);
+  mdp__list_push_back(&s->idle_workers, &w->idle_link);
   s->n_idle++;
   b->stats.workers_idle++;
-  broker_dispatch(b, s);
+  mdp__broker_dispatch(b, s);
 }
 
-void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node) {
-  mdp_broker_t *b = mdp_container_of(list, mdp_broker_t, expiry);
-  broker_request_t *r = mdp_container_of(node, broker_request_t, expiry);
+void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node) {
+  mdp_broker_t *b = mdp__container_of(list, mdp_broker_t, expiry);
+  broker_request_t *r = mdp__container_of(node, broker_request_t, expiry);
   broker_service_t *s = r->service;
   unqueue(b, r);
   uint64_t n = ++b->stats.dropped_expired;
-  if (broker_log_sampled(n))
+  if (mdp__broker_log_sampled(n))
     BROKER_LOG(b, MDP_LOG_WARN,
                "request for '%.*s' expired after %llu ms in the queue "
                "(%llu so far)",
                (int)s->name_size, (const char *)s->name,
                (unsigned long long)b->opts.request_expiry_ms,
                (unsigned long long)n);
-  broker_request_free(b, r);
-  broker_service_maybe_free(b, s);
+  mdp__broker_request_free(b, r);
+  mdp__broker_service_maybe_free(b, s);
 }

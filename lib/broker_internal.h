@@ -6,7 +6,7 @@
  *   request  -- one client request, queued or dispatched.
  *
  * Every per-message operation here is O(1): lists are intrusive, lookups go
- * through hash maps, and timeouts through mdp_tlist_t.
+ * through hash maps, and timeouts through mdp__tlist_t.
  */
 #ifndef MDP_BROKER_INTERNAL_H
 #define MDP_BROKER_INTERNAL_H
@@ -26,19 +26,19 @@ typedef struct broker_request broker_request_t;
 typedef struct broker_client_queue broker_client_queue_t;
 
 struct broker_service {
-  mdp_list_t idle_workers;  /* broker_worker_t.idle_link, LRU first */
+  mdp__list_t idle_workers;  /* broker_worker_t.idle_link, LRU first */
   size_t n_idle;
   size_t n_busy;
-  mdp_list_t retry_queue;   /* broker_request_t.queue_link: re-dispatches */
-  mdp_list_t client_ring;   /* broker_client_queue_t.ring_link, round-robin */
+  mdp__list_t retry_queue;   /* broker_request_t.queue_link: re-dispatches */
+  mdp__list_t client_ring;   /* broker_client_queue_t.ring_link, round-robin */
   size_t queued;            /* requests in retry_queue and every client queue */
   size_t name_size;
   uint8_t name[];           /* the map key */
 };
 
 struct broker_client_queue {
-  mdp_list_t ring_link;     /* in service->client_ring */
-  mdp_list_t requests;      /* broker_request_t.queue_link, FIFO */
+  mdp__list_t ring_link;     /* in service->client_ring */
+  mdp__list_t requests;      /* broker_request_t.queue_link, FIFO */
   size_t count;             /* requests in it */
   broker_service_t *service;
   size_t key_size;
@@ -46,8 +46,8 @@ struct broker_client_queue {
 };
 
 struct broker_request {
-  mdp_list_t queue_link;    /* in a client queue or the retry queue */
-  mdp_tnode_t expiry;       /* in broker.expiry while queued */
+  mdp__list_t queue_link;    /* in a client queue or the retry queue */
+  mdp__tnode_t expiry;       /* in broker.expiry while queued */
   broker_client_queue_t *client_queue; /* NULL unless in a client queue */
   broker_service_t *service;
   zmq_msg_t client;         /* the client's identity frame */
@@ -69,10 +69,10 @@ struct broker_request {
 };
 
 struct broker_worker {
-  mdp_list_t idle_link;     /* in service->idle_workers while idle */
-  mdp_tnode_t liveness;     /* broker.liveness: touched on every receive */
-  mdp_tnode_t heartbeat;    /* broker.heartbeat: touched on every send */
-  mdp_tnode_t busy;         /* broker.busy or broker.silent_busy while it
+  mdp__list_t idle_link;     /* in service->idle_workers while idle */
+  mdp__tnode_t liveness;     /* broker.liveness: touched on every receive */
+  mdp__tnode_t heartbeat;    /* broker.heartbeat: touched on every send */
+  mdp__tnode_t busy;         /* broker.busy or broker.silent_busy while it
                                holds a request */
   broker_service_t *service;
   broker_request_t *request; /* NULL when idle */
@@ -88,17 +88,17 @@ struct mdp_broker_s {
   void *data;
   void *socket;
   mdp_reactor_t *reactor;
-  struct mdp_zap_s *zap;    /* CURVE's ZAP handler (zap.h), or NULL */
-  mdp_map_t services;       /* name -> broker_service_t */
-  mdp_map_t workers;        /* identity -> broker_worker_t */
-  mdp_map_t client_queues;  /* service ptr + identity -> client queue */
-  mdp_tlist_t liveness;     /* workers by last message received */
-  mdp_tlist_t heartbeat;    /* workers by last message sent */
-  mdp_tlist_t busy;         /* busy workers judged by heartbeats, by
+  struct mdp__zap_s *zap;    /* CURVE's ZAP handler (zap.h), or NULL */
+  mdp__map_t services;       /* name -> broker_service_t */
+  mdp__map_t workers;        /* identity -> broker_worker_t */
+  mdp__map_t client_queues;  /* service ptr + identity -> client queue */
+  mdp__tlist_t liveness;     /* workers by last message received */
+  mdp__tlist_t heartbeat;    /* workers by last message sent */
+  mdp__tlist_t busy;         /* busy workers judged by heartbeats, by
                                dispatch time (busy_timeout_ms) */
-  mdp_tlist_t silent_busy;  /* busy workers exempt from the silence rule
+  mdp__tlist_t silent_busy;  /* busy workers exempt from the silence rule
                                (silent_busy_timeout_ms) */
-  mdp_tlist_t expiry;       /* queued requests by enqueue time */
+  mdp__tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
   int closing;
   int trim_armed;           /* a flood filled the queues: trim when empty */
@@ -113,74 +113,74 @@ struct mdp_broker_s {
 };
 
 #define BROKER_LOG(b, level, ...)                                              \
-  mdp_log_emit((b)->opts.log_cb, (b)->opts.log_data, (b)->opts.log_level,      \
+  mdp__log_emit((b)->opts.log_cb, (b)->opts.log_data, (b)->opts.log_level,      \
                (level), NULL, __VA_ARGS__)
 /* 1 for the counts of a repeated event worth a log line: 1, 1000, 2000 ... */
-static inline int broker_log_sampled(uint64_t count) {
+static inline int mdp__broker_log_sampled(uint64_t count) {
   return count == 1 || count % 1000 == 0;
 }
 /* Printable form of an identity or service name, for logs: hex if binary.
  * Returns `buf`. */
-const char *broker_printable(const void *data, size_t size, char *buf,
+const char *mdp__broker_printable(const void *data, size_t size, char *buf,
                              size_t buf_size);
 
 /* 1 if `w`, busy now, may be silent until it replies: its dialect is one
  * of opts.silent_busy_dialects.  Such a worker is out of the liveness list
  * while it holds a request. */
-static inline int broker_silent_while_busy(const mdp_broker_t *b,
+static inline int mdp__broker_silent_while_busy(const mdp_broker_t *b,
                                            const broker_worker_t *w) {
   return (b->opts.silent_busy_dialects & (unsigned)w->dialect) != 0;
 }
 
-/* broker_dispatch.c: services, queues and dispatch */
-/* create: 0 = look up only, BROKER_CREATE_FOR_WORKER, or
- * BROKER_CREATE_FOR_CLIENT (may use only half of max_services). */
-enum { BROKER_CREATE_FOR_WORKER = 1, BROKER_CREATE_FOR_CLIENT = 2 };
-broker_service_t *broker_service_get(mdp_broker_t *b, const void *name,
+/* mdp__broker_dispatch.c: services, queues and dispatch */
+/* create: 0 = look up only, MDP__BROKER_CREATE_FOR_WORKER, or
+ * MDP__BROKER_CREATE_FOR_CLIENT (may use only half of max_services). */
+enum { MDP__BROKER_CREATE_FOR_WORKER = 1, MDP__BROKER_CREATE_FOR_CLIENT = 2 };
+broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create);
-void broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
+void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
 /* Queues a new request (takes `client` and `body` on success). */
-int broker_request_submit(mdp_broker_t *b, broker_service_t *s,
+int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                           zmq_msg_t *client, mdp_dialect_t dialect,
                           mdp_msg_t *body);
-void broker_request_free(mdp_broker_t *b, broker_request_t *r);
+void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r);
 /* Frees what was collected for an MDP/0.1 client and gives its bytes back
  * to queued_bytes. */
-void broker_collected_release(mdp_broker_t *b, broker_request_t *r);
-void broker_request_cache_free(mdp_broker_t *b);
+void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r);
+void mdp__broker_request_cache_free(mdp_broker_t *b);
 /* Hands queued requests to idle workers while both exist. */
-void broker_dispatch(mdp_broker_t *b, broker_service_t *s);
+void mdp__broker_dispatch(mdp_broker_t *b, broker_service_t *s);
 /* A worker became idle (READY or FINAL). */
-void broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
+void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
 /* A worker is gone: forget it and re-dispatch or drop its request.  If
  * `disconnect`, tell it with DISCONNECT first. */
-void broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
+void mdp__broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
                           const char *why);
-void broker_expire_request(mdp_tlist_t *list, mdp_tnode_t *node);
+void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node);
 /* Hands freed memory back to the system soon, from a timer (broker.c). */
-void broker_trim_soon(mdp_broker_t *b);
+void mdp__broker_trim_soon(mdp_broker_t *b);
 
 /* broker.c: sending */
 /* Sends a worker command (header built here) to `w`, taking `body` (may be
  * NULL for HEARTBEAT/DISCONNECT).  0, or an error with `body` still the
  * caller's; MDP_EHOSTUNREACH means the worker is gone. */
-int broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
+int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                        mdp_command_t command, const zmq_msg_t *client,
                        mdp_msg_t *body);
 /* Sends a client command to the identity in `client` (copied), taking
  * `body` either way: failures are counted, the body destroyed, and the
  * error returned (MDP_ENOBUFS: the client is not reading). */
-int broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
                         mdp_dialect_t dialect, mdp_command_t command,
                         const uint8_t *service, size_t service_size,
                         mdp_msg_t *body);
 
 /* broker.c: one message as the ROUTER delivers it, [identity | frames...]
  * (taken).  The reactor's callback; also the fuzz target's entry point. */
-void broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
+void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
 
-/* broker_mmi.c */
-void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+/* mdp__broker_mmi.c */
+void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
                 const uint8_t *service, size_t service_size, mdp_msg_t *body);
 
 #endif /* MDP_BROKER_INTERNAL_H */

@@ -51,13 +51,13 @@ static int answer_services(mdp_broker_t *b, mdp_msg_t *reply) {
   return rc;
 }
 
-void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
                 const uint8_t *service, size_t service_size, mdp_msg_t *body) {
   /* The request body's first frame is the argument; the same message is
    * reused for the reply. */
   broker_service_t *s = NULL;
   if (mdp_msg_size(body) > 0)
-    s = broker_service_get(b, mdp_msg_data(body, 0),
+    s = mdp__broker_service_get(b, mdp_msg_data(body, 0),
                            mdp_msg_frame_size(body, 0), 0);
   mdp_msg_drop_front(body, mdp_msg_size(body));
   int rc;
@@ -87,6 +87,6 @@ void broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
     mdp_msg_destroy(body);
     return;
   }
-  broker_send_client(b, client, dialect, MDP_CLIENT_FINAL, service,
+  mdp__broker_send_client(b, client, dialect, MDP_CLIENT_FINAL, service,
                      service_size, body);
 }

@@ -42,7 +42,7 @@ typedef struct pooled_socket_s pooled_socket_t;
 #define NOT_IN_HEAP SIZE_MAX
 
 struct client_request_s {
-  mdp_list_t link;     /* in the client's queue, parked or in_flight list */
+  mdp__list_t link;     /* in the client's queue, parked or in_flight list */
   size_t heap_index;   /* in the client's deadline heap, or NOT_IN_HEAP */
   uint64_t due;        /* its key there: loop time to look at the request */
   uint64_t id;         /* also its key in the client's by_id map */
@@ -67,7 +67,7 @@ struct client_request_s {
 
 /* One DEALER socket of the pool, to one endpoint. */
 struct pooled_socket_s {
-  mdp_list_t idle_link; /* in its endpoint's idle list while idle */
+  mdp__list_t idle_link; /* in its endpoint's idle list while idle */
   mdp_client_t *client;
   mdp_reactor_t *reactor;
   size_t endpoint;
@@ -81,17 +81,17 @@ struct mdp_client_s {
   void *ctx;
   char **endpoints;
   size_t n_endpoints;
-  mdp_list_t *idle;    /* one list of idle sockets per endpoint */
+  mdp__list_t *idle;    /* one list of idle sockets per endpoint */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
   void *data;
-  mdp_list_t queue;    /* requests waiting for a socket, in order */
-  mdp_list_t parked;   /* requests that got no socket: failed, to report */
-  mdp_list_t in_flight;
+  mdp__list_t queue;    /* requests waiting for a socket, in order */
+  mdp__list_t parked;   /* requests that got no socket: failed, to report */
+  mdp__list_t in_flight;
   size_t queued;       /* in queue or parked */
   size_t queued_bytes; /* their body_bytes */
   size_t sent;         /* in in_flight */
-  mdp_map_t by_id;     /* every pending request, by id */
+  mdp__map_t by_id;     /* every pending request, by id */
   /* Pending requests that have something due (a part timeout, a deadline,
    * a parked failure), in a binary min-heap by (due, id): the timer finds
    * each due request in O(log n).  Its capacity is reserved when a request
@@ -124,16 +124,16 @@ static uint64_t time_after(uint64_t now, uint64_t ms) {
 }
 
 #define clog_(c, level, ...)                                                   \
-  mdp_log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
+  mdp__log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
                (level), "client: ", __VA_ARGS__)
 
-static client_request_t *request_of(mdp_list_t *link) {
-  return link ? mdp_container_of(link, client_request_t, link) : NULL;
+static client_request_t *request_of(mdp__list_t *link) {
+  return link ? mdp__container_of(link, client_request_t, link) : NULL;
 }
 
 static pooled_socket_t *idle_socket(mdp_client_t *c, size_t endpoint) {
-  mdp_list_t *link = mdp_list_head(&c->idle[endpoint]);
-  return link ? mdp_container_of(link, pooled_socket_t, idle_link) : NULL;
+  mdp__list_t *link = mdp__list_head(&c->idle[endpoint]);
+  return link ? mdp__container_of(link, pooled_socket_t, idle_link) : NULL;
 }
 
 /* --- deadline heap ------------------------------------------------------- */
@@ -233,7 +233,7 @@ static void client_maybe_free(mdp_client_t *c) {
   free(c->endpoints);
   free(c->idle);
   free(c->heap);
-  mdp_map_free(&c->by_id);
+  mdp__map_free(&c->by_id);
   free(c);
 }
 
@@ -253,7 +253,7 @@ static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
   if (sock->discarded)
     return;
   if (sock->idle) {
-    mdp_list_remove(&sock->idle_link);
+    mdp__list_remove(&sock->idle_link);
     sock->idle = 0;
   }
   sock->discarded = 1;
@@ -278,24 +278,24 @@ static void req_deliver(mdp_client_t *c, client_request_t *req, int status,
 static void req_finish(mdp_client_t *c, client_request_t *req, int status,
                        mdp_msg_t *body) {
   if (req->state == REQ_QUEUED) {
-    mdp_list_remove(&req->link);
+    mdp__list_remove(&req->link);
     queue_leave(c, req);
   } else if (req->state == REQ_SENT) {
-    mdp_list_remove(&req->link);
+    mdp__list_remove(&req->link);
     c->sent--;
     pooled_socket_t *sock = req->sock;
     req->sock = NULL;
     if (sock && status == 0) { /* FINAL: the socket is clean, reuse it */
       sock->req = NULL;
       sock->idle = 1;
-      mdp_list_push_back(&c->idle[sock->endpoint], &sock->idle_link);
+      mdp__list_push_back(&c->idle[sock->endpoint], &sock->idle_link);
     } else if (sock) {
       socket_discard(c, sock);
     }
   }
   heap_remove(c, req);
   c->steps++;
-  mdp_map_del(&c->by_id, &req->id, sizeof req->id);
+  mdp__map_del(&c->by_id, &req->id, sizeof req->id);
   req->state = REQ_DONE;
   mdp_msg_destroy(req->body);
   req->body = NULL;
@@ -369,14 +369,14 @@ static void req_expire(mdp_client_t *c, client_request_t *req, uint64_t now) {
     req_finish(c, req, MDP_ETIMEDOUT, NULL);
     return;
   }
-  mdp_list_remove(&req->link);
+  mdp__list_remove(&req->link);
   c->sent--;
   socket_discard(c, req->sock);
   req->sock = NULL;
   req->retries_left--;
   req->endpoint = (req->endpoint + 1) % c->n_endpoints;
   req->state = REQ_QUEUED;
-  mdp_list_push_front(&c->queue, &req->link); /* it has waited long enough */
+  mdp__list_push_front(&c->queue, &req->link); /* it has waited long enough */
   queue_enter(c, req);
   req_schedule(c, req);
   c->stats.retries++;
@@ -474,7 +474,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   int rc = MDP_EZMQ;
   if (zmq_setsockopt(zsock, ZMQ_MAXMSGSIZE, &max_msg_size,
                      sizeof max_msg_size) != 0 ||
-      (c->curve && mdp_curve_client_setup(zsock, c->curve_keys[0],
+      (c->curve && mdp__curve_client_setup(zsock, c->curve_keys[0],
                                           c->curve_keys[1],
                                           c->curve_keys[2]) < 0) ||
       zmq_connect(zsock, c->endpoints[endpoint]) != 0 ||
@@ -484,7 +484,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
     free(sock);
     return rc;
   }
-  mdp_list_init(&sock->idle_link);
+  mdp__list_init(&sock->idle_link);
   sock->client = c;
   sock->endpoint = endpoint;
   mdp_reactor_set_data(sock->reactor, sock);
@@ -498,7 +498,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
 /* Sends queued request `req` on idle socket `sock`. */
 static void req_send(mdp_client_t *c, client_request_t *req,
                      pooled_socket_t *sock) {
-  mdp_list_remove(&req->link);
+  mdp__list_remove(&req->link);
   queue_leave(c, req);
   mdp_msg_t *msg;
   if (req->retries_left > 0) {
@@ -522,7 +522,7 @@ static void req_send(mdp_client_t *c, client_request_t *req,
   req->state = REQ_SENT;
   req->sock = sock;
   sock->req = req;
-  mdp_list_push_back(&c->in_flight, &req->link);
+  mdp__list_push_back(&c->in_flight, &req->link);
   c->sent++;
   if (rc < 0) {
     mdp_msg_destroy(msg);
@@ -538,7 +538,7 @@ static void req_send(mdp_client_t *c, client_request_t *req,
 /* A queued request that cannot get a socket: parked until the timer
  * reports `err` (never from inside mdp_client_request()). */
 static void req_park(mdp_client_t *c, client_request_t *req, int err) {
-  mdp_list_move_back(&c->parked, &req->link); /* still counted as queued */
+  mdp__list_move_back(&c->parked, &req->link); /* still counted as queued */
   req->fail = err;
   req_schedule(c, req);
 }
@@ -546,13 +546,13 @@ static void req_park(mdp_client_t *c, client_request_t *req, int err) {
 /* Sends queued requests while sockets are available, in queue order. */
 static void client_dispatch(mdp_client_t *c) {
   while (!c->closing) {
-    client_request_t *req = request_of(mdp_list_head(&c->queue));
+    client_request_t *req = request_of(mdp__list_head(&c->queue));
     if (req == NULL)
       return;
     c->steps++;
     pooled_socket_t *sock = idle_socket(c, req->endpoint);
     if (sock != NULL) {
-      mdp_list_remove(&sock->idle_link);
+      mdp__list_remove(&sock->idle_link);
       sock->idle = 0;
     } else if (c->sockets < c->opts.max_sockets) {
       int rc = socket_open(c, req->endpoint, &sock);
@@ -602,7 +602,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     return MDP_EINVAL; /* exactly one dialect */
   if (o.timeout_ms == 0 || o.max_sockets == 0 || o.max_msg_size < -1)
     return MDP_EINVAL;
-  int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
+  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
   if (curve < 0)
     return curve;
@@ -625,7 +625,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
       ok = 0;
     else
       memcpy(c->endpoints[i], endpoints[i], len);
-    mdp_list_init(&c->idle[i]);
+    mdp__list_init(&c->idle[i]);
   }
   if (!ok) {
     for (size_t i = 0; c->endpoints && i < n; i++)
@@ -646,10 +646,10 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   }
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   c->opts = o;
-  mdp_list_init(&c->queue);
-  mdp_list_init(&c->parked);
-  mdp_list_init(&c->in_flight);
-  mdp_map_init(&c->by_id);
+  mdp__list_init(&c->queue);
+  mdp__list_init(&c->parked);
+  mdp__list_init(&c->in_flight);
+  mdp__map_init(&c->by_id);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   *out = c;
@@ -666,7 +666,7 @@ void mdp_client_request_options_init(const mdp_client_t *c,
 /* 1 if a new request would wait in the queue: others wait before it, or no
  * socket is free for it (none idle to the first endpoint, none to open). */
 static int request_would_wait(mdp_client_t *c) {
-  return !mdp_list_empty(&c->queue) ||
+  return !mdp__list_empty(&c->queue) ||
          (idle_socket(c, 0) == NULL && c->sockets >= c->opts.max_sockets);
 }
 
@@ -719,7 +719,7 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   req->id = c->next_id + 1;
   c->steps++;
   if (heap_reserve(c) < 0 ||
-      mdp_map_put(&c->by_id, &req->id, sizeof req->id, req) < 0) {
+      mdp__map_put(&c->by_id, &req->id, sizeof req->id, req) < 0) {
     free(req);
     return MDP_ENOMEM;
   }
@@ -742,7 +742,7 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   req->retries_left = o.retries;
   req->service_size = slen;
   memcpy(req->service, service, slen);
-  mdp_list_push_back(&c->queue, &req->link);
+  mdp__list_push_back(&c->queue, &req->link);
   queue_enter(c, req);
   c->stats.requests++;
   req_schedule(c, req);
@@ -757,7 +757,7 @@ int mdp_client_cancel(mdp_client_t *c, uint64_t request_id) {
     return MDP_EINVAL;
   c->steps++;
   client_request_t *req =
-      mdp_map_get(&c->by_id, &request_id, sizeof request_id);
+      mdp__map_get(&c->by_id, &request_id, sizeof request_id);
   if (req == NULL)
     return MDP_EINVAL; /* finished, failed or never existed */
   req_finish(c, req, MDP_ECANCELED, NULL);
@@ -772,11 +772,11 @@ static void timer_closed_cb(uv_handle_t *handle) {
 
 /* The first pending request: in flight, else queued, else parked. */
 static client_request_t *first_pending(mdp_client_t *c) {
-  mdp_list_t *link = mdp_list_head(&c->in_flight);
+  mdp__list_t *link = mdp__list_head(&c->in_flight);
   if (link == NULL)
-    link = mdp_list_head(&c->queue);
+    link = mdp__list_head(&c->queue);
   if (link == NULL)
-    link = mdp_list_head(&c->parked);
+    link = mdp__list_head(&c->parked);
   return request_of(link);
 }
 
@@ -805,7 +805,7 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->sockets = c->sockets;
 }
 
-uint64_t mdp_client_steps_(const mdp_client_t *c) { return c->steps; }
+uint64_t mdp__client_steps(const mdp_client_t *c) { return c->steps; }
 
 void mdp_client_set_data(mdp_client_t *c, void *data) { c->data = data; }
 void *mdp_client_get_data(const mdp_client_t *c) { return c->data; }

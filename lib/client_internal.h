@@ -10,6 +10,6 @@
  * operations and per-request visits of its timer, dispatch and cancel.
  * Tests use it to check that the work grows as n log n, not n^2, without
  * timing anything. */
-uint64_t mdp_client_steps_(const mdp_client_t *client);
+uint64_t mdp__client_steps(const mdp_client_t *client);
 
 #endif /* MDP_CLIENT_INTERNAL_H */

@@ -136,11 +136,11 @@ static const dialect_spec_t *dialect_find(mdp_dialect_t id) {
 /* Frame `i` of `msg`, which the caller has checked exists: direct access,
  * one libzmq call each (the parser runs on every message a broker gets). */
 static inline size_t fsize(mdp_msg_t *msg, size_t i) {
-  return zmq_msg_size(mdp_msg_at_(msg, i));
+  return zmq_msg_size(mdp__msg_at(msg, i));
 }
 
 static inline const void *fdata(mdp_msg_t *msg, size_t i) {
-  return zmq_msg_data(mdp_msg_at_(msg, i));
+  return zmq_msg_data(mdp__msg_at(msg, i));
 }
 
 /* Finds the dialect whose header the message carries, and which

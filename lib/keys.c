@@ -218,7 +218,7 @@ int mdp_curve_save(const char *base, const mdp_curve_keypair_t *kp,
 
 /* --- key sets ------------------------------------------------------------ */
 
-int mdp_keyset_add_z85(mdp_keyset_t *set, const char *z85) {
+int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85) {
   if (!mdp_curve_key_valid(z85))
     return MDP_EINVAL;
   if (set->n == set->cap) {
@@ -236,10 +236,10 @@ int mdp_keyset_add_z85(mdp_keyset_t *set, const char *z85) {
 static int allow_line(void *arg, int kind, const char *z85) {
   if (kind != KEY_PUBLIC)
     return MDP_EINVAL; /* a secret key has no place in an allow-list */
-  return mdp_keyset_add_z85(arg, z85);
+  return mdp__keyset_add_z85(arg, z85);
 }
 
-static int load_one(mdp_keyset_t *set, const char *path, char *err_path,
+static int load_one(mdp__keyset_t *set, const char *path, char *err_path,
                     size_t err_path_size, size_t *err_line) {
   int rc = parse_key_file(path, allow_line, set, err_line);
   if (rc < 0 && err_path_size > 0)
@@ -252,7 +252,7 @@ static int has_suffix(const char *s, const char *suffix) {
   return n > m && strcmp(s + n - m, suffix) == 0;
 }
 
-int mdp_keyset_load(mdp_keyset_t *set, const char *path, char *err_path,
+int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
                     size_t err_path_size, size_t *err_line) {
   size_t line_unused;
   if (err_line == NULL)
@@ -290,7 +290,7 @@ int mdp_keyset_load(mdp_keyset_t *set, const char *path, char *err_path,
 
 static int key_cmp(const void *a, const void *b) { return memcmp(a, b, 32); }
 
-void mdp_keyset_finish(mdp_keyset_t *set) {
+void mdp__keyset_finish(mdp__keyset_t *set) {
   if (set->n == 0)
     return;
   qsort(set->keys, set->n, sizeof *set->keys, key_cmp);
@@ -301,19 +301,19 @@ void mdp_keyset_finish(mdp_keyset_t *set) {
   set->n = out;
 }
 
-int mdp_keyset_has(const mdp_keyset_t *set, const uint8_t key[32]) {
+int mdp__keyset_has(const mdp__keyset_t *set, const uint8_t key[32]) {
   return set->n > 0 &&
          bsearch(key, set->keys, set->n, sizeof *set->keys, key_cmp) != NULL;
 }
 
-void mdp_keyset_free(mdp_keyset_t *set) {
+void mdp__keyset_free(mdp__keyset_t *set) {
   free(set->keys);
   memset(set, 0, sizeof *set);
 }
 
 /* --- client side --------------------------------------------------------- */
 
-int mdp_curve_client_check(const char *server_key, const char *public_key,
+int mdp__curve_client_check(const char *server_key, const char *public_key,
                            const char *secret_key) {
   int given = (server_key != NULL) + (public_key != NULL) + (secret_key != NULL);
   if (given == 0)
@@ -326,7 +326,7 @@ int mdp_curve_client_check(const char *server_key, const char *public_key,
   return 1;
 }
 
-int mdp_curve_client_setup(void *socket, const char *server_key,
+int mdp__curve_client_setup(void *socket, const char *server_key,
                            const char *public_key, const char *secret_key) {
   if (zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, server_key,
                      MDP_CURVE_KEY_LEN) != 0 ||

@@ -13,31 +13,31 @@
 typedef struct {
   uint8_t (*keys)[32];
   size_t n, cap;
-} mdp_keyset_t;
+} mdp__keyset_t;
 
 /* Adds one key given as Z85 text.  0, MDP_EINVAL, MDP_ENOMEM. */
-int mdp_keyset_add_z85(mdp_keyset_t *set, const char *z85);
+int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85);
 
 /* Adds the public keys of an allow-list: a file (public-key lines only; a
  * secret-key line is an error) or a directory, whose regular files named
  * *.pub are read (others are ignored).  0; MDP_EINVAL for a malformed file
  * (`err_path` and `*err_line` say where), or a negated errno value. */
-int mdp_keyset_load(mdp_keyset_t *set, const char *path, char *err_path,
+int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
                     size_t err_path_size, size_t *err_line);
 
-/* Sorts and removes duplicates; call before mdp_keyset_has(). */
-void mdp_keyset_finish(mdp_keyset_t *set);
-int mdp_keyset_has(const mdp_keyset_t *set, const uint8_t key[32]);
-void mdp_keyset_free(mdp_keyset_t *set);
+/* Sorts and removes duplicates; call before mdp__keyset_has(). */
+void mdp__keyset_finish(mdp__keyset_t *set);
+int mdp__keyset_has(const mdp__keyset_t *set, const uint8_t key[32]);
+void mdp__keyset_free(mdp__keyset_t *set);
 
 /* Client side (worker and client objects): checks the three options (all
  * NULL: plaintext, 0; all valid keys: 1), or MDP_EINVAL (some missing or
  * malformed), MDP_ENOTSUP (no CURVE in libzmq). */
-int mdp_curve_client_check(const char *server_key, const char *public_key,
+int mdp__curve_client_check(const char *server_key, const char *public_key,
                            const char *secret_key);
 /* Makes `socket` a CURVE client with these keys (before connecting).
  * 0 or MDP_EZMQ. */
-int mdp_curve_client_setup(void *socket, const char *server_key,
+int mdp__curve_client_setup(void *socket, const char *server_key,
                            const char *public_key, const char *secret_key);
 
 #endif /* MDP_KEYS_H */

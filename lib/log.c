@@ -3,7 +3,7 @@
 
 #include "log_internal.h"
 
-void mdp_log_emit(mdp_log_cb cb, void *data, mdp_log_level_t max,
+void mdp__log_emit(mdp_log_cb cb, void *data, mdp_log_level_t max,
                   mdp_log_level_t level, const char *prefix, const char *fmt,
                   ...) {
   if (cb == NULL || level > max)

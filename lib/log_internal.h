@@ -9,7 +9,7 @@
 /* Formats `prefix` (may be NULL) followed by `fmt` into one line of at most
  * 511 bytes and passes it to `cb`, unless `cb` is NULL or `level` is more
  * verbose than `max`: then nothing is formatted. */
-void mdp_log_emit(mdp_log_cb cb, void *data, mdp_log_level_t max,
+void mdp__log_emit(mdp_log_cb cb, void *data, mdp_log_level_t max,
                   mdp_log_level_t level, const char *prefix, const char *fmt,
                   ...)
 #if defined(__GNUC__)

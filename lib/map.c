@@ -33,7 +33,7 @@ static uint64_t hash_bytes(uint64_t seed, const void *key, size_t len) {
   return h ? h : 1; /* 0 marks an empty slot */
 }
 
-void mdp_map_init(mdp_map_t *map) {
+void mdp__map_init(mdp__map_t *map) {
   map->slots = NULL;
   map->cap = 0;
   map->count = 0;
@@ -43,19 +43,19 @@ void mdp_map_init(mdp_map_t *map) {
   map->seed = seed;
 }
 
-void mdp_map_free(mdp_map_t *map) {
+void mdp__map_free(mdp__map_t *map) {
   free(map->slots);
   map->slots = NULL;
   map->cap = map->count = 0;
 }
 
-static mdp_map_slot_t *find(const mdp_map_t *map, const void *key, size_t len,
+static mdp__map_slot_t *find(const mdp__map_t *map, const void *key, size_t len,
                             uint64_t hash) {
   if (map->cap == 0)
     return NULL;
   size_t mask = map->cap - 1;
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    mdp_map_slot_t *s = &map->slots[i];
+    mdp__map_slot_t *s = &map->slots[i];
     if (s->hash == 0)
       return NULL;
     if (s->hash == hash && s->len == len && memcmp(s->key, key, len) == 0)
@@ -63,14 +63,14 @@ static mdp_map_slot_t *find(const mdp_map_t *map, const void *key, size_t len,
   }
 }
 
-void *mdp_map_get(const mdp_map_t *map, const void *key, size_t len) {
+void *mdp__map_get(const mdp__map_t *map, const void *key, size_t len) {
   if (map->count == 0)
     return NULL;
-  mdp_map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
+  mdp__map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
   return s ? s->value : NULL;
 }
 
-static void place(mdp_map_slot_t *slots, size_t cap, mdp_map_slot_t *entry) {
+static void place(mdp__map_slot_t *slots, size_t cap, mdp__map_slot_t *entry) {
   size_t mask = cap - 1;
   size_t i = entry->hash & mask;
   while (slots[i].hash != 0)
@@ -78,8 +78,8 @@ static void place(mdp_map_slot_t *slots, size_t cap, mdp_map_slot_t *entry) {
   slots[i] = *entry;
 }
 
-static int resize(mdp_map_t *map, size_t cap) {
-  mdp_map_slot_t *slots = calloc(cap, sizeof *slots);
+static int resize(mdp__map_t *map, size_t cap) {
+  mdp__map_slot_t *slots = calloc(cap, sizeof *slots);
   if (slots == NULL)
     return MDP_ENOMEM;
   for (size_t i = 0; i < map->cap; i++)
@@ -91,9 +91,9 @@ static int resize(mdp_map_t *map, size_t cap) {
   return 0;
 }
 
-int mdp_map_put(mdp_map_t *map, const void *key, size_t len, void *value) {
+int mdp__map_put(mdp__map_t *map, const void *key, size_t len, void *value) {
   uint64_t hash = hash_bytes(map->seed, key, len);
-  mdp_map_slot_t *s = find(map, key, len, hash);
+  mdp__map_slot_t *s = find(map, key, len, hash);
   if (s) {
     s->key = key;
     s->value = value;
@@ -103,16 +103,16 @@ int mdp_map_put(mdp_map_t *map, const void *key, size_t len, void *value) {
   if ((map->count + 1) * 2 > map->cap &&
       resize(map, map->cap ? map->cap * 2 : 16) < 0)
     return MDP_ENOMEM;
-  mdp_map_slot_t entry = {key, len, hash, value};
+  mdp__map_slot_t entry = {key, len, hash, value};
   place(map->slots, map->cap, &entry);
   map->count++;
   return 0;
 }
 
-void *mdp_map_del(mdp_map_t *map, const void *key, size_t len) {
+void *mdp__map_del(mdp__map_t *map, const void *key, size_t len) {
   if (map->count == 0)
     return NULL;
-  mdp_map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
+  mdp__map_slot_t *s = find(map, key, len, hash_bytes(map->seed, key, len));
   if (s == NULL)
     return NULL;
   void *value = s->value;

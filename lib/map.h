@@ -18,27 +18,27 @@ typedef struct {
   size_t len;
   uint64_t hash; /* 0 marks an empty slot */
   void *value;
-} mdp_map_slot_t;
+} mdp__map_slot_t;
 
 typedef struct {
-  mdp_map_slot_t *slots;
+  mdp__map_slot_t *slots;
   size_t cap; /* a power of two, or 0 */
   size_t count;
   uint64_t seed;
-} mdp_map_t;
+} mdp__map_t;
 
-void mdp_map_init(mdp_map_t *map);
-void mdp_map_free(mdp_map_t *map); /* frees the table, not the values */
+void mdp__map_init(mdp__map_t *map);
+void mdp__map_free(mdp__map_t *map); /* frees the table, not the values */
 
 /* The value stored under the key, or NULL. */
-void *mdp_map_get(const mdp_map_t *map, const void *key, size_t len);
+void *mdp__map_get(const mdp__map_t *map, const void *key, size_t len);
 
 /* Stores `value` (not NULL) under the key, replacing any old value.
  * 0 or MDP_ENOMEM. */
-int mdp_map_put(mdp_map_t *map, const void *key, size_t len, void *value);
+int mdp__map_put(mdp__map_t *map, const void *key, size_t len, void *value);
 
 /* Removes the key; returns its value, or NULL if it was absent. */
-void *mdp_map_del(mdp_map_t *map, const void *key, size_t len);
+void *mdp__map_del(mdp__map_t *map, const void *key, size_t len);
 
 /* Iteration: for (size_t i = 0; i < map->cap; i++) if (map->slots[i].hash)
  * ...; do not change the map while iterating. */

@@ -39,7 +39,7 @@ void mdp_msg_destroy(mdp_msg_t *msg) {
   free(msg);
 }
 
-void mdp_msg_free_sent_(mdp_msg_t *msg) {
+void mdp__msg_free_sent(mdp_msg_t *msg) {
   if (msg->frames != msg->inline_frames)
     free(msg->frames);
   free(msg);
@@ -63,7 +63,7 @@ size_t mdp_msg_frame_size(mdp_msg_t *msg, size_t index) {
 
 /* Makes room for `front` free slots before head and `back` after the last
  * frame, moving frames (and growing the array) only when needed. */
-int mdp_msg_grow_(mdp_msg_t *msg, size_t front, size_t back) {
+int mdp__msg_grow(mdp_msg_t *msg, size_t front, size_t back) {
   size_t tail_free = msg->cap - msg->head - msg->count;
   if (msg->head >= front && tail_free >= back)
     return 0;

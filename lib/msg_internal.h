@@ -30,20 +30,20 @@ struct mdp_msg_s {
 /* Makes room for `front` free slots before the first frame and `back` after
  * the last.  0 or MDP_ENOMEM (then nothing changed).  The check is inline;
  * only moving or growing the array is a call. */
-int mdp_msg_grow_(mdp_msg_t *msg, size_t front, size_t back);
+int mdp__msg_grow(mdp_msg_t *msg, size_t front, size_t back);
 
 static inline int mdp_msg_reserve_(mdp_msg_t *msg, size_t front,
                                    size_t back) {
   if (msg->head >= front && msg->cap - msg->head - msg->count >= back)
     return 0;
-  return mdp_msg_grow_(msg, front, back);
+  return mdp__msg_grow(msg, front, back);
 }
 
 /* Frees a message whose frames were all sent: zmq_msg_send() leaves each
  * one an empty message that holds nothing, so they need no close. */
-void mdp_msg_free_sent_(mdp_msg_t *msg);
+void mdp__msg_free_sent(mdp_msg_t *msg);
 
-static inline zmq_msg_t *mdp_msg_at_(mdp_msg_t *msg, size_t index) {
+static inline zmq_msg_t *mdp__msg_at(mdp_msg_t *msg, size_t index) {
   return &msg->frames[msg->head + index];
 }
 

@@ -182,7 +182,7 @@ static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
   size_t n = msg->count;
   while (*next < n) {
     int flags = ZMQ_DONTWAIT | (*next + 1 < n ? ZMQ_SNDMORE : 0);
-    if (zmq_msg_send(mdp_msg_at_(msg, *next), r->socket, flags) < 0) {
+    if (zmq_msg_send(mdp__msg_at(msg, *next), r->socket, flags) < 0) {
       if (errno == EINTR)
         continue;
       return zmq_error(errno);
@@ -298,7 +298,7 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
     *progress = 1;
     if (err == 0) {
       r->stats.msgs_sent++;
-      mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
+      mdp__msg_free_sent(msg); /* every frame went: nothing to close */
     } else {
       fail_msg(r, msg, err);
     }
@@ -324,7 +324,7 @@ static int recv_whole(mdp_reactor_t *r) {
     if (!(r->flags & F_RX_DROP) &&
         !(r->max_frames && rx->count >= r->max_frames) &&
         mdp_msg_reserve_(rx, 0, 1) == 0)
-      frame = mdp_msg_at_(rx, rx->count);
+      frame = mdp__msg_at(rx, rx->count);
     zmq_msg_init(frame);
     if (zmq_msg_recv(frame, r->socket, ZMQ_DONTWAIT) < 0) {
       int e = errno;
@@ -564,7 +564,7 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
     kick(r);
   if (err == 0) {
     r->stats.msgs_sent++;
-    mdp_msg_free_sent_(msg); /* every frame went: nothing to close */
+    mdp__msg_free_sent(msg); /* every frame went: nothing to close */
     return 0;
   }
   if (err == MDP_EAGAIN) {

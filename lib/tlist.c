@@ -1,30 +1,30 @@
 /* Timeout lists: see tlist.h. */
 #include "tlist.h"
 
-uint64_t mdp_tlist_expire(mdp_tlist_t *list, uint64_t now) {
-  mdp_list_t *head;
-  while ((head = mdp_list_head(&list->nodes)) != NULL) {
-    mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
+uint64_t mdp__tlist_expire(mdp__tlist_t *list, uint64_t now) {
+  mdp__list_t *head;
+  while ((head = mdp__list_head(&list->nodes)) != NULL) {
+    mdp__tnode_t *node = mdp__container_of(head, mdp__tnode_t, link);
     if (node->stamp + list->duration > now + list->early)
       return node->stamp + list->duration - now + list->late;
-    mdp_list_remove(head);
+    mdp__list_remove(head);
     list->cb(list, node);
     if (list->stop && *list->stop)
-      return MDP_TLIST_NONE;
+      return MDP__TLIST_NONE;
   }
-  return MDP_TLIST_NONE;
+  return MDP__TLIST_NONE;
 }
 
-static int head_due(const mdp_tlist_t *list, uint64_t now) {
-  mdp_list_t *head = mdp_list_head(&list->nodes);
+static int head_due(const mdp__tlist_t *list, uint64_t now) {
+  mdp__list_t *head = mdp__list_head(&list->nodes);
   if (head == NULL)
     return 0;
-  const mdp_tnode_t *node = mdp_container_of(head, mdp_tnode_t, link);
+  const mdp__tnode_t *node = mdp__container_of(head, mdp__tnode_t, link);
   return node->stamp + list->duration <= now + list->early;
 }
 
 static void on_timer(uv_timer_t *timer) {
-  mdp_tlist_t *list = mdp_container_of(timer, mdp_tlist_t, timer);
+  mdp__tlist_t *list = mdp__container_of(timer, mdp__tlist_t, timer);
   uint64_t now = uv_now(timer->loop);
   if (list->drain != NULL && head_due(list, now)) {
     list->drain(list);
@@ -32,14 +32,14 @@ static void on_timer(uv_timer_t *timer) {
       return;
     now = uv_now(timer->loop); /* a callback may have updated it */
   }
-  uint64_t delay = mdp_tlist_expire(list, now);
-  if (delay != MDP_TLIST_NONE)
+  uint64_t delay = mdp__tlist_expire(list, now);
+  if (delay != MDP__TLIST_NONE)
     uv_timer_start(timer, on_timer, delay, 0);
 }
 
-int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
-                   mdp_tlist_cb cb) {
-  mdp_list_init(&list->nodes);
+int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,
+                   mdp__tlist_cb cb) {
+  mdp__list_init(&list->nodes);
   list->duration = duration;
   list->cb = cb;
   list->stop = NULL;
@@ -48,27 +48,27 @@ int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
   return uv_timer_init(loop, &list->timer);
 }
 
-void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node) {
-  mdp_tlist_touch_at(list, node, uv_now(list->timer.loop));
+void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node) {
+  mdp__tlist_touch_at(list, node, uv_now(list->timer.loop));
 }
 
-void mdp_tlist_touch_at(mdp_tlist_t *list, mdp_tnode_t *node, uint64_t now) {
+void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node, uint64_t now) {
   /* A disabled list, or one whose timer is closing (a close from a
    * callback while work is still unwinding): nothing to arm. */
   if (list->duration == 0 || uv_is_closing((uv_handle_t *)&list->timer))
     return;
   node->stamp = now;
-  mdp_list_move_back(&list->nodes, &node->link);
+  mdp__list_move_back(&list->nodes, &node->link);
   /* Invariant: the timer runs whenever the list is non-empty (a removal may
    * leave it running for nothing, which costs one harmless wake-up). */
   if (!uv_is_active((uv_handle_t *)&list->timer))
     uv_timer_start(&list->timer, on_timer, list->duration, 0);
 }
 
-void mdp_tlist_close(mdp_tlist_t *list, uv_close_cb close_cb) {
-  mdp_list_t *head;
-  while ((head = mdp_list_head(&list->nodes)) != NULL)
-    mdp_list_remove(head);
+void mdp__tlist_close(mdp__tlist_t *list, uv_close_cb close_cb) {
+  mdp__list_t *head;
+  while ((head = mdp__list_head(&list->nodes)) != NULL)
+    mdp__list_remove(head);
   uv_timer_stop(&list->timer);
   uv_close((uv_handle_t *)&list->timer, close_cb);
 }

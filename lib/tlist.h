@@ -18,21 +18,21 @@
 #include "list.h"
 
 typedef struct {
-  mdp_list_t link;
+  mdp__list_t link;
   uint64_t stamp; /* loop time of the last touch */
-} mdp_tnode_t;
+} mdp__tnode_t;
 
-typedef struct mdp_tlist_s mdp_tlist_t;
+typedef struct mdp__tlist_s mdp__tlist_t;
 
 /* Called for each expired node, already removed from the list.  It may touch
  * or remove any node, the expired one included. */
-typedef void (*mdp_tlist_cb)(mdp_tlist_t *list, mdp_tnode_t *node);
+typedef void (*mdp__tlist_cb)(mdp__tlist_t *list, mdp__tnode_t *node);
 
-struct mdp_tlist_s {
+struct mdp__tlist_s {
   uv_timer_t timer;
-  mdp_list_t nodes;
+  mdp__list_t nodes;
   uint64_t duration; /* 0: disabled, touches do nothing */
-  mdp_tlist_cb cb;
+  mdp__tlist_cb cb;
   int *stop; /* if set and non-zero after a callback, stop expiring */
   /* Coalescing: when the timer fires, nodes due within `early` ms are
    * expired too, and the timer is re-armed `late` ms after the next
@@ -45,35 +45,35 @@ struct mdp_tlist_s {
    * before it polls: after a stall, a peer's word may sit unread).  It may
    * touch, remove or close anything; then the pass runs at the same time.
    * NULL after init. */
-  void (*drain)(mdp_tlist_t *list);
+  void (*drain)(mdp__tlist_t *list);
 };
 
-int mdp_tlist_init(uv_loop_t *loop, mdp_tlist_t *list, uint64_t duration,
-                   mdp_tlist_cb cb);
-static inline void mdp_tnode_init(mdp_tnode_t *node) {
-  mdp_list_init(&node->link);
+int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,
+                   mdp__tlist_cb cb);
+static inline void mdp__tnode_init(mdp__tnode_t *node) {
+  mdp__list_init(&node->link);
   node->stamp = 0;
 }
 /* (Re)starts the node's timeout from now (the loop's time). */
-void mdp_tlist_touch(mdp_tlist_t *list, mdp_tnode_t *node);
+void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node);
 /* The same at a given time, which must not be earlier than any stamp already
  * in the list (the list is kept in expiry order by touching at the back).
- * Tests use it, with mdp_tlist_expire(), as an injectable clock. */
-void mdp_tlist_touch_at(mdp_tlist_t *list, mdp_tnode_t *node, uint64_t now);
+ * Tests use it, with mdp__tlist_expire(), as an injectable clock. */
+void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node, uint64_t now);
 
-#define MDP_TLIST_NONE UINT64_MAX
+#define MDP__TLIST_NONE UINT64_MAX
 /* One expiry pass at time `now`, as the timer runs it: calls the callback
  * for every node due by now + early, in order, and returns the delay (ms)
- * until the next pass is due, or MDP_TLIST_NONE if the list is empty or a
+ * until the next pass is due, or MDP__TLIST_NONE if the list is empty or a
  * callback set *stop.  It does not arm the timer. */
-uint64_t mdp_tlist_expire(mdp_tlist_t *list, uint64_t now);
-static inline void mdp_tlist_remove(mdp_tnode_t *node) {
-  mdp_list_remove(&node->link);
+uint64_t mdp__tlist_expire(mdp__tlist_t *list, uint64_t now);
+static inline void mdp__tlist_remove(mdp__tnode_t *node) {
+  mdp__list_remove(&node->link);
 }
-static inline int mdp_tlist_linked(const mdp_tnode_t *node) {
-  return mdp_list_linked(&node->link);
+static inline int mdp__tlist_linked(const mdp__tnode_t *node) {
+  return mdp__list_linked(&node->link);
 }
 /* Unlinks every node and closes the timer (close_cb gets the timer handle). */
-void mdp_tlist_close(mdp_tlist_t *list, uv_close_cb close_cb);
+void mdp__tlist_close(mdp__tlist_t *list, uv_close_cb close_cb);
 
 #endif /* MDP_TLIST_H */

@@ -74,7 +74,7 @@ static void worker_finish_close(mdp_worker_t *w);
 
 /* `fmt` is a string literal at every call. */
 #define wlog(w, level, fmt, ...)                                               \
-  mdp_log_emit((w)->opts.log_cb, (w)->opts.log_data, (w)->opts.log_level,      \
+  mdp__log_emit((w)->opts.log_cb, (w)->opts.log_data, (w)->opts.log_level,      \
                (level), NULL, "worker %s: " fmt, (w)->service, ##__VA_ARGS__)
 
 void mdp_worker_options_init(mdp_worker_options_t *opts) {
@@ -339,7 +339,7 @@ static int worker_open(mdp_worker_t *w) {
   zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
   mdp_reactor_t *r = NULL;
   int rc = 0;
-  if (w->curve && mdp_curve_client_setup(sock, w->curve_keys[0],
+  if (w->curve && mdp__curve_client_setup(sock, w->curve_keys[0],
                                          w->curve_keys[1],
                                          w->curve_keys[2]) < 0)
     rc = MDP_EZMQ;
@@ -425,7 +425,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   if (!times_valid(&o) || o.max_msg_size < -1 ||
       (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
-  int curve = mdp_curve_client_check(o.curve_server_key, o.curve_public_key,
+  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
                                      o.curve_secret_key);
   if (curve < 0)
     return curve;

@@ -20,11 +20,11 @@
 #include "mdp/reactor.h"
 #include "zap.h"
 
-struct mdp_zap_s {
+struct mdp__zap_s {
   uv_loop_t *loop;
-  mdp_reactor_t *reactor;   /* NULL until mdp_zap_watch() */
+  mdp_reactor_t *reactor;   /* NULL until mdp__zap_watch() */
   void *socket;
-  mdp_keyset_t allowed;
+  mdp__keyset_t allowed;
   mdp_log_cb log_cb;
   void *log_data;
   mdp_log_level_t log_level;
@@ -34,7 +34,7 @@ struct mdp_zap_s {
 };
 
 #define ZLOG(z, level, ...)                                                    \
-  mdp_log_emit((z)->log_cb, (z)->log_data, (z)->log_level, (level), "zap: ",   \
+  mdp__log_emit((z)->log_cb, (z)->log_data, (z)->log_level, (level), "zap: ",   \
                __VA_ARGS__)
 
 static int frame_is(mdp_msg_t *m, size_t i, const char *s) {
@@ -53,7 +53,7 @@ static const char *frame_text(mdp_msg_t *m, size_t i, char *buf, size_t size) {
 }
 
 static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
-  mdp_zap_t *z = mdp_reactor_get_data(reactor);
+  mdp__zap_t *z = mdp_reactor_get_data(reactor);
   /* id, "", version, request id, domain, address, identity, mechanism */
   if (mdp_msg_size(req) < 8 || mdp_msg_frame_size(req, 1) != 0 ||
       !frame_is(req, 2, "1.0")) {
@@ -76,7 +76,7 @@ static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
   } else {
     const uint8_t *key = mdp_msg_data(req, 8);
     zmq_z85_encode(user, key, 32);
-    if (mdp_keyset_has(&z->allowed, key)) {
+    if (mdp__keyset_has(&z->allowed, key)) {
       status = "200";
       text = "OK";
       ZLOG(z, MDP_LOG_DEBUG, "accepted CURVE key %s from %s", user, addr);
@@ -118,12 +118,12 @@ static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
   }
 }
 
-static void zap_free(mdp_zap_t *z) {
-  mdp_keyset_free(&z->allowed);
+static void zap_free(mdp__zap_t *z) {
+  mdp__keyset_free(&z->allowed);
   free(z);
 }
 
-static int load_allowed(mdp_zap_t *z, const mdp_broker_options_t *opts) {
+static int load_allowed(mdp__zap_t *z, const mdp_broker_options_t *opts) {
   if (opts->curve_allow == NULL && opts->curve_allow_count == 0) {
     ZLOG(z, MDP_LOG_ERROR, "a CURVE secret key needs an allow-list of "
                            "public keys");
@@ -132,7 +132,7 @@ static int load_allowed(mdp_zap_t *z, const mdp_broker_options_t *opts) {
   for (size_t i = 0; i < opts->curve_allow_count; i++) {
     int rc = opts->curve_allow_keys == NULL
                  ? MDP_EINVAL
-                 : mdp_keyset_add_z85(&z->allowed, opts->curve_allow_keys[i]);
+                 : mdp__keyset_add_z85(&z->allowed, opts->curve_allow_keys[i]);
     if (rc < 0) {
       ZLOG(z, MDP_LOG_ERROR, "allowed key %zu is not a Z85 key", i);
       return rc;
@@ -141,7 +141,7 @@ static int load_allowed(mdp_zap_t *z, const mdp_broker_options_t *opts) {
   if (opts->curve_allow != NULL) {
     char where[512];
     size_t line = 0;
-    int rc = mdp_keyset_load(&z->allowed, opts->curve_allow, where,
+    int rc = mdp__keyset_load(&z->allowed, opts->curve_allow, where,
                              sizeof where, &line);
     if (rc < 0) {
       if (rc == MDP_EINVAL && line > 0)
@@ -153,13 +153,13 @@ static int load_allowed(mdp_zap_t *z, const mdp_broker_options_t *opts) {
       return rc;
     }
   }
-  mdp_keyset_finish(&z->allowed);
+  mdp__keyset_finish(&z->allowed);
   return 0;
 }
 
-int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
-                  const mdp_broker_options_t *opts, mdp_zap_t **out) {
-  mdp_zap_t *z = calloc(1, sizeof *z);
+int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
+                  const mdp_broker_options_t *opts, mdp__zap_t **out) {
+  mdp__zap_t *z = calloc(1, sizeof *z);
   if (z == NULL)
     return MDP_ENOMEM;
   z->log_cb = opts->log_cb;
@@ -187,10 +187,10 @@ int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   }
   int linger = 0, one = 1;
   zmq_setsockopt(z->socket, ZMQ_LINGER, &linger, sizeof linger);
-  if (zmq_bind(z->socket, MDP_ZAP_ENDPOINT) != 0) {
+  if (zmq_bind(z->socket, MDP__ZAP_ENDPOINT) != 0) {
     rc = zmq_errno() == EADDRINUSE ? MDP_EADDRINUSE : MDP_EZMQ;
     ZLOG(z, MDP_LOG_ERROR, "cannot bind the ZAP handler (%s): %s",
-         MDP_ZAP_ENDPOINT,
+         MDP__ZAP_ENDPOINT,
          rc == MDP_EADDRINUSE ? "another ZAP handler is already bound in this "
                                 "ZeroMQ context (one CURVE broker per context)"
                               : zmq_strerror(zmq_errno()));
@@ -201,7 +201,7 @@ int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   if (zmq_setsockopt(server_socket, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
       zmq_setsockopt(server_socket, ZMQ_CURVE_SECRETKEY,
                      opts->curve_secret_key, MDP_CURVE_KEY_LEN) != 0) {
-    zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
+    zmq_unbind(z->socket, MDP__ZAP_ENDPOINT);
     zmq_close(z->socket);
     zap_free(z);
     return MDP_EZMQ;
@@ -213,7 +213,7 @@ int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   return 0;
 }
 
-int mdp_zap_watch(mdp_zap_t *z) {
+int mdp__zap_watch(mdp__zap_t *z) {
   if (z->reactor != NULL)
     return 0;
   int rc = mdp_reactor_new(z->loop, z->socket, 1, zap_recv, &z->reactor);
@@ -224,24 +224,24 @@ int mdp_zap_watch(mdp_zap_t *z) {
     return rc;
   }
   mdp_reactor_set_data(z->reactor, z);
-  /* The handler's socket has been bound since mdp_zap_start(): a request
+  /* The handler's socket has been bound since mdp__zap_start(): a request
    * may already wait, and start checks for one. */
   return mdp_reactor_start(z->reactor);
 }
 
 static void zap_closed(mdp_reactor_t *reactor) {
-  mdp_zap_t *z = mdp_reactor_get_data(reactor);
+  mdp__zap_t *z = mdp_reactor_get_data(reactor);
   if (z->close_cb)
     z->close_cb(z->close_data);
   zap_free(z);
 }
 
-int mdp_zap_close(mdp_zap_t *z, void (*cb)(void *data), void *data) {
+int mdp__zap_close(mdp__zap_t *z, void (*cb)(void *data), void *data) {
   if (z == NULL)
     return 0;
   /* inproc endpoints are released at unbind, synchronously; a closed socket
    * releases its own only when the reaper gets to it. */
-  zmq_unbind(z->socket, MDP_ZAP_ENDPOINT);
+  zmq_unbind(z->socket, MDP__ZAP_ENDPOINT);
   if (z->reactor == NULL) { /* never watched: no handle to wait for */
     zmq_close(z->socket);
     zap_free(z);
@@ -253,10 +253,10 @@ int mdp_zap_close(mdp_zap_t *z, void (*cb)(void *data), void *data) {
   return 1;
 }
 
-void mdp_zap_counts(const mdp_zap_t *z, uint64_t *accepted,
+void mdp__zap_counts(const mdp__zap_t *z, uint64_t *accepted,
                     uint64_t *refused) {
   *accepted = z->accepted;
   *refused = z->refused;
 }
 
-size_t mdp_zap_allowed(const mdp_zap_t *z) { return z->allowed.n; }
+size_t mdp__zap_allowed(const mdp__zap_t *z) { return z->allowed.n; }

@@ -14,39 +14,39 @@
 
 #include "mdp/broker.h"
 
-#define MDP_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define MDP__ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
-typedef struct mdp_zap_s mdp_zap_t;
+typedef struct mdp__zap_s mdp__zap_t;
 
 /* Reads the CURVE options of `opts` (curve_secret_key, curve_allow,
  * curve_allow_keys), loads the allow-list, binds the handler in `ctx` and
  * makes `server_socket` a CURVE server with the secret key.  Call before
  * the server socket binds: until the handler exists libzmq would let any
- * key in.  No libuv handle is created yet (see mdp_zap_watch), so a caller
- * that fails later can undo this with mdp_zap_close() at once, leaving
+ * key in.  No libuv handle is created yet (see mdp__zap_watch), so a caller
+ * that fails later can undo this with mdp__zap_close() at once, leaving
  * nothing for the loop to close.  Returns 0 and sets `*out`; or MDP_EINVAL (a malformed key or
  * allow-list file, no allow-list at all), MDP_ENOTSUP (libzmq has no
  * CURVE), MDP_EADDRINUSE (a ZAP handler is already bound in `ctx`),
  * MDP_ENOMEM, MDP_EZMQ, a negated errno value (allow-list unreadable);
  * on failure nothing is left behind and the error is logged through the
  * options' log hook. */
-int mdp_zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
-                  const mdp_broker_options_t *opts, mdp_zap_t **out);
+int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
+                  const mdp_broker_options_t *opts, mdp__zap_t **out);
 
 /* Puts the handler's socket on the loop (once; later calls return 0).  Call
  * before the server socket binds, since handshakes start then.  0, or
  * MDP_ENOMEM / MDP_EUV with nothing changed. */
-int mdp_zap_watch(mdp_zap_t *zap);
+int mdp__zap_watch(mdp__zap_t *zap);
 
 /* Unbinds the handler at once (a new one may bind in the same context right
  * away) and closes its socket.  Returns 1 if it was watched: then, from the
  * loop, it calls `cb(data)` (may be NULL) and frees it; 0 if it never was
  * (or `zap` is NULL): it is freed now and `cb` is not called. */
-int mdp_zap_close(mdp_zap_t *zap, void (*cb)(void *data), void *data);
+int mdp__zap_close(mdp__zap_t *zap, void (*cb)(void *data), void *data);
 
 /* Handshakes accepted and refused so far; the keys allowed. */
-void mdp_zap_counts(const mdp_zap_t *zap, uint64_t *accepted,
+void mdp__zap_counts(const mdp__zap_t *zap, uint64_t *accepted,
                     uint64_t *refused);
-size_t mdp_zap_allowed(const mdp_zap_t *zap);
+size_t mdp__zap_allowed(const mdp__zap_t *zap);
 
 #endif /* MDP_ZAP_H */

@@ -13,7 +13,7 @@ MDP_PROG=${MDP_PROG:-$(basename "$0")}
 
 # What every build needs; callers add e.g. valgrind.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-MDP_BASE_PACKAGES=(gcc libc6-dev pkg-config meson ninja-build libzmq3-dev libuv1-dev)
+MDP_BASE_PACKAGES=(gcc g++ libc6-dev pkg-config meson ninja-build libzmq3-dev libuv1-dev)
 
 mdp_say() { printf '%s: %s\n' "$MDP_PROG" "$*" >&2; }
 

@@ -1387,7 +1387,7 @@ static uint64_t steps_for(int n, uint64_t *ms_out) {
     ok = mdp_client_cancel(c, ids[i]) == 0;
   *ms_out = (uv_hrtime() - t0) / 1000000;
   if (ok && m.timeouts == n && m.cancelled == n)
-    steps = mdp_client_steps_(c);
+    steps = mdp__client_steps(c);
   printf("# %d requests: %llu steps, %llu ms\n", n, (unsigned long long)steps,
          (unsigned long long)*ms_out);
   free(ids);

@@ -9,29 +9,29 @@
  * and wrap-around, checking every key after each phase against a shadow
  * array (backward-shift deletion must never lose a displaced entry). */
 static void map_matches_shadow(void) {
-  mdp_map_t map;
-  mdp_map_init(&map);
+  mdp__map_t map;
+  mdp__map_init(&map);
   enum { N = 5000 };
   static char keys[N][16];
   static int present[N];
   for (int i = 0; i < N; i++) {
     snprintf(keys[i], sizeof keys[i], "k%d", i);
-    CHECK_EQ(mdp_map_put(&map, keys[i], strlen(keys[i]), &present[i]), 0);
+    CHECK_EQ(mdp__map_put(&map, keys[i], strlen(keys[i]), &present[i]), 0);
     present[i] = 1;
   }
   CHECK_EQ(map.count, N);
   for (int round = 0; round < 3; round++) {
     for (int i = round; i < N; i += 3) { /* delete a third */
-      void *v = mdp_map_del(&map, keys[i], strlen(keys[i]));
+      void *v = mdp__map_del(&map, keys[i], strlen(keys[i]));
       CHECK(v == (present[i] ? &present[i] : NULL));
       present[i] = 0;
     }
     for (int i = 0; i < N; i++) {
-      void *v = mdp_map_get(&map, keys[i], strlen(keys[i]));
+      void *v = mdp__map_get(&map, keys[i], strlen(keys[i]));
       CHECK(v == (present[i] ? &present[i] : NULL));
     }
     for (int i = round; i < N; i += 6) { /* put half of them back */
-      CHECK_EQ(mdp_map_put(&map, keys[i], strlen(keys[i]), &present[i]), 0);
+      CHECK_EQ(mdp__map_put(&map, keys[i], strlen(keys[i]), &present[i]), 0);
       present[i] = 1;
     }
   }
@@ -40,54 +40,54 @@ static void map_matches_shadow(void) {
     count += (size_t)present[i];
   CHECK_EQ(map.count, count);
   /* Replacing a value keeps one entry; binary keys with NULs work. */
-  CHECK_EQ(mdp_map_put(&map, "\0a\0", 3, &present[0]), 0);
-  CHECK_EQ(mdp_map_put(&map, "\0a\0", 3, &present[1]), 0);
-  CHECK(mdp_map_get(&map, "\0a\0", 3) == &present[1]);
-  CHECK(mdp_map_get(&map, "\0a", 2) == NULL);
+  CHECK_EQ(mdp__map_put(&map, "\0a\0", 3, &present[0]), 0);
+  CHECK_EQ(mdp__map_put(&map, "\0a\0", 3, &present[1]), 0);
+  CHECK(mdp__map_get(&map, "\0a\0", 3) == &present[1]);
+  CHECK(mdp__map_get(&map, "\0a", 2) == NULL);
   CHECK_EQ(map.count, count + 1);
   /* Deleting nearly everything shrinks the table, and what is left is
    * still found. */
   size_t big = map.cap;
   for (int i = 0; i < N; i++)
     if (present[i] && i % 100 != 0) {
-      CHECK(mdp_map_del(&map, keys[i], strlen(keys[i])) == &present[i]);
+      CHECK(mdp__map_del(&map, keys[i], strlen(keys[i])) == &present[i]);
       present[i] = 0;
     }
   CHECK(map.cap < big / 4);
   for (int i = 0; i < N; i++)
-    CHECK(mdp_map_get(&map, keys[i], strlen(keys[i])) ==
+    CHECK(mdp__map_get(&map, keys[i], strlen(keys[i])) ==
           (present[i] ? &present[i] : NULL));
-  CHECK(mdp_map_get(&map, "\0a\0", 3) == &present[1]);
-  mdp_map_free(&map);
+  CHECK(mdp__map_get(&map, "\0a\0", 3) == &present[1]);
+  mdp__map_free(&map);
 }
 
 typedef struct {
-  mdp_tnode_t node;
+  mdp__tnode_t node;
   int id;
 } item_t;
 
 /* What the expiry callback saw: ids in order, and the pass they fired in. */
 static int fired[16], n_fired;
 static uint64_t fired_in[16], pass_now;
-static mdp_tlist_t *retouch_list; /* if set, the callback re-touches id 0 */
-static void on_expire(mdp_tlist_t *list, mdp_tnode_t *node) {
-  item_t *it = mdp_container_of(node, item_t, node);
-  CHECK(!mdp_tlist_linked(node)); /* removed before the callback */
+static mdp__tlist_t *retouch_list; /* if set, the callback re-touches id 0 */
+static void on_expire(mdp__tlist_t *list, mdp__tnode_t *node) {
+  item_t *it = mdp__container_of(node, item_t, node);
+  CHECK(!mdp__tlist_linked(node)); /* removed before the callback */
   fired_in[it->id] = pass_now;
   fired[n_fired++] = it->id;
   if (retouch_list && it->id == 0)
-    mdp_tlist_touch_at(list, node, pass_now);
+    mdp__tlist_touch_at(list, node, pass_now);
 }
 
-static uint64_t expire_at(mdp_tlist_t *list, uint64_t now) {
+static uint64_t expire_at(mdp__tlist_t *list, uint64_t now) {
   pass_now = now;
-  return mdp_tlist_expire(list, now);
+  return mdp__tlist_expire(list, now);
 }
 
 static void items_init(item_t *items, int n) {
   for (int i = 0; i < n; i++) {
     items[i].id = i;
-    mdp_tnode_init(&items[i].node);
+    mdp__tnode_init(&items[i].node);
   }
   n_fired = 0;
   retouch_list = NULL;
@@ -97,32 +97,32 @@ static void items_init(item_t *items, int n) {
 static void tlist_order_and_touch(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  mdp_tlist_t list;
-  CHECK_EQ(mdp_tlist_init(&loop, &list, 60, on_expire), 0);
+  mdp__tlist_t list;
+  CHECK_EQ(mdp__tlist_init(&loop, &list, 60, on_expire), 0);
   item_t items[3];
   items_init(items, 3);
   for (int i = 0; i < 3; i++)
-    mdp_tlist_touch_at(&list, &items[i].node, 1000);
-  mdp_tlist_remove(&items[2].node);
-  mdp_tlist_touch_at(&list, &items[0].node, 1050); /* item 0 kept alive */
+    mdp__tlist_touch_at(&list, &items[i].node, 1000);
+  mdp__tlist_remove(&items[2].node);
+  mdp__tlist_touch_at(&list, &items[0].node, 1050); /* item 0 kept alive */
   CHECK_EQ(expire_at(&list, 1059), 1); /* nothing due yet: 1 ms to go */
   CHECK_EQ(n_fired, 0);
   CHECK_EQ(expire_at(&list, 1060), 50); /* item 1 due; item 0 at 1110 */
   CHECK_EQ(n_fired, 1);
   CHECK_EQ(fired[0], 1);
-  mdp_tlist_touch_at(&list, &items[0].node, 1100);
+  mdp__tlist_touch_at(&list, &items[0].node, 1100);
   CHECK_EQ(expire_at(&list, 1110), 50); /* touched again: due at 1160 */
   CHECK_EQ(n_fired, 1);
   /* A late pass (the loop stalled) expires what is due, nothing more. */
-  CHECK_EQ(expire_at(&list, 5000), MDP_TLIST_NONE);
+  CHECK_EQ(expire_at(&list, 5000), MDP__TLIST_NONE);
   CHECK_EQ(n_fired, 2);
   CHECK_EQ(fired[1], 0);
-  CHECK(!mdp_tlist_linked(&items[2].node)); /* removed: never fires */
+  CHECK(!mdp__tlist_linked(&items[2].node)); /* removed: never fires */
   /* A callback may touch the node it is given: it is due again later. */
   items_init(items, 2);
   retouch_list = &list;
-  mdp_tlist_touch_at(&list, &items[0].node, 6000);
-  mdp_tlist_touch_at(&list, &items[1].node, 6010);
+  mdp__tlist_touch_at(&list, &items[0].node, 6000);
+  mdp__tlist_touch_at(&list, &items[1].node, 6010);
   CHECK_EQ(expire_at(&list, 6060), 10); /* 0 fired, re-touched at 6060 */
   CHECK_EQ(expire_at(&list, 6070), 50); /* 1 fired; 0 due at 6120 */
   CHECK_EQ(n_fired, 2);
@@ -132,19 +132,19 @@ static void tlist_order_and_touch(void) {
   /* *stop set by a callback ends the pass with the rest still listed. */
   int stop = 1;
   list.stop = &stop;
-  mdp_tlist_touch_at(&list, &items[1].node, 6060);
-  CHECK_EQ(expire_at(&list, 7000), MDP_TLIST_NONE);
+  mdp__tlist_touch_at(&list, &items[1].node, 6060);
+  CHECK_EQ(expire_at(&list, 7000), MDP__TLIST_NONE);
   CHECK_EQ(n_fired, 3);
-  CHECK(mdp_tlist_linked(&items[1].node));
+  CHECK(mdp__tlist_linked(&items[1].node));
   list.stop = NULL;
   /* A disabled list (duration 0) never holds anything. */
-  mdp_tlist_t off;
-  CHECK_EQ(mdp_tlist_init(&loop, &off, 0, on_expire), 0);
-  mdp_tlist_touch(&off, &items[2].node);
-  CHECK(!mdp_tlist_linked(&items[2].node));
-  mdp_tlist_close(&list, NULL);
-  mdp_tlist_close(&off, NULL);
-  CHECK(!mdp_tlist_linked(&items[1].node));
+  mdp__tlist_t off;
+  CHECK_EQ(mdp__tlist_init(&loop, &off, 0, on_expire), 0);
+  mdp__tlist_touch(&off, &items[2].node);
+  CHECK(!mdp__tlist_linked(&items[2].node));
+  mdp__tlist_close(&list, NULL);
+  mdp__tlist_close(&off, NULL);
+  CHECK(!mdp__tlist_linked(&items[1].node));
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
@@ -153,20 +153,20 @@ static void tlist_order_and_touch(void) {
 static void tlist_coalesces(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  mdp_tlist_t list;
-  CHECK_EQ(mdp_tlist_init(&loop, &list, 60, on_expire), 0);
+  mdp__tlist_t list;
+  CHECK_EQ(mdp__tlist_init(&loop, &list, 60, on_expire), 0);
   item_t items[4];
   items_init(items, 4);
   for (int i = 0; i < 4; i++) /* deadlines 1060, 1068, 1076, 1200 */
-    mdp_tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
+    mdp__tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
   /* Without coalescing, one pass per deadline. */
   CHECK_EQ(expire_at(&list, 1060), 8);
   CHECK_EQ(n_fired, 1);
   for (int i = 0; i < 4; i++)
-    mdp_tlist_remove(&items[i].node);
+    mdp__tlist_remove(&items[i].node);
   items_init(items, 4);
   for (int i = 0; i < 4; i++)
-    mdp_tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
+    mdp__tlist_touch_at(&list, &items[i].node, i < 3 ? 1000 + 8 * i : 1140);
   list.early = 30;
   list.late = 20;
   /* One pass for the three within 30 ms, none for the one beyond; the next
@@ -175,13 +175,13 @@ static void tlist_coalesces(void) {
   CHECK_EQ(n_fired, 3);
   for (int i = 0; i < 3; i++)
     CHECK_EQ(fired[i], i);
-  CHECK(mdp_tlist_linked(&items[3].node));
-  mdp_tlist_close(&list, NULL);
+  CHECK(mdp__tlist_linked(&items[3].node));
+  mdp__tlist_close(&list, NULL);
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
 static int all_fired(void *arg) { return n_fired >= *(int *)arg; }
-static void on_expire_now(mdp_tlist_t *list, mdp_tnode_t *node) {
+static void on_expire_now(mdp__tlist_t *list, mdp__tnode_t *node) {
   pass_now = uv_now(list->timer.loop);
   on_expire(list, node);
 }
@@ -192,14 +192,14 @@ static void on_expire_now(mdp_tlist_t *list, mdp_tnode_t *node) {
 static void tlist_on_loop(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  mdp_tlist_t list;
-  CHECK_EQ(mdp_tlist_init(&loop, &list, 30, on_expire_now), 0);
+  mdp__tlist_t list;
+  CHECK_EQ(mdp__tlist_init(&loop, &list, 30, on_expire_now), 0);
   item_t items[3];
   items_init(items, 3);
   uint64_t t0 = uv_now(&loop);
   for (int i = 0; i < 3; i++)
-    mdp_tlist_touch(&list, &items[i].node);
-  mdp_tlist_remove(&items[1].node);
+    mdp__tlist_touch(&list, &items[i].node);
+  mdp__tlist_remove(&items[1].node);
   int want = 2;
   CHECK(t_run_until(&loop, all_fired, &want, 5000));
   CHECK_EQ(n_fired, 2);
@@ -207,7 +207,7 @@ static void tlist_on_loop(void) {
   CHECK_EQ(fired[1], 2);
   CHECK(fired_in[0] >= t0 + 30);
   CHECK(fired_in[2] >= t0 + 30);
-  mdp_tlist_close(&list, NULL);
+  mdp__tlist_close(&list, NULL);
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 

@@ -18,6 +18,8 @@
 #ifndef MDP_BROKER_H
 #define MDP_BROKER_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -193,7 +195,7 @@ typedef struct {
 } mdp_broker_service_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
-void mdp_broker_options_init(mdp_broker_options_t *opts);
+MDP_EXTERN void mdp_broker_options_init(mdp_broker_options_t *opts);
 
 /* Creates a broker on `loop` (opts NULL: defaults).  Returns 0 and sets
  * `*out`, or MDP_EINVAL, MDP_ENOMEM, MDP_EZMQ, MDP_EUV; with CURVE also
@@ -201,36 +203,41 @@ void mdp_broker_options_init(mdp_broker_options_t *opts);
  * already bound in the context) or a negated errno value (allow-list
  * unreadable).  On failure nothing is left behind.  The options are
  * copied. */
-int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
+MDP_EXTERN int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
                    mdp_broker_t **out);
 
 /* Binds the broker's socket to `endpoint` (tcp://, ipc://, inproc://;
  * "tcp://127.0.0.1:*" picks a free port, see mdp_broker_last_endpoint).
  * Returns 0, MDP_EADDRINUSE, MDP_EINVAL (malformed or unsupported endpoint),
  * MDP_ECLOSING or MDP_EZMQ. */
-int mdp_broker_bind(mdp_broker_t *broker, const char *endpoint);
+MDP_EXTERN int mdp_broker_bind(mdp_broker_t *broker, const char *endpoint);
 
 /* Copies the last bound endpoint, NUL-terminated, into `buf`.  0, or
  * MDP_ENOBUFS if it does not fit. */
-int mdp_broker_last_endpoint(mdp_broker_t *broker, char *buf, size_t size);
+MDP_EXTERN int mdp_broker_last_endpoint(mdp_broker_t *broker, char *buf, size_t size);
 
 /* Starts closing: sends DISCONNECT to every registered worker, drops queued
  * requests, closes the socket and timers, then calls `close_cb` (may be NULL)
  * from the loop and frees the broker.  Safe from the broker's own log
  * callback.  A second call is a no-op. */
-void mdp_broker_close(mdp_broker_t *broker, mdp_broker_close_cb close_cb);
+MDP_EXTERN void mdp_broker_close(mdp_broker_t *broker, mdp_broker_close_cb close_cb);
 
-void mdp_broker_get_stats(const mdp_broker_t *broker, mdp_broker_stats_t *out);
+/* Copies the broker's counters and gauges into `*out` (the caller's).
+ * Cheap: no allocation, no ZeroMQ call. */
+MDP_EXTERN void mdp_broker_get_stats(const mdp_broker_t *broker, mdp_broker_stats_t *out);
 
 /* Figures for one service.  0, or MDP_EINVAL if the broker knows no such
  * service (then `*out` is zeroed). */
-int mdp_broker_get_service_stats(const mdp_broker_t *broker,
+MDP_EXTERN int mdp_broker_get_service_stats(const mdp_broker_t *broker,
                                  const char *service,
                                  mdp_broker_service_stats_t *out);
 
-void mdp_broker_set_data(mdp_broker_t *broker, void *data);
-void *mdp_broker_get_data(const mdp_broker_t *broker);
-uv_loop_t *mdp_broker_loop(const mdp_broker_t *broker);
+/* The user's pointer (NULL initially); the library never touches it. */
+MDP_EXTERN void mdp_broker_set_data(mdp_broker_t *broker, void *data);
+MDP_EXTERN void *mdp_broker_get_data(const mdp_broker_t *broker);
+
+/* The loop the broker was created on. */
+MDP_EXTERN uv_loop_t *mdp_broker_loop(const mdp_broker_t *broker);
 
 #ifdef __cplusplus
 }

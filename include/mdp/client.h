@@ -29,6 +29,8 @@
 #ifndef MDP_CLIENT_H
 #define MDP_CLIENT_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -155,7 +157,7 @@ typedef struct {
 } mdp_client_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
-void mdp_client_options_init(mdp_client_options_t *opts);
+MDP_EXTERN void mdp_client_options_init(mdp_client_options_t *opts);
 
 /* Creates a client on `loop` for the `n` broker `endpoints` (tcp://, ipc://,
  * inproc://; at least one; copied).  New requests go to the first endpoint;
@@ -166,11 +168,11 @@ void mdp_client_options_init(mdp_client_options_t *opts);
  * malformed CURVE keys), MDP_ENOTSUP (CURVE keys given, libzmq has no
  * CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left
  * behind. */
-int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
+MDP_EXTERN int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
                    const mdp_client_options_t *opts, mdp_client_t **out);
 
 /* Fills `ro` with the client's timeout, deadline and retries. */
-void mdp_client_request_options_init(const mdp_client_t *client,
+MDP_EXTERN void mdp_client_request_options_init(const mdp_client_t *client,
                                      mdp_request_options_t *ro);
 
 /* Sends `body` (one or more frames) to `service` (1..255 bytes) and calls
@@ -183,7 +185,7 @@ void mdp_client_request_options_init(const mdp_client_t *client,
  * ro->timeout_ms 0), MDP_ESERVICE, MDP_ENOBUFS (the request would wait and
  * the queue is full: max_queue or max_queued_bytes; counted in the stats),
  * MDP_ECLOSING, MDP_ENOMEM. */
-int mdp_client_request(mdp_client_t *client, const char *service,
+MDP_EXTERN int mdp_client_request(mdp_client_t *client, const char *service,
                        mdp_msg_t *body, const mdp_request_options_t *ro,
                        mdp_client_reply_cb reply_cb, void *request_data,
                        uint64_t *request_id);
@@ -192,21 +194,24 @@ int mdp_client_request(mdp_client_t *client, const char *service,
  * before this returns (even from inside that request's own callback), and
  * its socket, if the request was sent, is discarded.  0, or MDP_EINVAL if no
  * request with this id is pending (finished, failed, never existed). */
-int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
+MDP_EXTERN int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
 
 /* Starts closing: every pending request's callback is called with
  * MDP_ECANCELED before this returns, sockets and timers are closed, then
  * `close_cb` (may be NULL) is called from the loop and the client is freed.
  * mdp_client_request() returns MDP_ECLOSING from now on.  Safe from reply
  * callbacks.  A second call is a no-op. */
-void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
+MDP_EXTERN void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
 
-void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);
+/* Copies the client's counters and gauges into `*out` (the caller's). */
+MDP_EXTERN void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);
 
 /* The user's pointer (NULL initially). */
-void mdp_client_set_data(mdp_client_t *client, void *data);
-void *mdp_client_get_data(const mdp_client_t *client);
-uv_loop_t *mdp_client_loop(const mdp_client_t *client);
+MDP_EXTERN void mdp_client_set_data(mdp_client_t *client, void *data);
+MDP_EXTERN void *mdp_client_get_data(const mdp_client_t *client);
+
+/* The loop the client was created on. */
+MDP_EXTERN uv_loop_t *mdp_client_loop(const mdp_client_t *client);
 
 /* --- blocking helper ----------------------------------------------------- */
 
@@ -217,7 +222,7 @@ typedef struct {
 } mdp_reply_t;
 
 /* Destroys every part and frees the array; `reply` is left empty. */
-void mdp_reply_free(mdp_reply_t *reply);
+MDP_EXTERN void mdp_reply_free(mdp_reply_t *reply);
 
 /* Sends one request to `endpoint` and waits for the whole reply, with a
  * client on a private loop (opts NULL: defaults; `timeout_ms` and `retries`
@@ -229,7 +234,7 @@ void mdp_reply_free(mdp_reply_t *reply);
  * mdp_client_request()'s errors (then `*reply` is empty).  `body` stays the
  * caller's in every case: the helper sends a copy (mdp_msg_dup shares large
  * frames, it does not copy their bytes). */
-int mdp_request_sync(const char *endpoint, const char *service,
+MDP_EXTERN int mdp_request_sync(const char *endpoint, const char *service,
                      mdp_msg_t *body, uint64_t timeout_ms, unsigned retries,
                      const mdp_client_options_t *opts, mdp_reply_t *reply);
 

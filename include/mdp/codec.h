@@ -22,6 +22,8 @@
 #ifndef MDP_CODEC_H
 #define MDP_CODEC_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,7 +102,7 @@ typedef struct mdp_cmd_s {
  * MDP_ESERVICE, MDP_EADDRESS, MDP_EDIALECT (the message is well formed in a
  * dialect not in `dialects`) or MDP_EINVAL (bad arguments), and `cmd` is
  * unspecified.  `msg` is never changed and stays the caller's. */
-int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects,
+MDP_EXTERN int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects,
               mdp_cmd_t *cmd);
 
 /* Prepends the header frames of `cmd` (dialect, command, service, address;
@@ -109,16 +111,16 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects,
  * that this dialect lacks, a command that needs a body given an empty `msg`,
  * a missing or oversized service or address), or MDP_ENOMEM; on failure
  * `msg` is unchanged.  The message stays the caller's either way. */
-int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd);
+MDP_EXTERN int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd);
 
 /* Convenience: 1 if the service name starts with "mmi.". */
-int mdp_is_mmi(const void *service, size_t size);
+MDP_EXTERN int mdp_is_mmi(const void *service, size_t size);
 
 /* The command's name ("REQUEST", "PARTIAL", ...), for logs. */
-const char *mdp_command_name(mdp_command_t command);
+MDP_EXTERN const char *mdp_command_name(mdp_command_t command);
 
 /* The dialect's name ("rfc18", "majortomo", "mdp01"), for logs. */
-const char *mdp_dialect_name(mdp_dialect_t dialect);
+MDP_EXTERN const char *mdp_dialect_name(mdp_dialect_t dialect);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@
 #ifndef MDP_CURVE_H
 #define MDP_CURVE_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -36,14 +38,14 @@ typedef struct {
 } mdp_curve_keypair_t;
 
 /* 1 if the libzmq in use was built with CURVE support, else 0. */
-int mdp_curve_available(void);
+MDP_EXTERN int mdp_curve_available(void);
 
 /* 1 if `z85` is a NUL-terminated key: exactly 40 Z85 characters. */
-int mdp_curve_key_valid(const char *z85);
+MDP_EXTERN int mdp_curve_key_valid(const char *z85);
 
 /* A new key pair from zmq_curve_keypair().  0, or MDP_ENOTSUP (libzmq has
  * no CURVE), MDP_EINVAL (NULL). */
-int mdp_curve_keypair_new(mdp_curve_keypair_t *out);
+MDP_EXTERN int mdp_curve_keypair_new(mdp_curve_keypair_t *out);
 
 /* Reads a public or secret key file (format above) into `*out`:
  * `secret_key` is "" if the file has none.  If it has both, the public key
@@ -52,7 +54,7 @@ int mdp_curve_keypair_new(mdp_curve_keypair_t *out);
  * fault, or 0 when the file as a whole is wrong: no public key, a second
  * one, keys that do not match); a negated errno value for I/O errors
  * (-ENOENT, -EACCES, ...; mdp_strerror() describes them). */
-int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
+MDP_EXTERN int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
                    size_t *err_line);
 
 /* Writes `kp` as `base`.pub (the public key, mode 0644) and, if it has a
@@ -60,7 +62,7 @@ int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
  * readable by others, not even briefly).  Without `overwrite` an existing
  * file is an error (-EEXIST) and nothing is written.  0 or a negated errno
  * value; MDP_EINVAL for an invalid pair. */
-int mdp_curve_save(const char *base, const mdp_curve_keypair_t *kp,
+MDP_EXTERN int mdp_curve_save(const char *base, const mdp_curve_keypair_t *kp,
                    int overwrite);
 
 #ifdef __cplusplus

@@ -11,6 +11,8 @@
 #ifndef MDP_ERROR_H
 #define MDP_ERROR_H
 
+#include "mdp/export.h"
+
 #include <errno.h>
 
 #ifdef __cplusplus
@@ -54,10 +56,10 @@ enum {
 /* A static English description of `err`.  Never NULL: unknown codes give
  * "unknown error"; a negated errno value not in the map above is described by
  * strerror(). */
-const char *mdp_strerror(int err);
+MDP_EXTERN const char *mdp_strerror(int err);
 
 /* The symbolic name of `err` ("EHEADER"), or "UNKNOWN". */
-const char *mdp_err_name(int err);
+MDP_EXTERN const char *mdp_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
 #ifndef MDP_LOG_H
 #define MDP_LOG_H
 
+#include "mdp/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -23,7 +25,7 @@ typedef void (*mdp_log_cb)(void *log_data, mdp_log_level_t level,
                            const char *line);
 
 /* "error", "warn", "info", "debug". */
-const char *mdp_log_level_name(mdp_log_level_t level);
+MDP_EXTERN const char *mdp_log_level_name(mdp_log_level_t level);
 
 #ifdef __cplusplus
 }

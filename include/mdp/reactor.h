@@ -20,6 +20,8 @@
 #ifndef MDP_REACTOR_H
 #define MDP_REACTOR_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -73,15 +75,19 @@ typedef struct {
  * not receive until mdp_reactor_start().  Returns 0, MDP_EINVAL, MDP_ENOMEM,
  * MDP_EZMQ (ZMQ_FD could not be read) or a libuv error as MDP_EUV; on failure
  * nothing was created and the socket is still the caller's. */
-int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
+MDP_EXTERN int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
                     mdp_reactor_recv_cb recv_cb, mdp_reactor_t **out);
 
 /* Starts / stops delivering received messages.  Sending works either way.
  * Starting schedules a check of the socket on the next loop iteration, since
  * messages may be waiting from before the first edge; no callback runs from
  * inside mdp_reactor_start().  0, or MDP_ECLOSING. */
-int mdp_reactor_start(mdp_reactor_t *reactor);
-int mdp_reactor_stop(mdp_reactor_t *reactor);
+MDP_EXTERN int mdp_reactor_start(mdp_reactor_t *reactor);
+
+/* Stops receiving: no recv callback runs until mdp_reactor_start() again;
+ * sends and held sends go on.  Safe from inside a recv callback (the batch
+ * ends there).  0, or MDP_ECLOSING. */
+MDP_EXTERN int mdp_reactor_stop(mdp_reactor_t *reactor);
 
 /* Sends `msg` (at least one frame) with ZMQ_DONTWAIT.
  * Returns 0: the message was sent or is held until the socket is writable;
@@ -93,7 +99,7 @@ int mdp_reactor_stop(mdp_reactor_t *reactor);
  *   MDP_ECLOSING: the reactor is closing; MDP_EINVAL: empty message;
  *   MDP_EZMQ: another ZeroMQ error (zmq_errno() tells which).
  * Messages are sent in the order they were given. */
-int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
+MDP_EXTERN int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
 
 /* Tells the reactor that its socket was used behind its back: the caller
  * made a ZeroMQ call on it (zmq_bind, zmq_connect, zmq_unbind,
@@ -103,7 +109,7 @@ int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg);
  * kick they would wait for some unrelated later event.  The reactor looks
  * at the socket again on the next loop iteration; no callback runs from
  * inside this call.  Cheap and idempotent.  0, or MDP_ECLOSING. */
-int mdp_reactor_kick(mdp_reactor_t *reactor);
+MDP_EXTERN int mdp_reactor_kick(mdp_reactor_t *reactor);
 
 /* Does now what the next wake-up would: one batch of receiving (calling
  * the receive callback) and of sending held messages (a held message that
@@ -114,7 +120,7 @@ int mdp_reactor_kick(mdp_reactor_t *reactor);
  * batch ran out with more possibly waiting (call again to go on), else 0;
  * also 0, doing nothing, when called from the reactor's own callbacks or
  * while it is closing. */
-int mdp_reactor_process_now(mdp_reactor_t *reactor);
+MDP_EXTERN int mdp_reactor_process_now(mdp_reactor_t *reactor);
 
 /* Closes the reactor: stops receiving, drops held messages (they are
  * destroyed and counted in msgs_failed) and failed messages not yet handed
@@ -122,34 +128,34 @@ int mdp_reactor_process_now(mdp_reactor_t *reactor);
  * in a later loop iteration, calls `close_cb` (may be NULL) and frees the
  * reactor.  Safe to call from the reactor's own callbacks.  Calling it twice
  * is a no-op. */
-void mdp_reactor_close(mdp_reactor_t *reactor, mdp_reactor_close_cb close_cb);
+MDP_EXTERN void mdp_reactor_close(mdp_reactor_t *reactor, mdp_reactor_close_cb close_cb);
 
 /* Handles at most `batch` messages (received and sent) per wake-up; the
  * default is 64.  0 is taken as 1. */
-void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
+MDP_EXTERN void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch);
 
 /* At most `max` messages are held waiting for POLLOUT (default 100000). */
-void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
+MDP_EXTERN void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max);
 
 /* At most `max` bytes (the frames' sizes) are held waiting for POLLOUT
  * (default 256 MiB); a send beyond it returns MDP_ENOBUFS and the message
  * is still the caller's.  When nothing is held, one message of any size
  * may be held (a message cut short by EAGAIN must be), so memory is bounded
  * by `max` plus one message.  SIZE_MAX: no byte bound. */
-void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *reactor, size_t max);
+MDP_EXTERN void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *reactor, size_t max);
 
 /* Received messages with more than `max` frames are discarded whole and
  * counted (msgs_dropped), without holding more than `max` frames in memory:
  * ZMQ_MAXMSGSIZE bounds a frame, this bounds a message.  0 (the default)
  * means no limit. */
-void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
+MDP_EXTERN void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 
 /* Callback for accepted messages that fail later (see mdp_reactor_fail_cb). */
-void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
+MDP_EXTERN void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
 
 /* The user's pointer (NULL initially). */
-void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
-void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
+MDP_EXTERN void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
+MDP_EXTERN void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
 
 /* The ZeroMQ socket and the loop.  The socket stays the reactor's to read
  * and write: after any ZeroMQ call of your own on it (bind, connect,
@@ -158,11 +164,13 @@ void *mdp_reactor_get_data(const mdp_reactor_t *reactor);
  * wait unseen.  (In libzmq 4.3 zmq_setsockopt and the other getsockopt
  * options do not process the socket's commands; when in doubt, kick: it
  * never hurts.) */
-void *mdp_reactor_socket(const mdp_reactor_t *reactor);
-uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor);
+MDP_EXTERN void *mdp_reactor_socket(const mdp_reactor_t *reactor);
+
+/* The loop the reactor was created on. */
+MDP_EXTERN uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor);
 
 /* Counters, copied into `*stats`. */
-void mdp_reactor_get_stats(const mdp_reactor_t *reactor,
+MDP_EXTERN void mdp_reactor_get_stats(const mdp_reactor_t *reactor,
                            mdp_reactor_stats_t *stats);
 
 #ifdef __cplusplus

@@ -34,6 +34,8 @@
 #ifndef MDP_WORKER_H
 #define MDP_WORKER_H
 
+#include "mdp/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -149,7 +151,7 @@ typedef struct {
 } mdp_worker_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
-void mdp_worker_options_init(mdp_worker_options_t *opts);
+MDP_EXTERN void mdp_worker_options_init(mdp_worker_options_t *opts);
 
 /* Creates a worker on `loop` for `service` (1..255 bytes, not "mmi.*") at
  * the broker `endpoint` (tcp://, ipc://, inproc://), connects and sends
@@ -159,7 +161,7 @@ void mdp_worker_options_init(mdp_worker_options_t *opts);
  * keys, a time or liveness out of its range), MDP_ESERVICE, MDP_ENOTSUP (CURVE keys given, libzmq has no CURVE),
  * MDP_ENOMEM, MDP_EZMQ (e.g. a malformed endpoint), MDP_EUV; on failure
  * nothing is left behind. */
-int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
+MDP_EXTERN int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
                    const mdp_worker_options_t *opts,
                    mdp_worker_request_cb request_cb, mdp_worker_t **out);
 
@@ -174,15 +176,15 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
  *     (checked first, whatever the handle's state); send the whole reply
  *     with mdp_worker_final();
  *   MDP_ENOBUFS, MDP_EZMQ: the socket refused it (see mdp_reactor_send). */
-int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
 
 /* Sends `body` as the FINAL reply and ends the request; the worker is ready
  * for the next one.  Same returns and ownership as mdp_worker_partial().
  * A second FINAL returns MDP_ESTATE. */
-int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body);
 
 /* 1 if `req` is the request in progress (a reply would be accepted). */
-int mdp_worker_request_active(const mdp_request_t *req);
+MDP_EXTERN int mdp_worker_request_active(const mdp_request_t *req);
 
 /* Starts closing.  With `wait_for_request` non-zero and a request in
  * progress, the worker keeps heartbeating and waits for its FINAL (or for the
@@ -198,17 +200,22 @@ int mdp_worker_request_active(const mdp_request_t *req);
  * worker nor any request handle of it may be used.  No request callback is
  * made after this call.  Safe from the worker's own callbacks.  A second
  * call is a no-op. */
-void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
+MDP_EXTERN void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
                       mdp_worker_close_cb close_cb);
 
-void mdp_worker_get_stats(const mdp_worker_t *worker, mdp_worker_stats_t *out);
+/* Copies the worker's counters into `*out` (the caller's). */
+MDP_EXTERN void mdp_worker_get_stats(const mdp_worker_t *worker, mdp_worker_stats_t *out);
 
 /* The user's pointer (NULL initially). */
-void mdp_worker_set_data(mdp_worker_t *worker, void *data);
-void *mdp_worker_get_data(const mdp_worker_t *worker);
+MDP_EXTERN void mdp_worker_set_data(mdp_worker_t *worker, void *data);
+MDP_EXTERN void *mdp_worker_get_data(const mdp_worker_t *worker);
 
-uv_loop_t *mdp_worker_loop(const mdp_worker_t *worker);
-const char *mdp_worker_service(const mdp_worker_t *worker);
+/* The loop the worker was created on. */
+MDP_EXTERN uv_loop_t *mdp_worker_loop(const mdp_worker_t *worker);
+
+/* The service name the worker serves (the worker's copy, valid until it is
+ * freed). */
+MDP_EXTERN const char *mdp_worker_service(const mdp_worker_t *worker);
 
 #ifdef __cplusplus
 }
