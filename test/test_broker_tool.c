@@ -40,7 +40,8 @@ static void help_lists_every_option(void) {
                            "-t, --heartbeat-timeout",
                            "-B, --busy-worker-timeout", "--silent-busy",
                            "-c, --config", "-V, -v, --verbose",
-                           "-D, -d, --debug", "YAML",
+                           "-D, -d, --debug", "YAML", "--log-format",
+                           "json", "READY=1", "WATCHDOG=1", "STOPPING=1",
                            "tcp://127.0.0.1:5555"};
   for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
     if (strstr(text, options[i]) == NULL)
