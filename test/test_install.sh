@@ -26,6 +26,15 @@ done
 for t in mdp-broker mdp-request mdp-keygen; do
   check "tool $t installed" test -n "$(find "$root/stage" -path "*/bin/$t")"
 done
+check "default config mdp-broker.conf installed (sysconfdir)" \
+  test -n "$(find "$root/stage" -path '*/etc/mdp-broker.conf')"
+if [ "${MDP_HAVE_SYSTEMD:-0}" = 1 ]; then
+  check "systemd unit installed, ExecStart at the installed broker" \
+    bash -c "grep -qx 'ExecStart=.*/bin/mdp-broker -c .*/etc/mdp-broker.conf' \$(find '$root/stage' -name mdp-broker.service -path '*/systemd/system/*')"
+else
+  check "no systemd unit installed without libsystemd" \
+    test -z "$(find "$root/stage" -name mdp-broker.service)"
+fi
 check "static and shared libraries installed" \
   bash -c "ls '$root'/stage/usr/local/lib*/{,*/}libmdp.a '$root'/stage/usr/local/lib*/{,*/}libmdp.so 2>/dev/null | grep -c . | grep -qx 2"
 

@@ -11,6 +11,7 @@
 
 #include "mdp-broker-options.h"
 
+/* A printf format: %s is whether this build sends systemd notifications. */
 const char broker_usage_text[] =
     "Usage: mdp-broker [OPTION]...\n"
     "Run a Majordomo broker (MDP/0.2, RFC 18, with MMI, RFC 8).\n"
@@ -88,6 +89,10 @@ const char broker_usage_text[] =
     "  -V, -v, --verbose           also log worker arrivals and departures\n"
     "  -D, -d, --debug             also log every dropped or invalid message\n"
     "  -q, --quiet                 log errors only\n"
+    "      --log-format FORMAT     text (default): 'TIME mdp-broker LEVEL: MESSAGE'\n"
+    "                              lines; json: one JSON object per line with\n"
+    "                              time (RFC 3339, UTC, ms), level, program\n"
+    "                              and message, for a log shipper\n"
     "  -h, --help                  show this help and exit\n"
     "      --version               show the version and exit (-V is --verbose,\n"
     "                              as in Majortomo)\n"
@@ -101,6 +106,9 @@ const char broker_usage_text[] =
     "Durations are in seconds and may have fractions (-i 0.5); none may be\n"
     "over 4294967 s (49.7 days).\n"
     "SIGINT or SIGTERM stops the broker cleanly (workers get DISCONNECT).\n"
+    "Under systemd (Type=notify) it sends READY=1 once every endpoint is bound,\n"
+    "STOPPING=1 when it stops and WATCHDOG=1 at half of WatchdogSec, if it was\n"
+    "built with libsystemd (this one: %s).\n"
     "Exit status: 0 after a clean stop, 1 if an endpoint cannot be bound or\n"
     "the broker fails, 2 for a bad option or config file.\n";
 
@@ -130,6 +138,7 @@ enum {
   OPT_CURVE_SECRET,
   OPT_CURVE_ALLOW,
   OPT_STATS,
+  OPT_LOG_FORMAT,
   OPT_VERSION,
   OPT_MAX_MMI_REPLY,
   OPT_DISCONNECT_EXPIRED
@@ -164,6 +173,7 @@ static const struct option longopts[] = {
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"debug", no_argument, NULL, OPT_DEBUG},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -376,6 +386,14 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     if (parse_seconds(value, &cli->stats_ms) < 0)
       return bad_value(at, name, value, "seconds expected");
     return 0;
+  case OPT_LOG_FORMAT:
+    if (strcmp(value, "text") == 0)
+      cli->log_format = BROKER_LOG_TEXT;
+    else if (strcmp(value, "json") == 0)
+      cli->log_format = BROKER_LOG_JSON;
+    else
+      return bad_value(at, name, value, "text or json expected");
+    return 0;
   case OPT_VERBOSE:
     cli->verbose = on;
     return 0;
@@ -565,7 +583,11 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
       c = OPT_DEBUG;
     switch (c) {
     case OPT_HELP:
-      fputs(broker_usage_text, stdout);
+#ifdef MDP_HAVE_SYSTEMD
+      printf(broker_usage_text, "yes");
+#else
+      printf(broker_usage_text, "no, so it sends none");
+#endif
       rc = 0;
       break;
     case OPT_VERSION:

@@ -8,6 +8,8 @@
 
 #include <mdp.h>
 
+#include "mdp-broker-log.h"
+
 #define EXIT_USAGE 2
 
 typedef struct {
@@ -19,6 +21,7 @@ typedef struct {
   uint64_t stats_ms;
   mdp_log_level_t level;     /* the program's own lines */
   int verbose;
+  broker_log_format_t log_format; /* --log-format text|json */
   const char *curve_secret_file;
   const char *config_file;
   /* What was given explicitly, for the consistency checks at the end. */

@@ -1,18 +1,20 @@
 /* mdp-broker: a Majordomo broker (MDP/0.2, RFC 18, with MMI) as a program.
  *
  * A thin shell around mdp_broker_t: options, logging to stderr with
- * timestamps, SIGINT/SIGTERM for a clean stop, optional periodic stats.
+ * timestamps (text or JSON), SIGINT/SIGTERM for a clean stop, optional
+ * periodic stats, systemd notifications (mdp-broker-notify.h).
  */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mdp.h>
 
+#include "mdp-broker-log.h"
+#include "mdp-broker-notify.h"
 #include "mdp-broker-options.h"
 
 typedef struct {
@@ -20,20 +22,16 @@ typedef struct {
   mdp_broker_t *broker;
   uv_signal_t sigint, sigterm;
   uv_timer_t stats_timer;
+  broker_notify_t notify;
   mdp_log_level_t level;
   int stopping;
 } app_t;
 
+static broker_log_format_t log_format; /* --log-format */
+
 static void log_line(void *data, mdp_log_level_t level, const char *line) {
   (void)data;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  char when[32];
-  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-  fprintf(stderr, "%s.%03ldZ mdp-broker %s: %s\n", when, ts.tv_nsec / 1000000,
-          mdp_log_level_name(level), line);
+  broker_log_write(stderr, log_format, level, line);
 }
 
 static void app_log(app_t *app, mdp_log_level_t level, const char *fmt, ...)
@@ -58,6 +56,7 @@ static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
+  broker_notify_stopping(&app->notify);
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->stats_timer, NULL);
@@ -136,6 +135,7 @@ int main(int argc, char **argv) {
   app_t app;
   memset(&app, 0, sizeof app);
   app.level = level;
+  log_format = cli.log_format;
   /* Library messages: worker arrivals/departures are INFO, which the
    * program shows only with -v; its own start-up lines are shown unless -q. */
   opts.log_cb = log_line;
@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
   uv_loop_init(&app.loop);
   int err = mdp_broker_new(&app.loop, &opts, &app.broker);
   if (err < 0) {
-    fprintf(stderr, "mdp-broker: cannot create the broker: %s\n",
+    app_log(&app, MDP_LOG_ERROR, "cannot create the broker: %s",
             mdp_strerror(err));
     memset(&curve_pair, 0, sizeof curve_pair);
     broker_cli_free(&cli);
@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < n_binds; i++) {
     err = mdp_broker_bind(app.broker, binds[i]);
     if (err < 0) {
-      fprintf(stderr, "mdp-broker: cannot bind to %s: %s\n", binds[i],
+      app_log(&app, MDP_LOG_ERROR, "cannot bind to %s: %s", binds[i],
               err == MDP_EZMQ ? zmq_strerror(zmq_errno()) : mdp_strerror(err));
       status = 1;
       break;
@@ -205,12 +205,16 @@ int main(int argc, char **argv) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     if (stats_ms > 0)
       uv_timer_start(&app.stats_timer, on_stats, stats_ms, stats_ms);
+    char what[64];
+    snprintf(what, sizeof what, "listening on %zu endpoint%s", n_binds,
+             n_binds == 1 ? "" : "s");
+    broker_notify_ready(&app.notify, &app.loop, what);
   } else {
     stop(&app);
   }
   uv_run(&app.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&app.loop) != 0) {
-    fprintf(stderr, "mdp-broker: handles left open at exit\n");
+    app_log(&app, MDP_LOG_ERROR, "handles left open at exit");
     status = 1;
   }
   mdp_zmq_context_term();

@@ -1,0 +1,100 @@
+/* mdp-broker's log formats; see mdp-broker-log.h. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mdp-broker-log.h"
+
+/* The length of the valid UTF-8 sequence at `s`, or 0 if it is not one
+ * (overlong forms, surrogates and code points above U+10FFFF are not). */
+static size_t utf8_sequence(const unsigned char *s) {
+  unsigned char c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t n;
+  uint32_t cp;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+      return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+      (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n;
+}
+
+size_t broker_json_escape(char *out, size_t size, const char *text) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t need = 0, written = 0;
+  while (*s) {
+    char esc[8];
+    const char *piece = esc;
+    size_t n, adv = 1;
+    switch (*s) {
+    case '"': piece = "\\\"", n = 2; break;
+    case '\\': piece = "\\\\", n = 2; break;
+    case '\b': piece = "\\b", n = 2; break;
+    case '\f': piece = "\\f", n = 2; break;
+    case '\n': piece = "\\n", n = 2; break;
+    case '\r': piece = "\\r", n = 2; break;
+    case '\t': piece = "\\t", n = 2; break;
+    default:
+      if (*s < 0x20 || *s == 0x7f) {
+        snprintf(esc, sizeof esc, "\\u%04x", *s);
+        n = 6;
+      } else if ((adv = utf8_sequence(s)) == 0) {
+        piece = "\\ufffd", n = 6, adv = 1;
+      } else {
+        piece = (const char *)s, n = adv;
+      }
+    }
+    if (written == need && need + n < size) { /* nothing cut yet, and room */
+      memcpy(out + written, piece, n);
+      written += n;
+    }
+    need += n;
+    s += adv;
+  }
+  if (size > 0)
+    out[written] = '\0';
+  return need;
+}
+
+void broker_log_write(FILE *out, broker_log_format_t format,
+                      mdp_log_level_t level, const char *line) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[40];
+  size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(when + w, sizeof when - w, ".%03ldZ", ts.tv_nsec / 1000000);
+  const char *lvl = mdp_log_level_name(level);
+  if (format == BROKER_LOG_TEXT) {
+    fprintf(out, "%s mdp-broker %s: %s\n", when, lvl, line);
+    return;
+  }
+  char small[1024];
+  size_t need = broker_json_escape(small, sizeof small, line);
+  char *msg = small;
+  if (need >= sizeof small && (msg = malloc(need + 1)) != NULL)
+    broker_json_escape(msg, need + 1, line);
+  if (msg == NULL)
+    msg = small; /* out of memory: the message cut short, still valid */
+  fprintf(out,
+          "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"mdp-broker\","
+          "\"message\":\"%s\"}\n",
+          when, lvl, msg);
+  if (msg != small)
+    free(msg);
+}
