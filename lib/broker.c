@@ -44,6 +44,8 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->dialects = MDP_DIALECT_ALL;
   opts->disconnect_expired = 0;
   opts->max_mmi_reply_bytes = 64 * 1024;
+  opts->tcp_keepalive = opts->tcp_keepalive_idle = -1;
+  opts->tcp_keepalive_intvl = opts->tcp_keepalive_cnt = -1;
 }
 
 const char *mdp__broker_printable(const void *data, size_t size, char *buf,
@@ -591,6 +593,34 @@ static int zmq_error(void) {
   }
 }
 
+/* The ROUTER's options: the broker's own, then the caller's first-class
+ * ones (0 or -1 where the default is to leave libzmq's). */
+static int set_socket_options(void *socket, const mdp_broker_options_t *o) {
+  int one = 1, linger = BROKER_LINGER_MS, ipv6 = o->ipv6 ? 1 : 0;
+  int64_t maxmsg = o->max_msg_size;
+  if (zmq_setsockopt(socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+      zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger) ||
+      zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+      zmq_setsockopt(socket, ZMQ_IPV6, &ipv6, sizeof ipv6))
+    return -1;
+  struct {
+    int option, value;
+  } ints[] = {{ZMQ_SNDHWM, o->sndhwm < 0 ? 0 : o->sndhwm},
+              {ZMQ_RCVHWM, o->rcvhwm < 0 ? 0 : o->rcvhwm},
+              {ZMQ_TCP_KEEPALIVE, o->tcp_keepalive},
+              {ZMQ_TCP_KEEPALIVE_IDLE, o->tcp_keepalive_idle},
+              {ZMQ_TCP_KEEPALIVE_INTVL, o->tcp_keepalive_intvl},
+              {ZMQ_TCP_KEEPALIVE_CNT, o->tcp_keepalive_cnt}};
+  int given[] = {o->sndhwm != 0, o->rcvhwm != 0, o->tcp_keepalive != -1,
+                 o->tcp_keepalive_idle != -1, o->tcp_keepalive_intvl != -1,
+                 o->tcp_keepalive_cnt != -1};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    if (given[i] && zmq_setsockopt(socket, ints[i].option, &ints[i].value,
+                                   sizeof ints[i].value))
+      return -1;
+  return 0;
+}
+
 /* Every duration within MDP_BROKER_TIME_MAX_MS, so loop time + duration
  * cannot wrap; the silence window (interval x liveness) too. */
 static int options_valid(const mdp_broker_options_t *o) {
@@ -602,7 +632,8 @@ static int options_valid(const mdp_broker_options_t *o) {
          o->request_expiry_ms <= max && o->dialects != 0 &&
          (o->dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
          (o->silent_busy_dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
-         o->max_msg_size >= -1;
+         o->max_msg_size >= -1 && o->sndhwm >= -1 && o->rcvhwm >= -1 &&
+         o->tcp_keepalive >= -1 && o->tcp_keepalive <= 1;
 }
 
 int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
@@ -628,11 +659,9 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     free(b);
     return MDP_EZMQ;
   }
-  int one = 1, linger = BROKER_LINGER_MS;
-  int64_t maxmsg = opts->max_msg_size;
-  if (zmq_setsockopt(b->socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
-      zmq_setsockopt(b->socket, ZMQ_LINGER, &linger, sizeof linger) ||
-      zmq_setsockopt(b->socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+  if (set_socket_options(b->socket, opts) < 0 ||
+      (opts->socket_setup != NULL &&
+       opts->socket_setup(b->socket, opts->socket_setup_data) != 0)) {
     zmq_close(b->socket);
     free(b);
     return MDP_EZMQ;
@@ -716,6 +745,15 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   return 0;
 }
 
+/* What libzmq's "No such device" means for a tcp:// bind. */
+static const char *bind_hint(const char *endpoint, int err) {
+  if (err != ENODEV || strncmp(endpoint, "tcp://", 6) != 0)
+    return "";
+  return " (a tcp:// bind takes an IP address such as 127.0.0.1 or [::1], "
+         "an interface name such as lo or eth0, or * for all; libzmq "
+         "resolves no host name for a bind)";
+}
+
 int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
   if (b->closing)
     return MDP_ECLOSING;
@@ -726,6 +764,11 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
   int rc = b->zap ? mdp__zap_watch(b->zap) : 0;
   if (rc < 0)
     return rc;
+  /* An IPv6 literal needs ZMQ_IPV6, or libzmq says "No such device". */
+  if (strncmp(endpoint, "tcp://[", 7) == 0) {
+    int one = 1;
+    zmq_setsockopt(b->socket, ZMQ_IPV6, &one, sizeof one);
+  }
   rc = zmq_bind(b->socket, endpoint);
   int err = zmq_errno();
   /* zmq_bind processes the socket's commands, as reading ZMQ_EVENTS does:
@@ -735,8 +778,8 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
   if (rc != 0) {
     errno = err;
     rc = zmq_error();
-    BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: %s", endpoint,
-               zmq_strerror(err));
+    BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: %s%s", endpoint,
+               zmq_strerror(err), bind_hint(endpoint, err));
     errno = err;
     return rc;
   }

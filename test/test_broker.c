@@ -1217,6 +1217,126 @@ static void trim_after_flood_from_timer(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* The socket-setup hook sees the ROUTER after the first-class options are
+ * set and before any bind; its failure fails mdp_broker_new() cleanly. */
+typedef struct {
+  int calls, sndhwm, rcvhwm, keepalive, keepalive_idle, ipv6, fail;
+} setup_seen_t;
+
+static int record_setup(void *socket, void *data) {
+  setup_seen_t *seen = data;
+  size_t len = sizeof(int);
+  seen->calls++;
+  zmq_getsockopt(socket, ZMQ_SNDHWM, &seen->sndhwm, &len);
+  zmq_getsockopt(socket, ZMQ_RCVHWM, &seen->rcvhwm, &len);
+  zmq_getsockopt(socket, ZMQ_TCP_KEEPALIVE, &seen->keepalive, &len);
+  zmq_getsockopt(socket, ZMQ_TCP_KEEPALIVE_IDLE, &seen->keepalive_idle, &len);
+  zmq_getsockopt(socket, ZMQ_IPV6, &seen->ipv6, &len);
+  char ep[256];
+  len = sizeof ep;
+  zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, ep, &len);
+  if (ep[0] != '\0')
+    seen->fail = 2; /* bound already: too late */
+  return seen->fail;
+}
+
+static void socket_setup_hook_and_options(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  setup_seen_t seen = {0};
+  o.socket_setup = record_setup;
+  o.socket_setup_data = &seen;
+  o.sndhwm = 123;
+  o.rcvhwm = -1; /* no limit: ZeroMQ's 0 */
+  o.tcp_keepalive = 1;
+  o.tcp_keepalive_idle = 30;
+  o.ipv6 = 1;
+  CHECK(env_open(&o, NULL) == 0);
+  CHECK_EQ(seen.calls, 1);
+  CHECK_EQ(seen.sndhwm, 123);
+  CHECK_EQ(seen.rcvhwm, 0);
+  CHECK_EQ(seen.keepalive, 1);
+  CHECK_EQ(seen.keepalive_idle, 30);
+  CHECK_EQ(seen.ipv6, 1);
+  CHECK_EQ(seen.fail, 0);
+  CHECK_EQ(env_close(), 0);
+  /* Defaults leave libzmq's own. */
+  test_opts(&o);
+  memset(&seen, 0, sizeof seen);
+  o.socket_setup = record_setup;
+  o.socket_setup_data = &seen;
+  CHECK(env_open(&o, NULL) == 0);
+  CHECK_EQ(seen.sndhwm, 1000);
+  CHECK_EQ(seen.keepalive, -1);
+  CHECK_EQ(seen.ipv6, 0);
+  CHECK_EQ(env_close(), 0);
+  /* A failing hook: MDP_EZMQ, and nothing left for the loop to close. */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  test_opts(&o);
+  memset(&seen, 0, sizeof seen);
+  seen.fail = 1;
+  o.socket_setup = record_setup;
+  o.socket_setup_data = &seen;
+  mdp_broker_t *b = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EZMQ);
+  CHECK(b == NULL);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+  o.sndhwm = -2;
+  o.socket_setup = NULL;
+  CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
+}
+
+/* An IPv6 literal endpoint just works (ZMQ_IPV6 is turned on for it);
+ * opts.ipv6 makes tcp://\* dual-stack; a host name is refused with a log
+ * line that says what a bind accepts. */
+static char bind_error_line[512];
+static void keep_error_line(void *data, mdp_log_level_t level,
+                            const char *line) {
+  (void)data;
+  if (level == MDP_LOG_ERROR)
+    snprintf(bind_error_line, sizeof bind_error_line, "%s", line);
+}
+
+static int mmi_answers(void *ctx, const char *endpoint) {
+  void *c = zmq_socket(ctx, ZMQ_DEALER);
+  int one = 1, zero = 0;
+  zmq_setsockopt(c, ZMQ_IPV6, &one, sizeof one);
+  zmq_setsockopt(c, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_connect(c, endpoint);
+  peer_send(c, "MDPC02", "\x01", "mmi.service", "echo", NULL);
+  mdp_msg_t *m = recv_on(c, 3000);
+  int ok = msg_is(m, "MDPC02", "\x03", "mmi.service", "404", NULL);
+  mdp_msg_destroy(m);
+  zmq_close(c);
+  return ok;
+}
+
+static void ipv6_and_bind_errors(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.log_cb = keep_error_line;
+  CHECK(env_open(&o, "tcp://[::1]:*") == 0);
+  CHECK(strncmp(E.endpoint, "tcp://[::1]:", 12) == 0);
+  CHECK(mmi_answers(E.ctx, E.endpoint));
+  bind_error_line[0] = '\0';
+  CHECK_EQ(mdp_broker_bind(E.broker, "tcp://localhost:5555"), MDP_EINVAL);
+  CHECK(strstr(bind_error_line, "resolves no host name") != NULL);
+  CHECK(strstr(bind_error_line, "tcp://localhost:5555") != NULL);
+  CHECK_EQ(env_close(), 0);
+  /* Dual stack: one tcp://\* bind, reached over IPv4 and IPv6. */
+  test_opts(&o);
+  o.ipv6 = 1;
+  CHECK(env_open(&o, "tcp://*:*") == 0);
+  const char *port = strrchr(E.endpoint, ':') + 1;
+  char v4[64], v6[64];
+  snprintf(v4, sizeof v4, "tcp://127.0.0.1:%s", port);
+  snprintf(v6, sizeof v6, "tcp://[::1]:%s", port);
+  CHECK(mmi_answers(E.ctx, v4));
+  CHECK(mmi_answers(E.ctx, v6));
+  CHECK_EQ(env_close(), 0);
+}
+
 static void options_validated(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -1291,6 +1411,8 @@ int main(void) {
   RUN(message_logs_sampled);
   RUN(trim_after_flood_from_timer);
   RUN(mmi_services_bounded);
+  RUN(socket_setup_hook_and_options);
+  RUN(ipv6_and_bind_errors);
   RUN(roundtrip_exact_frames);
   RUN(multiframe_and_partials);
   RUN(body_not_copied);

@@ -42,6 +42,7 @@ static void help_lists_every_option(void) {
                            "-c, --config", "-V, -v, --verbose",
                            "-D, -d, --debug", "YAML",
                            "--disconnect-expired", "--max-mmi-reply-bytes",
+                           "--ipv6", "--sndhwm", "--rcvhwm", "--tcp-keepalive",
                            "--log-format",
                            "json", "READY=1", "WATCHDOG=1", "STOPPING=1",
                            "tcp://127.0.0.1:5555"};
@@ -236,6 +237,56 @@ static void config_file(void) {
   zmq_ctx_term(ctx);
 }
 
+/* An MMI answer from the broker at `endpoint` (ZMQ_IPV6 on the client),
+ * waiting for the broker to come up. */
+static int tool_answers(void *ctx, const char *endpoint) {
+  void *c = zmq_socket(ctx, ZMQ_DEALER);
+  int one = 1, zero = 0, ok = 0;
+  zmq_setsockopt(c, ZMQ_IPV6, &one, sizeof one);
+  zmq_setsockopt(c, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_connect(c, endpoint);
+  for (int i = 0; i < 50 && !ok; i++) {
+    peer_send(c, "MDPC02", "\x01", "mmi.service", "echo", NULL);
+    mdp_msg_t *m = peer_recv(NULL, c, 200);
+    ok = msg_is(m, "MDPC02", "\x03", "mmi.service", "404", NULL);
+    mdp_msg_destroy(m);
+  }
+  zmq_close(c);
+  return ok;
+}
+
+/* `-b tcp://[::1]:PORT` just works; `--ipv6 -b tcp://\*:PORT` serves both
+ * families; a host name is refused with what a bind accepts. */
+static void ipv6_endpoints(void) {
+  void *ctx = zmq_ctx_new();
+  char ep[256], v6[64], v4[64];
+  free_tcp_endpoint(ctx, ep, sizeof ep);
+  const char *port = strrchr(ep, ':') + 1;
+  snprintf(v6, sizeof v6, "tcp://[::1]:%s", port);
+  snprintf(v4, sizeof v4, "tcp://127.0.0.1:%s", port);
+  proc_t p;
+  const char *literal[] = {"-b", v6, NULL};
+  CHECK_EQ(spawn_broker(&p, literal), 0);
+  CHECK(tool_answers(ctx, v6));
+  kill(p.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&p, 5000), 0);
+  proc_cleanup(&p);
+  char any[64];
+  snprintf(any, sizeof any, "tcp://*:%s", port);
+  const char *dual[] = {"--ipv6", "-b", any, NULL};
+  CHECK_EQ(spawn_broker(&p, dual), 0);
+  CHECK(tool_answers(ctx, v6));
+  CHECK(tool_answers(ctx, v4));
+  kill(p.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&p, 5000), 0);
+  proc_cleanup(&p);
+  const char *host[] = {"-b", "tcp://localhost:5555", NULL};
+  CHECK_EQ(run_broker(&p, host), 1);
+  CHECK(strstr(proc_stderr(&p), "resolves no host name") != NULL);
+  proc_cleanup(&p);
+  zmq_ctx_term(ctx);
+}
+
 static void unbindable_endpoint_exits_1(void) {
   void *ctx = zmq_ctx_new();
   void *holder = zmq_socket(ctx, ZMQ_ROUTER);
@@ -337,6 +388,7 @@ int main(void) {
   RUN(majortomo_command_line);
   RUN(config_file);
   RUN(unbindable_endpoint_exits_1);
+  RUN(ipv6_endpoints);
   RUN(serve_then_sigterm);
   RUN(serve_then_sigint);
   return t_done();

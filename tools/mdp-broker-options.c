@@ -20,7 +20,10 @@ const char broker_usage_text[] =
     "\n"
     "  -b, --bind URL, --bind-url URL\n"
     "                              endpoint to bind (repeatable; tcp://, ipc://),\n"
-    "                              default " MDP_DEFAULT_ENDPOINT "\n"
+    "                              default " MDP_DEFAULT_ENDPOINT "; a tcp://\n"
+    "                              bind takes an address (127.0.0.1, [::1]), an\n"
+    "                              interface name (lo, eth0) or *, not a host\n"
+    "                              name\n"
     "  -i, --heartbeat-interval S  seconds between heartbeats to each worker\n"
     "                              (default 2.5)\n"
     "  -t, --heartbeat-timeout S   seconds of silence after which a worker is\n"
@@ -67,6 +70,14 @@ const char broker_usage_text[] =
     "                              its worker dies before replying (default 1)\n"
     "      --max-mmi-reply-bytes N bytes of names in one mmi.services reply, each\n"
     "                              charged 64 more; 0 = unlimited (default 65536)\n"
+    "      --ipv6                  IPv6 too: tcp://* binds both IPv4 and IPv6 (an\n"
+    "                              IPv6 literal such as tcp://[::1]:5555 works\n"
+    "                              without it)\n"
+    "      --sndhwm N, --rcvhwm N  ZeroMQ's high-water marks: messages queued per\n"
+    "                              peer; 0 = libzmq's default (1000), -1 = none\n"
+    "      --tcp-keepalive S       TCP keepalive probes after S seconds idle, so a\n"
+    "                              peer behind a dead link or NAT is noticed;\n"
+    "                              0 = the system's setting (default)\n"
     "      --disconnect-expired    send DISCONNECT to a worker removed for silence\n"
     "                              (as Majortomo's broker does); by default it is\n"
     "                              sent nothing more, as RFC 18 says\n"
@@ -141,7 +152,11 @@ enum {
   OPT_LOG_FORMAT,
   OPT_VERSION,
   OPT_MAX_MMI_REPLY,
-  OPT_DISCONNECT_EXPIRED
+  OPT_DISCONNECT_EXPIRED,
+  OPT_IPV6,
+  OPT_SNDHWM,
+  OPT_RCVHWM,
+  OPT_TCP_KEEPALIVE
 };
 
 static const struct option longopts[] = {
@@ -165,6 +180,10 @@ static const struct option longopts[] = {
     {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
     {"max-mmi-reply-bytes", required_argument, NULL, OPT_MAX_MMI_REPLY},
     {"disconnect-expired", no_argument, NULL, OPT_DISCONNECT_EXPIRED},
+    {"ipv6", no_argument, NULL, OPT_IPV6},
+    {"sndhwm", required_argument, NULL, OPT_SNDHWM},
+    {"rcvhwm", required_argument, NULL, OPT_RCVHWM},
+    {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
     {"dialects", required_argument, NULL, OPT_DIALECTS},
     {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
     {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
@@ -288,7 +307,8 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   long long n;
   int on = 1;
   if (value != NULL && (id == OPT_VERBOSE || id == OPT_DEBUG ||
-                        id == OPT_QUIET || id == OPT_DISCONNECT_EXPIRED)) {
+                        id == OPT_QUIET || id == OPT_DISCONNECT_EXPIRED ||
+                        id == OPT_IPV6)) {
     if (parse_bool(value, &on) < 0)
       return bad_value(at, name, value, "true or false expected");
   }
@@ -344,6 +364,25 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   case OPT_DISCONNECT_EXPIRED:
     o->disconnect_expired = on;
     return 0;
+  case OPT_IPV6:
+    o->ipv6 = on;
+    return 0;
+  case OPT_SNDHWM:
+  case OPT_RCVHWM:
+    if (parse_count(value, -1, INT32_MAX, &n) < 0)
+      return bad_value(at, name, value,
+                       "a message count, 0 for libzmq's default (1000) or -1 "
+                       "for no limit");
+    *(id == OPT_SNDHWM ? &o->sndhwm : &o->rcvhwm) = (int)n;
+    return 0;
+  case OPT_TCP_KEEPALIVE: {
+    uint64_t idle_ms;
+    if (parse_seconds(value, &idle_ms) < 0 || idle_ms / 1000 > INT32_MAX)
+      return bad_value(at, name, value, "seconds expected, or 0 for off");
+    o->tcp_keepalive = idle_ms > 0;
+    o->tcp_keepalive_idle = idle_ms > 0 ? (int)((idle_ms + 999) / 1000) : -1;
+    return 0;
+  }
   case OPT_MAX_QUEUE:
   case OPT_MAX_QUEUED_TOTAL:
   case OPT_MAX_SERVICES:

@@ -185,8 +185,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < n_binds; i++) {
     err = mdp_broker_bind(app.broker, binds[i]);
     if (err < 0) {
-      app_log(&app, MDP_LOG_ERROR, "cannot bind to %s: %s", binds[i],
-              err == MDP_EZMQ ? zmq_strerror(zmq_errno()) : mdp_strerror(err));
+      /* The library's error line said why (and what a bind accepts). */
       status = 1;
       break;
     }

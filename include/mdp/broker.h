@@ -135,6 +135,28 @@ typedef struct {
    * broker send megabytes.  Names beyond it are left out (counted in
    * mmi_truncated). */
   size_t max_mmi_reply_bytes;
+  /* Called with the ROUTER socket once it is created and its own options
+   * are set, before any bind, with `socket_setup_data`: set any ZeroMQ
+   * option the fields here do not name.  A non-zero return makes
+   * mdp_broker_new() fail with MDP_EZMQ (nothing left behind).  NULL: none
+   * (default). */
+  int (*socket_setup)(void *zmq_socket, void *data);
+  void *socket_setup_data;
+  /* ZMQ_SNDHWM / ZMQ_RCVHWM of the ROUTER: messages queued per peer in each
+   * direction (0 here: libzmq's default, 1000; -1: no limit). */
+  int sndhwm;
+  int rcvhwm;
+  /* TCP keepalive (ZMQ_TCP_KEEPALIVE, _IDLE, _INTVL, _CNT): -1 (default)
+   * leaves the system's setting; `tcp_keepalive` 1 turns it on, 0 off; the
+   * others in seconds or probes, -1 for the system's. */
+  int tcp_keepalive;
+  int tcp_keepalive_idle;
+  int tcp_keepalive_intvl;
+  int tcp_keepalive_cnt;
+  /* ZMQ_IPV6: 1 makes tcp://\* dual-stack (IPv4 and IPv6) and allows IPv6
+   * interface addresses; 0 (default) IPv4 only, except that binding an IPv6
+   * literal endpoint such as tcp://[::1]:5555 turns it on by itself. */
+  int ipv6;
 } mdp_broker_options_t;
 
 /* Every duration option (heartbeat interval, interval x liveness, the busy
@@ -208,8 +230,13 @@ MDP_EXTERN int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
 
 /* Binds the broker's socket to `endpoint` (tcp://, ipc://, inproc://;
  * "tcp://127.0.0.1:*" picks a free port, see mdp_broker_last_endpoint).
- * Returns 0, MDP_EADDRINUSE, MDP_EINVAL (malformed or unsupported endpoint),
- * MDP_ECLOSING or MDP_EZMQ. */
+ * A tcp:// endpoint names an IPv4 or bracketed IPv6 address
+ * (tcp://[::1]:5555, which turns ZMQ_IPV6 on), an interface name (eth0,
+ * lo) or * for all; libzmq resolves no host name for a bind, so
+ * tcp://localhost:5555 is MDP_EINVAL (the log line says so).  May be called
+ * while the loop runs.  Returns 0, MDP_EADDRINUSE, MDP_EINVAL (malformed or
+ * unsupported endpoint, or no such address or interface), MDP_ECLOSING or
+ * MDP_EZMQ. */
 MDP_EXTERN int mdp_broker_bind(mdp_broker_t *broker, const char *endpoint);
 
 /* Copies the last bound endpoint, NUL-terminated, into `buf`.  0, or
