@@ -853,6 +853,8 @@ int mdp_broker_get_service_stats(const mdp_broker_t *b, const char *service,
   return 0;
 }
 
+int mdp_broker_is_closing(const mdp_broker_t *b) { return b->closing != 0; }
+
 void mdp_broker_set_data(mdp_broker_t *b, void *data) { b->data = data; }
 void *mdp_broker_get_data(const mdp_broker_t *b) { return b->data; }
 uv_loop_t *mdp_broker_loop(const mdp_broker_t *b) { return b->loop; }

@@ -1055,7 +1055,9 @@ static void close_disconnects_workers(void) {
   void *c = peer();
   peer_send(c, "MDPC02", "\x01", "queued-forever", "x", NULL);
   settle_until(stats().queued == 1);
+  CHECK_EQ(mdp_broker_is_closing(E.broker), 0);
   mdp_broker_close(E.broker, on_closed);
+  CHECK_EQ(mdp_broker_is_closing(E.broker), 1);
   CHECK(t_run_until(&E.loop, is_closed, &E.closed, 2000));
   E.broker = NULL;
   /* (a HEARTBEAT may come first if this machine is slow today) */

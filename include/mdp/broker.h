@@ -249,6 +249,10 @@ MDP_EXTERN int mdp_broker_last_endpoint(mdp_broker_t *broker, char *buf, size_t 
  * callback.  A second call is a no-op. */
 MDP_EXTERN void mdp_broker_close(mdp_broker_t *broker, mdp_broker_close_cb close_cb);
 
+/* 1 once mdp_broker_close() was called (the broker still exists until its
+ * close callback has run), else 0. */
+MDP_EXTERN int mdp_broker_is_closing(const mdp_broker_t *broker);
+
 /* Copies the broker's counters and gauges into `*out` (the caller's).
  * Cheap: no allocation, no ZeroMQ call. */
 MDP_EXTERN void mdp_broker_get_stats(const mdp_broker_t *broker, mdp_broker_stats_t *out);
