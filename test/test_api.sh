@@ -51,7 +51,11 @@ else
   not_ok "<mdp.h> compiles as strict C99"
 fi
 # A C++ program links against the library: the headers' extern "C" works.
-if g++ -std=c++11 "$tmp/h_cpp.o" -o "$tmp/h_cpp" -L"$build/lib" -lmdp \
+# (A sanitizer build's library needs the sanitizer's runtime in the program.)
+san=${MDP_SANITIZE:-none}
+sanflags=""
+[ "$san" != none ] && sanflags="-fsanitize=$san"
+if g++ -std=c++11 $sanflags "$tmp/h_cpp.o" -o "$tmp/h_cpp" -L"$build/lib" -lmdp \
   -Wl,-rpath,"$build/lib" 2>"$tmp/link.err" && "$tmp/h_cpp"; then
   ok "a C++ program links against libmdp.so and runs"
 else
