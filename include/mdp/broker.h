@@ -157,6 +157,9 @@ typedef struct {
    * interface addresses; 0 (default) IPv4 only, except that binding an IPv6
    * literal endpoint such as tcp://[::1]:5555 turns it on by itself. */
   int ipv6;
+  /* Room for options to come (docs/abi.md): the struct's size is fixed at
+   * 512 bytes for SONAME 0; set nothing here. */
+  unsigned char reserved_[280];
 } mdp_broker_options_t;
 
 /* Every duration option (heartbeat interval, interval x liveness, the busy
@@ -207,6 +210,8 @@ typedef struct {
   size_t queued_bytes;         /* now: what they hold, and what is being
                                   collected for MDP/0.1 clients (see
                                   max_queued_bytes) */
+  /* Room for figures to come (docs/abi.md): 512 bytes in all. */
+  unsigned char reserved_[280];
 } mdp_broker_stats_t;
 
 /* Per-service figures (what mmi.workers reports). */
@@ -214,6 +219,8 @@ typedef struct {
   size_t workers_idle;
   size_t workers_busy;
   size_t queued;
+  /* Room for figures to come (docs/abi.md): 128 bytes in all. */
+  unsigned char reserved_[104];
 } mdp_broker_service_stats_t;
 
 /* Fills `opts` with the defaults listed above. */

@@ -66,6 +66,8 @@ typedef struct {
   uint64_t wakeups;       /* times the reactor ran its batch */
   size_t pending;         /* messages held now */
   size_t pending_bytes;   /* bytes of the held messages' frames now */
+  /* Room for figures to come (docs/abi.md): 256 bytes in all. */
+  unsigned char reserved_[192];
 } mdp_reactor_stats_t;
 
 /* Creates a reactor for `socket` on `loop` and stores it in `*out`.
