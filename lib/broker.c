@@ -44,6 +44,7 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->dialects = MDP_DIALECT_ALL;
   opts->disconnect_expired = 0;
   opts->max_mmi_reply_bytes = 64 * 1024;
+  opts->metrics_max_services = 100;
 }
 
 const char *broker_printable(const void *data, size_t size, char *buf,
@@ -216,6 +217,8 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   mdp_tlist_touch(&b->heartbeat, &w->heartbeat);
   b->stats.workers++;
   b->stats.workers_registered++;
+  if (s->stats == &b->other_stats) /* created by a client's request */
+    s->stats = broker_svc_stats_for(b, s, 1);
   char buf[64];
   BROKER_LOG(b, MDP_LOG_INFO, "worker %s ready for service '%.*s' (%s)",
              broker_printable(w->id, id_size, buf, sizeof buf),
@@ -308,12 +311,17 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     if (broker_send_client(b, &r->client, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
-    else
+    else {
       b->stats.partials++;
+      s->stats->partials++;
+    }
   } else if (broker_send_client(b, &r->client, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
     b->stats.replies++;
+    s->stats->replies++;
+    broker_histogram_add(&s->stats->duration,
+                         uv_now(b->loop) - r->accepted_ms);
   }
   if (cmd->command == MDP_WORKER_PARTIAL)
     return;
@@ -537,6 +545,7 @@ static void free_everything(mdp_broker_t *b) {
     free(s);
   }
   broker_request_cache_free(b);
+  broker_metrics_free(b);
   mdp_map_free(&b->workers);
   mdp_map_free(&b->services);
   mdp_map_free(&b->client_queues);
@@ -668,6 +677,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   mdp_map_init(&b->services);
   mdp_map_init(&b->workers);
   mdp_map_init(&b->client_queues);
+  broker_metrics_init(b);
   /* uv_timer_init cannot fail on a valid loop. */
   uint64_t liveness_ms = opts->heartbeat_interval_ms * opts->heartbeat_liveness;
   mdp_tlist_init(loop, &b->liveness, liveness_ms, on_worker_silent);
