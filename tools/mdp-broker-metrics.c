@@ -9,6 +9,7 @@
  * itself: a connection limit, a per-connection memory limit (request line
  * and headers) and an inactivity timeout.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -17,8 +18,54 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mdp-broker-metrics.h"
+
+/* "HOST:PORT" or "[V6]:PORT" -> a socket address; HOST is a numeric
+ * address or "localhost" (no name lookup: no DNS wait at start). */
+static int parse_address(const char *text, struct sockaddr_storage *ss,
+                         socklen_t *len) {
+  if (strlen(text) >= 256)
+    return -1;
+  char host[256];
+  const char *colon = strrchr(text, ':');
+  if (colon == NULL || colon == text || colon[1] == '\0')
+    return -1;
+  size_t n = (size_t)(colon - text);
+  if (text[0] == '[') {
+    if (n < 3 || text[n - 1] != ']')
+      return -1;
+    text++;
+    n -= 2;
+  }
+  if (n >= sizeof host)
+    return -1;
+  memcpy(host, text, n);
+  host[n] = '\0';
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535)
+    return -1;
+  if (strcmp(host, "localhost") == 0)
+    snprintf(host, sizeof host, "127.0.0.1");
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST |
+                                       AI_PASSIVE};
+  struct addrinfo *res = NULL;
+  if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+    return -1;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+int broker_metrics_check_address(const char *text) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  return parse_address(text, &ss, &len);
+}
 
 #ifndef MDP_HAVE_METRICS
 
@@ -52,6 +99,13 @@ struct broker_metrics_s {
   struct MHD_Daemon *daemon;
   uv_poll_t poll;
   uv_timer_t timer;
+  /* Our own listening socket: each accepted connection is handed to MHD,
+   * which refuses (closes at once) those beyond its connection limit.
+   * MHD's own listener would instead stop accepting at the limit and
+   * leave them waiting in the kernel's backlog. */
+  int listen_fd;
+  uv_poll_t listen_poll;
+  uint64_t refused;
   /* MHD's timeout is for inactivity: a client that sends a byte now and
    * then (slowloris) would keep its connection, and its slot, forever.
    * This timer shuts down every connection open for longer than the
@@ -343,6 +397,11 @@ static void build_page(broker_metrics_t *m, page_t *p) {
          "Metrics HTTP connections shut down for being open longer than "
          "--metrics-timeout (slow or stalled clients).");
   put(p, "mdp_broker_metrics_connections_cut_total %llu\n", C(m->cut));
+  family(p, "mdp_broker_metrics_connections_refused", "counter",
+         "Metrics HTTP connections closed at once: over "
+         "--metrics-max-connections.");
+  put(p, "mdp_broker_metrics_connections_refused_total %llu\n",
+      C(m->refused));
   family(p, "mdp_broker_start_time_seconds", "gauge",
          "When the broker started, in seconds since the Unix epoch.");
   put(p, "mdp_broker_start_time_seconds %.3f\n", m->start_time);
@@ -488,54 +547,42 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   run(h->data);
 }
 
+/* Accepts what waits (at most a batch per wake-up, so a connect flood
+ * cannot hold the loop) and hands each connection to MHD. */
+static void on_listen(uv_poll_t *h, int status, int events) {
+  broker_metrics_t *m = h->data;
+  (void)status, (void)events;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(m->listen_fd, (struct sockaddr *)&ss, &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+      break; /* EAGAIN, or an error of that one connection */
+    if (MHD_add_connection(m->daemon, fd, (struct sockaddr *)&ss, len) !=
+        MHD_YES)
+      m->refused++; /* over the limit (or no memory): MHD closed it */
+  }
+  run(m);
+}
+
 static void on_closed(uv_handle_t *h) {
   broker_metrics_t *m = h->data;
   if (--m->pending_closes > 0)
     return;
   MHD_stop_daemon(m->daemon); /* CLOSED notifications free the conns */
+  close(m->listen_fd);
   free(m);
 }
 
 void broker_metrics_stop(broker_metrics_t *m) {
   if (m == NULL)
     return;
-  m->pending_closes = 3;
+  m->pending_closes = 4;
+  uv_close((uv_handle_t *)&m->listen_poll, on_closed);
   uv_close((uv_handle_t *)&m->poll, on_closed);
   uv_close((uv_handle_t *)&m->timer, on_closed);
   uv_close((uv_handle_t *)&m->sweep, on_closed);
-}
-
-/* "HOST:PORT" or "[V6]:PORT" -> a numeric socket address. */
-static int parse_address(const char *text, struct sockaddr_storage *ss,
-                         socklen_t *len) {
-  char host[256];
-  const char *colon = strrchr(text, ':');
-  if (colon == NULL || colon == text || colon[1] == '\0')
-    return -1;
-  size_t n = (size_t)(colon - text);
-  if (text[0] == '[') {
-    if (n < 3 || text[n - 1] != ']')
-      return -1;
-    text++;
-    n -= 2;
-  }
-  if (n >= sizeof host)
-    return -1;
-  memcpy(host, text, n);
-  host[n] = '\0';
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end != '\0' || port < 0 || port > 65535)
-    return -1;
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
-  struct addrinfo *res = NULL;
-  if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
-    return -1;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
 }
 
 int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
@@ -559,42 +606,60 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   m->start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-  unsigned flags = MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6
-                                                              : 0);
+  m->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+                                         SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (m->listen_fd < 0 ||
+      setsockopt(m->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+      bind(m->listen_fd, (struct sockaddr *)&ss, len) ||
+      listen(m->listen_fd, 64)) {
+    fprintf(stderr, "mdp-broker: cannot serve metrics on %s: %s\n",
+            conf->address, strerror(errno));
+    if (m->listen_fd >= 0)
+      close(m->listen_fd);
+    free(m);
+    return -1;
+  }
+  struct sockaddr_storage at;
+  socklen_t at_len = sizeof at;
+  getsockname(m->listen_fd, (struct sockaddr *)&at, &at_len);
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET |
+                   (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   m->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+      flags, 0, NULL, NULL, on_request, m, MHD_OPTION_CONNECTION_LIMIT,
       conf->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)BROKER_METRICS_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
       conf->timeout_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
       MHD_OPTION_END);
-  if (m->daemon == NULL) {
-    int err = errno;
-    fprintf(stderr, "mdp-broker: cannot serve metrics on %s: %s\n",
-            conf->address, err ? strerror(err) : "libmicrohttpd failed");
-    free(m);
-    return -1;
-  }
   const union MHD_DaemonInfo *fd =
-      MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-  const union MHD_DaemonInfo *port =
-      MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  if (fd == NULL || uv_poll_init(loop, &m->poll, fd->epoll_fd) != 0) {
-    fprintf(stderr, "mdp-broker: --metrics: cannot watch libmicrohttpd\n");
-    MHD_stop_daemon(m->daemon);
+      m->daemon ? MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_EPOLL_FD)
+                : NULL;
+  int polled = fd != NULL && uv_poll_init(loop, &m->poll, fd->epoll_fd) == 0;
+  if (!polled || uv_poll_init(loop, &m->listen_poll, m->listen_fd) != 0) {
+    fprintf(stderr, "mdp-broker: --metrics: cannot start libmicrohttpd\n");
+    if (polled) { /* a handle of the loop now: freed once closed */
+      m->poll.data = m;
+      m->pending_closes = 1;
+      uv_close((uv_handle_t *)&m->poll, on_closed);
+      return -1;
+    }
+    if (m->daemon)
+      MHD_stop_daemon(m->daemon);
+    close(m->listen_fd);
     free(m);
     return -1;
   }
   uv_timer_init(loop, &m->timer);
   uv_timer_init(loop, &m->sweep);
-  m->poll.data = m->timer.data = m->sweep.data = m;
+  m->poll.data = m->timer.data = m->sweep.data = m->listen_poll.data = m;
   uv_poll_start(&m->poll, UV_READABLE, on_poll);
-  char host[256];
-  if (getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, NULL, 0,
-                  NI_NUMERICHOST) != 0)
-    snprintf(host, sizeof host, "?");
-  snprintf(bound, size, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
-           port ? (unsigned)port->port : 0);
+  uv_poll_start(&m->listen_poll, UV_READABLE, on_listen);
+  char host[256], port[16];
+  if (getnameinfo((struct sockaddr *)&at, at_len, host, sizeof host, port,
+                  sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    snprintf(host, sizeof host, "?"), snprintf(port, sizeof port, "?");
+  snprintf(bound, size, at.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+           port);
   *out = m;
   run(m); /* arm the timer */
   return 0;

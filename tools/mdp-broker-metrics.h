@@ -25,6 +25,10 @@ typedef struct {
 /* 1 if this mdp-broker was built with libmicrohttpd. */
 int broker_metrics_supported(void);
 
+/* 0 if `text` is a valid --metrics address (HOST:PORT, HOST a numeric
+ * IPv4 or [IPv6] address or localhost, PORT 0 to 65535), else -1. */
+int broker_metrics_check_address(const char *text);
+
 /* Starts serving on `loop`, reading `broker` (which must outlive it, until
  * broker_metrics_stop).  Returns 0 and sets `*out`; or -1 after printing
  * why on stderr (bad address, cannot bind, no support).  The listening

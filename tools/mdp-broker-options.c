@@ -402,6 +402,9 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     if (!broker_metrics_supported())
       return usage_error(at, "--metrics: built without metrics support "
                              "(libmicrohttpd; meson -Dmetrics=enabled)");
+    if (broker_metrics_check_address(value) < 0)
+      return bad_value(at, name, value, "HOST:PORT expected, HOST an IP "
+                       "address ([...] for IPv6) or localhost");
     cli->metrics = value;
     return 0;
   case OPT_METRICS_MAX_SERVICES:
