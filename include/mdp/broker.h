@@ -140,7 +140,7 @@ typedef struct {
    * they must not restart when the service's last worker leaves).  Every
    * other service, including those only clients have asked for, is summed
    * into the one entry named MDP_BROKER_OTHER_SERVICE.  0: all of them are
-   * summed there.  Memory: one entry (about 0.5 KiB) per service, at most
+   * summed there.  Memory: one entry (about 0.3 KiB) per service, at most
    * this many. */
   size_t metrics_max_services;
 } mdp_broker_options_t;
