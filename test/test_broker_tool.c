@@ -129,7 +129,7 @@ static int start_and_stop(const char *const *args, char *err, size_t size) {
     usleep(2000);
   kill(p.pid, SIGTERM);
   int rc = proc_wait(&p, 5000);
-  snprintf(err, size, "%s", proc_stderr(&p));
+  snprintf(err, size, "%.*s", (int)(size - 1), proc_stderr(&p));
   proc_cleanup(&p);
   if (rc != 0)
     printf("# exit %d, stderr:\n%s\n", rc, err);
