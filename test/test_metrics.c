@@ -100,6 +100,26 @@ typedef struct {
   void *worker, *client;
 } broker_t;
 
+/* Brokers started and not yet stopped: a failed CHECK returns early, and
+ * main() kills what is left, so no process outlives the test. */
+static pid_t running[8];
+
+static void forget(pid_t pid) {
+  for (int i = 0; i < 8; i++)
+    if (running[i] == pid)
+      running[i] = 0;
+}
+
+static void kill_leftovers(void) {
+  for (int i = 0; i < 8; i++)
+    if (running[i] > 0) {
+      printf("# killing a broker left running by a failed test\n");
+      kill(running[i], SIGKILL);
+      waitpid(running[i], NULL, 0);
+      running[i] = 0;
+    }
+}
+
 /* Starts mdp-broker with --metrics 127.0.0.1:0 and `extra` args
  * (NULL-terminated), waits for its metrics line; 0 or -1. */
 static int broker_start(broker_t *b, const char *const *extra) {
@@ -123,6 +143,11 @@ static int broker_start(broker_t *b, const char *const *extra) {
   argv[n] = NULL;
   if (proc_spawn(&b->proc, argv) < 0)
     return -1;
+  for (int i = 0; i < 8; i++)
+    if (running[i] == 0) {
+      running[i] = b->proc.pid;
+      break;
+    }
   uint64_t deadline = uv_hrtime() + t_slow(10000) * 1000000ull;
   const char *at;
   while ((at = strstr(proc_stderr(&b->proc), "metrics on http://127.0.0.1:")) ==
@@ -137,22 +162,28 @@ static int broker_start(broker_t *b, const char *const *extra) {
   return b->http_port > 0 ? 0 : -1;
 }
 
-static void broker_stop(broker_t *b) {
+/* Stops the broker with SIGTERM: its exit status (0 for a clean stop, with
+ * no leak under ASan), or 0 if it was not running. */
+static int broker_stop(broker_t *b) {
   if (b->worker)
     zmq_close(b->worker);
   if (b->client)
     zmq_close(b->client);
   b->worker = b->client = NULL;
+  int rc = 0;
   if (b->proc.pid > 0) {
+    forget(b->proc.pid);
     kill(b->proc.pid, SIGTERM);
-    if (proc_wait(&b->proc, 5000) != 0)
-      printf("# broker exit not clean: %s\n", proc_stderr(&b->proc));
+    rc = proc_wait(&b->proc, 5000);
+    if (rc != 0)
+      printf("# broker exit %d: %s\n", rc, proc_stderr(&b->proc));
     proc_cleanup(&b->proc);
     b->proc.pid = 0;
   }
   if (b->ctx)
     zmq_ctx_term(b->ctx);
   b->ctx = NULL;
+  return rc;
 }
 
 /* A raw RFC 18 worker for `service` on a new socket, registration
@@ -384,7 +415,7 @@ static void page_after_known_traffic(void) {
   CHECK(seen);
   CHECK_LINE(body, "mdp_broker_requests_total{service=\"_other\"} 1");
   CHECK(strstr(body, "service=\"nobody\"") == NULL);
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 static void openmetrics_when_asked(void) {
@@ -404,7 +435,7 @@ static void openmetrics_when_asked(void) {
   CHECK_LINE(body, "mdp_broker_requests_total{service=\"_other\"} 0");
   CHECK_LINE(body, "# TYPE mdp_broker_build info");
   CHECK_LINE(body, "# UNIT mdp_broker_queue_wait_seconds seconds");
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 static void wrong_path_and_method(void) {
@@ -422,7 +453,7 @@ static void wrong_path_and_method(void) {
   CHECK_EQ(http(b.http_port, "HEAD", "/metrics", NULL, page, sizeof page),
            200);
   CHECK(strstr(page, "mdp_broker_requests_total") == NULL); /* no body */
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 static void service_label_bounded(void) {
@@ -448,7 +479,7 @@ static void service_label_bounded(void) {
   CHECK(strstr(body, "service=\"s3\"") == NULL);
   CHECK(strstr(body, "service=\"s4\"") == NULL);
   CHECK_LINE(body, "mdp_broker_services 4");
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 /* ---- HTTP abuse while MDP traffic flows ----------------------------------- */
@@ -632,7 +663,7 @@ static void abuse_does_not_disturb_traffic(void) {
   snprintf(line, sizeof line,
            "mdp_broker_metrics_connections_refused_total %d", EXTRA_CONNS);
   CHECK_LINE(body, line);
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 #undef TRIP
 }
 
@@ -745,7 +776,7 @@ static void promtool_check_metrics(void) {
   proc_cleanup(&p);
   unlink(path);
   CHECK_EQ(rc, 0);
-  broker_stop(&b);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 static void promtool_check_rules(void) {
@@ -896,7 +927,8 @@ static void prometheus_scrapes_broker(void) {
   prometheus_scrapes_inner(&b);
   /* Whatever happened above: */
   prometheus_stop();
-  broker_stop(&b);
+  if (b.proc.pid > 0)
+    CHECK_EQ(broker_stop(&b), 0);
 }
 
 int main(void) {
@@ -912,5 +944,6 @@ int main(void) {
   RUN_METRICS_TOOL(promtool_check_metrics, "promtool");
   RUN_METRICS_TOOL(prometheus_scrapes_broker, "prometheus");
   prometheus_stop();
+  kill_leftovers();
   return t_done();
 }
