@@ -46,6 +46,7 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->max_mmi_reply_bytes = 64 * 1024;
   opts->tcp_keepalive = opts->tcp_keepalive_idle = -1;
   opts->tcp_keepalive_intvl = opts->tcp_keepalive_cnt = -1;
+  opts->metrics_max_services = 100;
 }
 
 const char *mdp__broker_printable(const void *data, size_t size, char *buf,
@@ -218,6 +219,8 @@ static void on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   mdp__tlist_touch(&b->heartbeat, &w->heartbeat);
   b->stats.workers++;
   b->stats.workers_registered++;
+  if (s->stats == &b->other_stats) /* created by a client's request */
+    s->stats = mdp__broker_svc_stats_for(b, s, 1);
   char buf[64];
   BROKER_LOG(b, MDP_LOG_INFO, "worker %s ready for service '%.*s' (%s)",
              mdp__broker_printable(w->id, id_size, buf, sizeof buf),
@@ -310,12 +313,17 @@ static void on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     if (mdp__broker_send_client(b, &r->client, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
-    else
+    else {
       b->stats.partials++;
+      s->stats->partials++;
+    }
   } else if (mdp__broker_send_client(b, &r->client, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
     b->stats.replies++;
+    s->stats->replies++;
+    mdp__broker_histogram_add(&s->stats->duration,
+                         uv_now(b->loop) - r->accepted_ms);
   }
   if (cmd->command == MDP_WORKER_PARTIAL)
     return;
@@ -539,6 +547,7 @@ static void free_everything(mdp_broker_t *b) {
     free(s);
   }
   mdp__broker_request_cache_free(b);
+  mdp__broker_metrics_free(b);
   mdp__map_free(&b->workers);
   mdp__map_free(&b->services);
   mdp__map_free(&b->client_queues);
@@ -697,6 +706,7 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   mdp__map_init(&b->services);
   mdp__map_init(&b->workers);
   mdp__map_init(&b->client_queues);
+  mdp__broker_metrics_init(b);
   /* uv_timer_init cannot fail on a valid loop. */
   uint64_t liveness_ms = opts->heartbeat_interval_ms * opts->heartbeat_liveness;
   mdp__tlist_init(loop, &b->liveness, liveness_ms, on_worker_silent);

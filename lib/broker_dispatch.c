@@ -42,6 +42,7 @@ broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
     free(s);
     return NULL;
   }
+  s->stats = mdp__broker_svc_stats_for(b, s, create == MDP__BROKER_CREATE_FOR_WORKER);
   b->stats.services++;
   return s;
 }
@@ -202,6 +203,8 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->body = body;
   r->service = s;
   r->dispatches = 0;
+  r->accepted_ms = uv_now(b->loop);
+  s->stats->requests++;
   r->partial_sent = 0;
   r->collected = NULL;
   r->collected_bytes = 0;
@@ -345,7 +348,8 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
   }
   w->request = r;
   w->service->n_busy++;
-  r->dispatches++;
+  if (r->dispatches++ == 0)
+    mdp__broker_histogram_add(&b->queue_wait, uv_now(b->loop) - r->accepted_ms);
   b->stats.dispatched++;
   if (mdp__broker_silent_while_busy(b, w)) {
     /* Its library heartbeats only while it waits for work: its silence

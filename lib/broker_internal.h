@@ -24,6 +24,20 @@ typedef struct broker_service broker_service_t;
 typedef struct broker_worker broker_worker_t;
 typedef struct broker_request broker_request_t;
 typedef struct broker_client_queue broker_client_queue_t;
+typedef struct broker_svc_stats broker_svc_stats_t;
+
+/* Per-service figures (broker_metrics.c), kept for the broker's life: at
+ * most opts.metrics_max_services named ones, plus broker.other_stats. */
+struct broker_svc_stats {
+  broker_svc_stats_t *next; /* creation order */
+  uint64_t requests;
+  uint64_t replies;
+  uint64_t partials;
+  mdp_broker_histogram_t duration;
+  size_t index;             /* position in the list, from 0 */
+  size_t name_size;
+  const uint8_t *name;      /* the map key: stored after the struct */
+};
 
 struct broker_service {
   mdp__list_t idle_workers;  /* broker_worker_t.idle_link, LRU first */
@@ -32,6 +46,7 @@ struct broker_service {
   mdp__list_t retry_queue;   /* broker_request_t.queue_link: re-dispatches */
   mdp__list_t client_ring;   /* broker_client_queue_t.ring_link, round-robin */
   size_t queued;            /* requests in retry_queue and every client queue */
+  broker_svc_stats_t *stats; /* its figures: its own or other_stats */
   size_t name_size;
   uint8_t name[];           /* the map key */
 };
@@ -55,6 +70,7 @@ struct broker_request {
   size_t cost;              /* bytes charged to queued_bytes while queued */
   mdp_msg_t *body;          /* kept until FINAL so it can be re-dispatched */
   unsigned dispatches;      /* times sent to a worker */
+  uint64_t accepted_ms;     /* uv_now when accepted: for the histograms */
   int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
   /* MDP/0.1 clients take exactly one REPLY: the PARTIALs of a 0.2 worker
    * are collected here and sent with the FINAL.  `failed` once the client
@@ -100,6 +116,12 @@ struct mdp_broker_s {
                                (silent_busy_timeout_ms) */
   mdp__tlist_t expiry;       /* queued requests by enqueue time */
   mdp_broker_stats_t stats;
+  /* Per-service figures (broker_metrics.c). */
+  mdp__map_t svc_stats;      /* name -> broker_svc_stats_t */
+  broker_svc_stats_t *svc_stats_head, **svc_stats_tail;
+  size_t n_svc_stats;
+  broker_svc_stats_t other_stats;
+  mdp_broker_histogram_t queue_wait;
   int closing;
   int trim_armed;           /* a flood filled the queues: trim when empty */
   uv_timer_t trim_timer;    /* runs malloc_trim outside message handling */
@@ -132,7 +154,7 @@ static inline int mdp__broker_silent_while_busy(const mdp_broker_t *b,
   return (b->opts.silent_busy_dialects & (unsigned)w->dialect) != 0;
 }
 
-/* mdp__broker_dispatch.c: services, queues and dispatch */
+/* broker_dispatch.c: services, queues and dispatch */
 /* create: 0 = look up only, MDP__BROKER_CREATE_FOR_WORKER, or
  * MDP__BROKER_CREATE_FOR_CLIENT (may use only half of max_services). */
 enum { MDP__BROKER_CREATE_FOR_WORKER = 1, MDP__BROKER_CREATE_FOR_CLIENT = 2 };
@@ -179,7 +201,27 @@ int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
  * (taken).  The reactor's callback; also the fuzz target's entry point. */
 void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
 
-/* mdp__broker_mmi.c */
+/* broker_metrics.c */
+void mdp__broker_metrics_init(mdp_broker_t *b);
+void mdp__broker_metrics_free(mdp_broker_t *b);
+/* The figures for service `s`: its own entry if it has or may get one
+ * (`for_worker`: a READY, which may create it), else other_stats.  O(1). */
+broker_svc_stats_t *mdp__broker_svc_stats_for(mdp_broker_t *b,
+                                         const broker_service_t *s,
+                                         int for_worker);
+/* Records `ms` in `h`: O(buckets), no allocation. */
+static inline void mdp__broker_histogram_add(mdp_broker_histogram_t *h,
+                                        uint64_t ms) {
+  size_t i = 0;
+  while (i < MDP_BROKER_HISTOGRAM_BUCKETS &&
+         ms > mdp_broker_histogram_bounds_ms[i])
+    i++;
+  h->counts[i]++;
+  h->count++;
+  h->sum_ms += ms;
+}
+
+/* broker_mmi.c */
 void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
                 const uint8_t *service, size_t service_size, mdp_msg_t *body);
 

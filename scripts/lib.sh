@@ -14,6 +14,11 @@ MDP_PROG=${MDP_PROG:-$(basename "$0")}
 # What every build needs; callers add e.g. valgrind.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 MDP_BASE_PACKAGES=(gcc g++ libc6-dev pkg-config meson ninja-build libzmq3-dev libuv1-dev)
+# mdp-broker --metrics (optional: meson -Dmetrics=auto builds it when
+# libmicrohttpd is there) and the tools its tests run: promtool and a real
+# Prometheus (test 'metrics' skips them outside CI if missing).
+# shellcheck disable=SC2034
+MDP_METRICS_PACKAGES=(libmicrohttpd-dev prometheus)
 
 mdp_say() { printf '%s: %s\n' "$MDP_PROG" "$*" >&2; }
 

@@ -21,7 +21,7 @@ trap 'rm -rf "$tmp"' EXIT
 nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | sort -u >"$tmp/exported"
 cat "$src"/include/mdp/*.h |
   awk '/^MDP_EXTERN/ {decl = 1} decl {printf "%s ", $0} decl && /;/ {print ""; decl = 0}' |
-  grep -oE 'mdp_[a-z0-9_]+ *\(' | tr -d ' (' | sort -u >"$tmp/declared"
+  grep -oE 'mdp_[a-z0-9_]+ *[(\[]' | tr -d ' ([' | sort -u >"$tmp/declared"
 extra=$(comm -23 "$tmp/exported" "$tmp/declared")
 missing=$(comm -13 "$tmp/exported" "$tmp/declared")
 [ -s "$tmp/exported" ] || extra="(nothing exported: $so)"
@@ -29,6 +29,12 @@ for s in $extra; do echo "# exported but not declared with MDP_EXTERN in include
 check "$([ -z "$extra" ]; echo $?)" "every exported symbol is declared in include/ ($(wc -l <"$tmp/exported") exported)"
 for s in $missing; do echo "# declared with MDP_EXTERN but not exported: $s"; done
 check "$([ -z "$missing" ]; echo $?)" "every MDP_EXTERN declaration is exported"
+# A public-looking declaration without MDP_EXTERN would be hidden: unusable
+# from libmdp.so.
+bare=$(grep -hE '^(extern |const |unsigned )*[a-z_0-9]+[ *]+\**mdp_[a-z0-9_]+ *[(\[]' \
+  "$src"/include/mdp/*.h | grep -v '^typedef' || true)
+[ -n "$bare" ] && printf '%s\n' "$bare" | sed 's/^/# declared without MDP_EXTERN: /'
+check "$([ -z "$bare" ]; echo $?)" "every public declaration carries MDP_EXTERN"
 internal=$(grep -c '^mdp__' "$tmp/exported")
 check "$([ "$internal" -eq 0 ]; echo $?)" "no mdp__ internal is exported"
 

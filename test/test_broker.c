@@ -55,6 +55,182 @@ static void worker_reply(void *w, const char *cmd, zmq_msg_t *addr, ...) {
 
 static int got_disconnect(void *sock);
 
+
+/* ---- per-service figures and histograms (mdp_broker_foreach_service) -- */
+
+typedef struct {
+  mdp_broker_service_info_t e[8];
+  char names[8][32];
+  int n;
+  int stop_after; /* 0: never */
+} svc_list_t;
+
+static int collect_service(const mdp_broker_service_info_t *info, void *data) {
+  svc_list_t *l = data;
+  if (l->n >= 8)
+    return 99;
+  l->e[l->n] = *info;
+  snprintf(l->names[l->n], sizeof l->names[0], "%.*s", (int)info->name_size,
+           (const char *)info->name);
+  l->e[l->n].name = NULL; /* valid during the call only */
+  l->n++;
+  return l->stop_after && l->n >= l->stop_after ? 7 : 0;
+}
+
+static svc_list_t services_now(void) {
+  svc_list_t l;
+  memset(&l, 0, sizeof l);
+  mdp_broker_foreach_service(E.broker, collect_service, &l);
+  return l;
+}
+
+/* The entry named `name` in `l`, or NULL. */
+static const mdp_broker_service_info_t *svc(const svc_list_t *l,
+                                            const char *name) {
+  for (int i = 0; i < l->n; i++)
+    if (strcmp(l->names[i], name) == 0)
+      return &l->e[i];
+  return NULL;
+}
+
+static uint64_t bucket_sum(const mdp_broker_histogram_t *h) {
+  uint64_t n = 0;
+  for (int i = 0; i <= MDP_BROKER_HISTOGRAM_BUCKETS; i++)
+    n += h->counts[i];
+  return n;
+}
+
+/* One request for `service` from `c`, answered by `w` (with `partials`
+ * PARTIALs first). */
+static int answered(void *c, void *w, const char *service, int partials) {
+  peer_send(c, "MDPC02", "\x01", service, "q", NULL);
+  zmq_msg_t addr;
+  mdp_msg_t *req = expect_request(w, &addr);
+  if (req == NULL)
+    return 0;
+  mdp_msg_destroy(req);
+  for (int i = 0; i < partials; i++)
+    worker_reply(w, "\x03", &addr, "part", NULL);
+  worker_reply(w, "\x04", &addr, "a", NULL);
+  zmq_msg_close(&addr);
+  int ok = 1;
+  for (int i = 0; i <= partials; i++) {
+    mdp_msg_t *m = recv_on(c, 2000);
+    ok &= m != NULL;
+    mdp_msg_destroy(m);
+  }
+  return ok;
+}
+
+static void service_figures_bounded(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  CHECK_EQ(o.metrics_max_services, 100); /* the documented default */
+  o.metrics_max_services = 2;
+  CHECK(env_open(&o, NULL) == 0);
+  void *wa = worker_ready("a");
+  void *wb = worker_ready("b");
+  void *wc = worker_ready("c");          /* beyond the bound: _other */
+  void *wo = worker_ready("_other");     /* the reserved name: _other too */
+  (void)wb;
+  (void)wo;
+  void *c = peer();
+  for (int i = 0; i < 3; i++)
+    CHECK(answered(c, wa, "a", i == 0 ? 2 : 0));
+  CHECK(answered(c, wc, "c", 0));
+  peer_send(c, "MDPC02", "\x01", "nosuch", "waits", NULL);
+  settle_until(stats().queued == 1);
+  svc_list_t l = services_now();
+  CHECK_EQ(l.n, 3); /* a, b, then _other */
+  CHECK(strcmp(l.names[0], "a") == 0 && strcmp(l.names[1], "b") == 0);
+  CHECK(strcmp(l.names[2], MDP_BROKER_OTHER_SERVICE) == 0 && l.e[2].other);
+  const mdp_broker_service_info_t *a = svc(&l, "a"), *b = svc(&l, "b"),
+                                  *other = &l.e[2];
+  CHECK_EQ(a->requests, 3);
+  CHECK_EQ(a->replies, 3);
+  CHECK_EQ(a->partials, 2);
+  CHECK_EQ(a->request_duration.count, 3);
+  CHECK_EQ(bucket_sum(&a->request_duration), 3);
+  CHECK_EQ(a->workers_idle, 1);
+  CHECK_EQ(a->workers_busy, 0);
+  CHECK_EQ(b->requests, 0);
+  CHECK_EQ(b->workers_idle, 1);
+  CHECK_EQ(other->requests, 2); /* c's and the one for nosuch */
+  CHECK_EQ(other->replies, 1);
+  CHECK_EQ(other->queued, 1);
+  CHECK_EQ(other->workers_idle, 2); /* c's and _other's */
+  mdp_broker_histogram_t qw;
+  mdp_broker_get_queue_wait(E.broker, &qw);
+  CHECK_EQ(qw.count, 4); /* every dispatched request, once */
+  CHECK_EQ(bucket_sum(&qw), 4);
+  /* Counters outlive the service: a's worker leaves, a is forgotten by
+   * the broker, its figures stay and go on when a worker comes back. */
+  peer_send(wa, "MDPW02", "\x06", NULL); /* DISCONNECT */
+  settle_until(stats().workers == 3);
+  CHECK_EQ(stats().workers, 3);
+  l = services_now();
+  CHECK_EQ(svc(&l, "a")->requests, 3);
+  CHECK_EQ(svc(&l, "a")->workers_idle, 0);
+  void *wa2 = worker_ready("a");
+  CHECK(answered(c, wa2, "a", 0));
+  l = services_now();
+  CHECK_EQ(svc(&l, "a")->requests, 4);
+  CHECK_EQ(svc(&l, "a")->workers_idle, 1);
+  /* The callback's stop value; errors call no callback. */
+  l.n = 0;
+  l.stop_after = 1;
+  CHECK_EQ(mdp_broker_foreach_service(E.broker, collect_service, &l), 7);
+  CHECK_EQ(l.n, 1);
+  CHECK_EQ(mdp_broker_foreach_service(E.broker, NULL, NULL), MDP_EINVAL);
+  CHECK_EQ(env_close(), 0);
+}
+
+/* Durations come from the loop's time: a request queued ~100 ms before its
+ * worker arrives waits at least that long, and a service a client named
+ * first gets its own entry at its first READY. */
+static void queue_wait_and_duration_measured(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  void *c = peer();
+  peer_send(c, "MDPC02", "\x01", "late", "q", NULL);
+  settle_until(stats().queued == 1);
+  CHECK_EQ(stats().queued, 1);
+  settle(100);
+  void *w = worker_ready("late");
+  zmq_msg_t addr;
+  mdp_msg_t *req = expect_request(w, &addr);
+  CHECK(req != NULL);
+  mdp_msg_destroy(req);
+  settle(60); /* the worker takes its time */
+  worker_reply(w, "\x04", &addr, "a", NULL);
+  zmq_msg_close(&addr);
+  mdp_msg_t *rep = recv_on(c, 2000);
+  CHECK(rep != NULL);
+  mdp_msg_destroy(rep);
+  mdp_broker_histogram_t qw;
+  mdp_broker_get_queue_wait(E.broker, &qw);
+  CHECK_EQ(qw.count, 1);
+  CHECK(qw.sum_ms >= 100);
+  /* 100 ms is bucket 6's bound: the observation is in bucket 6 or above. */
+  CHECK_EQ(mdp_broker_histogram_bounds_ms[6], 100);
+  uint64_t low = 0;
+  for (int i = 0; i < 6; i++)
+    low += qw.counts[i];
+  CHECK_EQ(low, 0);
+  svc_list_t l = services_now();
+  const mdp_broker_service_info_t *late = svc(&l, "late");
+  CHECK(late != NULL); /* its own entry since its READY */
+  CHECK_EQ(late->replies, 1);
+  CHECK_EQ(late->request_duration.count, 1);
+  CHECK(late->request_duration.sum_ms >= 160);
+  /* The request came before the entry: it is counted in _other. */
+  CHECK_EQ(late->requests, 0);
+  CHECK_EQ(svc(&l, MDP_BROKER_OTHER_SERVICE)->requests, 1);
+  for (int i = 1; i < MDP_BROKER_HISTOGRAM_BUCKETS; i++)
+    CHECK(mdp_broker_histogram_bounds_ms[i] >
+          mdp_broker_histogram_bounds_ms[i - 1]);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* ---- round trips ------------------------------------------------------ */
 
 static void roundtrip_exact_frames(void) {
@@ -1416,6 +1592,8 @@ int main(void) {
   RUN(socket_setup_hook_and_options);
   RUN(ipv6_and_bind_errors);
   RUN(roundtrip_exact_frames);
+  RUN(service_figures_bounded);
+  RUN(queue_wait_and_duration_measured);
   RUN(multiframe_and_partials);
   RUN(body_not_copied);
   RUN(lru_order);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mdp-broker-options.h"
+#include "mdp-broker-metrics.h"
 
 /* A printf format: %s is whether this build sends systemd notifications. */
 const char broker_usage_text[] =
@@ -92,6 +93,18 @@ const char broker_usage_text[] =
     "                              lines of FILE; everyone else is refused\n"
     "      --stats-interval S      log a one-line stats summary every S seconds;\n"
     "                              0 = never (default 0)\n"
+    "      --metrics HOST:PORT     serve Prometheus metrics at\n"
+    "                              http://HOST:PORT/metrics from the broker's\n"
+    "                              loop (docs/metrics.md); port 0 picks one\n"
+    "      --metrics-max-services N\n"
+    "                              services with their own 'service' label;\n"
+    "                              the others are summed as service=\"_other\"\n"
+    "                              (default 100)\n"
+    "      --metrics-timeout S     close a metrics connection idle or slow for\n"
+    "                              S whole seconds (default 10)\n"
+    "      --metrics-max-connections N\n"
+    "                              metrics connections at once; more are\n"
+    "                              refused (default 16)\n"
     "  -c, --config FILE           read options from FILE first: 'key = value'\n"
     "                              lines, a key being a long option's name\n"
     "                              (bind may repeat; verbose = true), '#' starts\n"
@@ -156,7 +169,11 @@ enum {
   OPT_IPV6,
   OPT_SNDHWM,
   OPT_RCVHWM,
-  OPT_TCP_KEEPALIVE
+  OPT_TCP_KEEPALIVE,
+  OPT_METRICS,
+  OPT_METRICS_MAX_SERVICES,
+  OPT_METRICS_TIMEOUT,
+  OPT_METRICS_MAX_CONNECTIONS
 };
 
 static const struct option longopts[] = {
@@ -188,6 +205,11 @@ static const struct option longopts[] = {
     {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
     {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
     {"stats-interval", required_argument, NULL, OPT_STATS},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"metrics-max-services", required_argument, NULL, OPT_METRICS_MAX_SERVICES},
+    {"metrics-timeout", required_argument, NULL, OPT_METRICS_TIMEOUT},
+    {"metrics-max-connections", required_argument, NULL,
+     OPT_METRICS_MAX_CONNECTIONS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"debug", no_argument, NULL, OPT_DEBUG},
@@ -433,6 +455,31 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     else
       return bad_value(at, name, value, "text or json expected");
     return 0;
+  case OPT_METRICS:
+    if (!broker_metrics_supported())
+      return usage_error(at, "--metrics: built without metrics support "
+                             "(libmicrohttpd; meson -Dmetrics=enabled)");
+    if (broker_metrics_check_address(value) < 0)
+      return bad_value(at, name, value, "HOST:PORT expected, HOST an IP "
+                       "address ([...] for IPv6) or localhost");
+    cli->metrics = value;
+    return 0;
+  case OPT_METRICS_MAX_SERVICES:
+    if (parse_count(value, 0, 1000000, &n) < 0)
+      return bad_value(at, name, value, "a whole number from 0 expected");
+    o->metrics_max_services = (size_t)n;
+    return 0;
+  case OPT_METRICS_TIMEOUT:
+    if (parse_count(value, 1, 3600, &n) < 0)
+      return bad_value(at, name, value, "whole seconds from 1 to 3600 "
+                                        "expected");
+    cli->metrics_timeout_s = (unsigned)n;
+    return 0;
+  case OPT_METRICS_MAX_CONNECTIONS:
+    if (parse_count(value, 1, 1000, &n) < 0)
+      return bad_value(at, name, value, "1 to 1000 expected");
+    cli->metrics_max_connections = (unsigned)n;
+    return 0;
   case OPT_VERBOSE:
     cli->verbose = on;
     return 0;
@@ -597,6 +644,8 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
   memset(cli, 0, sizeof *cli);
   mdp_broker_options_init(&cli->broker);
   cli->level = MDP_LOG_INFO;
+  cli->metrics_timeout_s = BROKER_METRICS_TIMEOUT_S;
+  cli->metrics_max_connections = BROKER_METRICS_MAX_CONNECTIONS;
   /* The command line is read whole before anything is applied: the config
    * file it names goes first, so that the command line overrides it. */
   typedef struct {

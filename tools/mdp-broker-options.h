@@ -28,6 +28,9 @@ typedef struct {
   int interval_set, liveness_set;
   uint64_t heartbeat_timeout_ms; /* -t; 0: not given */
   char *file_text;           /* the config file's contents (owned) */
+  const char *metrics;       /* --metrics HOST:PORT, or NULL */
+  unsigned metrics_timeout_s;
+  unsigned metrics_max_connections;
 } broker_cli_t;
 
 /* Parses argv, then the config file if -c named one, into `cli` (which it

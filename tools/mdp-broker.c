@@ -16,6 +16,7 @@
 #include "mdp-broker-log.h"
 #include "mdp-broker-notify.h"
 #include "mdp-broker-options.h"
+#include "mdp-broker-metrics.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -23,6 +24,7 @@ typedef struct {
   uv_signal_t sigint, sigterm;
   uv_timer_t stats_timer;
   broker_notify_t notify;
+  broker_metrics_t *metrics; /* --metrics, or NULL */
   mdp_log_level_t level;
   int stopping;
 } app_t;
@@ -60,6 +62,8 @@ static void stop(app_t *app) {
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->stats_timer, NULL);
+  broker_metrics_stop(app->metrics);
+  app->metrics = NULL;
   if (app->broker)
     mdp_broker_close(app->broker, on_broker_closed);
 }
@@ -192,6 +196,16 @@ int main(int argc, char **argv) {
     char ep[256];
     mdp_broker_last_endpoint(app.broker, ep, sizeof ep);
     app_log(&app, MDP_LOG_INFO, "listening on %s", ep);
+  }
+  if (status == 0 && cli.metrics != NULL) {
+    broker_metrics_conf_t mc = {cli.metrics, cli.metrics_timeout_s,
+                                cli.metrics_max_connections};
+    char where[300];
+    if (broker_metrics_start(&app.loop, app.broker, &mc, &app.metrics, where,
+                             sizeof where) < 0)
+      status = 1;
+    else
+      app_log(&app, MDP_LOG_INFO, "metrics on http://%s/metrics", where);
   }
   broker_cli_free(&cli);
 

@@ -157,9 +157,19 @@ typedef struct {
    * interface addresses; 0 (default) IPv4 only, except that binding an IPv6
    * literal endpoint such as tcp://[::1]:5555 turns it on by itself. */
   int ipv6;
+  /* Services that get their own per-service figures (requests, replies,
+   * durations, see mdp_broker_foreach_service), default 100.  A service
+   * gets its entry at the first READY for it, while fewer than this many
+   * exist, and keeps it for the broker's life (the figures are counters:
+   * they must not restart when the service's last worker leaves).  Every
+   * other service, including those only clients have asked for, is summed
+   * into the one entry named MDP_BROKER_OTHER_SERVICE.  0: all of them are
+   * summed there.  Memory: one entry (about 0.3 KiB) per service, at most
+   * this many. */
+  size_t metrics_max_services;
   /* Room for options to come (docs/abi.md): the struct's size is fixed at
    * 512 bytes for SONAME 0; set nothing here. */
-  unsigned char reserved_[280];
+  unsigned char reserved_[272];
 } mdp_broker_options_t;
 
 /* Every duration option (heartbeat interval, interval x liveness, the busy
@@ -222,6 +232,74 @@ typedef struct {
   /* Room for figures to come (docs/abi.md): 128 bytes in all. */
   unsigned char reserved_[104];
 } mdp_broker_service_stats_t;
+
+/* ---- per-service figures and histograms (docs/metrics.md) -------------
+ *
+ * Durations are measured in whole milliseconds of the loop's cached time
+ * (uv_now), so recording one costs no system call: a request answered
+ * within the loop iteration that received it measures 0 ms. */
+
+#define MDP_BROKER_HISTOGRAM_BUCKETS 16
+
+/* Upper bounds (inclusive, ms) of the histogram buckets, ascending; a last
+ * bucket above them all (+Inf) follows.  Read-only, the library's. */
+MDP_EXTERN extern const uint32_t
+    mdp_broker_histogram_bounds_ms[MDP_BROKER_HISTOGRAM_BUCKETS];
+
+typedef struct {
+  /* Observations per bucket, NOT cumulative: counts[i] holds those in
+   * (bounds[i-1], bounds[i]] ms, counts[MDP_BROKER_HISTOGRAM_BUCKETS] those
+   * above the last bound. */
+  uint64_t counts[MDP_BROKER_HISTOGRAM_BUCKETS + 1];
+  uint64_t count;  /* all observations: the sum of counts[] */
+  uint64_t sum_ms; /* their sum */
+} mdp_broker_histogram_t;
+
+/* The name of the entry that sums the services beyond
+ * opts.metrics_max_services (a service of this very name is summed there
+ * too). */
+#define MDP_BROKER_OTHER_SERVICE "_other"
+
+typedef struct {
+  const uint8_t *name;   /* the service name (not NUL-terminated; binary
+                            allowed), or MDP_BROKER_OTHER_SERVICE */
+  size_t name_size;
+  int other;             /* 1 for the entry that sums the rest */
+  /* Counters since the broker's creation. */
+  uint64_t requests;     /* requests accepted (queued or sent at once);
+                            not the refused ones, nor MMI */
+  uint64_t replies;      /* FINALs forwarded to clients */
+  uint64_t partials;     /* PARTIALs forwarded to clients */
+  /* Request accepted -> its FINAL forwarded to the client. */
+  mdp_broker_histogram_t request_duration;
+  /* Gauges, now (summed over the services of the entry): */
+  size_t workers_idle;
+  size_t workers_busy;
+  size_t queued;
+} mdp_broker_service_info_t;
+
+/* Called by mdp_broker_foreach_service() once per entry; `info` and what it
+ * points to are valid during the call only.  Return 0 to go on, anything
+ * else to stop (that value is then returned). */
+typedef int (*mdp_broker_service_cb)(const mdp_broker_service_info_t *info,
+                                     void *data);
+
+/* Calls `cb` synchronously, before returning, for each per-service entry:
+ * first the named ones (in the order they were created), then the
+ * MDP_BROKER_OTHER_SERVICE entry (always, even if it is all zeros).  `cb`
+ * must not call other functions of this broker (it may read `info` and
+ * copy it).  Cost: O(services known + entries), one allocation.  Returns 0,
+ * or the non-zero value `cb` returned to stop (use a positive one to tell
+ * it from the errors); or MDP_EINVAL (`cb` NULL), MDP_ECLOSING (the broker
+ * is closing) or MDP_ENOMEM, and then `cb` was never called. */
+MDP_EXTERN int mdp_broker_foreach_service(const mdp_broker_t *broker,
+                               mdp_broker_service_cb cb, void *data);
+
+/* Request accepted -> first sent to a worker, over all services (a request
+ * re-dispatched after its worker died is counted once, at its first
+ * dispatch).  Copies into `*out`; never fails. */
+MDP_EXTERN void mdp_broker_get_queue_wait(const mdp_broker_t *broker,
+                               mdp_broker_histogram_t *out);
 
 /* Fills `opts` with the defaults listed above. */
 MDP_EXTERN void mdp_broker_options_init(mdp_broker_options_t *opts);
