@@ -154,52 +154,92 @@ static inline int mdp__broker_silent_while_busy(const mdp_broker_t *b,
   return (b->opts.silent_busy_dialects & (unsigned)w->dialect) != 0;
 }
 
-/* broker_dispatch.c: services, queues and dispatch */
+/* broker_queue.c: services, request records, queues and dispatch */
 /* create: 0 = look up only, MDP__BROKER_CREATE_FOR_WORKER, or
  * MDP__BROKER_CREATE_FOR_CLIENT (may use only half of max_services). */
 enum { MDP__BROKER_CREATE_FOR_WORKER = 1, MDP__BROKER_CREATE_FOR_CLIENT = 2 };
 broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
-                                     size_t size, int create);
+                                          size_t size, int create);
 void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
 /* Queues a new request (takes `client` and `body` on success). */
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
-                          zmq_msg_t *client, mdp_dialect_t dialect,
-                          mdp_msg_t *body);
+                               zmq_msg_t *client, mdp_dialect_t dialect,
+                               mdp_msg_t *body);
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r);
+void mdp__broker_request_cache_free(mdp_broker_t *b);
+/* Puts a request that must be served next at the front of its service's
+ * retry queue. */
+void mdp__broker_requeue_front(mdp_broker_t *b, broker_request_t *r);
+/* Hands queued requests to idle workers while both exist. */
+void mdp__broker_dispatch(mdp_broker_t *b, broker_service_t *s);
+/* The request-expiry timeout list's callback. */
+void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node);
+
+/* broker_workers.c: registration, idleness, removal, the workers' timers */
+/* READY from `id` (w: the registered worker of that identity, or NULL). */
+void mdp__broker_on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
+                          const mdp_cmd_t *cmd);
+/* A worker became idle (READY or FINAL). */
+void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
+/* Takes an idle worker out of its service's idle list. */
+void mdp__broker_worker_unidle(mdp_broker_t *b, broker_worker_t *w);
+/* Forgets `w` (DISCONNECT first if `disconnect`); returns its request if it
+ * held one, not yet re-queued. */
+broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b,
+                                            broker_worker_t *w,
+                                            int disconnect, const char *why);
+/* A worker is gone: forget it and re-dispatch or drop its request.  If
+ * `disconnect`, tell it with DISCONNECT first. */
+void mdp__broker_worker_remove(mdp_broker_t *b, broker_worker_t *w,
+                               int disconnect, const char *why);
+/* The timeout lists' callbacks: silence, a heartbeat due, a busy bound. */
+void mdp__broker_on_worker_silent(mdp__tlist_t *list, mdp__tnode_t *node);
+void mdp__broker_on_heartbeat_due(mdp__tlist_t *list, mdp__tnode_t *node);
+void mdp__broker_on_busy_timeout(mdp__tlist_t *list, mdp__tnode_t *node);
+
+/* broker_reply.c: PARTIAL/FINAL from a worker */
+void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
+                          const mdp_cmd_t *cmd, mdp_msg_t *msg);
 /* Frees what was collected for an MDP/0.1 client and gives its bytes back
  * to queued_bytes. */
 void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r);
-void mdp__broker_request_cache_free(mdp_broker_t *b);
-/* Hands queued requests to idle workers while both exist. */
-void mdp__broker_dispatch(mdp_broker_t *b, broker_service_t *s);
-/* A worker became idle (READY or FINAL). */
-void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w);
-/* A worker is gone: forget it and re-dispatch or drop its request.  If
- * `disconnect`, tell it with DISCONNECT first. */
-void mdp__broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
-                          const char *why);
-void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node);
-/* Hands freed memory back to the system soon, from a timer (broker.c). */
-void mdp__broker_trim_soon(mdp_broker_t *b);
 
-/* broker.c: sending */
+/* broker_send.c */
 /* Sends a worker command (header built here) to `w`, taking `body` (may be
  * NULL for HEARTBEAT/DISCONNECT).  0, or an error with `body` still the
  * caller's; MDP_EHOSTUNREACH means the worker is gone. */
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
-                       mdp_command_t command, const zmq_msg_t *client,
-                       mdp_msg_t *body);
+                            mdp_command_t command, const zmq_msg_t *client,
+                            mdp_msg_t *body);
 /* Sends a client command to the identity in `client` (copied), taking
  * `body` either way: failures are counted, the body destroyed, and the
  * error returned (MDP_ENOBUFS: the client is not reading). */
 int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
-                        mdp_dialect_t dialect, mdp_command_t command,
-                        const uint8_t *service, size_t service_size,
-                        mdp_msg_t *body);
+                            mdp_dialect_t dialect, mdp_command_t command,
+                            const uint8_t *service, size_t service_size,
+                            mdp_msg_t *body);
+/* DISCONNECT to a peer that is not a registered worker. */
+void mdp__broker_send_disconnect(mdp_broker_t *b, const zmq_msg_t *id,
+                                 mdp_dialect_t dialect);
+/* The reactor's send-failure callback (from the loop). */
+void mdp__broker_on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg,
+                                int err);
 
-/* broker.c: one message as the ROUTER delivers it, [identity | frames...]
- * (taken).  The reactor's callback; also the fuzz target's entry point. */
+/* broker_recv.c */
+/* One message as the ROUTER delivers it, [identity | frames...] (taken).
+ * Also the fuzz target's entry point. */
 void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
+/* The reactor's receive callback. */
+void mdp__broker_on_message(mdp_reactor_t *reactor, mdp_msg_t *msg);
+/* A valid but unexpected command: DISCONNECT to the sender (RFC 18), and a
+ * registered worker `w` is removed. */
+void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
+                                broker_worker_t *w, mdp_dialect_t dialect,
+                                const char *why);
+
+/* broker.c */
+/* Hands freed memory back to the system soon, from a timer. */
+void mdp__broker_trim_soon(mdp_broker_t *b);
 
 /* broker_metrics.c */
 void mdp__broker_metrics_init(mdp_broker_t *b);

@@ -1,4 +1,5 @@
-/* The broker's services, queues and dispatch (internal).
+/* The broker's services, queues and dispatch (internal): request
+ * records, their queues and expiry, and sending them to idle workers.
  *
  * Fairness: each service keeps one FIFO per client that has requests queued,
  * in a ring; dispatch takes the first request of the client at the front of
@@ -125,13 +126,6 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
   return r;
 }
 
-void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r) {
-  b->stats.queued_bytes -= r->collected_bytes;
-  r->collected_bytes = 0;
-  mdp_msg_destroy(r->collected);
-  r->collected = NULL;
-}
-
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
@@ -152,12 +146,6 @@ void mdp__broker_request_cache_free(mdp_broker_t *b) {
     free(r);
   }
   b->n_free_requests = 0;
-}
-
-static void worker_unidle(mdp_broker_t *b, broker_worker_t *w) {
-  mdp__list_remove(&w->idle_link);
-  w->service->n_idle--;
-  b->stats.workers_idle--;
 }
 
 static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
@@ -213,7 +201,7 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   if (direct) {
     broker_worker_t *w = mdp__container_of(mdp__list_head(&s->idle_workers),
                                           broker_worker_t, idle_link);
-    worker_unidle(b, w);
+    mdp__broker_worker_unidle(b, w);
     if (dispatch_to(b, w, r) < 0)
       mdp__broker_dispatch(b, s); /* `r` is in the retry queue: the slow path */
     return 0;
@@ -233,7 +221,7 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
 }
 
 /* Puts a request that must be served next at the front of the retry queue. */
-static void requeue_front(mdp_broker_t *b, broker_request_t *r) {
+void mdp__broker_requeue_front(mdp_broker_t *b, broker_request_t *r) {
   broker_service_t *s = r->service;
   mdp__list_push_front(&s->retry_queue, &r->queue_link);
   if (r->cost == 0) /* it came by the fast path */
@@ -264,65 +252,6 @@ static broker_request_t *next_request(mdp_broker_t *b, broker_service_t *s) {
   return r;
 }
 
-
-/* Forgets `w`; returns its request if it held one (not yet re-queued). */
-static broker_request_t *worker_detach(mdp_broker_t *b, broker_worker_t *w,
-                                       int disconnect, const char *why) {
-  broker_service_t *s = w->service;
-  char id[64];
-  BROKER_LOG(b, MDP_LOG_INFO, "worker %s of service '%.*s' leaves: %s",
-             mdp__broker_printable(w->id, w->id_size, id, sizeof id),
-             (int)s->name_size, (const char *)s->name, why);
-  if (disconnect && !b->closing) {
-    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
-      b->stats.disconnects_sent++;
-  }
-  mdp__map_del(&b->workers, w->id, w->id_size);
-  mdp__tlist_remove(&w->liveness);
-  mdp__tlist_remove(&w->heartbeat);
-  mdp__tlist_remove(&w->busy);
-  if (mdp__list_linked(&w->idle_link))
-    worker_unidle(b, w);
-  broker_request_t *r = w->request;
-  if (r != NULL)
-    s->n_busy--;
-  b->stats.workers--;
-  free(w);
-  return r;
-}
-
-/* A request whose worker is gone: re-dispatch it if no reply part reached
- * the client yet and it has retries left, else drop it. */
-static void orphan(mdp_broker_t *b, broker_request_t *r) {
-  if (r->partial_sent || r->failed || r->body == NULL ||
-      r->dispatches > b->opts.max_redispatch) {
-    b->stats.dropped_worker_lost++;
-    BROKER_LOG(b, MDP_LOG_WARN,
-               "request for '%.*s' lost with its worker (%s)",
-               (int)r->service->name_size, (const char *)r->service->name,
-               r->partial_sent ? "a partial reply was already sent"
-                               : "no re-dispatch left");
-    mdp__broker_request_free(b, r);
-    return;
-  }
-  b->stats.redispatched++;
-  /* Parts collected for an MDP/0.1 client never reached it: the next
-   * worker starts the reply afresh. */
-  mdp__broker_collected_release(b, r);
-  r->failed = 0;
-  requeue_front(b, r);
-}
-
-void mdp__broker_worker_remove(mdp_broker_t *b, broker_worker_t *w, int disconnect,
-                          const char *why) {
-  broker_service_t *s = w->service;
-  broker_request_t *r = worker_detach(b, w, disconnect, why);
-  if (r != NULL)
-    orphan(b, r);
-  mdp__broker_dispatch(b, s);
-  mdp__broker_service_maybe_free(b, s);
-}
-
 /* Sends `r` to idle worker `w`.  0, or the send error with `r` back in the
  * retry queue and `w` still not in the idle list. */
 static int send_request(mdp_broker_t *b, broker_worker_t *w,
@@ -343,7 +272,7 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
       mdp_msg_destroy(body);
     else
       r->body = body;
-    requeue_front(b, r);
+    mdp__broker_requeue_front(b, r);
     return rc;
   }
   w->request = r;
@@ -373,7 +302,7 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
   int rc = send_request(b, w, r);
   if (rc == MDP_EHOSTUNREACH || rc == MDP_ENOBUFS) {
     b->stats.workers_unreachable++;
-    worker_detach(b, w, 0, rc == MDP_ENOBUFS ? "not reading" : "unreachable");
+    mdp__broker_worker_detach(b, w, 0, rc == MDP_ENOBUFS ? "not reading" : "unreachable");
   } else if (rc < 0) {
     /* Not the worker's fault (out of memory): keep it idle and try again
      * when the next message arrives. */
@@ -391,19 +320,11 @@ void mdp__broker_dispatch(mdp_broker_t *b, broker_service_t *s) {
     broker_worker_t *w = mdp__container_of(mdp__list_head(&s->idle_workers),
                                           broker_worker_t, idle_link);
     broker_request_t *r = next_request(b, s);
-    worker_unidle(b, w);
+    mdp__broker_worker_unidle(b, w);
     int rc = dispatch_to(b, w, r);
     if (rc < 0 && rc != MDP_EHOSTUNREACH && rc != MDP_ENOBUFS)
       break;
   }
-}
-
-void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
-  broker_service_t *s = w->service;
-  mdp__list_push_back(&s->idle_workers, &w->idle_link);
-  s->n_idle++;
-  b->stats.workers_idle++;
-  mdp__broker_dispatch(b, s);
 }
 
 void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node) {

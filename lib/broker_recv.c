@@ -1,0 +1,132 @@
+/* The broker's receive path: every message arrives through the reactor's
+ * callback as [identity | command frames...], is parsed once (its sender's
+ * dialect checked against its READY's), and goes to the handler of its
+ * command; its body frames are moved on, never copied. */
+#include <string.h>
+
+#include "broker_internal.h"
+
+void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
+                           broker_worker_t *w, mdp_dialect_t dialect,
+                           const char *why) {
+  char buf[64];
+  uint64_t n = ++b->protocol_errors;
+  if (mdp__broker_log_sampled(n))
+    BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s (%llu so far)",
+               mdp__broker_printable(zmq_msg_data((zmq_msg_t *)id),
+                                zmq_msg_size((zmq_msg_t *)id), buf,
+                                sizeof buf),
+               why, (unsigned long long)n);
+  if (w != NULL)
+    mdp__broker_worker_remove(b, w, 1, why);
+  else
+    mdp__broker_send_disconnect(b, id, dialect);
+}
+
+static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
+                              const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+  b->stats.requests++;
+  if (mdp_is_mmi(cmd->service, cmd->service_size)) {
+    uint8_t name[MDP_SERVICE_MAX];
+    size_t size = cmd->service_size;
+    memcpy(name, cmd->service, size);
+    mdp_msg_drop_front(msg, cmd->body);
+    b->stats.mmi_requests++;
+    mdp__broker_mmi(b, id, cmd->dialect, name, size, msg);
+    return;
+  }
+  broker_service_t *s =
+      mdp__broker_service_get(b, cmd->service, cmd->service_size,
+                         MDP__BROKER_CREATE_FOR_CLIENT);
+  mdp_msg_drop_front(msg, cmd->body);
+  int rc = s ? mdp__broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
+  if (rc < 0) {
+    uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
+    /* A flood must not become a flood of log lines: the first drop and
+     * every 1000th.  cmd->service pointed into frames drop_front closed. */
+    if (mdp__broker_log_sampled(n))
+      BROKER_LOG(b, MDP_LOG_WARN,
+                 "request for '%.*s' dropped: %s (%llu so far)",
+                 s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
+                 rc != MDP_ENOBUFS ? mdp_strerror(rc)
+                 : s               ? "queue full"
+                                   : "too many services",
+                 (unsigned long long)n);
+    mdp_msg_destroy(msg);
+    if (s != NULL)
+      mdp__broker_service_maybe_free(b, s);
+  }
+}
+
+void mdp__broker_on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  mdp__broker_handle(mdp_reactor_get_data(reactor), msg);
+}
+
+void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
+  zmq_msg_t id;
+  if (mdp_msg_pop_front(msg, &id) < 0 || b->closing) {
+    zmq_msg_close(&id);
+    mdp_msg_destroy(msg);
+    return;
+  }
+  mdp_cmd_t cmd;
+  int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
+  broker_worker_t *w =
+      mdp__map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+  if (rc == 0 && w != NULL && cmd.dialect != w->dialect) {
+    /* A worker speaks the dialect of its READY: a switch is a broken or
+     * forged peer, and its message is invalid. */
+    b->stats.dropped_dialect++;
+    rc = MDP_EDIALECT;
+  }
+  if (rc < 0) {
+    char buf[64];
+    uint64_t n = ++b->stats.dropped_invalid;
+    if (mdp__broker_log_sampled(n))
+      BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s "
+                 "(%llu so far)",
+                 mdp__broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
+                                  sizeof buf),
+                 mdp_strerror(rc), (unsigned long long)n);
+    /* RFC 18: the sender of an invalid message is treated as invalid; a
+     * worker is forgotten (its request goes to another worker). */
+    if (w != NULL)
+      mdp__broker_worker_remove(b, w, 1, "sent an invalid message");
+    mdp_msg_destroy(msg);
+    zmq_msg_close(&id);
+    return;
+  }
+  /* Any command but DISCONNECT counts as a heartbeat; a busy worker that
+   * may be silent stays out of the liveness list until its FINAL. */
+  if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT &&
+      mdp__tlist_linked(&w->liveness))
+    mdp__tlist_touch(&b->liveness, &w->liveness);
+  switch (cmd.command) {
+  case MDP_CLIENT_REQUEST:
+    on_client_request(b, &id, &cmd, msg);
+    msg = NULL;
+    break;
+  case MDP_WORKER_READY:
+    mdp__broker_on_ready(b, &id, w, &cmd);
+    break;
+  case MDP_WORKER_PARTIAL:
+  case MDP_WORKER_FINAL:
+    mdp__broker_on_reply(b, &id, w, &cmd, msg);
+    msg = NULL;
+    break;
+  case MDP_WORKER_HEARTBEAT:
+    if (w == NULL)
+      mdp__broker_protocol_error(b, &id, NULL, cmd.dialect,
+                     "HEARTBEAT from an unknown worker");
+    break;
+  case MDP_WORKER_DISCONNECT:
+    if (w != NULL)
+      mdp__broker_worker_remove(b, w, 0, "sent DISCONNECT");
+    break;
+  default:
+    b->stats.dropped_invalid++;
+    break;
+  }
+  zmq_msg_close(&id);
+  mdp_msg_destroy(msg);
+}
