@@ -137,10 +137,17 @@ struct mdp_broker_s {
 #define BROKER_LOG(b, level, ...)                                              \
   mdp__log_emit((b)->opts.log_cb, (b)->opts.log_data, (b)->opts.log_level,      \
                (level), NULL, __VA_ARGS__)
+/* The same with log fields (an mdp_log_field_t array). */
+#define BROKER_LOG_FIELDS(b, level, fields, ...)                               \
+  mdp__log_emit_fields((b)->opts.log_cb, (b)->opts.log_data,                   \
+                       (b)->opts.log_level, (level), (fields),                 \
+                       sizeof(fields) / sizeof((fields)[0]), __VA_ARGS__)
 /* 1 for the counts of a repeated event worth a log line: 1, 1000, 2000 ... */
 static inline int mdp__broker_log_sampled(uint64_t count) {
   return count == 1 || count % 1000 == 0;
 }
+/* Room for the printable form of a service name (255 bytes, or hex). */
+#define MDP__BROKER_NAME_TEXT 512
 /* Printable form of an identity or service name, for logs: hex if binary.
  * Returns `buf`. */
 const char *mdp__broker_printable(const void *data, size_t size, char *buf,

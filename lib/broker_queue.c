@@ -333,13 +333,19 @@ void mdp__broker_expire_request(mdp__tlist_t *list, mdp__tnode_t *node) {
   broker_service_t *s = r->service;
   unqueue(b, r);
   uint64_t n = ++b->stats.dropped_expired;
-  if (mdp__broker_log_sampled(n))
-    BROKER_LOG(b, MDP_LOG_WARN,
-               "request for '%.*s' expired after %llu ms in the queue "
-               "(%llu so far)",
-               (int)s->name_size, (const char *)s->name,
-               (unsigned long long)b->opts.request_expiry_ms,
-               (unsigned long long)n);
+  if (mdp__broker_log_sampled(n)) {
+    char svc[MDP__BROKER_NAME_TEXT];
+    mdp_log_field_t fields[] = {
+        {"service", mdp__broker_printable(s->name, s->name_size, svc,
+                                          sizeof svc)},
+        {"reason", "expired"}};
+    BROKER_LOG_FIELDS(b, MDP_LOG_WARN, fields,
+                      "request for '%s' expired after %llu ms in the queue "
+                      "(%llu so far)",
+                      fields[0].value,
+                      (unsigned long long)b->opts.request_expiry_ms,
+                      (unsigned long long)n);
+  }
   mdp__broker_request_free(b, r);
   mdp__broker_service_maybe_free(b, s);
 }

@@ -11,12 +11,16 @@ void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
                            const char *why) {
   char buf[64];
   uint64_t n = ++b->protocol_errors;
-  if (mdp__broker_log_sampled(n))
-    BROKER_LOG(b, MDP_LOG_DEBUG, "protocol error from %s: %s (%llu so far)",
-               mdp__broker_printable(zmq_msg_data((zmq_msg_t *)id),
-                                zmq_msg_size((zmq_msg_t *)id), buf,
-                                sizeof buf),
-               why, (unsigned long long)n);
+  if (mdp__broker_log_sampled(n)) {
+    mdp_log_field_t fields[] = {
+        {"peer", mdp__broker_printable(zmq_msg_data((zmq_msg_t *)id),
+                                       zmq_msg_size((zmq_msg_t *)id), buf,
+                                       sizeof buf)},
+        {"reason", why}};
+    BROKER_LOG_FIELDS(b, MDP_LOG_DEBUG, fields,
+                      "protocol error from %s: %s (%llu so far)",
+                      fields[0].value, why, (unsigned long long)n);
+  }
   if (w != NULL)
     mdp__broker_worker_remove(b, w, 1, why);
   else
@@ -44,14 +48,20 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
     /* A flood must not become a flood of log lines: the first drop and
      * every 1000th.  cmd->service pointed into frames drop_front closed. */
-    if (mdp__broker_log_sampled(n))
-      BROKER_LOG(b, MDP_LOG_WARN,
-                 "request for '%.*s' dropped: %s (%llu so far)",
-                 s ? (int)s->name_size : 0, s ? (const char *)s->name : "",
-                 rc != MDP_ENOBUFS ? mdp_strerror(rc)
-                 : s               ? "queue full"
-                                   : "too many services",
-                 (unsigned long long)n);
+    if (mdp__broker_log_sampled(n)) {
+      char svc[MDP__BROKER_NAME_TEXT] = "";
+      mdp_log_field_t fields[] = {
+          {"service", s ? mdp__broker_printable(s->name, s->name_size, svc,
+                                                sizeof svc)
+                        : svc},
+          {"reason", rc != MDP_ENOBUFS ? mdp_strerror(rc)
+                     : s               ? "queue full"
+                                       : "too many services"}};
+      BROKER_LOG_FIELDS(b, MDP_LOG_WARN, fields,
+                        "request for '%s' dropped: %s (%llu so far)",
+                        fields[0].value, fields[1].value,
+                        (unsigned long long)n);
+    }
     mdp_msg_destroy(msg);
     if (s != NULL)
       mdp__broker_service_maybe_free(b, s);
@@ -82,12 +92,16 @@ void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   if (rc < 0) {
     char buf[64];
     uint64_t n = ++b->stats.dropped_invalid;
-    if (mdp__broker_log_sampled(n))
-      BROKER_LOG(b, MDP_LOG_DEBUG, "invalid message from %s dropped: %s "
-                 "(%llu so far)",
-                 mdp__broker_printable(zmq_msg_data(&id), zmq_msg_size(&id), buf,
-                                  sizeof buf),
-                 mdp_strerror(rc), (unsigned long long)n);
+    if (mdp__broker_log_sampled(n)) {
+      mdp_log_field_t fields[] = {
+          {"peer", mdp__broker_printable(zmq_msg_data(&id), zmq_msg_size(&id),
+                                         buf, sizeof buf)},
+          {"reason", mdp_strerror(rc)}};
+      BROKER_LOG_FIELDS(b, MDP_LOG_DEBUG, fields,
+                        "invalid message from %s dropped: %s (%llu so far)",
+                        fields[0].value, fields[1].value,
+                        (unsigned long long)n);
+    }
     /* RFC 18: the sender of an invalid message is treated as invalid; a
      * worker is forgotten (its request goes to another worker). */
     if (w != NULL)

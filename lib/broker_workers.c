@@ -52,11 +52,17 @@ void mdp__broker_on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   b->stats.workers_registered++;
   if (s->stats == &b->other_stats) /* created by a client's request */
     s->stats = mdp__broker_svc_stats_for(b, s, 1);
-  char buf[64];
-  BROKER_LOG(b, MDP_LOG_INFO, "worker %s ready for service '%.*s' (%s)",
-             mdp__broker_printable(w->id, id_size, buf, sizeof buf),
-             (int)s->name_size, (const char *)s->name,
-             mdp_dialect_name(w->dialect));
+  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO) {
+    char buf[64], svc[MDP__BROKER_NAME_TEXT];
+    mdp_log_field_t fields[] = {
+        {"service", mdp__broker_printable(s->name, s->name_size, svc,
+                                          sizeof svc)},
+        {"worker", mdp__broker_printable(w->id, id_size, buf, sizeof buf)},
+        {"dialect", mdp_dialect_name(w->dialect)}};
+    BROKER_LOG_FIELDS(b, MDP_LOG_INFO, fields,
+                      "worker %s ready for service '%s' (%s)",
+                      fields[1].value, fields[0].value, fields[2].value);
+  }
   mdp__broker_worker_idle(b, w);
 }
 
@@ -78,10 +84,17 @@ void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
 broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b, broker_worker_t *w,
                                        int disconnect, const char *why) {
   broker_service_t *s = w->service;
-  char id[64];
-  BROKER_LOG(b, MDP_LOG_INFO, "worker %s of service '%.*s' leaves: %s",
-             mdp__broker_printable(w->id, w->id_size, id, sizeof id),
-             (int)s->name_size, (const char *)s->name, why);
+  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO) {
+    char id[64], svc[MDP__BROKER_NAME_TEXT];
+    mdp_log_field_t fields[] = {
+        {"service", mdp__broker_printable(s->name, s->name_size, svc,
+                                          sizeof svc)},
+        {"worker", mdp__broker_printable(w->id, w->id_size, id, sizeof id)},
+        {"reason", why}};
+    BROKER_LOG_FIELDS(b, MDP_LOG_INFO, fields,
+                      "worker %s of service '%s' leaves: %s", fields[1].value,
+                      fields[0].value, why);
+  }
   if (disconnect && !b->closing) {
     if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
       b->stats.disconnects_sent++;

@@ -17,4 +17,14 @@ void mdp__log_emit(mdp_log_cb cb, void *data, mdp_log_level_t max,
 #endif
     ;
 
+/* The same, with `fields` (`n` of them) readable through mdp_log_fields()
+ * during the callback. */
+void mdp__log_emit_fields(mdp_log_cb cb, void *data, mdp_log_level_t max,
+                          mdp_log_level_t level, const mdp_log_field_t *fields,
+                          size_t n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 7, 8)))
+#endif
+    ;
+
 #endif /* MDP_LOG_INTERNAL_H */

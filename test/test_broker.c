@@ -1254,6 +1254,38 @@ static void count_log(void *data, mdp_log_level_t level, const char *line) {
   log_debug_lines += level == MDP_LOG_DEBUG;
 }
 
+/* Lines about a worker carry its service and identity as fields. */
+static char field_service[64], field_dialect[16];
+static size_t field_count;
+static void keep_fields(void *data, mdp_log_level_t level, const char *line) {
+  (void)data;
+  (void)level;
+  if (strstr(line, "ready for service") == NULL)
+    return;
+  const mdp_log_field_t *f = mdp_log_fields(&field_count);
+  for (size_t i = 0; i < field_count; i++) {
+    if (strcmp(f[i].key, "service") == 0)
+      snprintf(field_service, sizeof field_service, "%s", f[i].value);
+    if (strcmp(f[i].key, "dialect") == 0)
+      snprintf(field_dialect, sizeof field_dialect, "%s", f[i].value);
+  }
+}
+
+static void log_fields(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.log_cb = keep_fields;
+  CHECK(env_open(&o, NULL) == 0);
+  worker_ready("fields");
+  CHECK_EQ(field_count, 3);
+  CHECK(strcmp(field_service, "fields") == 0);
+  CHECK(strcmp(field_dialect, "rfc18") == 0);
+  size_t n = 99;
+  CHECK(mdp_log_fields(&n) == NULL); /* outside a callback */
+  CHECK_EQ(n, 0);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void log_callback(void) {
   mdp_broker_options_t o;
   test_opts(&o);
@@ -1585,6 +1617,7 @@ static void options_validated(void) {
 
 int main(void) {
   RUN(options_validated);
+  RUN(log_fields);
   RUN(bind_at_run_time_loses_no_wakeup);
   RUN(message_logs_sampled);
   RUN(trim_after_flood_from_timer);

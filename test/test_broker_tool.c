@@ -377,6 +377,38 @@ static void serve_then_stop(int signum) {
   proc_cleanup(&p);
 }
 
+/* --log-format json: a worker's lines carry its service, identity and
+ * dialect as fields a log shipper can index. */
+static void json_log_fields(void) {
+  void *ctx = zmq_ctx_new();
+  char ep[256];
+  free_tcp_endpoint(ctx, ep, sizeof ep);
+  proc_t p;
+  const char *args[] = {"-b", ep, "-v", "--log-format", "json", NULL};
+  CHECK_EQ(spawn_broker(&p, args), 0);
+  void *w = peer_new(ctx, ZMQ_DEALER, ep);
+  peer_send(w, "MDPW02", "\x01", "echo", NULL);
+  uint64_t deadline = uv_hrtime() + t_slow(5000) * 1000000ull;
+  while (strstr(proc_stderr(&p), "ready for service") == NULL &&
+         uv_hrtime() < deadline)
+    usleep(5000);
+  kill(p.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&p, 5000), 0);
+  const char *line = strstr(proc_stderr(&p), "ready for service");
+  const char *end = line ? strchr(line, '\n') : NULL;
+  char ready[1024] = "";
+  if (line && end && end - line < (long)sizeof ready)
+    memcpy(ready, line, (size_t)(end - line));
+  if (strstr(ready, "\"service\":\"echo\"") == NULL)
+    printf("# the line: %s\n", ready);
+  CHECK(strstr(ready, "\"service\":\"echo\"") != NULL);
+  CHECK(strstr(ready, "\"worker\":\"") != NULL);
+  CHECK(strstr(ready, "\"dialect\":\"rfc18\"}") != NULL);
+  zmq_close(w);
+  proc_cleanup(&p);
+  zmq_ctx_term(ctx);
+}
+
 static void serve_then_sigterm(void) { serve_then_stop(SIGTERM); }
 static void serve_then_sigint(void) { serve_then_stop(SIGINT); }
 
@@ -391,5 +423,6 @@ int main(void) {
   RUN(ipv6_endpoints);
   RUN(serve_then_sigterm);
   RUN(serve_then_sigint);
+  RUN(json_log_fields);
   return t_done();
 }

@@ -93,8 +93,19 @@ void broker_log_write(FILE *out, broker_log_format_t format,
     msg = small; /* out of memory: the message cut short, still valid */
   fprintf(out,
           "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"mdp-broker\","
-          "\"message\":\"%s\"}\n",
+          "\"message\":\"%s\"",
           when, lvl, msg);
   if (msg != small)
     free(msg);
+  /* The library's fields of this line (service, worker, peer, reason...),
+   * for a log shipper to index: keys are the library's own identifiers,
+   * values escaped as the message is. */
+  size_t n = 0;
+  const mdp_log_field_t *fields = mdp_log_fields(&n);
+  for (size_t i = 0; i < n; i++) {
+    char value[1100];
+    broker_json_escape(value, sizeof value, fields[i].value);
+    fprintf(out, ",\"%s\":\"%s\"", fields[i].key, value);
+  }
+  fputs("}\n", out);
 }
