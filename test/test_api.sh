@@ -18,7 +18,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # --- 1. exported symbols = MDP_EXTERN declarations
-nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | sort -u >"$tmp/exported"
+# (ASan adds an __odr_asan.NAME indicator for each exported global: the
+# sanitizer's, not ours.)
+nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' |
+  grep -v '^__odr_asan' | sort -u >"$tmp/exported"
 cat "$src"/include/mdp/*.h |
   awk '/^MDP_EXTERN/ {decl = 1} decl {printf "%s ", $0} decl && /;/ {print ""; decl = 0}' |
   grep -oE 'mdp_[a-z0-9_]+ *[(\[]' | tr -d ' ([' | sort -u >"$tmp/declared"
