@@ -31,7 +31,7 @@ static void send_next(uv_idle_t *idle) {
     static char chunk[PART_SIZE];
     memset(chunk, 'a' + (int)(s->sent % 26), sizeof chunk);
     mdp_msg_append_mem(part, chunk, sizeof chunk);
-    if (mdp_worker_partial(&s->req, part) == 0) {
+    if (mdp_worker_partial(s->req, part) == 0) {
       s->left--;
       s->sent++;
       return;
@@ -40,7 +40,7 @@ static void send_next(uv_idle_t *idle) {
     char text[32];
     snprintf(text, sizeof text, "%ld", s->sent * PART_SIZE);
     mdp_msg_append_str(part, text);
-    if (mdp_worker_final(&s->req, part) == 0) {
+    if (mdp_worker_final(s->req, part) == 0) {
       uv_idle_stop(idle);
       return;
     }
@@ -51,7 +51,7 @@ static void send_next(uv_idle_t *idle) {
   uv_idle_stop(idle);
 }
 
-static void on_request(mdp_worker_t *worker, const mdp_request_t *req,
+static void on_request(mdp_worker_t *worker, mdp_request_t req,
                        mdp_msg_t *body) {
   streamer_t *s = mdp_worker_get_data(worker);
   char num[32] = "";
@@ -59,7 +59,7 @@ static void on_request(mdp_worker_t *worker, const mdp_request_t *req,
   if (n < sizeof num)
     memcpy(num, mdp_msg_data(body, 0), n);
   mdp_msg_destroy(body);
-  s->req = *req;
+  s->req = req;
   s->left = n > 0 ? atol(num) : 100;
   s->sent = 0;
   uv_idle_start(&s->idle, send_next);

@@ -282,7 +282,7 @@ static void worker_on_request(mdp_worker_t *w, mdp_msg_t *msg,
   w->stats.requests++;
   mdp_msg_drop_front(msg, cmd->body);
   mdp_request_t req = {w, w->cur_id};
-  w->request_cb(w, &req, msg);
+  w->request_cb(w, req, msg);
 }
 
 static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
@@ -476,26 +476,30 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   return 0;
 }
 
-static mdp_worker_t *request_worker(const mdp_request_t *req) {
-  if (req == NULL || req->worker == NULL || req->id == 0)
+/* The worker whose request in progress `req` is, or NULL: the handle is
+ * stale (that request finished or was abandoned) or was never valid.  Only
+ * the handle's fields are compared, so any copy of it is safe to test for
+ * as long as the worker exists. */
+static mdp_worker_t *request_worker(mdp_request_t req) {
+  if (req.worker == NULL || req.id == 0)
     return NULL;
-  mdp_worker_t *w = req->worker;
-  if (req->id != w->cur_id || w->reactor == NULL)
+  mdp_worker_t *w = req.worker;
+  if (req.id != w->cur_id || w->reactor == NULL)
     return NULL;
   return w;
 }
 
-int mdp_worker_request_active(const mdp_request_t *req) {
+int mdp_worker_request_active(mdp_request_t req) {
   return request_worker(req) != NULL;
 }
 
-static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
+static int worker_reply(mdp_request_t req, mdp_msg_t *body,
                         mdp_command_t command) {
-  if (req == NULL || req->worker == NULL)
+  if (req.worker == NULL)
     return MDP_EINVAL;
   /* MDP/0.1 has one REPLY per request and no partial replies. */
   if (command == MDP_WORKER_PARTIAL &&
-      req->worker->opts.dialect == MDP_DIALECT_MDP01)
+      req.worker->opts.dialect == MDP_DIALECT_MDP01)
     return MDP_ENOTSUP;
   mdp_worker_t *w = request_worker(req);
   if (w == NULL)
@@ -533,11 +537,11 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
   return 0;
 }
 
-int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body) {
+int mdp_worker_partial(mdp_request_t req, mdp_msg_t *body) {
   return worker_reply(req, body, MDP_WORKER_PARTIAL);
 }
 
-int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body) {
+int mdp_worker_final(mdp_request_t req, mdp_msg_t *body) {
   return worker_reply(req, body, MDP_WORKER_FINAL);
 }
 

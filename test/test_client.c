@@ -924,7 +924,7 @@ static int b_closed(void *arg) { return ((bclose_t *)arg)->closed; }
 
 /* An echo worker that streams the body back as one PARTIAL per frame and an
  * empty FINAL. */
-static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo(mdp_worker_t *w, mdp_request_t req,
                     mdp_msg_t *body) {
   zmq_msg_t frame;
   while (mdp_msg_size(body) > 1) {
@@ -1101,7 +1101,7 @@ static void broker_restart(void) {
  * but the last, which is the FINAL; an MDP/0.1 worker answers with one
  * REPLY; an MDP/0.1 client gets one REPLY holding every frame (the broker
  * collects the PARTIALs).  MMI answers each client in its own dialect. */
-static void on_echo_dialect(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo_dialect(mdp_worker_t *w, mdp_request_t req,
                             mdp_msg_t *body) {
   int stream = mdp_worker_get_data(w) != NULL;
   zmq_msg_t frame;

@@ -95,7 +95,7 @@ typedef struct {
   int closed;
 } env_t;
 
-static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo(mdp_worker_t *w, mdp_request_t req,
                     mdp_msg_t *body) {
   if (mdp_worker_final(req, body) < 0)
     mdp_msg_destroy(body);

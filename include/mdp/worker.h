@@ -55,20 +55,23 @@ typedef struct mdp_worker_s mdp_worker_t;
 #define MDP_WORKER_TIME_MAX_MS ((uint64_t)UINT32_MAX)
 #define MDP_WORKER_LIVENESS_MAX 65535u
 
-/* A request handle.  Plain data: copy it to answer after the callback
- * returns.  `id` is never 0 for a real request and never reused by the same
- * worker. */
+/* A request handle, passed and kept by value (two words: a copy costs
+ * nothing, and no pointer into the worker's memory is ever held, so a kept
+ * copy cannot dangle while the worker exists).  `id` is never 0 for a real
+ * request and never reused by the same worker; {NULL, 0} is no request. */
 typedef struct mdp_request_s {
   mdp_worker_t *worker;
   uint64_t id;
 } mdp_request_t;
 
 /* A REQUEST arrived.  `body` (one or more frames) belongs to the callback.
- * `req` points to a value valid during the call only; copy `*req` to answer
- * later.  The callback may reply, close the worker, or do neither yet. */
+ * `req` is the request's handle, by value: keep a copy of it (anywhere, for
+ * as long as the worker exists) to answer later.  A copy never dangles: once
+ * the request is over, a reply through it fails with MDP_ESTATE.  Called
+ * from the loop, never from inside a libmdp call.  The callback may reply,
+ * close the worker, or do neither yet. */
 typedef void (*mdp_worker_request_cb)(mdp_worker_t *worker,
-                                      const mdp_request_t *req,
-                                      mdp_msg_t *body);
+                                      mdp_request_t req, mdp_msg_t *body);
 
 /* The worker is closed; do not use `worker` (or any of its request handles)
  * after this callback returns. */
@@ -166,25 +169,28 @@ MDP_EXTERN int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char 
                    mdp_worker_request_cb request_cb, mdp_worker_t **out);
 
 /* Sends `body` (one or more frames; NULL sends one empty frame) as a
- * PARTIAL reply to `req`.  Any number of times before the FINAL.
+ * PARTIAL reply to `req` (a copy of the handle the request callback got).
+ * Any number of times before the FINAL.  Call from the worker's loop thread.
  * Returns 0: the body belongs to the library.  On error the body is still
  * the caller's and nothing was sent:
- *   MDP_ESTATE: `req` is not the request in progress (already finished,
- *     abandoned after a reconnect, or never valid);
- *   MDP_EINVAL: NULL handle, or a body with no frame;
+ *   MDP_ESTATE: `req` is stale: not the request in progress (already
+ *     finished, abandoned after a reconnect or by a close, or never valid);
+ *     nothing of the worker's state is touched but the id compare;
+ *   MDP_EINVAL: a handle with no worker, or a body with no frame;
  *   MDP_ENOTSUP: the worker speaks MDP/0.1, which has no partial replies
  *     (checked first, whatever the handle's state); send the whole reply
  *     with mdp_worker_final();
  *   MDP_ENOBUFS, MDP_EZMQ: the socket refused it (see mdp_reactor_send). */
-MDP_EXTERN int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_partial(mdp_request_t req, mdp_msg_t *body);
 
 /* Sends `body` as the FINAL reply and ends the request; the worker is ready
  * for the next one.  Same returns and ownership as mdp_worker_partial().
  * A second FINAL returns MDP_ESTATE. */
-MDP_EXTERN int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_final(mdp_request_t req, mdp_msg_t *body);
 
-/* 1 if `req` is the request in progress (a reply would be accepted). */
-MDP_EXTERN int mdp_worker_request_active(const mdp_request_t *req);
+/* 1 if `req` is the request in progress (a reply would not be refused with
+ * MDP_ESTATE), else 0 (stale, or no request). */
+MDP_EXTERN int mdp_worker_request_active(mdp_request_t req);
 
 /* Starts closing.  With `wait_for_request` non-zero and a request in
  * progress, the worker keeps heartbeating and waits for its FINAL (or for the
