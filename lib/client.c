@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
 
 #include "log_internal.h"
 #include "mdp/client.h"
@@ -30,9 +29,9 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "client_internal.h"
-#include "keys.h"
 #include "list.h"
 #include "map.h"
+#include "peer.h"
 
 enum { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
@@ -78,7 +77,6 @@ struct pooled_socket_s {
 
 struct mdp_client_s {
   uv_loop_t *loop;
-  void *ctx;
   char **endpoints;
   size_t n_endpoints;
   mdp__list_t *idle;    /* one list of idle sockets per endpoint */
@@ -106,8 +104,7 @@ struct mdp_client_s {
   uint64_t timer_due;  /* loop time the timer fires, 0: not armed */
   int closing;
   int timer_closed;
-  int curve;           /* CURVE keys below are set */
-  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
+  mdp__peer_config_t peer; /* socket options, CURVE keys */
   mdp_client_stats_t stats;
 };
 
@@ -402,7 +399,7 @@ static void timer_cb(uv_timer_t *timer) {
        * waiting unread on the request's socket.  Read it first, then look
        * again (it may have moved the request, finished it, or anything). */
       req->drained_at = now;
-      mdp_reactor_process_now(req->sock->reactor);
+      mdp__peer_read_waiting(req->sock->reactor);
       continue;
     }
     req_expire(c, req, now);
@@ -463,32 +460,15 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   pooled_socket_t *sock = calloc(1, sizeof *sock);
   if (sock == NULL)
     return MDP_ENOMEM;
-  void *zsock = zmq_socket(c->ctx, ZMQ_DEALER);
-  if (zsock == NULL) {
-    free(sock);
-    return MDP_EZMQ;
-  }
-  int linger = 0;
-  int64_t max_msg_size = c->opts.max_msg_size;
-  zmq_setsockopt(zsock, ZMQ_LINGER, &linger, sizeof linger);
-  int rc = MDP_EZMQ;
-  if (zmq_setsockopt(zsock, ZMQ_MAXMSGSIZE, &max_msg_size,
-                     sizeof max_msg_size) != 0 ||
-      (c->curve && mdp__curve_client_setup(zsock, c->curve_keys[0],
-                                          c->curve_keys[1],
-                                          c->curve_keys[2]) < 0) ||
-      zmq_connect(zsock, c->endpoints[endpoint]) != 0 ||
-      (rc = mdp_reactor_new(c->loop, zsock, 1, socket_recv_cb,
-                            &sock->reactor)) != 0) {
-    zmq_close(zsock);
+  int rc = mdp__peer_open(&c->peer, c->loop, c->endpoints[endpoint],
+                          socket_recv_cb, sock, 0, &sock->reactor);
+  if (rc < 0) {
     free(sock);
     return rc;
   }
   mdp__list_init(&sock->idle_link);
   sock->client = c;
   sock->endpoint = endpoint;
-  mdp_reactor_set_data(sock->reactor, sock);
-  mdp_reactor_start(sock->reactor);
   c->sockets++;
   c->stats.sockets_opened++;
   *out = sock;
@@ -511,13 +491,11 @@ static void req_send(mdp_client_t *c, client_request_t *req,
   if (msg != NULL) {
     mdp_cmd_t cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.dialect = c->opts.dialect;
+    cmd.dialect = c->peer.dialect;
     cmd.command = MDP_CLIENT_REQUEST;
     cmd.service = req->service;
     cmd.service_size = req->service_size;
-    rc = mdp_encode(msg, &cmd);
-    if (rc == 0)
-      rc = mdp_reactor_send(sock->reactor, msg);
+    rc = mdp__peer_send(sock->reactor, &cmd, msg);
   }
   req->state = REQ_SENT;
   req->sock = sock;
@@ -597,21 +575,15 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     o = *opts;
   else
     mdp_client_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
-      o.dialect != MDP_DIALECT_MDP01)
-    return MDP_EINVAL; /* exactly one dialect */
-  if (o.timeout_ms == 0 || o.max_sockets == 0 || o.max_msg_size < -1)
+  if (o.timeout_ms == 0 || o.max_sockets == 0)
     return MDP_EINVAL;
-  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
-                                     o.curve_secret_key);
-  if (curve < 0)
-    return curve;
+  mdp__peer_config_t peer;
+  int rc = mdp__peer_config_from_options(&peer, &o);
+  if (rc < 0)
+    return rc;
   for (size_t i = 0; i < n; i++)
     if (endpoints[i] == NULL || endpoints[i][0] == '\0')
       return MDP_EINVAL;
-  void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
-  if (ctx == NULL)
-    return MDP_EZMQ;
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return MDP_ENOMEM;
@@ -637,13 +609,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   }
   c->n_endpoints = n;
   c->loop = loop;
-  c->ctx = ctx;
-  if (curve) {
-    c->curve = 1;
-    memcpy(c->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(c->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(c->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
-  }
+  c->peer = peer;
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   c->opts = o;
   mdp__list_init(&c->queue);

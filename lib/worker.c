@@ -19,7 +19,7 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "mdp/worker.h"
-#include "keys.h"
+#include "peer.h"
 
 /* Wait after DISCONNECT before the socket is closed, when nothing is held
  * back by the reactor. */
@@ -33,7 +33,6 @@
 
 struct mdp_worker_s {
   uv_loop_t *loop;
-  void *ctx;
   char *endpoint;
   char *service;
   mdp_worker_options_t opts;
@@ -60,8 +59,7 @@ struct mdp_worker_s {
   uint8_t address[MDP_ADDRESS_MAX];
   size_t address_size;
 
-  int curve;                /* CURVE keys below are set */
-  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
+  mdp__peer_config_t peer;  /* socket options, CURVE keys */
 
   int closing;
   int wait_for_request;     /* close waits for the FINAL */
@@ -95,7 +93,7 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
                        mdp_msg_t *body) {
   mdp_cmd_t cmd;
   memset(&cmd, 0, sizeof cmd);
-  cmd.dialect = w->opts.dialect;
+  cmd.dialect = w->peer.dialect;
   cmd.command = command;
   if (command == MDP_WORKER_READY) {
     cmd.service = (const uint8_t *)w->service;
@@ -104,15 +102,9 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
     cmd.address = w->address;
     cmd.address_size = w->address_size;
   }
-  size_t before = mdp_msg_size(body);
-  int rc = mdp_encode(body, &cmd);
+  int rc = mdp__peer_send(w->reactor, &cmd, body);
   if (rc < 0)
     return rc;
-  rc = mdp_reactor_send(w->reactor, body);
-  if (rc < 0) {
-    mdp_msg_drop_front(body, mdp_msg_size(body) - before);
-    return rc;
-  }
   w->last_send = uv_now(w->loop); /* any command counts as a heartbeat */
   return 0;
 }
@@ -243,10 +235,10 @@ static void heartbeat_cb(uv_timer_t *timer) {
   if (!busy_unheard && silence >= limit) {
     /* libuv runs timers before it polls: after a stall of this process the
      * broker's heartbeat may be waiting unread.  Read before giving up. */
-    mdp_reactor_t *r = w->reactor;
+    mdp_reactor_t *connection = w->reactor;
     int was_closing = w->closing; /* (closing, waiting for a request) */
-    mdp_reactor_process_now(r);
-    if (w->reactor != r || w->closing != was_closing)
+    mdp__peer_read_waiting(connection);
+    if (w->reactor != connection || w->closing != was_closing)
       return; /* what it read ended this connection, or the worker */
     silence = uv_now(w->loop) - w->last_recv;
     if (silence >= limit) {
@@ -329,32 +321,12 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
 /* Opens a new socket, connects it and sends READY.  The heartbeat timer is
  * the caller's to start.  On failure nothing is left open. */
 static int worker_open(mdp_worker_t *w) {
-  void *sock = zmq_socket(w->ctx, ZMQ_DEALER);
-  if (sock == NULL)
-    return MDP_EZMQ;
-  int linger = 0;
-  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
-  int64_t max_msg = w->opts.max_msg_size;
-  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-  mdp_reactor_t *r = NULL;
-  int rc = 0;
-  if (w->curve && mdp__curve_client_setup(sock, w->curve_keys[0],
-                                         w->curve_keys[1],
-                                         w->curve_keys[2]) < 0)
-    rc = MDP_EZMQ;
-  else if (zmq_connect(sock, w->endpoint) != 0)
-    rc = zmq_errno() == EINVAL || zmq_errno() == EPROTONOSUPPORT ? MDP_EINVAL
-                                                                  : MDP_EZMQ;
-  else
-    rc = mdp_reactor_new(w->loop, sock, 1, recv_cb, &r);
-  if (rc < 0) {
-    zmq_close(sock);
+  mdp_reactor_t *connection = NULL;
+  int rc = mdp__peer_open(&w->peer, w->loop, w->endpoint, recv_cb, w,
+                          w->opts.max_frames, &connection);
+  if (rc < 0)
     return rc;
-  }
-  mdp_reactor_set_data(r, w);
-  mdp_reactor_set_max_frames(r, w->opts.max_frames);
-  w->reactor = r;
+  w->reactor = connection;
   w->reply_seq = 0; /* a new reactor counts from 0 */
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
@@ -363,7 +335,6 @@ static int worker_open(mdp_worker_t *w) {
   w->last_recv = uv_now(w->loop);
   w->stats.connects++;
   w->stats.connected = 1;
-  mdp_reactor_start(r);
   worker_send_command(w, MDP_WORKER_READY);
   wlog(w, MDP_LOG_DEBUG, "READY sent to %s (%s)", w->endpoint,
        mdp_dialect_name(w->opts.dialect));
@@ -419,19 +390,12 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
     o = *opts;
   else
     mdp_worker_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
-      o.dialect != MDP_DIALECT_MDP01)
-    return MDP_EINVAL; /* exactly one dialect */
-  if (!times_valid(&o) || o.max_msg_size < -1 ||
-      (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
+  if (!times_valid(&o) || (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
-  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
-                                     o.curve_secret_key);
-  if (curve < 0)
-    return curve;
-  void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
-  if (ctx == NULL)
-    return MDP_EZMQ;
+  mdp__peer_config_t peer;
+  int rc = mdp__peer_config_from_options(&peer, &o);
+  if (rc < 0)
+    return rc;
 
   mdp_worker_t *w = calloc(1, sizeof *w);
   if (w == NULL)
@@ -445,13 +409,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
     return MDP_ENOMEM;
   }
   w->loop = loop;
-  w->ctx = ctx;
-  if (curve) {
-    w->curve = 1;
-    memcpy(w->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(w->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(w->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
-  }
+  w->peer = peer;
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   w->opts = o;
   w->request_cb = request_cb;
@@ -459,7 +417,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
 
   /* Connect first so that a malformed endpoint fails the call cleanly,
    * before any libuv handle exists. */
-  int rc = worker_open(w);
+  rc = worker_open(w);
   if (rc < 0) {
     free(w->endpoint);
     free(w->service);

@@ -1541,6 +1541,25 @@ static void queue_bounds(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* A malformed endpoint is found when the first socket to it is opened: the
+ * request fails with MDP_EINVAL, from the loop, not from the call. */
+static void malformed_endpoint_reported(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"tcp://no-port-here"};
+  mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  mdp_msg_t *body = body_of("x");
+  CHECK_EQ(mdp_client_request(c, "echo", body, NULL, on_reply, &r, NULL), 0);
+  CHECK_EQ(r.calls, 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_EINVAL);
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1568,6 +1587,7 @@ int main(void) {
   RUN(many_time_out_together);
   RUN(max_msg_size_bound);
   RUN(queue_bounds);
+  RUN(malformed_endpoint_reported);
   t_context_term();
   return t_done();
 }

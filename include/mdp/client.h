@@ -52,7 +52,8 @@ typedef struct mdp_client_s mdp_client_t;
  *     MDP_ETIMEDOUT (no reply part in time, retries exhausted, or the
  *     deadline passed), MDP_ECANCELED (mdp_client_cancel(), or the client
  *     was closed with the request pending), MDP_ENOMEM, MDP_EZMQ (no socket
- *     could be opened), MDP_ENOBUFS or MDP_EZMQ (the socket refused the
+ *     could be opened), MDP_EINVAL (the endpoint is malformed or its
+ *     transport unknown), MDP_ENOBUFS or MDP_EZMQ (the socket refused the
  *     REQUEST).
  * After the call with `final` 1 the request is over and its id is unknown
  * to the client.  The callback may make new requests, cancel any request
