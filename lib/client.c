@@ -564,6 +564,7 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->max_queued_bytes = 64 * 1024 * 1024;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
+  mdp__socket_options_default(&opts->socket);
 }
 
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/curve.h"
 #include "mdp/msg.h"
 #include "mdp/reactor.h"
@@ -29,16 +30,22 @@ typedef struct {
   void *zmq_context;
   mdp_dialect_t dialect;
   int64_t max_msg_size; /* ZMQ_MAXMSGSIZE; -1 = unlimited */
+  mdp_socket_options_t socket; /* hwm, keepalive, IPv6, the setup hook */
   int curve;            /* the CURVE client keys below are set */
   char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
 } mdp__peer_config_t;
 
+/* The defaults of mdp_socket_options_t (mdp/context.h). */
+void mdp__socket_options_default(mdp_socket_options_t *so);
+
 /* Checks the shared options and copies them (keys included) into `cfg`:
- * exactly one dialect, max_msg_size >= -1, all three CURVE keys or none.
+ * exactly one dialect, max_msg_size >= -1, the socket options in their
+ * ranges (mdp/context.h), all three CURVE keys or none.
  * `zmq_context` NULL: mdp_zmq_context().  0, or MDP_EINVAL, MDP_ENOTSUP
  * (keys given, libzmq has no CURVE), MDP_EZMQ (no context). */
 int mdp__peer_config_init(mdp__peer_config_t *cfg, void *zmq_context,
                           mdp_dialect_t dialect, int64_t max_msg_size,
+                          const mdp_socket_options_t *socket_options,
                           const char *curve_server_key,
                           const char *curve_public_key,
                           const char *curve_secret_key);
@@ -47,15 +54,18 @@ int mdp__peer_config_init(mdp__peer_config_t *cfg, void *zmq_context,
  * names (mdp_worker_options_t, mdp_client_options_t). */
 #define mdp__peer_config_from_options(cfg, opts)                               \
   mdp__peer_config_init((cfg), (opts)->zmq_context, (opts)->dialect,           \
-                        (opts)->max_msg_size, (opts)->curve_server_key,        \
+                        (opts)->max_msg_size, &(opts)->socket,                 \
+                        (opts)->curve_server_key,                              \
                         (opts)->curve_public_key, (opts)->curve_secret_key)
 
 /* Opens a DEALER socket with `cfg`'s options (linger 0, ZMQ_MAXMSGSIZE,
- * CURVE), connects it to `endpoint` and hands it to a new reactor that owns
+ * the high-water marks, TCP keepalive, ZMQ_IPV6 (also when `endpoint` has a
+ * bracketed IPv6 literal), CURVE), calls the setup hook, connects it to `endpoint` and hands it to a new reactor that owns
  * it, with `data`, `max_frames` (0: no limit) and `recv_cb`, started (so
  * the first check of the socket is kicked to the next loop iteration; no
- * callback runs from here).  0 and `*out`, or MDP_EINVAL (a malformed
- * endpoint or unknown transport), MDP_EZMQ, MDP_ENOMEM, MDP_EUV; on failure
+ * callback runs from here but the setup hook).  0 and `*out`, or MDP_EINVAL
+ * (a malformed endpoint or unknown transport), MDP_ESETUP (the hook
+ * returned non-zero), MDP_EZMQ, MDP_ENOMEM, MDP_EUV; on failure
  * nothing is left open. */
 int mdp__peer_open(const mdp__peer_config_t *cfg, uv_loop_t *loop,
                    const char *endpoint, mdp_reactor_recv_cb recv_cb,

@@ -85,6 +85,7 @@ void mdp_worker_options_init(mdp_worker_options_t *opts) {
   opts->log_level = MDP_LOG_INFO;
   opts->max_msg_size = 64 * 1024 * 1024;
   opts->max_frames = 1024;
+  mdp__socket_options_default(&opts->socket);
 }
 
 /* Prepends the header of `command` to `body` and sends it.  On failure the

@@ -1560,6 +1560,105 @@ static void malformed_endpoint_reported(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* Each pooled socket goes through the setup hook with the options set. */
+static void socket_options_each_pooled_socket(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  probe_t probe = {0};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.max_msg_size = 8192;
+  probe_options(&o.socket, &probe);
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  CHECK_EQ(probe.calls, 0); /* sockets are opened on demand */
+  rep_t r[3];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("x"), NULL, on_reply, &r[i],
+                                NULL), 0);
+  CHECK_EQ(probe.calls, 3); /* three in flight: three sockets */
+  CHECK(probe_saw_options(&probe));
+  CHECK_EQ(probe.maxmsgsize, 8192);
+  int echoed = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (echoed < 3 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 20);
+    echoed += fake_echo(&f);
+  }
+  CHECK_EQ(echoed, 3);
+  for (int i = 0; i < 3; i++) {
+    CHECK(t_run_until(&loop, rep_done, &r[i], 2000));
+    CHECK_EQ(r[i].status, 0);
+    rep_clear(&r[i]);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A hook that refuses the socket fails the request with MDP_ESETUP (from
+ * the loop); out-of-range socket options fail mdp_client_new. */
+static void socket_setup_failure_reported(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"tcp://127.0.0.1:9"};
+  probe_t probe = {0};
+  probe.fail = -1;
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("x"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK_EQ(r.calls, 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_ESETUP);
+  CHECK_EQ(probe.calls, 1);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sockets, 0);
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  mdp_client_options_init(&o);
+  o.socket.rcvhwm = -1;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  mdp_client_options_init(&o);
+  o.socket.tcp_keepalive_cnt = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A request over tcp://[::1]:PORT, ZMQ_IPV6 set for the literal. */
+static void ipv6_literal_endpoint(void) {
+  fake_t f;
+  if (fake_open_ipv6(&f) != 0)
+    return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("v6"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  CHECK_EQ(fake_echo(&f), 1);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "v6", 2));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1588,6 +1687,9 @@ int main(void) {
   RUN(max_msg_size_bound);
   RUN(queue_bounds);
   RUN(malformed_endpoint_reported);
+  RUN(socket_options_each_pooled_socket);
+  RUN(socket_setup_failure_reported);
+  RUN(ipv6_literal_endpoint);
   t_context_term();
   return t_done();
 }

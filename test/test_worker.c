@@ -1480,6 +1480,108 @@ static void stale_handle_kept_by_value(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* The setup hook runs for every socket (the first and each reconnect's),
+ * after the socket options are set, so it reads them back. */
+static void socket_options_reach_socket(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.reconnect_initial_ms = 20;
+  o.max_msg_size = 4096;
+  probe_options(&o.socket, &probe);
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  CHECK_EQ(probe.calls, 1);
+  CHECK(probe_saw_options(&probe));
+  CHECK_EQ(probe.maxmsgsize, 4096);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  memset(&probe, 0, sizeof probe);
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  ready = fake_take_cmd(&loop, &f, 2000); /* the new socket's READY */
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  mdp_msg_destroy(ready);
+  CHECK_EQ(probe.calls, 1);
+  CHECK(probe_saw_options(&probe));
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Defaults leave libzmq's values; a failing hook fails mdp_worker_new with
+ * MDP_ESETUP and leaves nothing behind; out-of-range options: MDP_EINVAL. */
+static void socket_setup_failure_and_ranges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  mdp_worker_t *w = NULL;
+  probe.fail = 1;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_ESETUP);
+  CHECK_EQ(probe.calls, 1);
+  CHECK_EQ(probe.sndhwm, 1000); /* libzmq's defaults, untouched */
+  CHECK_EQ(probe.rcvhwm, 1000);
+  CHECK_EQ(probe.keepalive, -1);
+  CHECK_EQ(probe.ipv6, 0);
+  CHECK(strcmp(mdp_strerror(MDP_ESETUP), "unknown error") != 0);
+  int bad[][2] = {{0, -1}, {1, -1}, {2, 2}, {2, -2}, {3, 0}, {4, 0}, {5, -3},
+                  {6, 2}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    mdp_worker_options_init(&o);
+    int *field[] = {&o.socket.sndhwm, &o.socket.rcvhwm, &o.socket.tcp_keepalive,
+                    &o.socket.tcp_keepalive_idle, &o.socket.tcp_keepalive_intvl,
+                    &o.socket.tcp_keepalive_cnt, &o.socket.ipv6};
+    *field[bad[i][0]] = bad[i][1];
+    CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+             MDP_EINVAL);
+  }
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* tcp://[::1]:PORT just works: ZMQ_IPV6 is set for a bracketed literal. */
+static void ipv6_literal_endpoint(void) {
+  fake_t f;
+  if (fake_open_ipv6(&f) != 0)
+    return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  CHECK(strncmp(f.endpoint, "tcp://[::1]:", 12) == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  CHECK_EQ(probe.ipv6, 1);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x02", "c6", "", "over v6");
+  mdp_msg_destroy(ready);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c6", "", "over v6"));
+  mdp_msg_destroy(m);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(ready_frames_exact);
   RUN(request_reply_exact);
@@ -1490,6 +1592,9 @@ int main(void) {
   RUN(disconnect_reconnects);
   RUN(misuse_errors);
   RUN(stale_handle_kept_by_value);
+  RUN(socket_options_reach_socket);
+  RUN(socket_setup_failure_and_ranges);
+  RUN(ipv6_literal_endpoint);
   RUN(options_ranges);
   RUN(max_msg_size_enforced);
   RUN(max_frames_enforced);

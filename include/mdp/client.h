@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/log.h"
 #include "mdp/msg.h"
 
@@ -122,6 +123,12 @@ typedef struct {
    * MDP_ENOBUFS, counted in refused_queued_bytes (default 64 MiB; 0 =
    * unlimited).  Requests that go straight to a socket are not counted. */
   size_t max_queued_bytes;
+  /* Options of the client's sockets (each pooled one) (send and receive high-water
+   * marks, TCP keepalive, IPv6, a setup hook): see mdp_socket_options_t in
+   * mdp/context.h.  A hook that fails fails the request that needed the socket
+   * with MDP_ESETUP (reported from the loop, as for any socket that cannot
+   * be opened). */
+  mdp_socket_options_t socket;
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with

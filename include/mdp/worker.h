@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/log.h"
 #include "mdp/msg.h"
 
@@ -132,6 +133,11 @@ typedef struct {
    * counted in dropped_frames; 0 = unlimited.  1..5: MDP_EINVAL (no
    * REQUEST would fit). */
   size_t max_frames;
+  /* Options of the worker's socket (send and receive high-water
+   * marks, TCP keepalive, IPv6, a setup hook): see mdp_socket_options_t in
+   * mdp/context.h.  A hook that fails makes mdp_worker_new() return MDP_ESETUP;
+   * at a reconnect it is logged and retried after the next back-off. */
+  mdp_socket_options_t socket;
 } mdp_worker_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
