@@ -67,6 +67,7 @@ struct client_request_s {
 /* One DEALER socket of the pool, to one endpoint. */
 struct pooled_socket_s {
   mdp__list_t idle_link; /* in its endpoint's idle list while idle */
+  mdp__list_t all_link;  /* in the client's list of open sockets */
   mdp_client_t *client;
   mdp_reactor_t *reactor;
   size_t endpoint;
@@ -86,6 +87,7 @@ struct mdp_client_s {
   mdp__list_t queue;    /* requests waiting for a socket, in order */
   mdp__list_t parked;   /* requests that got no socket: failed, to report */
   mdp__list_t in_flight;
+  mdp__list_t open_sockets; /* every pooled socket not yet closed */
   size_t queued;       /* in queue or parked */
   size_t queued_bytes; /* their body_bytes */
   size_t sent;         /* in in_flight */
@@ -103,6 +105,7 @@ struct mdp_client_s {
   uv_timer_t timer;
   uint64_t timer_due;  /* loop time the timer fires, 0: not armed */
   int closing;
+  int unref;           /* handles are uv_unref'd (mdp_client_unref) */
   int timer_closed;
   mdp__peer_config_t peer; /* socket options, CURVE keys */
   mdp_client_stats_t stats;
@@ -237,6 +240,7 @@ static void client_maybe_free(mdp_client_t *c) {
 static void socket_closed_cb(mdp_reactor_t *reactor) {
   pooled_socket_t *sock = mdp_reactor_get_data(reactor);
   mdp_client_t *c = sock->client;
+  mdp__list_remove(&sock->all_link);
   free(sock);
   c->sockets--;
   if (c->closing)
@@ -466,9 +470,12 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
     free(sock);
     return rc;
   }
+  if (c->unref)
+    mdp_reactor_unref(sock->reactor);
   mdp__list_init(&sock->idle_link);
   sock->client = c;
   sock->endpoint = endpoint;
+  mdp__list_push_back(&c->open_sockets, &sock->all_link);
   c->sockets++;
   c->stats.sockets_opened++;
   *out = sock;
@@ -616,6 +623,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   mdp__list_init(&c->queue);
   mdp__list_init(&c->parked);
   mdp__list_init(&c->in_flight);
+  mdp__list_init(&c->open_sockets);
   mdp__map_init(&c->by_id);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
@@ -771,6 +779,21 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
 }
+
+int mdp_client_is_closing(const mdp_client_t *c) { return c->closing; }
+
+static void client_set_ref(mdp_client_t *c, int ref) {
+  c->unref = !ref;
+  (ref ? uv_ref : uv_unref)((uv_handle_t *)&c->timer);
+  for (mdp__list_t *link = c->open_sockets.next; link != &c->open_sockets;
+       link = link->next) {
+    pooled_socket_t *sock = mdp__container_of(link, pooled_socket_t, all_link);
+    (ref ? mdp_reactor_ref : mdp_reactor_unref)(sock->reactor);
+  }
+}
+
+void mdp_client_ref(mdp_client_t *c) { client_set_ref(c, 1); }
+void mdp_client_unref(mdp_client_t *c) { client_set_ref(c, 0); }
 
 uint64_t mdp__client_steps(const mdp_client_t *c) { return c->steps; }
 

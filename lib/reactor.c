@@ -661,6 +661,18 @@ void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {
   r->fail_cb = cb;
 }
 
+void mdp_reactor_ref(mdp_reactor_t *r) {
+  uv_ref((uv_handle_t *)&r->poll);
+  uv_ref((uv_handle_t *)&r->idle);
+  uv_ref((uv_handle_t *)&r->retry);
+}
+
+void mdp_reactor_unref(mdp_reactor_t *r) {
+  uv_unref((uv_handle_t *)&r->poll);
+  uv_unref((uv_handle_t *)&r->idle);
+  uv_unref((uv_handle_t *)&r->retry);
+}
+
 void mdp_reactor_set_data(mdp_reactor_t *r, void *data) { r->data = data; }
 
 void *mdp_reactor_get_data(const mdp_reactor_t *r) { return r->data; }

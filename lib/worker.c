@@ -61,6 +61,8 @@ struct mdp_worker_s {
 
   mdp__peer_config_t peer;  /* socket options, CURVE keys */
 
+  int registered;           /* the broker accepted this connection */
+  int unref;                /* handles are uv_unref'd (mdp_worker_unref) */
   int closing;
   int wait_for_request;     /* close waits for the FINAL */
   int tearing_down;         /* handles are being closed */
@@ -191,14 +193,22 @@ static void worker_drop_connection(mdp_worker_t *w) {
   w->stats.connected = 0;
 }
 
+/* Tells the application (if it asked) about its connection.  Last thing
+ * its caller does: the callback may close the worker. */
+static void worker_event(mdp_worker_t *w, mdp_worker_event_t event, int err) {
+  if (w->opts.event_cb != NULL && !w->closing)
+    w->opts.event_cb(w, event, err, w->opts.event_data);
+}
+
 static void retry_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
   if (!w->closing)
     worker_connect(w);
 }
 
-/* The broker is gone (silence or DISCONNECT): reconnect after a back-off. */
-static void worker_lost(mdp_worker_t *w, const char *why) {
+/* The broker is gone (silence, DISCONNECT, or no socket could be opened:
+ * `err`): reconnect after a back-off. */
+static void worker_lost(mdp_worker_t *w, const char *why, int err) {
   worker_drop_connection(w);
   if (w->closing) {
     worker_finish_close(w);
@@ -211,6 +221,7 @@ static void worker_lost(mdp_worker_t *w, const char *why) {
   uint64_t max = w->opts.reconnect_max_ms;
   w->backoff = delay > max / 2 ? max : delay * 2;
   uv_timer_start(&w->retry, retry_cb, delay, 0);
+  worker_event(w, MDP_WORKER_BROKER_LOST, err);
 }
 
 /* The broker is presumed dead after this much silence. */
@@ -243,7 +254,7 @@ static void heartbeat_cb(uv_timer_t *timer) {
       return; /* what it read ended this connection, or the worker */
     silence = uv_now(w->loop) - w->last_recv;
     if (silence >= limit) {
-      worker_lost(w, "broker silent");
+      worker_lost(w, "broker silent", MDP_ETIMEDOUT);
       return;
     }
   }
@@ -296,8 +307,18 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   /* A broker that accepted us: the next loss starts the back-off afresh.
    * Not on DISCONNECT: a broker that refuses the READY answers with one at
    * once, and the worker must back off from it, not hammer it. */
-  if (cmd.command == MDP_WORKER_REQUEST || cmd.command == MDP_WORKER_HEARTBEAT)
+  if (cmd.command == MDP_WORKER_REQUEST ||
+      cmd.command == MDP_WORKER_HEARTBEAT) {
     w->backoff = w->opts.reconnect_initial_ms;
+    if (!w->registered) {
+      w->registered = 1;
+      worker_event(w, MDP_WORKER_REGISTERED, 0);
+      if (w->reactor != reactor || w->closing) { /* closed from the event */
+        mdp_msg_destroy(msg);
+        return;
+      }
+    }
+  }
   switch (cmd.command) {
   case MDP_WORKER_REQUEST:
     worker_on_request(w, msg, &cmd);
@@ -308,7 +329,7 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   case MDP_WORKER_DISCONNECT:
     w->stats.disconnects_received++;
     mdp_msg_destroy(msg);
-    worker_lost(w, "DISCONNECT from broker");
+    worker_lost(w, "DISCONNECT from broker", MDP_ECANCELED);
     return;
   default:
     wlog(w, MDP_LOG_WARN, "unexpected %s dropped",
@@ -328,6 +349,9 @@ static int worker_open(mdp_worker_t *w) {
   if (rc < 0)
     return rc;
   w->reactor = connection;
+  w->registered = 0;
+  if (w->unref)
+    mdp_reactor_unref(connection);
   w->reply_seq = 0; /* a new reactor counts from 0 */
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
@@ -349,7 +373,7 @@ static void worker_connect(mdp_worker_t *w) {
   if (rc < 0) {
     wlog(w, MDP_LOG_ERROR, "cannot connect to %s: %s", w->endpoint,
          mdp_strerror(rc));
-    worker_lost(w, "cannot connect");
+    worker_lost(w, "cannot connect", rc);
     return;
   }
   uv_timer_start(&w->heartbeat, heartbeat_cb, w->opts.heartbeat_interval_ms,
@@ -593,6 +617,20 @@ void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
     out->dropped_frames += rs.msgs_dropped;
   }
 }
+
+int mdp_worker_is_closing(const mdp_worker_t *w) { return w->closing; }
+
+static void worker_set_ref(mdp_worker_t *w, int ref) {
+  w->unref = !ref;
+  void (*handle_ref)(uv_handle_t *) = ref ? uv_ref : uv_unref;
+  handle_ref((uv_handle_t *)&w->heartbeat);
+  handle_ref((uv_handle_t *)&w->retry);
+  if (w->reactor != NULL)
+    (ref ? mdp_reactor_ref : mdp_reactor_unref)(w->reactor);
+}
+
+void mdp_worker_ref(mdp_worker_t *w) { worker_set_ref(w, 1); }
+void mdp_worker_unref(mdp_worker_t *w) { worker_set_ref(w, 0); }
 
 void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }
 void *mdp_worker_get_data(const mdp_worker_t *w) { return w->data; }

@@ -197,4 +197,25 @@ static inline int fake_open_ipv6(fake_t *f) {
   return 0;
 }
 
+/* uv_run(UV_RUN_DEFAULT) with a watchdog that does not itself keep the loop
+ * alive (unref'd): 1 if uv_run returned on its own, 0 if the watchdog had
+ * to stop it after `ms`. */
+static inline void t_watchdog_cb_(uv_timer_t *t) {
+  *(int *)t->data = 1;
+  uv_stop(t->loop);
+}
+
+static inline int run_default_returns(uv_loop_t *loop, uint64_t ms) {
+  int fired = 0;
+  uv_timer_t dog;
+  uv_timer_init(loop, &dog);
+  dog.data = &fired;
+  uv_timer_start(&dog, t_watchdog_cb_, t_slow(ms), 0);
+  uv_unref((uv_handle_t *)&dog);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&dog, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return !fired;
+}
+
 #endif /* MDP_TEST_FAKE_BROKER_H */

@@ -1659,6 +1659,41 @@ static void ipv6_literal_endpoint(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* An unref'd client, even with a request pending on an open socket, does
+ * not keep uv_run(UV_RUN_DEFAULT) going; sockets opened later are unref'd
+ * too; mdp_client_is_closing follows mdp_client_close. */
+static void ref_unref_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 60000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r[2];
+  memset(r, 0, sizeof r);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("a"), NULL, on_reply, &r[0],
+                              NULL), 0);
+  CHECK(!run_default_returns(&loop, 300)); /* ref'd: the watchdog stops it */
+  mdp_client_unref(c);
+  CHECK(run_default_returns(&loop, 5000));
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("b"), NULL, on_reply, &r[1],
+                              NULL), 0); /* a second socket, unref'd too */
+  CHECK(run_default_returns(&loop, 5000));
+  mdp_client_ref(c);
+  CHECK(!run_default_returns(&loop, 300));
+  CHECK(!mdp_client_is_closing(c));
+  client_closed_flag = 0;
+  mdp_client_close(c, on_client_closed);
+  CHECK(mdp_client_is_closing(c));
+  CHECK(t_run_until(&loop, is_client_closed, NULL, 2000));
+  CHECK_EQ(r[0].status, MDP_ECANCELED);
+  rep_clear(&r[0]);
+  rep_clear(&r[1]);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1690,6 +1725,7 @@ int main(void) {
   RUN(socket_options_each_pooled_socket);
   RUN(socket_setup_failure_reported);
   RUN(ipv6_literal_endpoint);
+  RUN(ref_unref_loop);
   t_context_term();
   return t_done();
 }

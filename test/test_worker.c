@@ -1582,6 +1582,107 @@ static void ipv6_literal_endpoint(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+typedef struct {
+  int n;
+  mdp_worker_event_t event[8];
+  int err[8];
+  int close_on_lost;
+} events_t;
+
+static void on_event(mdp_worker_t *w, mdp_worker_event_t event, int err,
+                     void *data) {
+  events_t *e = data;
+  if (e->n < 8) {
+    e->event[e->n] = event;
+    e->err[e->n] = err;
+  }
+  e->n++;
+  if (event == MDP_WORKER_BROKER_LOST && e->close_on_lost)
+    mdp_worker_close(w, 0, on_closed);
+}
+
+static int events_at_least(void *arg) { return ((events_t *)arg)->n >= 2; }
+static int events_three(void *arg) { return ((events_t *)arg)->n >= 3; }
+static int events_four(void *arg) { return ((events_t *)arg)->n >= 4; }
+static int events_one(void *arg) { return ((events_t *)arg)->n >= 1; }
+
+/* REGISTERED at the broker's first HEARTBEAT (not at READY); BROKER_LOST
+ * with the reason: DISCONNECT, silence; a callback may close the worker. */
+static void life_cycle_events(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  events_t ev = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 20;
+  o.event_cb = on_event;
+  o.event_data = &ev;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  CHECK_EQ(ev.n, 0); /* READY sent is not registered */
+  fake_send(&f, ready, "MDPW02", "\x05");
+  CHECK(t_run_until(&loop, events_one, &ev, 2000));
+  CHECK_EQ(ev.event[0], MDP_WORKER_REGISTERED);
+  fake_send(&f, ready, "MDPW02", "\x05"); /* once per connection */
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, events_at_least, &ev, 2000));
+  CHECK_EQ(ev.n, 2);
+  CHECK_EQ(ev.event[1], MDP_WORKER_BROKER_LOST);
+  CHECK_EQ(ev.err[1], MDP_ECANCELED);
+  ready = fake_take_cmd(&loop, &f, 2000); /* reconnected */
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x05");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, events_three, &ev, 2000));
+  CHECK_EQ(ev.event[2], MDP_WORKER_REGISTERED);
+  ev.close_on_lost = 1; /* then silence: lost, and closed from the event */
+  CHECK(t_run_until(&loop, events_four, &ev, 5000));
+  CHECK_EQ(ev.event[3], MDP_WORKER_BROKER_LOST);
+  CHECK_EQ(ev.err[3], MDP_ETIMEDOUT);
+  CHECK(mdp_worker_is_closing(w));
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  CHECK_EQ(ev.n, 4); /* none while closing */
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* An unref'd worker does not keep uv_run(UV_RUN_DEFAULT) going; ref'd it
+ * does; mdp_worker_is_closing follows mdp_worker_close. */
+static void ref_unref_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  mdp_msg_destroy(ready);
+  CHECK(uv_loop_alive(&loop));
+  CHECK(!run_default_returns(&loop, 300)); /* ref'd: the watchdog stops it */
+  mdp_worker_unref(w);
+  CHECK(run_default_returns(&loop, 5000));
+  CHECK(!mdp_worker_is_closing(w));
+  mdp_worker_ref(w);
+  CHECK(uv_loop_alive(&loop));
+  mdp_worker_unref(w); /* closing still runs to the end */
+  mdp_worker_close(w, 0, on_closed);
+  CHECK(mdp_worker_is_closing(w));
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(ready_frames_exact);
   RUN(request_reply_exact);
@@ -1595,6 +1696,8 @@ int main(void) {
   RUN(socket_options_reach_socket);
   RUN(socket_setup_failure_and_ranges);
   RUN(ipv6_literal_endpoint);
+  RUN(life_cycle_events);
+  RUN(ref_unref_loop);
   RUN(options_ranges);
   RUN(max_msg_size_enforced);
   RUN(max_frames_enforced);

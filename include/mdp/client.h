@@ -211,6 +211,17 @@ MDP_EXTERN int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
  * callbacks.  A second call is a no-op. */
 MDP_EXTERN void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
 
+/* 1 once mdp_client_close() was called, else 0. */
+MDP_EXTERN int mdp_client_is_closing(const mdp_client_t *client);
+
+/* libuv's ref/unref idiom: an unref'd client's handles (its timer and every
+ * pooled socket's reactor, also those opened later) are uv_unref'd, so
+ * uv_run(UV_RUN_DEFAULT) returns when nothing else is active, even with
+ * requests pending (they go on while something else runs the loop).
+ * Clients start ref'd.  Loop thread only; never fails; idempotent. */
+MDP_EXTERN void mdp_client_ref(mdp_client_t *client);
+MDP_EXTERN void mdp_client_unref(mdp_client_t *client);
+
 /* Copies the client's counters and gauges into `*out` (the caller's). */
 MDP_EXTERN void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);
 

@@ -153,6 +153,13 @@ MDP_EXTERN void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 /* Callback for accepted messages that fail later (see mdp_reactor_fail_cb). */
 MDP_EXTERN void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
 
+/* libuv's ref/unref idiom for the reactor's handles (poll, idle, timer):
+ * an unref'd reactor does not keep uv_run(UV_RUN_DEFAULT) going on its own,
+ * though it goes on working while something else keeps the loop alive.
+ * New reactors are ref'd.  Loop thread only; never fails. */
+MDP_EXTERN void mdp_reactor_ref(mdp_reactor_t *reactor);
+MDP_EXTERN void mdp_reactor_unref(mdp_reactor_t *reactor);
+
 /* The user's pointer (NULL initially). */
 MDP_EXTERN void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);
 MDP_EXTERN void *mdp_reactor_get_data(const mdp_reactor_t *reactor);

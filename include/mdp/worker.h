@@ -74,6 +74,27 @@ typedef struct mdp_request_s {
 typedef void (*mdp_worker_request_cb)(mdp_worker_t *worker,
                                       mdp_request_t req, mdp_msg_t *body);
 
+/* What the worker's connection to its broker did (mdp_worker_event_cb). */
+typedef enum {
+  /* The broker accepted the READY: its first HEARTBEAT or REQUEST on this
+   * connection arrived (a READY that was only sent proves nothing; a broker
+   * that refuses it answers DISCONNECT).  Once per connection. */
+  MDP_WORKER_REGISTERED = 1,
+  /* The connection was given up and a reconnect is scheduled; `err` says
+   * why: MDP_ETIMEDOUT (the broker was silent for liveness x interval),
+   * MDP_ECANCELED (the broker sent DISCONNECT), or the error that kept a new socket from opening
+   * (MDP_ESETUP, MDP_EZMQ, MDP_ENOMEM, ...). */
+  MDP_WORKER_BROKER_LOST = 2
+} mdp_worker_event_t;
+
+/* Optional life-cycle callback (opts.event_cb).  Called from the loop,
+ * never from inside a libmdp call and never once the worker is closing.
+ * It may close the worker; a request in progress when the broker was lost
+ * is already abandoned (its handle is stale). */
+typedef void (*mdp_worker_event_cb)(mdp_worker_t *worker,
+                                    mdp_worker_event_t event, int err,
+                                    void *data);
+
 /* The worker is closed; do not use `worker` (or any of its request handles)
  * after this callback returns. */
 typedef void (*mdp_worker_close_cb)(mdp_worker_t *worker);
@@ -138,6 +159,9 @@ typedef struct {
    * mdp/context.h.  A hook that fails makes mdp_worker_new() return MDP_ESETUP;
    * at a reconnect it is logged and retried after the next back-off. */
   mdp_socket_options_t socket;
+  /* Life-cycle callback (NULL: none) and its last argument. */
+  mdp_worker_event_cb event_cb;
+  void *event_data;
 } mdp_worker_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
@@ -214,6 +238,18 @@ MDP_EXTERN int mdp_worker_request_active(mdp_request_t req);
  * call is a no-op. */
 MDP_EXTERN void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
                       mdp_worker_close_cb close_cb);
+
+/* 1 once mdp_worker_close() was called (the worker may still be sending
+ * its last reply or DISCONNECT), else 0. */
+MDP_EXTERN int mdp_worker_is_closing(const mdp_worker_t *worker);
+
+/* libuv's ref/unref idiom: an unref'd worker's handles (its timers and its
+ * socket's reactor, also after reconnects) are uv_unref'd, so
+ * uv_run(UV_RUN_DEFAULT) returns when nothing else is active; the worker
+ * goes on serving while something else keeps the loop running.  Workers
+ * start ref'd.  Loop thread only; never fails; idempotent. */
+MDP_EXTERN void mdp_worker_ref(mdp_worker_t *worker);
+MDP_EXTERN void mdp_worker_unref(mdp_worker_t *worker);
 
 /* Copies the worker's counters into `*out` (the caller's). */
 MDP_EXTERN void mdp_worker_get_stats(const mdp_worker_t *worker, mdp_worker_stats_t *out);
