@@ -83,6 +83,7 @@ struct mdp_client_s {
   mdp__list_t *idle;    /* one list of idle sockets per endpoint */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
+  mdp_client_drain_cb drain_cb;
   void *data;
   mdp__list_t queue;    /* requests waiting for a socket, in order */
   mdp__list_t parked;   /* requests that got no socket: failed, to report */
@@ -459,6 +460,14 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
 
 /* --- sending ------------------------------------------------------------- */
 
+/* A socket's held sends all went: if none is held anywhere now, tell. */
+static void socket_drained_cb(mdp_reactor_t *reactor) {
+  pooled_socket_t *sock = mdp_reactor_get_data(reactor);
+  mdp_client_t *c = sock->client;
+  if (c->drain_cb != NULL && !c->closing && mdp_client_held(c, NULL) == 0)
+    c->drain_cb(c);
+}
+
 static int socket_open(mdp_client_t *c, size_t endpoint,
                        pooled_socket_t **out) {
   pooled_socket_t *sock = calloc(1, sizeof *sock);
@@ -472,6 +481,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   }
   if (c->unref)
     mdp_reactor_unref(sock->reactor);
+  mdp_reactor_set_drain_cb(sock->reactor, socket_drained_cb);
   mdp__list_init(&sock->idle_link);
   sock->client = c;
   sock->endpoint = endpoint;
@@ -778,6 +788,25 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->queued = c->queued;
   out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
+}
+
+size_t mdp_client_held(const mdp_client_t *c, size_t *bytes) {
+  size_t messages = 0, total_bytes = 0;
+  for (mdp__list_t *link = c->open_sockets.next; link != &c->open_sockets;
+       link = link->next) {
+    pooled_socket_t *sock = mdp__container_of(link, pooled_socket_t, all_link);
+    mdp_reactor_stats_t st;
+    mdp_reactor_get_stats(sock->reactor, &st);
+    messages += st.pending;
+    total_bytes += st.pending_bytes;
+  }
+  if (bytes != NULL)
+    *bytes = total_bytes;
+  return messages;
+}
+
+void mdp_client_set_drain_cb(mdp_client_t *c, mdp_client_drain_cb cb) {
+  c->drain_cb = cb;
 }
 
 int mdp_client_is_closing(const mdp_client_t *c) { return c->closing; }

@@ -38,6 +38,7 @@ struct mdp_worker_s {
   mdp_worker_options_t opts;
   mdp_worker_request_cb request_cb;
   mdp_worker_close_cb close_cb;
+  mdp_worker_drain_cb drain_cb;
   void *data;
 
   mdp_reactor_t *reactor;   /* the live connection, or NULL */
@@ -126,12 +127,29 @@ static int worker_send_command(mdp_worker_t *w, mdp_command_t command) {
   return rc;
 }
 
-static size_t held_sends(const mdp_worker_t *w) {
-  if (w->reactor == NULL)
-    return 0;
+size_t mdp_worker_held(const mdp_worker_t *w, size_t *bytes) {
   mdp_reactor_stats_t st;
-  mdp_reactor_get_stats(w->reactor, &st);
+  memset(&st, 0, sizeof st);
+  if (w->reactor != NULL)
+    mdp_reactor_get_stats(w->reactor, &st);
+  if (bytes != NULL)
+    *bytes = st.pending_bytes;
   return st.pending;
+}
+
+static size_t held_sends(const mdp_worker_t *w) {
+  return mdp_worker_held(w, NULL);
+}
+
+/* The live connection's held sends all went. */
+static void reactor_drained_cb(mdp_reactor_t *reactor) {
+  mdp_worker_t *w = mdp_reactor_get_data(reactor);
+  if (reactor == w->reactor && w->drain_cb != NULL)
+    w->drain_cb(w);
+}
+
+void mdp_worker_set_drain_cb(mdp_worker_t *w, mdp_worker_drain_cb cb) {
+  w->drain_cb = cb;
 }
 
 /* Messages the reactor took from us, and those of them that left its ring
@@ -349,6 +367,7 @@ static int worker_open(mdp_worker_t *w) {
   if (rc < 0)
     return rc;
   w->reactor = connection;
+  mdp_reactor_set_drain_cb(connection, reactor_drained_cb);
   w->registered = 0;
   if (w->unref)
     mdp_reactor_unref(connection);

@@ -1694,6 +1694,76 @@ static void ref_unref_loop(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+static int set_immediate(void *sock, void *data) {
+  int on = 1;
+  return zmq_setsockopt(sock, ZMQ_IMMEDIATE, &on, sizeof on);
+}
+
+static int drains;
+static void on_drain(mdp_client_t *c) {
+  drains++;
+  CHECK(mdp_client_held(c, NULL) == 0);
+}
+static int drained(void *arg) { return drains > 0; }
+
+typedef struct {
+  fake_t *f;
+  const char *ep;
+} fake_rebind_t;
+
+/* ZeroMQ closes a listener from its I/O thread: try until the port is
+ * free again. */
+static int rebound(void *arg) {
+  fake_rebind_t *rb = arg;
+  if (fake_open(rb->f, rb->ep) == 0)
+    return 1;
+  zmq_close(rb->f->sock);
+  return 0;
+}
+
+/* With ZMQ_IMMEDIATE (set by the hook) and no broker yet, the REQUEST is
+ * held: mdp_client_held counts it (and its bytes); when the broker appears
+ * it goes, and the drain callback runs once, from the loop. */
+static void held_and_drain(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  char ep[256];
+  snprintf(ep, sizeof ep, "%s", f.endpoint);
+  fake_close(&f); /* nothing listens there now */
+  const char *eps[] = {ep};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.socket.setup = set_immediate;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  drains = 0;
+  mdp_client_set_drain_cb(c, on_drain);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("held"), NULL, on_reply, &r,
+                              NULL), 0);
+  size_t bytes = 0;
+  CHECK_EQ(mdp_client_held(c, &bytes), 1);
+  CHECK(bytes >= 4 + 6 + 1 + 4); /* body, header, command, service */
+  CHECK_EQ(drains, 0);
+  fake_rebind_t rb = {&f, ep};
+  CHECK(t_run_until(&loop, rebound, &rb, 5000));
+  CHECK(t_run_until(&loop, drained, NULL, 5000));
+  CHECK_EQ(drains, 1);
+  CHECK_EQ(mdp_client_held(c, &bytes), 0);
+  CHECK_EQ(bytes, 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  CHECK_EQ(fake_echo(&f), 1);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  rep_clear(&r);
+  CHECK_EQ(drains, 1);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1726,6 +1796,7 @@ int main(void) {
   RUN(socket_setup_failure_reported);
   RUN(ipv6_literal_endpoint);
   RUN(ref_unref_loop);
+  RUN(held_and_drain);
   t_context_term();
   return t_done();
 }

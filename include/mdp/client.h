@@ -63,6 +63,10 @@ typedef void (*mdp_client_reply_cb)(mdp_client_t *client, uint64_t request_id,
                                     int status, int final, mdp_msg_t *body,
                                     void *request_data);
 
+/* Everything the client held unsent has gone to ZeroMQ (mdp_client_held()
+ * fell to zero after being above it).  See mdp_client_set_drain_cb(). */
+typedef void (*mdp_client_drain_cb)(mdp_client_t *client);
+
 /* The client is closed; do not use `client` after this callback returns. */
 typedef void (*mdp_client_close_cb)(mdp_client_t *client);
 
@@ -210,6 +214,22 @@ MDP_EXTERN int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
  * mdp_client_request() returns MDP_ECLOSING from now on.  Safe from reply
  * callbacks.  A second call is a no-op. */
 MDP_EXTERN void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
+
+/* Back-pressure: the messages (returned) and bytes (`*bytes`, if not NULL)
+ * held unsent because a socket's pipe to its broker is full, summed over
+ * the pooled sockets.  A request accepted by mdp_client_request() may be
+ * held; a non-zero count says some are.  Held messages of a socket that is
+ * discarded (its request timed out, was cancelled or retried) are dropped
+ * with it. */
+MDP_EXTERN size_t mdp_client_held(const mdp_client_t *client, size_t *bytes);
+
+/* Sets (NULL: clears) the callback called from the loop when the held
+ * count falls to zero after being above it, because the held messages were
+ * sent (not when they are dropped with a discarded socket: the request's
+ * own callback tells).  Never called from inside a libmdp call.  It may
+ * make requests or close the client. */
+MDP_EXTERN void mdp_client_set_drain_cb(mdp_client_t *client,
+                                        mdp_client_drain_cb cb);
 
 /* 1 once mdp_client_close() was called, else 0. */
 MDP_EXTERN int mdp_client_is_closing(const mdp_client_t *client);

@@ -95,6 +95,10 @@ typedef void (*mdp_worker_event_cb)(mdp_worker_t *worker,
                                     mdp_worker_event_t event, int err,
                                     void *data);
 
+/* Everything the worker held unsent has gone to ZeroMQ (mdp_worker_held()
+ * fell to zero after being above it).  See mdp_worker_set_drain_cb(). */
+typedef void (*mdp_worker_drain_cb)(mdp_worker_t *worker);
+
 /* The worker is closed; do not use `worker` (or any of its request handles)
  * after this callback returns. */
 typedef void (*mdp_worker_close_cb)(mdp_worker_t *worker);
@@ -238,6 +242,24 @@ MDP_EXTERN int mdp_worker_request_active(mdp_request_t req);
  * call is a no-op. */
 MDP_EXTERN void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
                       mdp_worker_close_cb close_cb);
+
+/* Back-pressure: the messages (returned) and bytes (`*bytes`, if not NULL)
+ * the worker holds unsent because its socket's pipe to the broker is full
+ * (a broker, or a client behind it, reading slowly).  mdp_worker_partial()
+ * and mdp_worker_final() return 0 for a reply that was sent or held alike;
+ * a non-zero count right after the call says it was held.  A producer
+ * that stops while this is above 0 and resumes in the drain callback keeps
+ * the worker's memory to about one message.  Held messages are dropped
+ * with a lost connection (the request is abandoned). */
+MDP_EXTERN size_t mdp_worker_held(const mdp_worker_t *worker, size_t *bytes);
+
+/* Sets (NULL: clears) the callback called from the loop when the held
+ * count falls to zero after being above it, as libuv's write callback; not
+ * when held messages are dropped with the connection (the event callback's
+ * MDP_WORKER_BROKER_LOST says that).  It may reply, close the worker, etc.
+ * Never called from inside mdp_worker_partial() or mdp_worker_final(). */
+MDP_EXTERN void mdp_worker_set_drain_cb(mdp_worker_t *worker,
+                                        mdp_worker_drain_cb cb);
 
 /* 1 once mdp_worker_close() was called (the worker may still be sending
  * its last reply or DISCONNECT), else 0. */
