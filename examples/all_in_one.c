@@ -24,7 +24,7 @@ static mdp_broker_t *broker;
 static mdp_worker_t **workers;
 static int nworkers;
 
-static void on_request(mdp_worker_t *w, const mdp_request_t *req,
+static void on_request(mdp_worker_t *w, mdp_request_t req,
                        mdp_msg_t *body) {
   if (mdp_worker_final(req, body) < 0)
     mdp_msg_destroy(body);

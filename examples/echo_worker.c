@@ -13,7 +13,7 @@
 static uv_signal_t sigint, sigterm;
 
 /* The body is the reply: ownership moves straight back to the library. */
-static void on_request(mdp_worker_t *worker, const mdp_request_t *req,
+static void on_request(mdp_worker_t *worker, mdp_request_t req,
                        mdp_msg_t *body) {
   if (mdp_worker_final(req, body) < 0)
     mdp_msg_destroy(body); /* refused: still ours */

@@ -6,7 +6,11 @@
  *   stream_worker [BROKER_URL] [SERVICE]      (default service: stream)
  *
  * Shows the asynchronous reply API: the handle is copied out of the
- * callback and used later, from a uv_idle_t. */
+ * callback and used later, from a uv_idle_t; and back-pressure: when the
+ * broker reads more slowly than parts are made, the worker stops producing
+ * while mdp_worker_held() is above 0 and resumes in the drain callback, so
+ * its memory stays at about one part whatever the reply's size.  After
+ * each FINAL it prints "streamed N parts, at most M held". */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,8 @@ typedef struct {
   mdp_worker_t *worker;
   mdp_request_t req; /* a copy: valid after the callback returned */
   long left, sent;
+  size_t most_held; /* the largest mdp_worker_held() seen */
+  int paused;       /* waiting for the drain callback */
   uv_idle_t idle;
   uv_signal_t sigint, sigterm;
 } streamer_t;
@@ -31,17 +37,26 @@ static void send_next(uv_idle_t *idle) {
     static char chunk[PART_SIZE];
     memset(chunk, 'a' + (int)(s->sent % 26), sizeof chunk);
     mdp_msg_append_mem(part, chunk, sizeof chunk);
-    if (mdp_worker_partial(&s->req, part) == 0) {
+    if (mdp_worker_partial(s->req, part) == 0) {
       s->left--;
       s->sent++;
+      size_t held = mdp_worker_held(s->worker, NULL);
+      if (held > s->most_held)
+        s->most_held = held;
+      if (held > 0) { /* the pipe is full: wait for the drain */
+        s->paused = 1;
+        uv_idle_stop(idle);
+      }
       return;
     }
   } else {
     char text[32];
     snprintf(text, sizeof text, "%ld", s->sent * PART_SIZE);
     mdp_msg_append_str(part, text);
-    if (mdp_worker_final(&s->req, part) == 0) {
+    if (mdp_worker_final(s->req, part) == 0) {
       uv_idle_stop(idle);
+      printf("streamed %ld parts, at most %zu held\n", s->sent, s->most_held);
+      fflush(stdout);
       return;
     }
   }
@@ -51,7 +66,16 @@ static void send_next(uv_idle_t *idle) {
   uv_idle_stop(idle);
 }
 
-static void on_request(mdp_worker_t *worker, const mdp_request_t *req,
+/* Everything held went to ZeroMQ: produce again. */
+static void on_drain(mdp_worker_t *worker) {
+  streamer_t *s = mdp_worker_get_data(worker);
+  if (s->paused) {
+    s->paused = 0;
+    uv_idle_start(&s->idle, send_next);
+  }
+}
+
+static void on_request(mdp_worker_t *worker, mdp_request_t req,
                        mdp_msg_t *body) {
   streamer_t *s = mdp_worker_get_data(worker);
   char num[32] = "";
@@ -59,9 +83,11 @@ static void on_request(mdp_worker_t *worker, const mdp_request_t *req,
   if (n < sizeof num)
     memcpy(num, mdp_msg_data(body, 0), n);
   mdp_msg_destroy(body);
-  s->req = *req;
+  s->req = req;
   s->left = n > 0 ? atol(num) : 100;
   s->sent = 0;
+  s->most_held = 0;
+  s->paused = 0;
   uv_idle_start(&s->idle, send_next);
 }
 
@@ -78,12 +104,16 @@ int main(int argc, char **argv) {
   const char *service = argc > 2 ? argv[2] : "stream";
   uv_loop_t *loop = uv_default_loop();
   static streamer_t s;
-  int rc = mdp_worker_new(loop, url, service, NULL, on_request, &s.worker);
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.socket.sndhwm = 16; /* ZeroMQ's own queue: 16 parts of 64 KiB, not 1000 */
+  int rc = mdp_worker_new(loop, url, service, &o, on_request, &s.worker);
   if (rc < 0) {
     fprintf(stderr, "stream_worker: %s\n", mdp_strerror(rc));
     return 1;
   }
   mdp_worker_set_data(s.worker, &s);
+  mdp_worker_set_drain_cb(s.worker, on_drain);
   uv_idle_init(loop, &s.idle);
   s.idle.data = &s;
   uv_signal_init(loop, &s.sigint);

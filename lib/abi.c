@@ -15,3 +15,8 @@ MDP__FIXED_SIZE(mdp_broker_options_t, 512);
 MDP__FIXED_SIZE(mdp_broker_stats_t, 512);
 MDP__FIXED_SIZE(mdp_broker_service_stats_t, 128);
 MDP__FIXED_SIZE(mdp_reactor_stats_t, 256);
+MDP__FIXED_SIZE(mdp_worker_options_t, 512);
+MDP__FIXED_SIZE(mdp_worker_stats_t, 512);
+MDP__FIXED_SIZE(mdp_client_options_t, 512);
+MDP__FIXED_SIZE(mdp_client_stats_t, 512);
+MDP__FIXED_SIZE(mdp_request_options_t, 128);

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
 
 #include "log_internal.h"
 #include "mdp/client.h"
@@ -30,9 +29,9 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "client_internal.h"
-#include "keys.h"
 #include "list.h"
 #include "map.h"
+#include "peer.h"
 
 enum { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
@@ -68,6 +67,7 @@ struct client_request_s {
 /* One DEALER socket of the pool, to one endpoint. */
 struct pooled_socket_s {
   mdp__list_t idle_link; /* in its endpoint's idle list while idle */
+  mdp__list_t all_link;  /* in the client's list of open sockets */
   mdp_client_t *client;
   mdp_reactor_t *reactor;
   size_t endpoint;
@@ -78,16 +78,17 @@ struct pooled_socket_s {
 
 struct mdp_client_s {
   uv_loop_t *loop;
-  void *ctx;
   char **endpoints;
   size_t n_endpoints;
   mdp__list_t *idle;    /* one list of idle sockets per endpoint */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
+  mdp_client_drain_cb drain_cb;
   void *data;
   mdp__list_t queue;    /* requests waiting for a socket, in order */
   mdp__list_t parked;   /* requests that got no socket: failed, to report */
   mdp__list_t in_flight;
+  mdp__list_t open_sockets; /* every pooled socket not yet closed */
   size_t queued;       /* in queue or parked */
   size_t queued_bytes; /* their body_bytes */
   size_t sent;         /* in in_flight */
@@ -105,9 +106,9 @@ struct mdp_client_s {
   uv_timer_t timer;
   uint64_t timer_due;  /* loop time the timer fires, 0: not armed */
   int closing;
+  int unref;           /* handles are uv_unref'd (mdp_client_unref) */
   int timer_closed;
-  int curve;           /* CURVE keys below are set */
-  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
+  mdp__peer_config_t peer; /* socket options, CURVE keys */
   mdp_client_stats_t stats;
 };
 
@@ -240,6 +241,7 @@ static void client_maybe_free(mdp_client_t *c) {
 static void socket_closed_cb(mdp_reactor_t *reactor) {
   pooled_socket_t *sock = mdp_reactor_get_data(reactor);
   mdp_client_t *c = sock->client;
+  mdp__list_remove(&sock->all_link);
   free(sock);
   c->sockets--;
   if (c->closing)
@@ -402,7 +404,7 @@ static void timer_cb(uv_timer_t *timer) {
        * waiting unread on the request's socket.  Read it first, then look
        * again (it may have moved the request, finished it, or anything). */
       req->drained_at = now;
-      mdp_reactor_process_now(req->sock->reactor);
+      mdp__peer_read_waiting(req->sock->reactor);
       continue;
     }
     req_expire(c, req, now);
@@ -458,37 +460,32 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
 
 /* --- sending ------------------------------------------------------------- */
 
+/* A socket's held sends all went: if none is held anywhere now, tell. */
+static void socket_drained_cb(mdp_reactor_t *reactor) {
+  pooled_socket_t *sock = mdp_reactor_get_data(reactor);
+  mdp_client_t *c = sock->client;
+  if (c->drain_cb != NULL && !c->closing && mdp_client_held(c, NULL) == 0)
+    c->drain_cb(c);
+}
+
 static int socket_open(mdp_client_t *c, size_t endpoint,
                        pooled_socket_t **out) {
   pooled_socket_t *sock = calloc(1, sizeof *sock);
   if (sock == NULL)
     return MDP_ENOMEM;
-  void *zsock = zmq_socket(c->ctx, ZMQ_DEALER);
-  if (zsock == NULL) {
-    free(sock);
-    return MDP_EZMQ;
-  }
-  int linger = 0;
-  int64_t max_msg_size = c->opts.max_msg_size;
-  zmq_setsockopt(zsock, ZMQ_LINGER, &linger, sizeof linger);
-  int rc = MDP_EZMQ;
-  if (zmq_setsockopt(zsock, ZMQ_MAXMSGSIZE, &max_msg_size,
-                     sizeof max_msg_size) != 0 ||
-      (c->curve && mdp__curve_client_setup(zsock, c->curve_keys[0],
-                                          c->curve_keys[1],
-                                          c->curve_keys[2]) < 0) ||
-      zmq_connect(zsock, c->endpoints[endpoint]) != 0 ||
-      (rc = mdp_reactor_new(c->loop, zsock, 1, socket_recv_cb,
-                            &sock->reactor)) != 0) {
-    zmq_close(zsock);
+  int rc = mdp__peer_open(&c->peer, c->loop, c->endpoints[endpoint],
+                          socket_recv_cb, sock, 0, &sock->reactor);
+  if (rc < 0) {
     free(sock);
     return rc;
   }
+  if (c->unref)
+    mdp_reactor_unref(sock->reactor);
+  mdp_reactor_set_drain_cb(sock->reactor, socket_drained_cb);
   mdp__list_init(&sock->idle_link);
   sock->client = c;
   sock->endpoint = endpoint;
-  mdp_reactor_set_data(sock->reactor, sock);
-  mdp_reactor_start(sock->reactor);
+  mdp__list_push_back(&c->open_sockets, &sock->all_link);
   c->sockets++;
   c->stats.sockets_opened++;
   *out = sock;
@@ -511,13 +508,11 @@ static void req_send(mdp_client_t *c, client_request_t *req,
   if (msg != NULL) {
     mdp_cmd_t cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.dialect = c->opts.dialect;
+    cmd.dialect = c->peer.dialect;
     cmd.command = MDP_CLIENT_REQUEST;
     cmd.service = req->service;
     cmd.service_size = req->service_size;
-    rc = mdp_encode(msg, &cmd);
-    if (rc == 0)
-      rc = mdp_reactor_send(sock->reactor, msg);
+    rc = mdp__peer_send(sock->reactor, &cmd, msg);
   }
   req->state = REQ_SENT;
   req->sock = sock;
@@ -586,6 +581,7 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->max_queued_bytes = 64 * 1024 * 1024;
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
+  mdp__socket_options_default(&opts->socket);
 }
 
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
@@ -597,21 +593,15 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     o = *opts;
   else
     mdp_client_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
-      o.dialect != MDP_DIALECT_MDP01)
-    return MDP_EINVAL; /* exactly one dialect */
-  if (o.timeout_ms == 0 || o.max_sockets == 0 || o.max_msg_size < -1)
+  if (o.timeout_ms == 0 || o.max_sockets == 0)
     return MDP_EINVAL;
-  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
-                                     o.curve_secret_key);
-  if (curve < 0)
-    return curve;
+  mdp__peer_config_t peer;
+  int rc = mdp__peer_config_from_options(&peer, &o);
+  if (rc < 0)
+    return rc;
   for (size_t i = 0; i < n; i++)
     if (endpoints[i] == NULL || endpoints[i][0] == '\0')
       return MDP_EINVAL;
-  void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
-  if (ctx == NULL)
-    return MDP_EZMQ;
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return MDP_ENOMEM;
@@ -637,18 +627,13 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   }
   c->n_endpoints = n;
   c->loop = loop;
-  c->ctx = ctx;
-  if (curve) {
-    c->curve = 1;
-    memcpy(c->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(c->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(c->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
-  }
+  c->peer = peer;
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   c->opts = o;
   mdp__list_init(&c->queue);
   mdp__list_init(&c->parked);
   mdp__list_init(&c->in_flight);
+  mdp__list_init(&c->open_sockets);
   mdp__map_init(&c->by_id);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
@@ -804,6 +789,40 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
 }
+
+size_t mdp_client_held(const mdp_client_t *c, size_t *bytes) {
+  size_t messages = 0, total_bytes = 0;
+  for (mdp__list_t *link = c->open_sockets.next; link != &c->open_sockets;
+       link = link->next) {
+    pooled_socket_t *sock = mdp__container_of(link, pooled_socket_t, all_link);
+    mdp_reactor_stats_t st;
+    mdp_reactor_get_stats(sock->reactor, &st);
+    messages += st.pending;
+    total_bytes += st.pending_bytes;
+  }
+  if (bytes != NULL)
+    *bytes = total_bytes;
+  return messages;
+}
+
+void mdp_client_set_drain_cb(mdp_client_t *c, mdp_client_drain_cb cb) {
+  c->drain_cb = cb;
+}
+
+int mdp_client_is_closing(const mdp_client_t *c) { return c->closing; }
+
+static void client_set_ref(mdp_client_t *c, int ref) {
+  c->unref = !ref;
+  (ref ? uv_ref : uv_unref)((uv_handle_t *)&c->timer);
+  for (mdp__list_t *link = c->open_sockets.next; link != &c->open_sockets;
+       link = link->next) {
+    pooled_socket_t *sock = mdp__container_of(link, pooled_socket_t, all_link);
+    (ref ? mdp_reactor_ref : mdp_reactor_unref)(sock->reactor);
+  }
+}
+
+void mdp_client_ref(mdp_client_t *c) { client_set_ref(c, 1); }
+void mdp_client_unref(mdp_client_t *c) { client_set_ref(c, 0); }
 
 uint64_t mdp__client_steps(const mdp_client_t *c) { return c->steps; }
 

@@ -46,6 +46,7 @@ enum {
   F_IDLE_ACTIVE = 1 << 4,
   F_OWN_SOCKET = 1 << 5,
   F_RX_DROP = 1 << 6, /* out of memory mid-message: discard until !MORE */
+  F_DRAIN_DUE = 1 << 7, /* the held ring emptied: drain_cb is owed */
 };
 
 /* A held message and the bytes it was counted for in stats.pending_bytes
@@ -69,6 +70,7 @@ struct mdp_reactor_s {
   void *socket;
   mdp_reactor_recv_cb recv_cb;
   mdp_reactor_fail_cb fail_cb;
+  mdp_reactor_drain_cb drain_cb;
   mdp_reactor_close_cb close_cb;
   void *data;
   unsigned flags;
@@ -105,14 +107,26 @@ static int is_closing(const mdp_reactor_t *r) {
   return (r->flags & F_CLOSING) != 0;
 }
 
+/* Calls drain_cb if the held ring emptied since the last call and is still
+ * empty.  Only from the loop's callbacks (the last thing they do). */
+static void deliver_drain(mdp_reactor_t *r) {
+  if (!(r->flags & F_DRAIN_DUE) || is_closing(r))
+    return;
+  r->flags &= ~F_DRAIN_DUE;
+  if (r->stats.pending == 0 && r->drain_cb != NULL)
+    r->drain_cb(r);
+}
+
 static void idle_cb(uv_idle_t *handle) {
   mdp_reactor_t *r = handle->data;
   deliver_failed(r);
   reactor_process(r);
+  deliver_drain(r);
 }
 
 static void retry_cb(uv_timer_t *handle) {
   reactor_process(handle->data);
+  deliver_drain(handle->data);
 }
 
 static void poll_cb(uv_poll_t *handle, int status, int events) {
@@ -121,6 +135,7 @@ static void poll_cb(uv_poll_t *handle, int status, int events) {
   (void)status;
   (void)events;
   reactor_process(handle->data);
+  deliver_drain(handle->data);
 }
 
 /* Resumes processing on the next loop iteration (this one, if called before
@@ -133,8 +148,9 @@ static void kick(mdp_reactor_t *r) {
 }
 
 static void idle_stop(mdp_reactor_t *r) {
-  /* Failed messages still to be delivered keep it going. */
-  if (!(r->flags & F_IDLE_ACTIVE) || r->failed_count > 0)
+  /* Failed messages still to be delivered (or a drain) keep it going. */
+  if (!(r->flags & F_IDLE_ACTIVE) || r->failed_count > 0 ||
+      (r->flags & F_DRAIN_DUE))
     return;
   uv_idle_stop(&r->idle);
   r->flags &= ~F_IDLE_ACTIVE;
@@ -202,6 +218,8 @@ static mdp_msg_t *ring_pop(mdp_reactor_t *r) {
   r->ring_head = (r->ring_head + 1) % r->ring_cap;
   r->stats.pending--;
   r->head_sent = 0;
+  if (r->stats.pending == 0 && r->drain_cb != NULL)
+    r->flags |= F_DRAIN_DUE;
   return msg;
 }
 
@@ -604,8 +622,12 @@ int mdp_reactor_kick(mdp_reactor_t *r) {
 int mdp_reactor_process_now(mdp_reactor_t *r) {
   if (is_closing(r) || (r->flags & F_IN_PROCESS))
     return 0;
-  /* Failed messages it finds are delivered from the loop, not from here. */
-  return reactor_process(r);
+  /* Failed messages it finds, and a drain, are delivered from the loop,
+   * not from here. */
+  int more = reactor_process(r);
+  if ((r->flags & F_DRAIN_DUE) && !is_closing(r))
+    kick(r);
+  return more;
 }
 
 static void close_cb(uv_handle_t *handle) {
@@ -659,6 +681,22 @@ void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *r, size_t max) {
 
 void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {
   r->fail_cb = cb;
+}
+
+void mdp_reactor_ref(mdp_reactor_t *r) {
+  uv_ref((uv_handle_t *)&r->poll);
+  uv_ref((uv_handle_t *)&r->idle);
+  uv_ref((uv_handle_t *)&r->retry);
+}
+
+void mdp_reactor_unref(mdp_reactor_t *r) {
+  uv_unref((uv_handle_t *)&r->poll);
+  uv_unref((uv_handle_t *)&r->idle);
+  uv_unref((uv_handle_t *)&r->retry);
+}
+
+void mdp_reactor_set_drain_cb(mdp_reactor_t *r, mdp_reactor_drain_cb cb) {
+  r->drain_cb = cb;
 }
 
 void mdp_reactor_set_data(mdp_reactor_t *r, void *data) { r->data = data; }

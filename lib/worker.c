@@ -19,7 +19,7 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "mdp/worker.h"
-#include "keys.h"
+#include "peer.h"
 
 /* Wait after DISCONNECT before the socket is closed, when nothing is held
  * back by the reactor. */
@@ -33,12 +33,12 @@
 
 struct mdp_worker_s {
   uv_loop_t *loop;
-  void *ctx;
   char *endpoint;
   char *service;
   mdp_worker_options_t opts;
   mdp_worker_request_cb request_cb;
   mdp_worker_close_cb close_cb;
+  mdp_worker_drain_cb drain_cb;
   void *data;
 
   mdp_reactor_t *reactor;   /* the live connection, or NULL */
@@ -60,9 +60,10 @@ struct mdp_worker_s {
   uint8_t address[MDP_ADDRESS_MAX];
   size_t address_size;
 
-  int curve;                /* CURVE keys below are set */
-  char curve_keys[3][MDP_CURVE_KEY_LEN + 1]; /* server, public, secret */
+  mdp__peer_config_t peer;  /* socket options, CURVE keys */
 
+  int registered;           /* the broker accepted this connection */
+  int unref;                /* handles are uv_unref'd (mdp_worker_unref) */
   int closing;
   int wait_for_request;     /* close waits for the FINAL */
   int tearing_down;         /* handles are being closed */
@@ -87,6 +88,7 @@ void mdp_worker_options_init(mdp_worker_options_t *opts) {
   opts->log_level = MDP_LOG_INFO;
   opts->max_msg_size = 64 * 1024 * 1024;
   opts->max_frames = 1024;
+  mdp__socket_options_default(&opts->socket);
 }
 
 /* Prepends the header of `command` to `body` and sends it.  On failure the
@@ -95,7 +97,7 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
                        mdp_msg_t *body) {
   mdp_cmd_t cmd;
   memset(&cmd, 0, sizeof cmd);
-  cmd.dialect = w->opts.dialect;
+  cmd.dialect = w->peer.dialect;
   cmd.command = command;
   if (command == MDP_WORKER_READY) {
     cmd.service = (const uint8_t *)w->service;
@@ -104,15 +106,9 @@ static int worker_send(mdp_worker_t *w, mdp_command_t command,
     cmd.address = w->address;
     cmd.address_size = w->address_size;
   }
-  size_t before = mdp_msg_size(body);
-  int rc = mdp_encode(body, &cmd);
+  int rc = mdp__peer_send(w->reactor, &cmd, body);
   if (rc < 0)
     return rc;
-  rc = mdp_reactor_send(w->reactor, body);
-  if (rc < 0) {
-    mdp_msg_drop_front(body, mdp_msg_size(body) - before);
-    return rc;
-  }
   w->last_send = uv_now(w->loop); /* any command counts as a heartbeat */
   return 0;
 }
@@ -131,12 +127,29 @@ static int worker_send_command(mdp_worker_t *w, mdp_command_t command) {
   return rc;
 }
 
-static size_t held_sends(const mdp_worker_t *w) {
-  if (w->reactor == NULL)
-    return 0;
+size_t mdp_worker_held(const mdp_worker_t *w, size_t *bytes) {
   mdp_reactor_stats_t st;
-  mdp_reactor_get_stats(w->reactor, &st);
+  memset(&st, 0, sizeof st);
+  if (w->reactor != NULL)
+    mdp_reactor_get_stats(w->reactor, &st);
+  if (bytes != NULL)
+    *bytes = st.pending_bytes;
   return st.pending;
+}
+
+static size_t held_sends(const mdp_worker_t *w) {
+  return mdp_worker_held(w, NULL);
+}
+
+/* The live connection's held sends all went. */
+static void reactor_drained_cb(mdp_reactor_t *reactor) {
+  mdp_worker_t *w = mdp_reactor_get_data(reactor);
+  if (reactor == w->reactor && w->drain_cb != NULL)
+    w->drain_cb(w);
+}
+
+void mdp_worker_set_drain_cb(mdp_worker_t *w, mdp_worker_drain_cb cb) {
+  w->drain_cb = cb;
 }
 
 /* Messages the reactor took from us, and those of them that left its ring
@@ -198,14 +211,22 @@ static void worker_drop_connection(mdp_worker_t *w) {
   w->stats.connected = 0;
 }
 
+/* Tells the application (if it asked) about its connection.  Last thing
+ * its caller does: the callback may close the worker. */
+static void worker_event(mdp_worker_t *w, mdp_worker_event_t event, int err) {
+  if (w->opts.event_cb != NULL && !w->closing)
+    w->opts.event_cb(w, event, err, w->opts.event_data);
+}
+
 static void retry_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
   if (!w->closing)
     worker_connect(w);
 }
 
-/* The broker is gone (silence or DISCONNECT): reconnect after a back-off. */
-static void worker_lost(mdp_worker_t *w, const char *why) {
+/* The broker is gone (silence, DISCONNECT, or no socket could be opened:
+ * `err`): reconnect after a back-off. */
+static void worker_lost(mdp_worker_t *w, const char *why, int err) {
   worker_drop_connection(w);
   if (w->closing) {
     worker_finish_close(w);
@@ -218,6 +239,7 @@ static void worker_lost(mdp_worker_t *w, const char *why) {
   uint64_t max = w->opts.reconnect_max_ms;
   w->backoff = delay > max / 2 ? max : delay * 2;
   uv_timer_start(&w->retry, retry_cb, delay, 0);
+  worker_event(w, MDP_WORKER_BROKER_LOST, err);
 }
 
 /* The broker is presumed dead after this much silence. */
@@ -243,14 +265,14 @@ static void heartbeat_cb(uv_timer_t *timer) {
   if (!busy_unheard && silence >= limit) {
     /* libuv runs timers before it polls: after a stall of this process the
      * broker's heartbeat may be waiting unread.  Read before giving up. */
-    mdp_reactor_t *r = w->reactor;
+    mdp_reactor_t *connection = w->reactor;
     int was_closing = w->closing; /* (closing, waiting for a request) */
-    mdp_reactor_process_now(r);
-    if (w->reactor != r || w->closing != was_closing)
+    mdp__peer_read_waiting(connection);
+    if (w->reactor != connection || w->closing != was_closing)
       return; /* what it read ended this connection, or the worker */
     silence = uv_now(w->loop) - w->last_recv;
     if (silence >= limit) {
-      worker_lost(w, "broker silent");
+      worker_lost(w, "broker silent", MDP_ETIMEDOUT);
       return;
     }
   }
@@ -282,7 +304,7 @@ static void worker_on_request(mdp_worker_t *w, mdp_msg_t *msg,
   w->stats.requests++;
   mdp_msg_drop_front(msg, cmd->body);
   mdp_request_t req = {w, w->cur_id};
-  w->request_cb(w, &req, msg);
+  w->request_cb(w, req, msg);
 }
 
 static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
@@ -303,8 +325,18 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   /* A broker that accepted us: the next loss starts the back-off afresh.
    * Not on DISCONNECT: a broker that refuses the READY answers with one at
    * once, and the worker must back off from it, not hammer it. */
-  if (cmd.command == MDP_WORKER_REQUEST || cmd.command == MDP_WORKER_HEARTBEAT)
+  if (cmd.command == MDP_WORKER_REQUEST ||
+      cmd.command == MDP_WORKER_HEARTBEAT) {
     w->backoff = w->opts.reconnect_initial_ms;
+    if (!w->registered) {
+      w->registered = 1;
+      worker_event(w, MDP_WORKER_REGISTERED, 0);
+      if (w->reactor != reactor || w->closing) { /* closed from the event */
+        mdp_msg_destroy(msg);
+        return;
+      }
+    }
+  }
   switch (cmd.command) {
   case MDP_WORKER_REQUEST:
     worker_on_request(w, msg, &cmd);
@@ -315,7 +347,7 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   case MDP_WORKER_DISCONNECT:
     w->stats.disconnects_received++;
     mdp_msg_destroy(msg);
-    worker_lost(w, "DISCONNECT from broker");
+    worker_lost(w, "DISCONNECT from broker", MDP_ECANCELED);
     return;
   default:
     wlog(w, MDP_LOG_WARN, "unexpected %s dropped",
@@ -329,32 +361,16 @@ static void recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
 /* Opens a new socket, connects it and sends READY.  The heartbeat timer is
  * the caller's to start.  On failure nothing is left open. */
 static int worker_open(mdp_worker_t *w) {
-  void *sock = zmq_socket(w->ctx, ZMQ_DEALER);
-  if (sock == NULL)
-    return MDP_EZMQ;
-  int linger = 0;
-  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
-  int64_t max_msg = w->opts.max_msg_size;
-  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-  mdp_reactor_t *r = NULL;
-  int rc = 0;
-  if (w->curve && mdp__curve_client_setup(sock, w->curve_keys[0],
-                                         w->curve_keys[1],
-                                         w->curve_keys[2]) < 0)
-    rc = MDP_EZMQ;
-  else if (zmq_connect(sock, w->endpoint) != 0)
-    rc = zmq_errno() == EINVAL || zmq_errno() == EPROTONOSUPPORT ? MDP_EINVAL
-                                                                  : MDP_EZMQ;
-  else
-    rc = mdp_reactor_new(w->loop, sock, 1, recv_cb, &r);
-  if (rc < 0) {
-    zmq_close(sock);
+  mdp_reactor_t *connection = NULL;
+  int rc = mdp__peer_open(&w->peer, w->loop, w->endpoint, recv_cb, w,
+                          w->opts.max_frames, &connection);
+  if (rc < 0)
     return rc;
-  }
-  mdp_reactor_set_data(r, w);
-  mdp_reactor_set_max_frames(r, w->opts.max_frames);
-  w->reactor = r;
+  w->reactor = connection;
+  mdp_reactor_set_drain_cb(connection, reactor_drained_cb);
+  w->registered = 0;
+  if (w->unref)
+    mdp_reactor_unref(connection);
   w->reply_seq = 0; /* a new reactor counts from 0 */
   /* The loop's cached time is stale if this runs outside a callback after
    * the loop sat idle (say, mdp_worker_new() before uv_run()): silence and
@@ -363,7 +379,6 @@ static int worker_open(mdp_worker_t *w) {
   w->last_recv = uv_now(w->loop);
   w->stats.connects++;
   w->stats.connected = 1;
-  mdp_reactor_start(r);
   worker_send_command(w, MDP_WORKER_READY);
   wlog(w, MDP_LOG_DEBUG, "READY sent to %s (%s)", w->endpoint,
        mdp_dialect_name(w->opts.dialect));
@@ -377,7 +392,7 @@ static void worker_connect(mdp_worker_t *w) {
   if (rc < 0) {
     wlog(w, MDP_LOG_ERROR, "cannot connect to %s: %s", w->endpoint,
          mdp_strerror(rc));
-    worker_lost(w, "cannot connect");
+    worker_lost(w, "cannot connect", rc);
     return;
   }
   uv_timer_start(&w->heartbeat, heartbeat_cb, w->opts.heartbeat_interval_ms,
@@ -419,19 +434,12 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
     o = *opts;
   else
     mdp_worker_options_init(&o);
-  if (o.dialect != MDP_DIALECT_RFC18 && o.dialect != MDP_DIALECT_MAJORTOMO &&
-      o.dialect != MDP_DIALECT_MDP01)
-    return MDP_EINVAL; /* exactly one dialect */
-  if (!times_valid(&o) || o.max_msg_size < -1 ||
-      (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
+  if (!times_valid(&o) || (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
-  int curve = mdp__curve_client_check(o.curve_server_key, o.curve_public_key,
-                                     o.curve_secret_key);
-  if (curve < 0)
-    return curve;
-  void *ctx = o.zmq_context ? o.zmq_context : mdp_zmq_context();
-  if (ctx == NULL)
-    return MDP_EZMQ;
+  mdp__peer_config_t peer;
+  int rc = mdp__peer_config_from_options(&peer, &o);
+  if (rc < 0)
+    return rc;
 
   mdp_worker_t *w = calloc(1, sizeof *w);
   if (w == NULL)
@@ -445,13 +453,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
     return MDP_ENOMEM;
   }
   w->loop = loop;
-  w->ctx = ctx;
-  if (curve) {
-    w->curve = 1;
-    memcpy(w->curve_keys[0], o.curve_server_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(w->curve_keys[1], o.curve_public_key, MDP_CURVE_KEY_LEN + 1);
-    memcpy(w->curve_keys[2], o.curve_secret_key, MDP_CURVE_KEY_LEN + 1);
-  }
+  w->peer = peer;
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
   w->opts = o;
   w->request_cb = request_cb;
@@ -459,7 +461,7 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
 
   /* Connect first so that a malformed endpoint fails the call cleanly,
    * before any libuv handle exists. */
-  int rc = worker_open(w);
+  rc = worker_open(w);
   if (rc < 0) {
     free(w->endpoint);
     free(w->service);
@@ -476,26 +478,30 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
   return 0;
 }
 
-static mdp_worker_t *request_worker(const mdp_request_t *req) {
-  if (req == NULL || req->worker == NULL || req->id == 0)
+/* The worker whose request in progress `req` is, or NULL: the handle is
+ * stale (that request finished or was abandoned) or was never valid.  Only
+ * the handle's fields are compared, so any copy of it is safe to test for
+ * as long as the worker exists. */
+static mdp_worker_t *request_worker(mdp_request_t req) {
+  if (req.worker == NULL || req.id == 0)
     return NULL;
-  mdp_worker_t *w = req->worker;
-  if (req->id != w->cur_id || w->reactor == NULL)
+  mdp_worker_t *w = req.worker;
+  if (req.id != w->cur_id || w->reactor == NULL)
     return NULL;
   return w;
 }
 
-int mdp_worker_request_active(const mdp_request_t *req) {
+int mdp_worker_request_active(mdp_request_t req) {
   return request_worker(req) != NULL;
 }
 
-static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
+static int worker_reply(mdp_request_t req, mdp_msg_t *body,
                         mdp_command_t command) {
-  if (req == NULL || req->worker == NULL)
+  if (req.worker == NULL)
     return MDP_EINVAL;
   /* MDP/0.1 has one REPLY per request and no partial replies. */
   if (command == MDP_WORKER_PARTIAL &&
-      req->worker->opts.dialect == MDP_DIALECT_MDP01)
+      req.worker->opts.dialect == MDP_DIALECT_MDP01)
     return MDP_ENOTSUP;
   mdp_worker_t *w = request_worker(req);
   if (w == NULL)
@@ -533,11 +539,11 @@ static int worker_reply(const mdp_request_t *req, mdp_msg_t *body,
   return 0;
 }
 
-int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body) {
+int mdp_worker_partial(mdp_request_t req, mdp_msg_t *body) {
   return worker_reply(req, body, MDP_WORKER_PARTIAL);
 }
 
-int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body) {
+int mdp_worker_final(mdp_request_t req, mdp_msg_t *body) {
   return worker_reply(req, body, MDP_WORKER_FINAL);
 }
 
@@ -630,6 +636,20 @@ void mdp_worker_get_stats(const mdp_worker_t *w, mdp_worker_stats_t *out) {
     out->dropped_frames += rs.msgs_dropped;
   }
 }
+
+int mdp_worker_is_closing(const mdp_worker_t *w) { return w->closing; }
+
+static void worker_set_ref(mdp_worker_t *w, int ref) {
+  w->unref = !ref;
+  void (*handle_ref)(uv_handle_t *) = ref ? uv_ref : uv_unref;
+  handle_ref((uv_handle_t *)&w->heartbeat);
+  handle_ref((uv_handle_t *)&w->retry);
+  if (w->reactor != NULL)
+    (ref ? mdp_reactor_ref : mdp_reactor_unref)(w->reactor);
+}
+
+void mdp_worker_ref(mdp_worker_t *w) { worker_set_ref(w, 1); }
+void mdp_worker_unref(mdp_worker_t *w) { worker_set_ref(w, 0); }
 
 void mdp_worker_set_data(mdp_worker_t *w, void *data) { w->data = data; }
 void *mdp_worker_get_data(const mdp_worker_t *w) { return w->data; }

@@ -123,4 +123,99 @@ static inline int frames_are_v(mdp_msg_t *m, const char *const *frames, size_t n
     frames_are_v((m), fa_, sizeof fa_ / sizeof fa_[0]);                        \
   })
 
+/* --- socket options, read back through the setup hook -------------------- */
+
+/* What a setup hook saw: how often it ran and the last socket's options. */
+typedef struct {
+  int calls;
+  int fail;    /* return this from the hook (0: accept) */
+  int type, sndhwm, rcvhwm, keepalive, idle, intvl, cnt, ipv6;
+  int64_t maxmsgsize;
+  int linger;
+} probe_t;
+
+static inline int probe_get_int(void *sock, int option) {
+  int v = -99;
+  size_t len = sizeof v;
+  zmq_getsockopt(sock, option, &v, &len);
+  return v;
+}
+
+static inline int probe_setup(void *sock, void *data) {
+  probe_t *p = data;
+  p->calls++;
+  p->type = probe_get_int(sock, ZMQ_TYPE);
+  p->sndhwm = probe_get_int(sock, ZMQ_SNDHWM);
+  p->rcvhwm = probe_get_int(sock, ZMQ_RCVHWM);
+  p->keepalive = probe_get_int(sock, ZMQ_TCP_KEEPALIVE);
+  p->idle = probe_get_int(sock, ZMQ_TCP_KEEPALIVE_IDLE);
+  p->intvl = probe_get_int(sock, ZMQ_TCP_KEEPALIVE_INTVL);
+  p->cnt = probe_get_int(sock, ZMQ_TCP_KEEPALIVE_CNT);
+  p->ipv6 = probe_get_int(sock, ZMQ_IPV6);
+  p->linger = probe_get_int(sock, ZMQ_LINGER);
+  size_t len = sizeof p->maxmsgsize;
+  zmq_getsockopt(sock, ZMQ_MAXMSGSIZE, &p->maxmsgsize, &len);
+  return p->fail;
+}
+
+/* Socket options that differ from every default, and the probe hook. */
+static inline void probe_options(mdp_socket_options_t *so, probe_t *p) {
+  so->sndhwm = 123;
+  so->rcvhwm = 456;
+  so->tcp_keepalive = 1;
+  so->tcp_keepalive_idle = 30;
+  so->tcp_keepalive_intvl = 5;
+  so->tcp_keepalive_cnt = 3;
+  so->ipv6 = 1;
+  so->setup = probe_setup;
+  so->setup_data = p;
+}
+
+/* 1 if the probe saw exactly what probe_options() asked for. */
+static inline int probe_saw_options(const probe_t *p) {
+  return p->type == ZMQ_DEALER && p->sndhwm == 123 && p->rcvhwm == 456 &&
+         p->keepalive == 1 && p->idle == 30 && p->intvl == 5 && p->cnt == 3 &&
+         p->ipv6 == 1 && p->linger == 0;
+}
+
+/* A fake broker on the IPv6 loopback (ZMQ_IPV6 set, as a broker bound
+ * there must), or -1 if this machine has no ::1: then the running test is
+ * marked skipped (the caller returns). */
+static inline int fake_open_ipv6(fake_t *f) {
+  memset(f, 0, sizeof *f);
+  f->sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  int on = 1, linger = 0;
+  zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(f->sock, ZMQ_IPV6, &on, sizeof on);
+  if (zmq_bind(f->sock, "tcp://[::1]:*") != 0) {
+    zmq_close(f->sock);
+    t_skip("no ::1 on this machine");
+    return -1;
+  }
+  size_t len = sizeof f->endpoint;
+  zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+  return 0;
+}
+
+/* uv_run(UV_RUN_DEFAULT) with a watchdog that does not itself keep the loop
+ * alive (unref'd): 1 if uv_run returned on its own, 0 if the watchdog had
+ * to stop it after `ms`. */
+static inline void t_watchdog_cb_(uv_timer_t *t) {
+  *(int *)t->data = 1;
+  uv_stop(t->loop);
+}
+
+static inline int run_default_returns(uv_loop_t *loop, uint64_t ms) {
+  int fired = 0;
+  uv_timer_t dog;
+  uv_timer_init(loop, &dog);
+  dog.data = &fired;
+  uv_timer_start(&dog, t_watchdog_cb_, t_slow(ms), 0);
+  uv_unref((uv_handle_t *)&dog);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&dog, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return !fired;
+}
+
 #endif /* MDP_TEST_FAKE_BROKER_H */

@@ -28,7 +28,7 @@ static void on_stream_tick(uv_timer_t *t) {
   mdp_msg_t *m = mdp_msg_new();
   if (stream_sent < 50) {
     mdp_msg_append_str(m, "chunk");
-    if (mdp_worker_partial(&current, m) < 0) {
+    if (mdp_worker_partial(current, m) < 0) {
       mdp_msg_destroy(m);
       uv_timer_stop(t);
       return;
@@ -37,7 +37,7 @@ static void on_stream_tick(uv_timer_t *t) {
     return;
   }
   mdp_msg_append_str(m, "end");
-  if (mdp_worker_final(&current, m) < 0)
+  if (mdp_worker_final(current, m) < 0)
     mdp_msg_destroy(m);
   uv_timer_stop(t);
 }
@@ -46,18 +46,18 @@ static void on_slow_done(uv_timer_t *t) {
   (void)t;
   mdp_msg_t *m = mdp_msg_new();
   mdp_msg_append_str(m, "done");
-  if (mdp_worker_final(&current, m) < 0)
+  if (mdp_worker_final(current, m) < 0)
     mdp_msg_destroy(m);
 }
 
-static void on_request(mdp_worker_t *w, const mdp_request_t *req,
+static void on_request(mdp_worker_t *w, mdp_request_t req,
                        mdp_msg_t *body) {
   (void)w;
   if (strcmp(mode, "slow") != 0) { /* slow serves floods: stay quiet */
     printf("request\n");
     fflush(stdout);
   }
-  current = *req;
+  current = req;
   if (strcmp(mode, "echo") == 0) {
     if (mdp_worker_final(req, body) == 0)
       return;

@@ -924,7 +924,7 @@ static int b_closed(void *arg) { return ((bclose_t *)arg)->closed; }
 
 /* An echo worker that streams the body back as one PARTIAL per frame and an
  * empty FINAL. */
-static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo(mdp_worker_t *w, mdp_request_t req,
                     mdp_msg_t *body) {
   zmq_msg_t frame;
   while (mdp_msg_size(body) > 1) {
@@ -1101,7 +1101,7 @@ static void broker_restart(void) {
  * but the last, which is the FINAL; an MDP/0.1 worker answers with one
  * REPLY; an MDP/0.1 client gets one REPLY holding every frame (the broker
  * collects the PARTIALs).  MMI answers each client in its own dialect. */
-static void on_echo_dialect(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo_dialect(mdp_worker_t *w, mdp_request_t req,
                             mdp_msg_t *body) {
   int stream = mdp_worker_get_data(w) != NULL;
   zmq_msg_t frame;
@@ -1541,6 +1541,229 @@ static void queue_bounds(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* A malformed endpoint is found when the first socket to it is opened: the
+ * request fails with MDP_EINVAL, from the loop, not from the call. */
+static void malformed_endpoint_reported(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"tcp://no-port-here"};
+  mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  mdp_msg_t *body = body_of("x");
+  CHECK_EQ(mdp_client_request(c, "echo", body, NULL, on_reply, &r, NULL), 0);
+  CHECK_EQ(r.calls, 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_EINVAL);
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Each pooled socket goes through the setup hook with the options set. */
+static void socket_options_each_pooled_socket(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  probe_t probe = {0};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.max_msg_size = 8192;
+  probe_options(&o.socket, &probe);
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  CHECK_EQ(probe.calls, 0); /* sockets are opened on demand */
+  rep_t r[3];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("x"), NULL, on_reply, &r[i],
+                                NULL), 0);
+  CHECK_EQ(probe.calls, 3); /* three in flight: three sockets */
+  CHECK(probe_saw_options(&probe));
+  CHECK_EQ(probe.maxmsgsize, 8192);
+  int echoed = 0;
+  uint64_t end = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (echoed < 3 && uv_hrtime() < end) {
+    fake_wait(&loop, &f, 1, 20);
+    echoed += fake_echo(&f);
+  }
+  CHECK_EQ(echoed, 3);
+  for (int i = 0; i < 3; i++) {
+    CHECK(t_run_until(&loop, rep_done, &r[i], 2000));
+    CHECK_EQ(r[i].status, 0);
+    rep_clear(&r[i]);
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A hook that refuses the socket fails the request with MDP_ESETUP (from
+ * the loop); out-of-range socket options fail mdp_client_new. */
+static void socket_setup_failure_reported(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"tcp://127.0.0.1:9"};
+  probe_t probe = {0};
+  probe.fail = -1;
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("x"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK_EQ(r.calls, 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_ESETUP);
+  CHECK_EQ(probe.calls, 1);
+  mdp_client_stats_t st;
+  mdp_client_get_stats(c, &st);
+  CHECK_EQ(st.sockets, 0);
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  mdp_client_options_init(&o);
+  o.socket.rcvhwm = -1;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  mdp_client_options_init(&o);
+  o.socket.tcp_keepalive_cnt = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* A request over tcp://[::1]:PORT, ZMQ_IPV6 set for the literal. */
+static void ipv6_literal_endpoint(void) {
+  fake_t f;
+  if (fake_open_ipv6(&f) != 0)
+    return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("v6"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  CHECK_EQ(fake_echo(&f), 1);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[0], 0, "v6", 2));
+  rep_clear(&r);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* An unref'd client, even with a request pending on an open socket, does
+ * not keep uv_run(UV_RUN_DEFAULT) going; sockets opened later are unref'd
+ * too; mdp_client_is_closing follows mdp_client_close. */
+static void ref_unref_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = client_start(&loop, eps, 1, 60000, 0, 0);
+  CHECK(c != NULL);
+  rep_t r[2];
+  memset(r, 0, sizeof r);
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("a"), NULL, on_reply, &r[0],
+                              NULL), 0);
+  CHECK(!run_default_returns(&loop, 300)); /* ref'd: the watchdog stops it */
+  mdp_client_unref(c);
+  CHECK(run_default_returns(&loop, 5000));
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("b"), NULL, on_reply, &r[1],
+                              NULL), 0); /* a second socket, unref'd too */
+  CHECK(run_default_returns(&loop, 5000));
+  mdp_client_ref(c);
+  CHECK(!run_default_returns(&loop, 300));
+  CHECK(!mdp_client_is_closing(c));
+  client_closed_flag = 0;
+  mdp_client_close(c, on_client_closed);
+  CHECK(mdp_client_is_closing(c));
+  CHECK(t_run_until(&loop, is_client_closed, NULL, 2000));
+  CHECK_EQ(r[0].status, MDP_ECANCELED);
+  rep_clear(&r[0]);
+  rep_clear(&r[1]);
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static int set_immediate(void *sock, void *data) {
+  int on = 1;
+  return zmq_setsockopt(sock, ZMQ_IMMEDIATE, &on, sizeof on);
+}
+
+static int drains;
+static void on_drain(mdp_client_t *c) {
+  drains++;
+  CHECK(mdp_client_held(c, NULL) == 0);
+}
+static int drained(void *arg) { return drains > 0; }
+
+typedef struct {
+  fake_t *f;
+  const char *ep;
+} fake_rebind_t;
+
+/* ZeroMQ closes a listener from its I/O thread: try until the port is
+ * free again. */
+static int rebound(void *arg) {
+  fake_rebind_t *rb = arg;
+  if (fake_open(rb->f, rb->ep) == 0)
+    return 1;
+  zmq_close(rb->f->sock);
+  return 0;
+}
+
+/* With ZMQ_IMMEDIATE (set by the hook) and no broker yet, the REQUEST is
+ * held: mdp_client_held counts it (and its bytes); when the broker appears
+ * it goes, and the drain callback runs once, from the loop. */
+static void held_and_drain(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  char ep[256];
+  snprintf(ep, sizeof ep, "%s", f.endpoint);
+  fake_close(&f); /* nothing listens there now */
+  const char *eps[] = {ep};
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.socket.setup = set_immediate;
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  drains = 0;
+  mdp_client_set_drain_cb(c, on_drain);
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("held"), NULL, on_reply, &r,
+                              NULL), 0);
+  size_t bytes = 0;
+  CHECK_EQ(mdp_client_held(c, &bytes), 1);
+  CHECK(bytes >= 4 + 6 + 1 + 4); /* body, header, command, service */
+  CHECK_EQ(drains, 0);
+  fake_rebind_t rb = {&f, ep};
+  CHECK(t_run_until(&loop, rebound, &rb, 5000));
+  CHECK(t_run_until(&loop, drained, NULL, 5000));
+  CHECK_EQ(drains, 1);
+  CHECK_EQ(mdp_client_held(c, &bytes), 0);
+  CHECK_EQ(bytes, 0);
+  CHECK(fake_wait(&loop, &f, 1, 2000));
+  CHECK_EQ(fake_echo(&f), 1);
+  CHECK(t_run_until(&loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, 0);
+  rep_clear(&r);
+  CHECK_EQ(drains, 1);
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(request_frames_exact);
   RUN(bad_arguments);
@@ -1568,6 +1791,12 @@ int main(void) {
   RUN(many_time_out_together);
   RUN(max_msg_size_bound);
   RUN(queue_bounds);
+  RUN(malformed_endpoint_reported);
+  RUN(socket_options_each_pooled_socket);
+  RUN(socket_setup_failure_reported);
+  RUN(ipv6_literal_endpoint);
+  RUN(ref_unref_loop);
+  RUN(held_and_drain);
   t_context_term();
   return t_done();
 }

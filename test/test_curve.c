@@ -201,7 +201,7 @@ typedef struct {
   int closed;
 } wapp_t;
 
-static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo(mdp_worker_t *w, mdp_request_t req,
                     mdp_msg_t *body) {
   wapp_t *a = mdp_worker_get_data(w);
   a->requests++;

@@ -10,6 +10,8 @@
 #include "mdp.h"
 #include <zmq.h>
 
+#include "fake_broker.h"
+
 typedef struct {
   uv_process_t proc;
   int exited;
@@ -95,7 +97,7 @@ typedef struct {
   int closed;
 } env_t;
 
-static void on_echo(mdp_worker_t *w, const mdp_request_t *req,
+static void on_echo(mdp_worker_t *w, mdp_request_t req,
                     mdp_msg_t *body) {
   if (mdp_worker_final(req, body) < 0)
     mdp_msg_destroy(body);
@@ -485,10 +487,89 @@ static void mdp_request_protocol_error_with_timeout(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+/* A slow reader for stream_worker: a raw ROUTER with small buffers that
+ * takes at most 4 messages per loop wake-up (about every 20 ms) and checks
+ * that the parts come in order. */
+typedef struct {
+  fake_t f;
+  long parts;     /* PARTIALs read, each checked */
+  int final;      /* FINAL read, its byte count checked */
+  int bad;        /* a message out of order or malformed */
+} slow_reader_t;
+
+static int slow_read(void *arg) {
+  slow_reader_t *sr = arg;
+  for (int i = 0; i < 4 && !sr->final; i++) {
+    mdp_msg_t *m = fake_take(&sr->f);
+    if (m == NULL)
+      break;
+    if (frames_are(m, "MDPW02", "\x05")) {
+      mdp_msg_destroy(m);
+      continue;
+    }
+    int partial = mdp_msg_size(m) == 6 &&
+                  mdp_msg_frame_eq(m, 2, "\x03", 1) &&
+                  mdp_msg_frame_size(m, 5) == 65536 &&
+                  ((const char *)mdp_msg_data(m, 5))[0] ==
+                      'a' + (int)(sr->parts % 26);
+    if (partial)
+      sr->parts++;
+    else if (frames_are(m, "MDPW02", "\x04", "cl", "", "19660800"))
+      sr->final = 1;
+    else
+      sr->bad = 1;
+    mdp_msg_destroy(m);
+  }
+  return sr->final || sr->bad;
+}
+
+/* stream_worker paces itself: 300 parts of 64 KiB (19 MB, far beyond the
+ * pipe's buffers) to a slow reader arrive whole and in order while the
+ * worker never holds more than a couple of parts. */
+static void stream_worker_paced(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  slow_reader_t sr;
+  memset(&sr, 0, sizeof sr);
+  sr.f.sock = zmq_socket(mdp_zmq_context(), ZMQ_ROUTER);
+  int small = 4, linger = 0, rcvbuf = 65536;
+  zmq_setsockopt(sr.f.sock, ZMQ_RCVHWM, &small, sizeof small);
+  zmq_setsockopt(sr.f.sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  zmq_setsockopt(sr.f.sock, ZMQ_LINGER, &linger, sizeof linger);
+  CHECK_EQ(zmq_bind(sr.f.sock, "tcp://127.0.0.1:*"), 0);
+  size_t len = sizeof sr.f.endpoint;
+  zmq_getsockopt(sr.f.sock, ZMQ_LAST_ENDPOINT, sr.f.endpoint, &len);
+  child_t w;
+  const char *wargs[] = {sr.f.endpoint, NULL};
+  CHECK_EQ(spawn(&loop, &w, "examples", "stream_worker", wargs), 0);
+  CHECK(fake_wait(&loop, &sr.f, 1, 10000));
+  mdp_msg_t *ready = fake_take(&sr.f);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "stream"));
+  fake_send(&sr.f, ready, "MDPW02", "\x02", "cl", "", "300");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, slow_read, &sr, 60000));
+  CHECK_EQ(sr.bad, 0);
+  CHECK_EQ(sr.parts, 300);
+  uv_process_kill(&w.proc, SIGTERM);
+  CHECK_EQ(child_wait(&loop, &w, 10000), 0);
+  unsigned long parts = 0, most_held = 99;
+  const char *line = strstr(w.out, "streamed ");
+  CHECK(line != NULL);
+  CHECK_EQ(sscanf(line, "streamed %lu parts, at most %lu held", &parts,
+                  &most_held), 2);
+  printf("# %lu parts to a slow reader, at most %lu held\n", parts, most_held);
+  CHECK_EQ(parts, 300);
+  CHECK(most_held >= 1); /* the reader was slow enough to matter */
+  CHECK(most_held <= 2);
+  fake_close(&sr.f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(echo_worker_and_client);
   RUN(stream_worker_and_client);
+  RUN(stream_worker_paced);
   RUN(inflight_client);
   RUN(all_in_one);
   RUN(tcp_gateway);

@@ -56,22 +56,22 @@ static void reply_later(uv_timer_t *t) {
   if (sw->parts_left > 0) {
     mdp_msg_t *part = mdp_msg_new();
     mdp_msg_append_str(part, "part");
-    if (mdp_worker_partial(&sw->req, part) < 0)
+    if (mdp_worker_partial(sw->req, part) < 0)
       mdp_msg_destroy(part); /* the request was abandoned */
     sw->parts_left--;
     uv_timer_start(&sw->timer, reply_later, 1 + rnd(5), 0);
     return;
   }
-  if (mdp_worker_final(&sw->req, sw->body) < 0)
+  if (mdp_worker_final(sw->req, sw->body) < 0)
     mdp_msg_destroy(sw->body);
   sw->body = NULL;
 }
 
-static void on_request(mdp_worker_t *w, const mdp_request_t *req,
+static void on_request(mdp_worker_t *w, mdp_request_t req,
                        mdp_msg_t *body) {
   soak_worker_t *sw = mdp_worker_get_data(w);
   mdp_msg_destroy(sw->body); /* a request abandoned before its reply */
-  sw->req = *req;
+  sw->req = req;
   sw->body = body;
   sw->parts_left = rnd(4) == 0 ? 3 : 0;
   uv_timer_start(&sw->timer, reply_later, rnd(15), 0);

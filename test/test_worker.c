@@ -45,11 +45,11 @@ enum { M_ECHO, M_KEEP, M_STREAM, M_CLOSE_IN_CB, M_ECHO_CLOSE_WAIT };
 static void on_closed(mdp_worker_t *w);
 static mdp_msg_t *str_body(const char *s);
 
-static void on_request(mdp_worker_t *w, const mdp_request_t *req,
+static void on_request(mdp_worker_t *w, mdp_request_t req,
                        mdp_msg_t *body) {
   app_t *a = mdp_worker_get_data(w);
   a->requests++;
-  a->req = *req;
+  a->req = req;
   switch (a->mode) {
   case M_ECHO:
     a->rc = mdp_worker_final(req, body);
@@ -214,9 +214,9 @@ static void timer_reply_cb(uv_timer_t *t) {
   app_t *a = t->data;
   mdp_msg_t *part = mdp_msg_new();
   mdp_msg_append_str(part, "later");
-  if (mdp_worker_partial(&a->req, part) < 0)
+  if (mdp_worker_partial(a->req, part) < 0)
     mdp_msg_destroy(part);
-  a->rc = mdp_worker_final(&a->req, a->body);
+  a->rc = mdp_worker_final(a->req, a->body);
   if (a->rc == 0)
     a->body = NULL;
 }
@@ -235,7 +235,7 @@ static void async_reply_from_timer(void) {
   fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "slow");
   mdp_msg_destroy(ready);
   CHECK(t_run_until(&loop, has_request, &a, 2000));
-  CHECK(mdp_worker_request_active(&a.req));
+  CHECK(mdp_worker_request_active(a.req));
   uv_timer_t t;
   uv_timer_init(&loop, &t);
   t.data = &a;
@@ -247,7 +247,7 @@ static void async_reply_from_timer(void) {
   CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "slow"));
   mdp_msg_destroy(m);
   CHECK_EQ(a.rc, 0);
-  CHECK(!mdp_worker_request_active(&a.req));
+  CHECK(!mdp_worker_request_active(a.req));
   uv_close((uv_handle_t *)&t, NULL);
   CHECK(worker_stop(&loop, w, &a));
   fake_close(&f);
@@ -304,7 +304,7 @@ static void heartbeats_both_ways(void) {
   CHECK(st.heartbeats_received >= 20);
   CHECK(st.heartbeats_sent >= 40);
   CHECK_EQ(st.busy, 1);
-  CHECK(mdp_worker_request_active(&a.req));
+  CHECK(mdp_worker_request_active(a.req));
   mdp_msg_destroy(ready);
   CHECK(worker_stop(&loop, w, &a));
   fake_close(&f);
@@ -340,9 +340,9 @@ static void silence_reconnects(void) {
   CHECK_EQ(st.abandoned, 1);
   CHECK_EQ(st.busy, 0);
   /* the stale handle: refused, body still ours, nothing sent */
-  CHECK(!mdp_worker_request_active(&a.req));
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), MDP_ESTATE);
-  CHECK_EQ(mdp_worker_partial(&a.req, a.body), MDP_ESTATE);
+  CHECK(!mdp_worker_request_active(a.req));
+  CHECK_EQ(mdp_worker_final(a.req, a.body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_partial(a.req, a.body), MDP_ESTATE);
   CHECK_EQ(mdp_msg_size(a.body), 1);
   CHECK(worker_stop(&loop, w, &a));
   fake_close(&f);
@@ -378,7 +378,7 @@ static void disconnect_reconnects(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
-static void on_request_unused(mdp_worker_t *w, const mdp_request_t *req,
+static void on_request_unused(mdp_worker_t *w, mdp_request_t req,
                               mdp_msg_t *body) {
   mdp_msg_destroy(body);
 }
@@ -423,8 +423,9 @@ static void misuse_errors(void) {
   mdp_request_t never = {w, 0};
   mdp_msg_t *body = mdp_msg_new();
   mdp_msg_append_str(body, "x");
-  CHECK_EQ(mdp_worker_final(&never, body), MDP_ESTATE);
-  CHECK_EQ(mdp_worker_final(NULL, body), MDP_EINVAL);
+  CHECK_EQ(mdp_worker_final(never, body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_final((mdp_request_t){NULL, 0}, body), MDP_EINVAL);
+  CHECK_EQ(mdp_worker_partial((mdp_request_t){NULL, 7}, body), MDP_EINVAL);
   mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
   CHECK(ready != NULL);
   fake_send(&f, ready, "MDPW02", "\x02", "cl", "", "q");
@@ -433,13 +434,13 @@ static void misuse_errors(void) {
   fake_send(&f, ready, "MDPW02", "\x02", "cl2", "", "q2");
   CHECK(t_run_until(&loop, dropped_one, w, 2000));
   mdp_msg_t *empty = mdp_msg_new();
-  CHECK_EQ(mdp_worker_partial(&a.req, empty), MDP_EINVAL);
+  CHECK_EQ(mdp_worker_partial(a.req, empty), MDP_EINVAL);
   mdp_msg_destroy(empty);
-  CHECK_EQ(mdp_worker_final(&a.req, body), 0); /* body is the library's */
+  CHECK_EQ(mdp_worker_final(a.req, body), 0); /* body is the library's */
   body = mdp_msg_new();
   mdp_msg_append_str(body, "y");
-  CHECK_EQ(mdp_worker_final(&a.req, body), MDP_ESTATE);
-  CHECK_EQ(mdp_worker_partial(&a.req, body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_final(a.req, body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_partial(a.req, body), MDP_ESTATE);
   CHECK_EQ(mdp_msg_size(body), 1); /* untouched, still ours */
   CHECK(mdp_msg_frame_eq(body, 0, "y", 1));
   mdp_msg_destroy(body);
@@ -454,7 +455,7 @@ static void misuse_errors(void) {
   fake_send(&f, ready, "MDPW02", "\x02", "cl3", "", "q3");
   a.requests = 0;
   CHECK(t_run_until(&loop, has_request, &a, 2000));
-  CHECK_EQ(mdp_worker_final(&a.req, NULL), 0);
+  CHECK_EQ(mdp_worker_final(a.req, NULL), 0);
   m = fake_take_cmd(&loop, &f, 2000);
   CHECK(frames_are(m, "MDPW02", "\x04", "cl3", "", ""));
   mdp_msg_destroy(m);
@@ -686,8 +687,8 @@ static void close_waits_for_request(void) {
   CHECK(t_run_until(&loop, has_request, &a, 2000));
   mdp_worker_close(w, 1, on_closed);
   CHECK(!t_run_until(&loop, is_closed, &a, 100)); /* still waiting */
-  CHECK(mdp_worker_request_active(&a.req));
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  CHECK(mdp_worker_request_active(a.req));
+  CHECK_EQ(mdp_worker_final(a.req, a.body), 0);
   a.body = NULL;
   mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
   CHECK(frames_are(m, "MDPW02", "\x04", "cl", "", "q"));
@@ -787,13 +788,13 @@ static int stream_then_close(uv_loop_t *loop, fake_t *f, app_t *a,
     return -1;
   for (int i = 0; i < STREAM_N; i++) {
     mdp_msg_t *part = str_body("part");
-    if (mdp_worker_partial(&a->req, part) != 0) {
+    if (mdp_worker_partial(a->req, part) != 0) {
       mdp_msg_destroy(part);
       return -1;
     }
   }
   mdp_worker_close(w, 1, on_closed);
-  if (mdp_worker_final(&a->req, a->body) != 0)
+  if (mdp_worker_final(a->req, a->body) != 0)
     return -1;
   a->body = NULL;
   mdp_worker_stats_t st;
@@ -867,7 +868,7 @@ static void close_abandons_request(void) {
   CHECK(t_run_until(&loop, has_request, &a, 2000));
   mdp_worker_close(w, 0, on_closed);
   mdp_worker_close(w, 0, on_closed); /* no-op */
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_final(a.req, a.body), MDP_ESTATE);
   mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
   CHECK(frames_are(m, "MDPW02", "\x06"));
   mdp_msg_destroy(m);
@@ -1049,14 +1050,14 @@ static void worker_dialect(const wd_t *d) {
   CHECK(mdp_msg_frame_eq(a.body, 2, "world", 5));
   mdp_msg_t *part = str_body("p1");
   if (d->partial == NULL) {
-    CHECK_EQ(mdp_worker_partial(&a.req, part), MDP_ENOTSUP);
+    CHECK_EQ(mdp_worker_partial(a.req, part), MDP_ENOTSUP);
     CHECK_EQ(mdp_msg_size(part), 1); /* still ours */
     mdp_msg_destroy(part);
   } else {
-    CHECK_EQ(mdp_worker_partial(&a.req, part), 0);
+    CHECK_EQ(mdp_worker_partial(a.req, part), 0);
     mdp_msg_t *two = str_body("p2");
     mdp_msg_append_mem(two, NULL, 0);
-    CHECK_EQ(mdp_worker_partial(&a.req, two), 0);
+    CHECK_EQ(mdp_worker_partial(a.req, two), 0);
     m = wd_take_cmd(&loop, &f, d, NULL, 2000);
     CHECK(wd_is(m, d, d->partial, "client-7", "", "p1", NULL));
     mdp_msg_destroy(m);
@@ -1064,8 +1065,8 @@ static void worker_dialect(const wd_t *d) {
     CHECK(wd_is(m, d, d->partial, "client-7", "", "p2", "", NULL));
     mdp_msg_destroy(m);
   }
-  CHECK(mdp_worker_request_active(&a.req));
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  CHECK(mdp_worker_request_active(a.req));
+  CHECK_EQ(mdp_worker_final(a.req, a.body), 0);
   a.body = NULL;
   m = wd_take_cmd(&loop, &f, d, NULL, 2000);
   CHECK(wd_is(m, d, d->final, "client-7", "", "hello", "", "world", NULL));
@@ -1131,7 +1132,7 @@ static void hbq_tick(uv_timer_t *t) {
     q->stalls++;
   q->prev = now;
   mdp_msg_t *part = str_body("chunk");
-  if (mdp_worker_partial(&q->a->req, part) == 0)
+  if (mdp_worker_partial(q->a->req, part) == 0)
     q->sent++;
   else
     mdp_msg_destroy(part);
@@ -1178,7 +1179,7 @@ static void no_heartbeat_while_streaming(void) {
   CHECK(q.heartbeats <= q.stalls);
 
   /* Idle again (the FINAL is the last send): heartbeats resume. */
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  CHECK_EQ(mdp_worker_final(a.req, a.body), 0);
   a.body = NULL;
   mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
   while (m != NULL && frames_are(m, "MDPW02", "\x03", "cl", "", "chunk")) {
@@ -1228,7 +1229,7 @@ static void busy_silence_tolerated(const wd_t *d) {
   mdp_worker_get_stats(w, &st);
   CHECK_EQ(st.connects, 1);
   CHECK_EQ(st.abandoned, 0);
-  CHECK_EQ(mdp_worker_final(&a.req, a.body), 0);
+  CHECK_EQ(mdp_worker_final(a.req, a.body), 0);
   a.body = NULL;
   m = wd_take_cmd(&loop, &f, d, NULL, 2000);
   CHECK(wd_is(m, d, d->final, "cl", "", "long job", NULL));
@@ -1437,6 +1438,255 @@ static void broker_restart_ipc(void) {
 }
 static void broker_restart_tcp(void) { broker_restart("tcp://127.0.0.1:*"); }
 
+static int two_requests(void *arg) { return ((app_t *)arg)->requests >= 2; }
+
+/* A kept copy of a finished request's handle is stale: it never answers the
+ * next request (ids are not reused), and the newer request is untouched. */
+static void stale_handle_kept_by_value(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "inproc://worker-stale") == 0);
+  app_t a = {0};
+  a.mode = M_KEEP;
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x02", "c1", "", "one");
+  CHECK(t_run_until(&loop, has_request, &a, 2000));
+  mdp_request_t first = a.req; /* kept by value */
+  CHECK_EQ(mdp_worker_final(first, a.body), 0);
+  a.body = NULL;
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c1", "", "one"));
+  mdp_msg_destroy(m);
+  fake_send(&f, ready, "MDPW02", "\x02", "c2", "", "two");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, two_requests, &a, 2000));
+  CHECK(a.req.id != first.id);
+  CHECK(!mdp_worker_request_active(first));
+  CHECK(mdp_worker_request_active(a.req));
+  mdp_msg_t *late = str_body("late");
+  CHECK_EQ(mdp_worker_final(first, late), MDP_ESTATE);
+  CHECK_EQ(mdp_worker_partial(first, late), MDP_ESTATE);
+  CHECK(mdp_worker_request_active(a.req)); /* the newer request is intact */
+  CHECK_EQ(mdp_worker_final(a.req, late), 0);
+  m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c2", "", "late"));
+  mdp_msg_destroy(m);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* The setup hook runs for every socket (the first and each reconnect's),
+ * after the socket options are set, so it reads them back. */
+static void socket_options_reach_socket(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.reconnect_initial_ms = 20;
+  o.max_msg_size = 4096;
+  probe_options(&o.socket, &probe);
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  CHECK_EQ(probe.calls, 1);
+  CHECK(probe_saw_options(&probe));
+  CHECK_EQ(probe.maxmsgsize, 4096);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  memset(&probe, 0, sizeof probe);
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  ready = fake_take_cmd(&loop, &f, 2000); /* the new socket's READY */
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  mdp_msg_destroy(ready);
+  CHECK_EQ(probe.calls, 1);
+  CHECK(probe_saw_options(&probe));
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* Defaults leave libzmq's values; a failing hook fails mdp_worker_new with
+ * MDP_ESETUP and leaves nothing behind; out-of-range options: MDP_EINVAL. */
+static void socket_setup_failure_and_ranges(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  mdp_worker_t *w = NULL;
+  probe.fail = 1;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+           MDP_ESETUP);
+  CHECK_EQ(probe.calls, 1);
+  CHECK_EQ(probe.sndhwm, 1000); /* libzmq's defaults, untouched */
+  CHECK_EQ(probe.rcvhwm, 1000);
+  CHECK_EQ(probe.keepalive, -1);
+  CHECK_EQ(probe.ipv6, 0);
+  CHECK(strcmp(mdp_strerror(MDP_ESETUP), "unknown error") != 0);
+  int bad[][2] = {{0, -1}, {1, -1}, {2, 2}, {2, -2}, {3, 0}, {4, 0}, {5, -3},
+                  {6, 2}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    mdp_worker_options_init(&o);
+    int *field[] = {&o.socket.sndhwm, &o.socket.rcvhwm, &o.socket.tcp_keepalive,
+                    &o.socket.tcp_keepalive_idle, &o.socket.tcp_keepalive_intvl,
+                    &o.socket.tcp_keepalive_cnt, &o.socket.ipv6};
+    *field[bad[i][0]] = bad[i][1];
+    CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w),
+             MDP_EINVAL);
+  }
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* tcp://[::1]:PORT just works: ZMQ_IPV6 is set for a bracketed literal. */
+static void ipv6_literal_endpoint(void) {
+  fake_t f;
+  if (fake_open_ipv6(&f) != 0)
+    return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  CHECK(strncmp(f.endpoint, "tcp://[::1]:", 12) == 0);
+  probe_t probe = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.socket.setup = probe_setup;
+  o.socket.setup_data = &probe;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  CHECK_EQ(probe.ipv6, 1);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(ready, "MDPW02", "\x01", "echo"));
+  fake_send(&f, ready, "MDPW02", "\x02", "c6", "", "over v6");
+  mdp_msg_destroy(ready);
+  mdp_msg_t *m = fake_take_cmd(&loop, &f, 2000);
+  CHECK(frames_are(m, "MDPW02", "\x04", "c6", "", "over v6"));
+  mdp_msg_destroy(m);
+  CHECK(worker_stop(&loop, w, &a));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+typedef struct {
+  int n;
+  mdp_worker_event_t event[8];
+  int err[8];
+  int close_on_lost;
+  int closing_after_close; /* mdp_worker_is_closing right after the close */
+} events_t;
+
+static void on_event(mdp_worker_t *w, mdp_worker_event_t event, int err,
+                     void *data) {
+  events_t *e = data;
+  if (e->n < 8) {
+    e->event[e->n] = event;
+    e->err[e->n] = err;
+  }
+  e->n++;
+  if (event == MDP_WORKER_BROKER_LOST && e->close_on_lost) {
+    CHECK(!mdp_worker_is_closing(w));
+    mdp_worker_close(w, 0, on_closed);
+    e->closing_after_close = mdp_worker_is_closing(w);
+  }
+}
+
+static int events_at_least(void *arg) { return ((events_t *)arg)->n >= 2; }
+static int events_three(void *arg) { return ((events_t *)arg)->n >= 3; }
+static int events_four(void *arg) { return ((events_t *)arg)->n >= 4; }
+static int events_one(void *arg) { return ((events_t *)arg)->n >= 1; }
+
+/* REGISTERED at the broker's first HEARTBEAT (not at READY); BROKER_LOST
+ * with the reason: DISCONNECT, silence; a callback may close the worker. */
+static void life_cycle_events(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  events_t ev = {0};
+  mdp_worker_options_t o;
+  mdp_worker_options_init(&o);
+  o.heartbeat_interval_ms = 50;
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 20;
+  o.event_cb = on_event;
+  o.event_data = &ev;
+  app_t a = {0};
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, f.endpoint, "echo", &o, on_request, &w), 0);
+  mdp_worker_set_data(w, &a);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  CHECK_EQ(ev.n, 0); /* READY sent is not registered */
+  fake_send(&f, ready, "MDPW02", "\x05");
+  CHECK(t_run_until(&loop, events_one, &ev, 2000));
+  CHECK_EQ(ev.event[0], MDP_WORKER_REGISTERED);
+  fake_send(&f, ready, "MDPW02", "\x05"); /* once per connection */
+  fake_send(&f, ready, "MDPW02", "\x06");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, events_at_least, &ev, 2000));
+  CHECK_EQ(ev.n, 2);
+  CHECK_EQ(ev.event[1], MDP_WORKER_BROKER_LOST);
+  CHECK_EQ(ev.err[1], MDP_ECANCELED);
+  ready = fake_take_cmd(&loop, &f, 2000); /* reconnected */
+  CHECK(ready != NULL);
+  fake_send(&f, ready, "MDPW02", "\x05");
+  mdp_msg_destroy(ready);
+  CHECK(t_run_until(&loop, events_three, &ev, 2000));
+  CHECK_EQ(ev.event[2], MDP_WORKER_REGISTERED);
+  ev.close_on_lost = 1; /* then silence: lost, and closed from the event */
+  CHECK(t_run_until(&loop, events_four, &ev, 5000));
+  CHECK_EQ(ev.event[3], MDP_WORKER_BROKER_LOST);
+  CHECK_EQ(ev.err[3], MDP_ETIMEDOUT);
+  CHECK(ev.closing_after_close); /* (the worker may be freed by now) */
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  CHECK_EQ(ev.n, 4); /* none while closing */
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+/* An unref'd worker does not keep uv_run(UV_RUN_DEFAULT) going; ref'd it
+ * does; mdp_worker_is_closing follows mdp_worker_close. */
+static void ref_unref_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  app_t a = {0};
+  mdp_worker_t *w = worker_start(&loop, &f, &a, 0);
+  CHECK(w != NULL);
+  mdp_msg_t *ready = fake_take_cmd(&loop, &f, 2000);
+  CHECK(ready != NULL);
+  mdp_msg_destroy(ready);
+  CHECK(uv_loop_alive(&loop));
+  CHECK(!run_default_returns(&loop, 300)); /* ref'd: the watchdog stops it */
+  mdp_worker_unref(w);
+  CHECK(run_default_returns(&loop, 5000));
+  CHECK(!mdp_worker_is_closing(w));
+  mdp_worker_ref(w);
+  CHECK(uv_loop_alive(&loop));
+  mdp_worker_unref(w); /* closing still runs to the end */
+  mdp_worker_close(w, 0, on_closed);
+  CHECK(mdp_worker_is_closing(w));
+  CHECK(t_run_until(&loop, is_closed, &a, 2000));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(ready_frames_exact);
   RUN(request_reply_exact);
@@ -1446,6 +1696,12 @@ int main(void) {
   RUN(silence_reconnects);
   RUN(disconnect_reconnects);
   RUN(misuse_errors);
+  RUN(stale_handle_kept_by_value);
+  RUN(socket_options_reach_socket);
+  RUN(socket_setup_failure_and_ranges);
+  RUN(ipv6_literal_endpoint);
+  RUN(life_cycle_events);
+  RUN(ref_unref_loop);
   RUN(options_ranges);
   RUN(max_msg_size_enforced);
   RUN(max_frames_enforced);

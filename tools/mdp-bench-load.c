@@ -599,7 +599,7 @@ typedef struct {
   int partials;
 } lworkers_t;
 
-static void lworker_request(mdp_worker_t *worker, const mdp_request_t *req,
+static void lworker_request(mdp_worker_t *worker, mdp_request_t req,
                             mdp_msg_t *body) {
   lworkers_t *w = mdp_worker_get_data(worker);
   for (int i = 0; i < w->partials; i++) {

@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/log.h"
 #include "mdp/msg.h"
 
@@ -52,7 +53,8 @@ typedef struct mdp_client_s mdp_client_t;
  *     MDP_ETIMEDOUT (no reply part in time, retries exhausted, or the
  *     deadline passed), MDP_ECANCELED (mdp_client_cancel(), or the client
  *     was closed with the request pending), MDP_ENOMEM, MDP_EZMQ (no socket
- *     could be opened), MDP_ENOBUFS or MDP_EZMQ (the socket refused the
+ *     could be opened), MDP_EINVAL (the endpoint is malformed or its
+ *     transport unknown), MDP_ENOBUFS or MDP_EZMQ (the socket refused the
  *     REQUEST).
  * After the call with `final` 1 the request is over and its id is unknown
  * to the client.  The callback may make new requests, cancel any request
@@ -60,6 +62,10 @@ typedef struct mdp_client_s mdp_client_t;
 typedef void (*mdp_client_reply_cb)(mdp_client_t *client, uint64_t request_id,
                                     int status, int final, mdp_msg_t *body,
                                     void *request_data);
+
+/* Everything the client held unsent has gone to ZeroMQ (mdp_client_held()
+ * fell to zero after being above it).  See mdp_client_set_drain_cb(). */
+typedef void (*mdp_client_drain_cb)(mdp_client_t *client);
 
 /* The client is closed; do not use `client` after this callback returns. */
 typedef void (*mdp_client_close_cb)(mdp_client_t *client);
@@ -121,6 +127,14 @@ typedef struct {
    * MDP_ENOBUFS, counted in refused_queued_bytes (default 64 MiB; 0 =
    * unlimited).  Requests that go straight to a socket are not counted. */
   size_t max_queued_bytes;
+  /* Options of the client's sockets (each pooled one) (send and receive high-water
+   * marks, TCP keepalive, IPv6, a setup hook): see mdp_socket_options_t in
+   * mdp/context.h.  A hook that fails fails the request that needed the socket
+   * with MDP_ESETUP (reported from the loop, as for any socket that cannot
+   * be opened). */
+  mdp_socket_options_t socket;
+  /* Room for options to come (docs/abi.md): 512 bytes in all. */
+  unsigned char reserved_[344];
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with
@@ -130,6 +144,8 @@ typedef struct {
   uint64_t timeout_ms;
   uint64_t deadline_ms; /* 0 = none */
   unsigned retries;
+  /* Room for settings to come (docs/abi.md): 128 bytes in all. */
+  unsigned char reserved_[104];
 } mdp_request_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
@@ -154,6 +170,8 @@ typedef struct {
   uint64_t refused_queue_full;   /* MDP_ENOBUFS: max_queue reached */
   uint64_t refused_queued_bytes; /* MDP_ENOBUFS: max_queued_bytes reached */
   size_t queued_bytes;     /* now: body bytes of the queued requests */
+  /* Room for figures to come (docs/abi.md): 512 bytes in all. */
+  unsigned char reserved_[384];
 } mdp_client_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
@@ -202,6 +220,33 @@ MDP_EXTERN int mdp_client_cancel(mdp_client_t *client, uint64_t request_id);
  * mdp_client_request() returns MDP_ECLOSING from now on.  Safe from reply
  * callbacks.  A second call is a no-op. */
 MDP_EXTERN void mdp_client_close(mdp_client_t *client, mdp_client_close_cb close_cb);
+
+/* Back-pressure: the messages (returned) and bytes (`*bytes`, if not NULL)
+ * held unsent because a socket's pipe to its broker is full, summed over
+ * the pooled sockets.  A request accepted by mdp_client_request() may be
+ * held; a non-zero count says some are.  Held messages of a socket that is
+ * discarded (its request timed out, was cancelled or retried) are dropped
+ * with it. */
+MDP_EXTERN size_t mdp_client_held(const mdp_client_t *client, size_t *bytes);
+
+/* Sets (NULL: clears) the callback called from the loop when the held
+ * count falls to zero after being above it, because the held messages were
+ * sent (not when they are dropped with a discarded socket: the request's
+ * own callback tells).  Never called from inside a libmdp call.  It may
+ * make requests or close the client. */
+MDP_EXTERN void mdp_client_set_drain_cb(mdp_client_t *client,
+                                        mdp_client_drain_cb cb);
+
+/* 1 once mdp_client_close() was called, else 0. */
+MDP_EXTERN int mdp_client_is_closing(const mdp_client_t *client);
+
+/* libuv's ref/unref idiom: an unref'd client's handles (its timer and every
+ * pooled socket's reactor, also those opened later) are uv_unref'd, so
+ * uv_run(UV_RUN_DEFAULT) returns when nothing else is active, even with
+ * requests pending (they go on while something else runs the loop).
+ * Clients start ref'd.  Loop thread only; never fails; idempotent. */
+MDP_EXTERN void mdp_client_ref(mdp_client_t *client);
+MDP_EXTERN void mdp_client_unref(mdp_client_t *client);
 
 /* Copies the client's counters and gauges into `*out` (the caller's). */
 MDP_EXTERN void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);

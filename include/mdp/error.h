@@ -35,6 +35,7 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                             \
   XX(ECLOSING, -5000, "object is closing")                                     \
   XX(ESTATE, -5001, "operation not allowed in the current state")              \
+  XX(ESETUP, -5002, "the socket setup hook refused the socket")                \
   XX(EHEADER, -5010, "wrong protocol header frame")                            \
   XX(ECOMMAND, -5011, "unknown or malformed command frame")                    \
   XX(EFRAMES, -5012, "message is missing frames")                              \

@@ -51,6 +51,15 @@ typedef void (*mdp_reactor_recv_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg);
 typedef void (*mdp_reactor_fail_cb)(mdp_reactor_t *reactor, mdp_msg_t *msg,
                                     int err);
 
+/* The messages held waiting for POLLOUT (stats.pending) have all been
+ * handed to ZeroMQ (or failed): the count fell to zero after being above
+ * it.  Called from the loop, never from inside a reactor call (after
+ * mdp_reactor_process_now() emptied the ring, on the next iteration), and
+ * only if nothing is held again by then; not when close drops held
+ * messages.  As libuv's write callback: the moment to produce more.  It may
+ * send or close the reactor. */
+typedef void (*mdp_reactor_drain_cb)(mdp_reactor_t *reactor);
+
 /* The reactor is closed: its handles are closed, the socket is closed (if the
  * reactor owns it) and the memory of the reactor is about to be freed.  Do not
  * use `reactor` after this callback returns. */
@@ -154,6 +163,18 @@ MDP_EXTERN void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max);
 
 /* Callback for accepted messages that fail later (see mdp_reactor_fail_cb). */
 MDP_EXTERN void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb);
+
+/* libuv's ref/unref idiom for the reactor's handles (poll, idle, timer):
+ * an unref'd reactor does not keep uv_run(UV_RUN_DEFAULT) going on its own,
+ * though it goes on working while something else keeps the loop alive.
+ * New reactors are ref'd.  Loop thread only; never fails. */
+MDP_EXTERN void mdp_reactor_ref(mdp_reactor_t *reactor);
+MDP_EXTERN void mdp_reactor_unref(mdp_reactor_t *reactor);
+
+/* Callback for a held queue that emptied (see mdp_reactor_drain_cb); NULL
+ * (the default): none. */
+MDP_EXTERN void mdp_reactor_set_drain_cb(mdp_reactor_t *reactor,
+                                         mdp_reactor_drain_cb cb);
 
 /* The user's pointer (NULL initially). */
 MDP_EXTERN void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data);

@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/log.h"
 #include "mdp/msg.h"
 
@@ -55,20 +56,48 @@ typedef struct mdp_worker_s mdp_worker_t;
 #define MDP_WORKER_TIME_MAX_MS ((uint64_t)UINT32_MAX)
 #define MDP_WORKER_LIVENESS_MAX 65535u
 
-/* A request handle.  Plain data: copy it to answer after the callback
- * returns.  `id` is never 0 for a real request and never reused by the same
- * worker. */
+/* A request handle, passed and kept by value (two words: a copy costs
+ * nothing, and no pointer into the worker's memory is ever held, so a kept
+ * copy cannot dangle while the worker exists).  `id` is never 0 for a real
+ * request and never reused by the same worker; {NULL, 0} is no request. */
 typedef struct mdp_request_s {
   mdp_worker_t *worker;
   uint64_t id;
 } mdp_request_t;
 
 /* A REQUEST arrived.  `body` (one or more frames) belongs to the callback.
- * `req` points to a value valid during the call only; copy `*req` to answer
- * later.  The callback may reply, close the worker, or do neither yet. */
+ * `req` is the request's handle, by value: keep a copy of it (anywhere, for
+ * as long as the worker exists) to answer later.  A copy never dangles: once
+ * the request is over, a reply through it fails with MDP_ESTATE.  Called
+ * from the loop, never from inside a libmdp call.  The callback may reply,
+ * close the worker, or do neither yet. */
 typedef void (*mdp_worker_request_cb)(mdp_worker_t *worker,
-                                      const mdp_request_t *req,
-                                      mdp_msg_t *body);
+                                      mdp_request_t req, mdp_msg_t *body);
+
+/* What the worker's connection to its broker did (mdp_worker_event_cb). */
+typedef enum {
+  /* The broker accepted the READY: its first HEARTBEAT or REQUEST on this
+   * connection arrived (a READY that was only sent proves nothing; a broker
+   * that refuses it answers DISCONNECT).  Once per connection. */
+  MDP_WORKER_REGISTERED = 1,
+  /* The connection was given up and a reconnect is scheduled; `err` says
+   * why: MDP_ETIMEDOUT (the broker was silent for liveness x interval),
+   * MDP_ECANCELED (the broker sent DISCONNECT), or the error that kept a new socket from opening
+   * (MDP_ESETUP, MDP_EZMQ, MDP_ENOMEM, ...). */
+  MDP_WORKER_BROKER_LOST = 2
+} mdp_worker_event_t;
+
+/* Optional life-cycle callback (opts.event_cb).  Called from the loop,
+ * never from inside a libmdp call and never once the worker is closing.
+ * It may close the worker; a request in progress when the broker was lost
+ * is already abandoned (its handle is stale). */
+typedef void (*mdp_worker_event_cb)(mdp_worker_t *worker,
+                                    mdp_worker_event_t event, int err,
+                                    void *data);
+
+/* Everything the worker held unsent has gone to ZeroMQ (mdp_worker_held()
+ * fell to zero after being above it).  See mdp_worker_set_drain_cb(). */
+typedef void (*mdp_worker_drain_cb)(mdp_worker_t *worker);
 
 /* The worker is closed; do not use `worker` (or any of its request handles)
  * after this callback returns. */
@@ -129,6 +158,16 @@ typedef struct {
    * counted in dropped_frames; 0 = unlimited.  1..5: MDP_EINVAL (no
    * REQUEST would fit). */
   size_t max_frames;
+  /* Options of the worker's socket (send and receive high-water
+   * marks, TCP keepalive, IPv6, a setup hook): see mdp_socket_options_t in
+   * mdp/context.h.  A hook that fails makes mdp_worker_new() return MDP_ESETUP;
+   * at a reconnect it is logged and retried after the next back-off. */
+  mdp_socket_options_t socket;
+  /* Life-cycle callback (NULL: none) and its last argument. */
+  mdp_worker_event_cb event_cb;
+  void *event_data;
+  /* Room for options to come (docs/abi.md): 512 bytes in all. */
+  unsigned char reserved_[336];
 } mdp_worker_options_t;
 
 /* Counters since creation, and gauges (marked "now"). */
@@ -148,6 +187,8 @@ typedef struct {
                                  the reactor until the socket takes them */
   uint64_t dropped_frames;    /* messages over max_frames (or that found no
                                  memory), discarded whole unread */
+  /* Room for figures to come (docs/abi.md): 512 bytes in all. */
+  unsigned char reserved_[416];
 } mdp_worker_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
@@ -166,25 +207,28 @@ MDP_EXTERN int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char 
                    mdp_worker_request_cb request_cb, mdp_worker_t **out);
 
 /* Sends `body` (one or more frames; NULL sends one empty frame) as a
- * PARTIAL reply to `req`.  Any number of times before the FINAL.
+ * PARTIAL reply to `req` (a copy of the handle the request callback got).
+ * Any number of times before the FINAL.  Call from the worker's loop thread.
  * Returns 0: the body belongs to the library.  On error the body is still
  * the caller's and nothing was sent:
- *   MDP_ESTATE: `req` is not the request in progress (already finished,
- *     abandoned after a reconnect, or never valid);
- *   MDP_EINVAL: NULL handle, or a body with no frame;
+ *   MDP_ESTATE: `req` is stale: not the request in progress (already
+ *     finished, abandoned after a reconnect or by a close, or never valid);
+ *     nothing of the worker's state is touched but the id compare;
+ *   MDP_EINVAL: a handle with no worker, or a body with no frame;
  *   MDP_ENOTSUP: the worker speaks MDP/0.1, which has no partial replies
  *     (checked first, whatever the handle's state); send the whole reply
  *     with mdp_worker_final();
  *   MDP_ENOBUFS, MDP_EZMQ: the socket refused it (see mdp_reactor_send). */
-MDP_EXTERN int mdp_worker_partial(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_partial(mdp_request_t req, mdp_msg_t *body);
 
 /* Sends `body` as the FINAL reply and ends the request; the worker is ready
  * for the next one.  Same returns and ownership as mdp_worker_partial().
  * A second FINAL returns MDP_ESTATE. */
-MDP_EXTERN int mdp_worker_final(const mdp_request_t *req, mdp_msg_t *body);
+MDP_EXTERN int mdp_worker_final(mdp_request_t req, mdp_msg_t *body);
 
-/* 1 if `req` is the request in progress (a reply would be accepted). */
-MDP_EXTERN int mdp_worker_request_active(const mdp_request_t *req);
+/* 1 if `req` is the request in progress (a reply would not be refused with
+ * MDP_ESTATE), else 0 (stale, or no request). */
+MDP_EXTERN int mdp_worker_request_active(mdp_request_t req);
 
 /* Starts closing.  With `wait_for_request` non-zero and a request in
  * progress, the worker keeps heartbeating and waits for its FINAL (or for the
@@ -202,6 +246,36 @@ MDP_EXTERN int mdp_worker_request_active(const mdp_request_t *req);
  * call is a no-op. */
 MDP_EXTERN void mdp_worker_close(mdp_worker_t *worker, int wait_for_request,
                       mdp_worker_close_cb close_cb);
+
+/* Back-pressure: the messages (returned) and bytes (`*bytes`, if not NULL)
+ * the worker holds unsent because its socket's pipe to the broker is full
+ * (a broker, or a client behind it, reading slowly).  mdp_worker_partial()
+ * and mdp_worker_final() return 0 for a reply that was sent or held alike;
+ * a non-zero count right after the call says it was held.  A producer
+ * that stops while this is above 0 and resumes in the drain callback keeps
+ * the worker's memory to about one message.  Held messages are dropped
+ * with a lost connection (the request is abandoned). */
+MDP_EXTERN size_t mdp_worker_held(const mdp_worker_t *worker, size_t *bytes);
+
+/* Sets (NULL: clears) the callback called from the loop when the held
+ * count falls to zero after being above it, as libuv's write callback; not
+ * when held messages are dropped with the connection (the event callback's
+ * MDP_WORKER_BROKER_LOST says that).  It may reply, close the worker, etc.
+ * Never called from inside mdp_worker_partial() or mdp_worker_final(). */
+MDP_EXTERN void mdp_worker_set_drain_cb(mdp_worker_t *worker,
+                                        mdp_worker_drain_cb cb);
+
+/* 1 once mdp_worker_close() was called (the worker may still be sending
+ * its last reply or DISCONNECT), else 0. */
+MDP_EXTERN int mdp_worker_is_closing(const mdp_worker_t *worker);
+
+/* libuv's ref/unref idiom: an unref'd worker's handles (its timers and its
+ * socket's reactor, also after reconnects) are uv_unref'd, so
+ * uv_run(UV_RUN_DEFAULT) returns when nothing else is active; the worker
+ * goes on serving while something else keeps the loop running.  Workers
+ * start ref'd.  Loop thread only; never fails; idempotent. */
+MDP_EXTERN void mdp_worker_ref(mdp_worker_t *worker);
+MDP_EXTERN void mdp_worker_unref(mdp_worker_t *worker);
 
 /* Copies the worker's counters into `*out` (the caller's). */
 MDP_EXTERN void mdp_worker_get_stats(const mdp_worker_t *worker, mdp_worker_stats_t *out);
