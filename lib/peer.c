@@ -5,7 +5,7 @@
 
 #include "mdp/context.h"
 #include "mdp/error.h"
-#include "keys.h"
+#include "curve_internal.h"
 #include "peer.h"
 
 void mdp__socket_options_default(mdp_socket_options_t *so) {

@@ -14,7 +14,7 @@
 #include <zmq.h>
 
 #include "log_internal.h"
-#include "keys.h"
+#include "curve_internal.h"
 #include "mdp/error.h"
 #include "mdp/msg.h"
 #include "mdp/reactor.h"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "keys.h"
+#include "curve_internal.h"
 #include "mdp/error.h"
 
 static const char z85_chars[] = "0123456789abcdefghijklmnopqrstuvwxyz"

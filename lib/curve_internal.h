@@ -1,8 +1,8 @@
 /* CURVE key files and key sets (internal).  The public half is
  * include/mdp/curve.h; this adds what the broker's ZAP handler and the
  * client and worker need. */
-#ifndef MDP_KEYS_H
-#define MDP_KEYS_H
+#ifndef MDP_CURVE_INTERNAL_H
+#define MDP_CURVE_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,4 +40,4 @@ int mdp__curve_client_check(const char *server_key, const char *public_key,
 int mdp__curve_client_setup(void *socket, const char *server_key,
                            const char *public_key, const char *secret_key);
 
-#endif /* MDP_KEYS_H */
+#endif /* MDP_CURVE_INTERNAL_H */
