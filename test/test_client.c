@@ -1753,7 +1753,7 @@ static void held_and_drain(void) {
   CHECK_EQ(drains, 1);
   CHECK_EQ(mdp_client_held(c, &bytes), 0);
   CHECK_EQ(bytes, 0);
-  CHECK(fake_wait(&loop, &f, 1, 2000));
+  CHECK(fake_wait(&loop, &f, 1, 5000));
   CHECK_EQ(fake_echo(&f), 1);
   CHECK(t_run_until(&loop, rep_done, &r, 2000));
   CHECK_EQ(r.status, 0);
