@@ -24,6 +24,7 @@
 #include "mdp/broker.h"
 #include "mdp/worker.h"
 #include "mdp/client.h"
+#include "mdp/worker_group.h"
 #include "mdp/curve.h"
 
 #endif /* MDP_H */

@@ -20,10 +20,11 @@ check "meson install into a staging root" \
   meson install -C "$build" --no-rebuild --destdir "$root/stage"
 pc=$(find "$root/stage" -name libmdp.pc | head -n 1)
 check "libmdp.pc installed" test -n "$pc"
-for f in mdp.h mdp/broker.h mdp/worker.h mdp/client.h mdp/reactor.h mdp/codec.h; do
+for f in mdp.h mdp/broker.h mdp/worker.h mdp/client.h mdp/reactor.h mdp/codec.h \
+  mdp/worker_group.h; do
   check "header $f installed" test -n "$(find "$root/stage" -path "*/include/$f")"
 done
-for t in mdp-broker mdp-request mdp-keygen; do
+for t in mdp-broker mdp-request mdp-worker mdp-keygen; do
   check "tool $t installed" test -n "$(find "$root/stage" -path "*/bin/$t")"
 done
 check "default config mdp-broker.conf installed (sysconfdir)" \

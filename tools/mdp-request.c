@@ -1,6 +1,11 @@
 /* mdp-request: a command-line Majordomo client, as curl is for HTTP.
  *
  *   mdp-request -b URL SERVICE [FRAME...]
+ *   mdp-request -b URL [-b URL...] -n COUNT [-c CONCURRENCY] SERVICE [FRAME...]
+ *
+ * The second form is a load tool: COUNT requests, CONCURRENCY in flight,
+ * spread round-robin over one client per broker (each client's retries go
+ * on to the next broker), then one summary line (or --json: one object).
  *
  * Sends one request (each FRAME argument is a body frame; "-" is a frame
  * read from standard input) and prints every reply part as it arrives.
@@ -16,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mdp.h"
 
@@ -42,13 +48,16 @@ static void usage(FILE *out) {
   fprintf(out,
           "Usage: mdp-request -b URL [options] SERVICE [FRAME...]\n"
           "       mdp-request -b URL [options] --mmi NAME [FRAME...]\n"
+          "       mdp-request -b URL [-b URL...] -n COUNT [-c N] [options] SERVICE\n"
+          "                   [FRAME...]\n"
           "Sends one Majordomo (MDP/0.2) request and prints each reply part as it\n"
           "arrives.  Each FRAME is one body frame; \"-\" reads a frame from standard\n"
           "input; no FRAME sends one empty frame.  Use -- before frames that\n"
           "start with '-'.\n"
           "\n"
           "  -b, --broker URL     broker endpoint (repeat for failover: each retry\n"
-          "                       goes to the next one); default %s\n"
+          "                       goes to the next one; with -n, new requests\n"
+          "                       are spread over them in turn); default %s\n"
           "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
           "                       default %g)\n"
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
@@ -64,6 +73,16 @@ static void usage(FILE *out) {
           "  -K, --curve-key FILE this client's key pair (mdp-keygen\n"
           "                       NAME.secret), listed in the broker's\n"
           "                       --curve-allow\n"
+          "  -n, --count COUNT    load mode: send COUNT requests (the same body),\n"
+          "                       spread in turn over one client per -b broker;\n"
+          "                       a request that times out on one broker is\n"
+          "                       retried on the next (-r); progress on standard\n"
+          "                       error when it is a terminal; at the end one line:\n"
+          "                       COUNT requests: OK ok, FAILED failed, RATE/s,\n"
+          "                       p50 X ms, p99 Y ms (latency of the ok ones;\n"
+          "                       --json: one JSON object instead); exit 0 if\n"
+          "                       none failed, else 69\n"
+          "  -c, --concurrency N  load mode: requests in flight at once (default 1)\n"
           "  -x, --hex            print frames in hexadecimal\n"
           "  -j, --json           print each part as a JSON object on one line\n"
           "  -m, --mmi NAME       ask the broker's mmi.NAME service, e.g.\n"
@@ -179,6 +198,176 @@ static int append_stdin(mdp_msg_t *body) {
   return rc;
 }
 
+/* --- load mode ---------------------------------------------------------- */
+
+#define LOAD_MAX_COUNT 10000000L
+
+typedef struct {
+  mdp_client_t **clients;
+  size_t nclients;
+  size_t next_client;
+  const char *service;
+  mdp_msg_t *body;
+  size_t count, concurrency;
+  size_t sent, done, ok, failed;
+  uint64_t *start;   /* per request: uv_hrtime() when sent */
+  float *lat_ms;     /* per ok request */
+  uv_timer_t progress;
+  int tty;
+  int closing;
+} load_t;
+
+static void load_reply(mdp_client_t *c, uint64_t id, int status, int final,
+                       mdp_msg_t *body, void *data);
+
+static void load_close(load_t *l) {
+  if (l->closing)
+    return;
+  l->closing = 1;
+  for (size_t i = 0; i < l->nclients; i++)
+    mdp_client_close(l->clients[i], NULL);
+  if (l->tty)
+    uv_timer_stop(&l->progress);
+  uv_close((uv_handle_t *)&l->progress, NULL);
+}
+
+/* Sends request number l->sent on the next client in turn. */
+static int load_send(load_t *l) {
+  size_t idx = l->sent;
+  mdp_msg_t *m = mdp_msg_dup(l->body);
+  if (m == NULL)
+    return MDP_ENOMEM;
+  mdp_client_t *c = l->clients[l->next_client];
+  l->next_client = (l->next_client + 1) % l->nclients;
+  l->start[idx] = uv_hrtime();
+  int rc = mdp_client_request(c, l->service, m, NULL, load_reply,
+                              (void *)(uintptr_t)idx, NULL);
+  if (rc < 0) {
+    mdp_msg_destroy(m);
+    return rc;
+  }
+  l->sent++;
+  return 0;
+}
+
+static void load_reply(mdp_client_t *c, uint64_t id, int status, int final,
+                       mdp_msg_t *body, void *data) {
+  (void)id;
+  load_t *l = mdp_client_get_data(c);
+  mdp_msg_destroy(body);
+  if (!final || l->closing)
+    return;
+  size_t idx = (size_t)(uintptr_t)data;
+  if (status == 0)
+    l->lat_ms[l->ok++] = (float)((uv_hrtime() - l->start[idx]) / 1e6);
+  else
+    l->failed++;
+  l->done++;
+  while (l->sent < l->count && l->sent - l->done < l->concurrency)
+    if (load_send(l) < 0) { /* count it failed and go on */
+      l->failed++;
+      l->done++;
+      l->sent++;
+    }
+  if (l->done == l->count)
+    load_close(l);
+}
+
+static void load_progress(uv_timer_t *t) {
+  load_t *l = t->data;
+  fprintf(stderr, "\r%zu/%zu done, %zu failed", l->done, l->count, l->failed);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double percentile(const float *v, size_t n, double p) {
+  if (n == 0)
+    return 0;
+  size_t i = (size_t)ceil(p * (double)n) - 1;
+  return v[i < n ? i : n - 1];
+}
+
+static int run_load(const char *const *brokers, size_t nbrokers,
+                    const mdp_client_options_t *co, const char *service,
+                    mdp_msg_t *body, long count, long concurrency, int json) {
+  load_t l;
+  memset(&l, 0, sizeof l);
+  l.service = service;
+  l.body = body;
+  l.count = (size_t)count;
+  l.concurrency = (size_t)concurrency;
+  l.start = calloc(l.count, sizeof *l.start);
+  l.lat_ms = calloc(l.count, sizeof *l.lat_ms);
+  l.clients = calloc(nbrokers, sizeof *l.clients);
+  if (l.start == NULL || l.lat_ms == NULL || l.clients == NULL) {
+    fprintf(stderr, "mdp-request: out of memory\n");
+    free(l.start);
+    free(l.lat_ms);
+    free(l.clients);
+    return EXIT_UNAVAILABLE;
+  }
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_client_options_t o = *co;
+  o.max_sockets = l.concurrency;
+  o.max_queue = 0;
+  o.max_queued_bytes = 0;
+  int rc = 0;
+  /* Client i starts at broker i; its retries go on to the next ones. */
+  for (size_t i = 0; i < nbrokers && rc == 0; i++) {
+    const char *eps[16];
+    for (size_t k = 0; k < nbrokers; k++)
+      eps[k] = brokers[(i + k) % nbrokers];
+    rc = mdp_client_new(&loop, eps, nbrokers, &o, &l.clients[i]);
+    if (rc == 0) {
+      mdp_client_set_data(l.clients[i], &l);
+      l.nclients++;
+    }
+  }
+  uv_timer_init(&loop, &l.progress);
+  l.progress.data = &l;
+  l.tty = isatty(2);
+  if (l.tty)
+    uv_timer_start(&l.progress, load_progress, 250, 250);
+  uint64_t t0 = uv_hrtime();
+  while (rc == 0 && l.sent < l.count && l.sent < l.concurrency)
+    rc = load_send(&l);
+  if (rc < 0) {
+    fprintf(stderr, "mdp-request: %s\n", mdp_strerror(rc));
+    load_close(&l);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  double secs = (uv_hrtime() - t0) / 1e9;
+  uv_loop_close(&loop);
+  if (l.tty)
+    fputs("\r\033[K", stderr);
+  free(l.clients);
+  free(l.start);
+  if (rc < 0) {
+    free(l.lat_ms);
+    return rc == MDP_EINVAL || rc == MDP_ESERVICE ? EXIT_USAGE
+                                                  : EXIT_UNAVAILABLE;
+  }
+  qsort(l.lat_ms, l.ok, sizeof *l.lat_ms, cmp_float);
+  double rate = secs > 0 ? (double)l.done / secs : 0;
+  double p50 = percentile(l.lat_ms, l.ok, 0.50);
+  double p99 = percentile(l.lat_ms, l.ok, 0.99);
+  if (json)
+    printf("{\"requests\":%zu,\"ok\":%zu,\"failed\":%zu,\"seconds\":%.3f,"
+           "\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"brokers\":%zu,"
+           "\"concurrency\":%zu}\n",
+           l.count, l.ok, l.failed, secs, rate, p50, p99, nbrokers,
+           l.concurrency);
+  else
+    printf("%zu requests: %zu ok, %zu failed, %.0f/s, p50 %.2f ms, p99 %.2f "
+           "ms\n", l.count, l.ok, l.failed, rate, p50, p99);
+  free(l.lat_ms);
+  return l.failed == 0 ? 0 : EXIT_UNAVAILABLE;
+}
+
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"broker", required_argument, NULL, 'b'},
@@ -188,6 +377,8 @@ int main(int argc, char **argv) {
       {"dialect", required_argument, NULL, 'd'},
       {"curve-server-key", required_argument, NULL, 'S'},
       {"curve-key", required_argument, NULL, 'K'},
+      {"count", required_argument, NULL, 'n'},
+      {"concurrency", required_argument, NULL, 'c'},
       {"hex", no_argument, NULL, 'x'},
       {"json", no_argument, NULL, 'j'},
       {"mmi", required_argument, NULL, 'm'},
@@ -201,12 +392,13 @@ int main(int argc, char **argv) {
   long retries = 1;
   long long max_msg_size = 64ll * 1024 * 1024;
   const char *mmi = NULL;
+  long count = 0, concurrency = 1;
   mdp_dialect_t dialect = MDP_DIALECT_RFC18;
   const char *server_key_file = NULL, *key_file = NULL;
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:n:c:xjm:vhV", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -259,6 +451,22 @@ int main(int argc, char **argv) {
       break;
     case 'K':
       key_file = optarg;
+      break;
+    case 'n':
+    case 'c':
+      errno = 0;
+      {
+        long v = strtol(optarg, &end, 10);
+        if (errno || *end || v < 1 || v > (opt == 'n' ? LOAD_MAX_COUNT : 100000)) {
+          fprintf(stderr, "mdp-request: bad --%s: %s\n",
+                  opt == 'n' ? "count" : "concurrency", optarg);
+          return EXIT_USAGE;
+        }
+        if (opt == 'n')
+          count = v;
+        else
+          concurrency = v;
+      }
       break;
     case 'x':
       a.format = OUT_HEX;
@@ -379,6 +587,14 @@ int main(int argc, char **argv) {
   if (a.verbose) {
     o.log_cb = on_log;
     o.log_level = MDP_LOG_DEBUG;
+  }
+  if (count > 0) {
+    int lrc = run_load(brokers, nbrokers, &o, service, body, count,
+                       concurrency, a.format == OUT_JSON);
+    memset(&own_pair, 0, sizeof own_pair);
+    mdp_msg_destroy(body);
+    mdp_zmq_context_term();
+    return lrc;
   }
   mdp_client_t *client = NULL;
   int rc = mdp_client_new(&loop, brokers, nbrokers, &o, &client);
