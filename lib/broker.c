@@ -17,6 +17,7 @@
 #endif
 
 #include "broker_internal.h"
+#include "peer.h"
 #include "zap.h"
 
 #define BROKER_HANDLES 7 /* reactor + five timeout lists + trim timer */
@@ -43,8 +44,7 @@ void mdp_broker_options_init(mdp_broker_options_t *opts) {
   opts->dialects = MDP_DIALECT_ALL;
   opts->disconnect_expired = 0;
   opts->max_mmi_reply_bytes = 64 * 1024;
-  opts->tcp_keepalive = opts->tcp_keepalive_idle = -1;
-  opts->tcp_keepalive_intvl = opts->tcp_keepalive_cnt = -1;
+  mdp__socket_options_default(&opts->socket);
   opts->metrics_max_services = 100;
 }
 
@@ -159,32 +159,16 @@ static int zmq_error(void) {
   }
 }
 
-/* The ROUTER's options: the broker's own, then the caller's first-class
- * ones (0 or -1 where the default is to leave libzmq's). */
+/* The ROUTER's options: the broker's own, then the caller's (the same
+ * setting code as the workers' and clients' sockets, lib/peer.c). */
 static int set_socket_options(void *socket, const mdp_broker_options_t *o) {
-  int one = 1, linger = BROKER_LINGER_MS, ipv6 = o->ipv6 ? 1 : 0;
+  int one = 1, linger = BROKER_LINGER_MS;
   int64_t maxmsg = o->max_msg_size;
   if (zmq_setsockopt(socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
       zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger) ||
-      zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
-      zmq_setsockopt(socket, ZMQ_IPV6, &ipv6, sizeof ipv6))
-    return -1;
-  struct {
-    int option, value;
-  } ints[] = {{ZMQ_SNDHWM, o->sndhwm < 0 ? 0 : o->sndhwm},
-              {ZMQ_RCVHWM, o->rcvhwm < 0 ? 0 : o->rcvhwm},
-              {ZMQ_TCP_KEEPALIVE, o->tcp_keepalive},
-              {ZMQ_TCP_KEEPALIVE_IDLE, o->tcp_keepalive_idle},
-              {ZMQ_TCP_KEEPALIVE_INTVL, o->tcp_keepalive_intvl},
-              {ZMQ_TCP_KEEPALIVE_CNT, o->tcp_keepalive_cnt}};
-  int given[] = {o->sndhwm != 0, o->rcvhwm != 0, o->tcp_keepalive != -1,
-                 o->tcp_keepalive_idle != -1, o->tcp_keepalive_intvl != -1,
-                 o->tcp_keepalive_cnt != -1};
-  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-    if (given[i] && zmq_setsockopt(socket, ints[i].option, &ints[i].value,
-                                   sizeof ints[i].value))
-      return -1;
-  return 0;
+      zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
+    return MDP_EZMQ;
+  return mdp__socket_options_apply(socket, &o->socket, 0);
 }
 
 /* Every duration within MDP_BROKER_TIME_MAX_MS, so loop time + duration
@@ -198,8 +182,7 @@ static int options_valid(const mdp_broker_options_t *o) {
          o->request_expiry_ms <= max && o->dialects != 0 &&
          (o->dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
          (o->silent_busy_dialects & ~(unsigned)MDP_DIALECT_ALL) == 0 &&
-         o->max_msg_size >= -1 && o->sndhwm >= -1 && o->rcvhwm >= -1 &&
-         o->tcp_keepalive >= -1 && o->tcp_keepalive <= 1;
+         o->max_msg_size >= -1 && mdp__socket_options_valid(&o->socket);
 }
 
 int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
@@ -225,14 +208,15 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
     free(b);
     return MDP_EZMQ;
   }
-  if (set_socket_options(b->socket, opts) < 0 ||
-      (opts->socket_setup != NULL &&
-       opts->socket_setup(b->socket, opts->socket_setup_data) != 0)) {
+  int rc = set_socket_options(b->socket, opts);
+  if (rc == 0)
+    rc = mdp__socket_options_setup(b->socket, &opts->socket);
+  if (rc < 0) {
     zmq_close(b->socket);
     free(b);
-    return MDP_EZMQ;
+    return rc;
   }
-  int rc = 0;
+  rc = 0;
   if (opts->curve_secret_key != NULL) { /* before any bind: see zap.h */
     rc = mdp__zap_start(loop, ctx, b->socket, opts, &b->zap);
     if (rc < 0) {

@@ -19,7 +19,7 @@ void mdp__socket_options_default(mdp_socket_options_t *so) {
 /* -1 (the OS's) or a positive value, as libzmq takes them. */
 static int keepalive_value_valid(int v) { return v == -1 || v >= 1; }
 
-static int socket_options_valid(const mdp_socket_options_t *so) {
+int mdp__socket_options_valid(const mdp_socket_options_t *so) {
   return so->sndhwm >= 0 && so->rcvhwm >= 0 && so->tcp_keepalive >= -1 &&
          so->tcp_keepalive <= 1 &&
          keepalive_value_valid(so->tcp_keepalive_idle) &&
@@ -38,7 +38,7 @@ int mdp__peer_config_init(mdp__peer_config_t *cfg, void *zmq_context,
   if (dialect != MDP_DIALECT_RFC18 && dialect != MDP_DIALECT_MAJORTOMO &&
       dialect != MDP_DIALECT_MDP01)
     return MDP_EINVAL; /* exactly one dialect */
-  if (max_msg_size < -1 || !socket_options_valid(socket_options))
+  if (max_msg_size < -1 || !mdp__socket_options_valid(socket_options))
     return MDP_EINVAL;
   int curve = mdp__curve_client_check(curve_server_key, curve_public_key,
                                       curve_secret_key);
@@ -78,16 +78,9 @@ static int set_int(void *sock, int option, int value) {
                                                                  : MDP_EZMQ;
 }
 
-/* Sets the options of a new socket, before it connects; then the hook. */
-static int socket_configure(const mdp__peer_config_t *cfg, void *sock,
-                            const char *endpoint) {
-  const mdp_socket_options_t *so = &cfg->socket;
-  int64_t max_msg_size = cfg->max_msg_size;
-  int rc = set_int(sock, ZMQ_LINGER, 0); /* a dead connection keeps nothing */
-  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
-  if (rc == 0 && zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg_size,
-                                sizeof max_msg_size) != 0)
-    rc = MDP_EZMQ;
+int mdp__socket_options_apply(void *sock, const mdp_socket_options_t *so,
+                              int ipv6) {
+  int rc = 0;
   if (rc == 0 && so->sndhwm > 0)
     rc = set_int(sock, ZMQ_SNDHWM, so->sndhwm);
   if (rc == 0 && so->rcvhwm > 0)
@@ -100,13 +93,35 @@ static int socket_configure(const mdp__peer_config_t *cfg, void *sock,
     rc = set_int(sock, ZMQ_TCP_KEEPALIVE_INTVL, so->tcp_keepalive_intvl);
   if (rc == 0 && so->tcp_keepalive_cnt != -1)
     rc = set_int(sock, ZMQ_TCP_KEEPALIVE_CNT, so->tcp_keepalive_cnt);
-  if (rc == 0 && (so->ipv6 || endpoint_is_ipv6_literal(endpoint)))
+  if (rc == 0 && (so->ipv6 || ipv6))
     rc = set_int(sock, ZMQ_IPV6, 1);
+  return rc;
+}
+
+int mdp__socket_options_setup(void *sock, const mdp_socket_options_t *so) {
+  return so->setup != NULL && so->setup(sock, so->setup_data) != 0
+             ? MDP_ESETUP
+             : 0;
+}
+
+/* Sets the options of a new socket, before it connects; then the hook. */
+static int socket_configure(const mdp__peer_config_t *cfg, void *sock,
+                            const char *endpoint) {
+  const mdp_socket_options_t *so = &cfg->socket;
+  int64_t max_msg_size = cfg->max_msg_size;
+  int rc = set_int(sock, ZMQ_LINGER, 0); /* a dead connection keeps nothing */
+  /* Bounded memory: ZeroMQ bounds a frame, the reactor a message. */
+  if (rc == 0 && zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg_size,
+                                sizeof max_msg_size) != 0)
+    rc = MDP_EZMQ;
+  if (rc == 0)
+    rc = mdp__socket_options_apply(sock, so,
+                                   endpoint_is_ipv6_literal(endpoint));
   if (rc == 0 && cfg->curve)
     rc = mdp__curve_client_setup(sock, cfg->curve_keys[0],
                                  cfg->curve_keys[1], cfg->curve_keys[2]);
-  if (rc == 0 && so->setup != NULL && so->setup(sock, so->setup_data) != 0)
-    rc = MDP_ESETUP;
+  if (rc == 0)
+    rc = mdp__socket_options_setup(sock, so);
   return rc;
 }
 

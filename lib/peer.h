@@ -37,6 +37,14 @@ typedef struct {
 
 /* The defaults of mdp_socket_options_t (mdp/context.h). */
 void mdp__socket_options_default(mdp_socket_options_t *so);
+/* 1 if every field is in range. */
+int mdp__socket_options_valid(const mdp_socket_options_t *so);
+/* Sets the HWMs, TCP keepalive and ZMQ_IPV6 (if so->ipv6 or `ipv6`) on a
+ * socket not yet bound or connected.  0 or MDP_EZMQ. */
+int mdp__socket_options_apply(void *sock, const mdp_socket_options_t *so,
+                              int ipv6);
+/* Runs the setup hook, if any: 0, or MDP_ESETUP when it refused. */
+int mdp__socket_options_setup(void *sock, const mdp_socket_options_t *so);
 
 /* Checks the shared options and copies them (keys included) into `cfg`:
  * exactly one dialect, max_msg_size >= -1, the socket options in their

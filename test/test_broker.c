@@ -1454,17 +1454,17 @@ static void socket_setup_hook_and_options(void) {
   mdp_broker_options_t o;
   test_opts(&o);
   setup_seen_t seen = {0};
-  o.socket_setup = record_setup;
-  o.socket_setup_data = &seen;
-  o.sndhwm = 123;
-  o.rcvhwm = -1; /* no limit: ZeroMQ's 0 */
-  o.tcp_keepalive = 1;
-  o.tcp_keepalive_idle = 30;
-  o.ipv6 = 1;
+  o.socket.setup = record_setup;
+  o.socket.setup_data = &seen;
+  o.socket.sndhwm = 123;
+  o.socket.rcvhwm = 77;
+  o.socket.tcp_keepalive = 1;
+  o.socket.tcp_keepalive_idle = 30;
+  o.socket.ipv6 = 1;
   CHECK(env_open(&o, NULL) == 0);
   CHECK_EQ(seen.calls, 1);
   CHECK_EQ(seen.sndhwm, 123);
-  CHECK_EQ(seen.rcvhwm, 0);
+  CHECK_EQ(seen.rcvhwm, 77);
   CHECK_EQ(seen.keepalive, 1);
   CHECK_EQ(seen.keepalive_idle, 30);
   CHECK_EQ(seen.ipv6, 1);
@@ -1473,27 +1473,27 @@ static void socket_setup_hook_and_options(void) {
   /* Defaults leave libzmq's own. */
   test_opts(&o);
   memset(&seen, 0, sizeof seen);
-  o.socket_setup = record_setup;
-  o.socket_setup_data = &seen;
+  o.socket.setup = record_setup;
+  o.socket.setup_data = &seen;
   CHECK(env_open(&o, NULL) == 0);
   CHECK_EQ(seen.sndhwm, 1000);
   CHECK_EQ(seen.keepalive, -1);
   CHECK_EQ(seen.ipv6, 0);
   CHECK_EQ(env_close(), 0);
-  /* A failing hook: MDP_EZMQ, and nothing left for the loop to close. */
+  /* A failing hook: MDP_ESETUP, and nothing left for the loop to close. */
   uv_loop_t loop;
   uv_loop_init(&loop);
   test_opts(&o);
   memset(&seen, 0, sizeof seen);
   seen.fail = 1;
-  o.socket_setup = record_setup;
-  o.socket_setup_data = &seen;
+  o.socket.setup = record_setup;
+  o.socket.setup_data = &seen;
   mdp_broker_t *b = NULL;
-  CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EZMQ);
+  CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_ESETUP);
   CHECK(b == NULL);
   CHECK_EQ(uv_loop_close(&loop), 0);
-  o.sndhwm = -2;
-  o.socket_setup = NULL;
+  o.socket.sndhwm = -1;
+  o.socket.setup = NULL;
   CHECK_EQ(mdp_broker_new(&loop, &o, &b), MDP_EINVAL);
 }
 
@@ -1536,7 +1536,7 @@ static void ipv6_and_bind_errors(void) {
   CHECK_EQ(env_close(), 0);
   /* Dual stack: one tcp://\* bind, reached over IPv4 and IPv6. */
   test_opts(&o);
-  o.ipv6 = 1;
+  o.socket.ipv6 = 1;
   CHECK(env_open(&o, "tcp://*:*") == 0);
   const char *port = strrchr(E.endpoint, ':') + 1;
   char v4[64], v6[64];

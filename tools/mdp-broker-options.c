@@ -75,7 +75,7 @@ const char broker_usage_text[] =
     "                              IPv6 literal such as tcp://[::1]:5555 works\n"
     "                              without it)\n"
     "      --sndhwm N, --rcvhwm N  ZeroMQ's high-water marks: messages queued per\n"
-    "                              peer; 0 = libzmq's default (1000), -1 = none\n"
+    "                              peer; 0 = libzmq's default (1000)\n"
     "      --tcp-keepalive S       TCP keepalive probes after S seconds idle, so a\n"
     "                              peer behind a dead link or NAT is noticed;\n"
     "                              0 = the system's setting (default)\n"
@@ -387,22 +387,22 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     o->disconnect_expired = on;
     return 0;
   case OPT_IPV6:
-    o->ipv6 = on;
+    o->socket.ipv6 = on;
     return 0;
   case OPT_SNDHWM:
   case OPT_RCVHWM:
-    if (parse_count(value, -1, INT32_MAX, &n) < 0)
+    if (parse_count(value, 0, INT32_MAX, &n) < 0)
       return bad_value(at, name, value,
-                       "a message count, 0 for libzmq's default (1000) or -1 "
-                       "for no limit");
-    *(id == OPT_SNDHWM ? &o->sndhwm : &o->rcvhwm) = (int)n;
+                       "a message count, or 0 for libzmq's default (1000)");
+    *(id == OPT_SNDHWM ? &o->socket.sndhwm : &o->socket.rcvhwm) = (int)n;
     return 0;
   case OPT_TCP_KEEPALIVE: {
     uint64_t idle_ms;
     if (parse_seconds(value, &idle_ms) < 0 || idle_ms / 1000 > INT32_MAX)
       return bad_value(at, name, value, "seconds expected, or 0 for off");
-    o->tcp_keepalive = idle_ms > 0;
-    o->tcp_keepalive_idle = idle_ms > 0 ? (int)((idle_ms + 999) / 1000) : -1;
+    o->socket.tcp_keepalive = idle_ms > 0 ? 1 : -1;
+    o->socket.tcp_keepalive_idle =
+        idle_ms > 0 ? (int)((idle_ms + 999) / 1000) : -1;
     return 0;
   }
   case OPT_MAX_QUEUE:

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "mdp/codec.h"
+#include "mdp/context.h"
 #include "mdp/log.h"
 
 #ifdef __cplusplus
@@ -135,28 +136,14 @@ typedef struct {
    * broker send megabytes.  Names beyond it are left out (counted in
    * mmi_truncated). */
   size_t max_mmi_reply_bytes;
-  /* Called with the ROUTER socket once it is created and its own options
-   * are set, before any bind, with `socket_setup_data`: set any ZeroMQ
-   * option the fields here do not name.  A non-zero return makes
-   * mdp_broker_new() fail with MDP_EZMQ (nothing left behind).  NULL: none
-   * (default). */
-  int (*socket_setup)(void *zmq_socket, void *data);
-  void *socket_setup_data;
-  /* ZMQ_SNDHWM / ZMQ_RCVHWM of the ROUTER: messages queued per peer in each
-   * direction (0 here: libzmq's default, 1000; -1: no limit). */
-  int sndhwm;
-  int rcvhwm;
-  /* TCP keepalive (ZMQ_TCP_KEEPALIVE, _IDLE, _INTVL, _CNT): -1 (default)
-   * leaves the system's setting; `tcp_keepalive` 1 turns it on, 0 off; the
-   * others in seconds or probes, -1 for the system's. */
-  int tcp_keepalive;
-  int tcp_keepalive_idle;
-  int tcp_keepalive_intvl;
-  int tcp_keepalive_cnt;
-  /* ZMQ_IPV6: 1 makes tcp://\* dual-stack (IPv4 and IPv6) and allows IPv6
-   * interface addresses; 0 (default) IPv4 only, except that binding an IPv6
-   * literal endpoint such as tcp://[::1]:5555 turns it on by itself. */
-  int ipv6;
+  /* The ROUTER's ZeroMQ options (mdp/context.h, as for workers and
+   * clients): send/receive high-water marks, TCP keepalive, ZMQ_IPV6 (1:
+   * tcp://\* dual-stack; 0, the default: only for a bind to a bracketed
+   * IPv6 literal such as tcp://[::1]:5555), and the setup hook, called with
+   * the ROUTER after those and before any bind (a refusal makes
+   * mdp_broker_new() fail with MDP_ESETUP, nothing left behind).  Out of
+   * range: MDP_EINVAL. */
+  mdp_socket_options_t socket;
   /* Services that get their own per-service figures (requests, replies,
    * durations, see mdp_broker_foreach_service), default 100.  A service
    * gets its entry at the first READY for it, while fewer than this many
