@@ -185,6 +185,14 @@ int main(int argc, char **argv) {
             "CURVE on: broker public key %s, peers allowed from %s",
             curve_pair.public_key, opts.curve_allow);
   memset(&curve_pair, 0, sizeof curve_pair); /* libzmq has its own copy */
+  /* The signals first: a SIGTERM that comes once the first endpoint is
+   * listening must stop the broker cleanly, not kill it. */
+  uv_signal_init(&app.loop, &app.sigint);
+  uv_signal_init(&app.loop, &app.sigterm);
+  uv_timer_init(&app.loop, &app.stats_timer);
+  app.sigint.data = app.sigterm.data = app.stats_timer.data = &app;
+  uv_signal_start(&app.sigint, on_signal, SIGINT);
+  uv_signal_start(&app.sigterm, on_signal, SIGTERM);
   int status = 0;
   for (size_t i = 0; i < n_binds; i++) {
     err = mdp_broker_bind(app.broker, binds[i]);
@@ -209,13 +217,7 @@ int main(int argc, char **argv) {
   }
   broker_cli_free(&cli);
 
-  uv_signal_init(&app.loop, &app.sigint);
-  uv_signal_init(&app.loop, &app.sigterm);
-  uv_timer_init(&app.loop, &app.stats_timer);
-  app.sigint.data = app.sigterm.data = app.stats_timer.data = &app;
   if (status == 0) {
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     if (stats_ms > 0)
       uv_timer_start(&app.stats_timer, on_stats, stats_ms, stats_ms);
     char what[64];

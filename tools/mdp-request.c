@@ -568,8 +568,6 @@ int main(int argc, char **argv) {
   if (mdp_msg_size(body) == 0)
     mdp_msg_append_mem(body, NULL, 0); /* a body has at least one frame */
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
   mdp_client_options_t o;
   mdp_client_options_init(&o);
   o.timeout_ms = (uint64_t)ceil(timeout * 1000.0);
@@ -596,6 +594,9 @@ int main(int argc, char **argv) {
     mdp_zmq_context_term();
     return lrc;
   }
+  /* One request: this loop (the load mode runs its own). */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
   mdp_client_t *client = NULL;
   int rc = mdp_client_new(&loop, brokers, nbrokers, &o, &client);
   memset(&own_pair, 0, sizeof own_pair); /* the client has its own copy */
