@@ -10,6 +10,7 @@
 #define MDP_TEST_PEER_H
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <zmq.h>
 
 #include <mdp.h>
@@ -129,6 +130,31 @@ static inline void msg_dump(const char *what, mdp_msg_t *msg) {
     printf("\"");
   }
   printf("\n");
+}
+
+/* mmi.workers for `service` at `endpoint` through a fresh DEALER of `ctx`:
+ * idle, busy, queued in `out`; -1s when the broker does not answer within
+ * `timeout_ms` (scaled), 0s for a 404 (no such service yet). */
+static inline void peer_mmi_workers(void *ctx, const char *endpoint,
+                                    const char *service, uint64_t timeout_ms,
+                                    long out[3]) {
+  out[0] = out[1] = out[2] = -1;
+  void *s = peer_new(ctx, ZMQ_DEALER, endpoint);
+  peer_send(s, "MDPC02", "\x01", "mmi.workers", service, NULL);
+  mdp_msg_t *m = peer_recv(NULL, s, timeout_ms);
+  if (msg_is(m, "MDPC02", "\x03", "mmi.workers", "200", ANY, ANY, ANY,
+             NULL)) {
+    for (int i = 0; i < 3; i++) {
+      char num[32] = {0};
+      size_t n = mdp_msg_frame_size(m, 4 + (size_t)i);
+      memcpy(num, mdp_msg_data(m, 4 + (size_t)i), n < 31 ? n : 31);
+      out[i] = atol(num);
+    }
+  } else if (m != NULL) {
+    out[0] = out[1] = out[2] = 0; /* 404: no such service (yet) */
+  }
+  mdp_msg_destroy(m);
+  zmq_close(s);
 }
 
 #endif /* MDP_TEST_PEER_H */

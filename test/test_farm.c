@@ -20,23 +20,7 @@ typedef struct {
 /* mmi.workers for `service` at `ep`: idle, busy, queued; -1s when the
  * broker does not answer within 1 s; 0s for 404. */
 static void mmi_workers(const char *ep, const char *service, long out[3]) {
-  out[0] = out[1] = out[2] = -1;
-  void *s = peer_new(ctx, ZMQ_DEALER, ep);
-  peer_send(s, "MDPC02", "\x01", "mmi.workers", service, NULL);
-  mdp_msg_t *m = peer_recv(NULL, s, 1000);
-  if (msg_is(m, "MDPC02", "\x03", "mmi.workers", "200", ANY, ANY, ANY,
-             NULL)) {
-    for (int i = 0; i < 3; i++) {
-      char num[32] = {0};
-      size_t n = mdp_msg_frame_size(m, 4 + (size_t)i);
-      memcpy(num, mdp_msg_data(m, 4 + (size_t)i), n < 31 ? n : 31);
-      out[i] = atol(num);
-    }
-  } else if (m != NULL) {
-    out[0] = out[1] = out[2] = 0;
-  }
-  mdp_msg_destroy(m);
-  zmq_close(s);
+  peer_mmi_workers(ctx, ep, service, 1000, out);
 }
 
 /* Waits until `ep` has at least `min` workers (idle + busy) for `service`,

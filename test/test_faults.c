@@ -98,23 +98,7 @@ static void fx_close(void) {
 /* mmi.workers for `service` through a fresh socket: idle, busy, queued;
  * -1s when the broker does not answer within 3 s. */
 static void mmi_workers(const char *service, long out[3]) {
-  out[0] = out[1] = out[2] = -1;
-  void *s = peer_new(F.ctx, ZMQ_DEALER, F.ep);
-  peer_send(s, "MDPC02", "\x01", "mmi.workers", service, NULL);
-  mdp_msg_t *m = peer_recv(NULL, s, 3000);
-  if (msg_is(m, "MDPC02", "\x03", "mmi.workers", "200", ANY, ANY, ANY,
-             NULL)) {
-    for (int i = 0; i < 3; i++) {
-      char num[32] = {0};
-      size_t n = mdp_msg_frame_size(m, 4 + (size_t)i);
-      memcpy(num, mdp_msg_data(m, 4 + (size_t)i), n < 31 ? n : 31);
-      out[i] = atol(num);
-    }
-  } else if (m != NULL) {
-    out[0] = out[1] = out[2] = 0; /* 404: no such service (yet) */
-  }
-  mdp_msg_destroy(m);
-  zmq_close(s);
+  peer_mmi_workers(F.ctx, F.ep, service, 3000, out);
 }
 
 /* Waits until mmi.workers reports `idle` and `busy` (-1: any). */
