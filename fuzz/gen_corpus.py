@@ -192,6 +192,12 @@ SCENARIOS = {
     + request(0) + request(2) + ready(3) + reply(3, 0),
     "queue_limit": cfg(0x10) + request(0) + request(2) + request(0, "b")
     + request(2, "b") + ready(1) + ready(3, "b"),
+    # a lost worker's request comes back over a full queue (max_queue 1,
+    # then max_queued_total 3) and is served first
+    "retry_over_full_queue": cfg(0x10) + ready(1) + request(0) + request(2)
+    + disconnect(1) + request(3) + ready(4) + reply(4, 0) + reply(4, 2),
+    "retry_over_total": cfg(0, 0x08) + ready(1) + request(0) + request(2)
+    + request(3) + request(5) + disconnect(1) + ready(4) + reply(4, 0),
     "fair": cfg() + b"".join(request(0, body=(str(i),)) for i in range(4))
     + request(2) + ready(1) + reply(1, 0) + reply(1, 2),
     "timers": cfg(0x08) + ready(1) + request(0) + op(TICK) + op(TICK)

@@ -792,6 +792,55 @@ static void redispatch_after_silence_when_worker_arrives(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* max_queue bounds what the broker admits; a request it already holds
+ * goes back to the front when its worker is lost, even if new requests
+ * have filled the queue meanwhile (dropping the oldest request to keep a
+ * newer one would lose what the broker had accepted). */
+static void redispatch_ignores_full_queue(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.max_queue = 2;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w1 = worker_ready("svc");
+  void *c = peer();
+  peer_send(c, "MDPC02", "\x01", "svc", "first", NULL);
+  zmq_msg_t a1, a2;
+  mdp_msg_t *r1 = expect_request(w1, &a1);
+  CHECK(msg_is(r1, "MDPW02", "\x02", ANY, "", "first", NULL));
+  mdp_msg_destroy(r1);
+  zmq_msg_close(&a1);
+  peer_send(c, "MDPC02", "\x01", "svc", "second", NULL);
+  peer_send(c, "MDPC02", "\x01", "svc", "third", NULL);
+  peer_send(c, "MDPC02", "\x01", "svc", "refused", NULL);
+  settle_until(stats().requests >= 4);
+  CHECK_EQ(stats().queued, 2);
+  CHECK_EQ(stats().dropped_queue_full, 1);
+  peer_send(w1, "MDPW02", "\x06", NULL); /* w1 dies before replying */
+  settle_until(stats().workers == 0);
+  CHECK_EQ(stats().redispatched, 1);
+  CHECK_EQ(stats().dropped_worker_lost, 0);
+  CHECK_EQ(stats().queued, 3); /* over max_queue by the one retry */
+  /* While it is over, new requests are still refused. */
+  peer_send(c, "MDPC02", "\x01", "svc", "refused too", NULL);
+  settle_until(stats().requests >= 5);
+  CHECK_EQ(stats().dropped_queue_full, 2);
+  /* The next worker gets the oldest first, then the others in order. */
+  void *w2 = worker_ready("svc");
+  const char *order[] = {"first", "second", "third"};
+  for (int i = 0; i < 3; i++) {
+    mdp_msg_t *r = expect_request(w2, &a2);
+    CHECK(msg_is(r, "MDPW02", "\x02", ANY, "", order[i], NULL));
+    mdp_msg_destroy(r);
+    worker_reply(w2, "\x04", &a2, order[i], NULL);
+    zmq_msg_close(&a2);
+    mdp_msg_t *rep = recv_on(c, 2000);
+    CHECK(msg_is(rep, "MDPC02", "\x03", "svc", order[i], NULL));
+    mdp_msg_destroy(rep);
+  }
+  CHECK_EQ(stats().queued, 0);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void no_redispatch_after_partial(void) {
   CHECK(env_open(NULL, NULL) == 0);
   void *w1 = worker_ready("svc");
@@ -1644,6 +1693,7 @@ int main(void) {
   RUN(silent_worker_expires);
   RUN(redispatch_after_disconnect);
   RUN(redispatch_after_silence_when_worker_arrives);
+  RUN(redispatch_ignores_full_queue);
   RUN(no_redispatch_after_partial);
   RUN(redispatch_limit);
   RUN(busy_timeout);

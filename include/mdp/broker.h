@@ -71,7 +71,10 @@ typedef struct {
    * this long (default 30000 ms); 0 = never. */
   uint64_t request_expiry_ms;
   /* Queued requests per service; new requests beyond it are dropped
-   * (default 10000); 0 = unlimited. */
+   * (default 10000); 0 = unlimited.  This and the other queue limits bound
+   * what is admitted: a request whose worker was lost goes back to the
+   * front of its queue even over them (it was admitted once, and at most
+   * one per busy worker comes back). */
   size_t max_queue;
   /* Queued requests over all services (default 100000); 0 = unlimited. */
   size_t max_queued_total;
