@@ -19,6 +19,7 @@ MDP__FIXED_SIZE(mdp_worker_options_t, 512);
 MDP__FIXED_SIZE(mdp_worker_stats_t, 512);
 MDP__FIXED_SIZE(mdp_client_options_t, 512);
 MDP__FIXED_SIZE(mdp_client_stats_t, 512);
+MDP__FIXED_SIZE(mdp_client_endpoint_stats_t, 128);
 MDP__FIXED_SIZE(mdp_request_options_t, 128);
 MDP__FIXED_SIZE(mdp_worker_group_options_t, 640);
 MDP__FIXED_SIZE(mdp_worker_group_stats_t, 256);

@@ -29,6 +29,7 @@
 #include "mdp/error.h"
 #include "mdp/reactor.h"
 #include "client_internal.h"
+#include "client_spread.h"
 #include "list.h"
 #include "map.h"
 #include "peer.h"
@@ -50,7 +51,9 @@ struct client_request_s {
   int got_partial;
   int fail;            /* parked error, reported from the timer */
   pooled_socket_t *sock;
-  size_t endpoint;
+  size_t endpoint;     /* while SENT: where it went */
+  size_t exclude;      /* the endpoint its last attempt timed out on, or
+                          MDP__EP_NONE: the next attempt goes elsewhere */
   mdp_msg_t *body;     /* kept while retries remain; NULL once moved */
   size_t body_bytes;   /* its size, counted in queued_bytes while queued */
   mdp_client_reply_cb cb;
@@ -74,13 +77,12 @@ struct pooled_socket_s {
   client_request_t *req; /* request in flight, NULL when idle */
   int idle;
   int discarded;
+  int probe;             /* carries its endpoint's MMI probe */
 };
 
 struct mdp_client_s {
   uv_loop_t *loop;
-  char **endpoints;
-  size_t n_endpoints;
-  mdp__list_t *idle;    /* one list of idle sockets per endpoint */
+  mdp__spread_t spread; /* the endpoints, their idle sockets and state */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
   mdp_client_drain_cb drain_cb;
@@ -133,8 +135,21 @@ static client_request_t *request_of(mdp__list_t *link) {
 }
 
 static pooled_socket_t *idle_socket(mdp_client_t *c, size_t endpoint) {
-  mdp__list_t *link = mdp__list_head(&c->idle[endpoint]);
+  mdp__list_t *link = mdp__list_head(&c->spread.eps[endpoint].idle);
   return link ? mdp__container_of(link, pooled_socket_t, idle_link) : NULL;
+}
+
+static int any_idle_socket(mdp_client_t *c) {
+  for (size_t i = 0; i < c->spread.n; i++)
+    if (!mdp__list_empty(&c->spread.eps[i].idle))
+      return 1;
+  return 0;
+}
+
+static void socket_make_idle(mdp_client_t *c, pooled_socket_t *sock) {
+  sock->req = NULL;
+  sock->idle = 1;
+  mdp__list_push_back(&c->spread.eps[sock->endpoint].idle, &sock->idle_link);
 }
 
 /* --- deadline heap ------------------------------------------------------- */
@@ -229,10 +244,7 @@ static void client_maybe_free(mdp_client_t *c) {
     return;
   if (c->close_cb)
     c->close_cb(c);
-  for (size_t i = 0; i < c->n_endpoints; i++)
-    free(c->endpoints[i]);
-  free(c->endpoints);
-  free(c->idle);
+  mdp__spread_free(&c->spread);
   free(c->heap);
   mdp__map_free(&c->by_id);
   free(c);
@@ -257,6 +269,10 @@ static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
   if (sock->idle) {
     mdp__list_remove(&sock->idle_link);
     sock->idle = 0;
+  }
+  if (sock->probe) {
+    sock->probe = 0;
+    c->spread.eps[sock->endpoint].probe = NULL;
   }
   sock->discarded = 1;
   sock->req = NULL;
@@ -285,12 +301,11 @@ static void req_finish(mdp_client_t *c, client_request_t *req, int status,
   } else if (req->state == REQ_SENT) {
     mdp__list_remove(&req->link);
     c->sent--;
+    mdp__spread_unsent(&c->spread, req->endpoint);
     pooled_socket_t *sock = req->sock;
     req->sock = NULL;
     if (sock && status == 0) { /* FINAL: the socket is clean, reuse it */
-      sock->req = NULL;
-      sock->idle = 1;
-      mdp__list_push_back(&c->idle[sock->endpoint], &sock->idle_link);
+      socket_make_idle(c, sock);
     } else if (sock) {
       socket_discard(c, sock);
     }
@@ -356,14 +371,31 @@ static void req_schedule(mdp_client_t *c, client_request_t *req) {
   client_arm(c, due);
 }
 
+/* A request timed out on endpoint `i`: the endpoint may be put aside, and
+ * the probe will ask about this request's service. */
+static void endpoint_timed_out(mdp_client_t *c, client_request_t *req,
+                               size_t i, uint64_t now) {
+  mdp__client_endpoint_t *ep = &c->spread.eps[i];
+  if (!mdp__spread_failed(&c->spread, i, now))
+    return;
+  c->stats.endpoints_avoided++;
+  memcpy(ep->probe_service, req->service, req->service_size);
+  ep->probe_service_size = req->service_size;
+  clog_(c, MDP_LOG_WARN, "%s: a request timed out; avoided for %llu ms",
+        ep->url, (unsigned long long)ep->backoff);
+  client_arm(c, ep->until);
+}
+
 /* The request's socket was silent too long (or the deadline passed):
- * discard the socket and retry on a new one, at the next endpoint. */
+ * discard the socket and retry on a new one, at another endpoint. */
 static void req_expire(mdp_client_t *c, client_request_t *req, uint64_t now) {
   if (req->fail) {
     req_finish(c, req, req->fail, NULL);
     return;
   }
   int deadline_passed = req->deadline != 0 && req->deadline <= now;
+  if (req->state == REQ_SENT && req->part_deadline <= now)
+    endpoint_timed_out(c, req, req->endpoint, now);
   if (deadline_passed || req->state != REQ_SENT || req->retries_left == 0 ||
       req->got_partial || req->body == NULL) {
     clog_(c, MDP_LOG_INFO, "request %llu timed out",
@@ -373,17 +405,114 @@ static void req_expire(mdp_client_t *c, client_request_t *req, uint64_t now) {
   }
   mdp__list_remove(&req->link);
   c->sent--;
+  mdp__spread_unsent(&c->spread, req->endpoint);
   socket_discard(c, req->sock);
   req->sock = NULL;
   req->retries_left--;
-  req->endpoint = (req->endpoint + 1) % c->n_endpoints;
+  req->exclude = req->endpoint;
   req->state = REQ_QUEUED;
   mdp__list_push_front(&c->queue, &req->link); /* it has waited long enough */
   queue_enter(c, req);
   req_schedule(c, req);
   c->stats.retries++;
-  clog_(c, MDP_LOG_INFO, "request %llu timed out; retrying on %s",
-        (unsigned long long)req->id, c->endpoints[req->endpoint]);
+  clog_(c, MDP_LOG_INFO, "request %llu timed out on %s; retrying%s",
+        (unsigned long long)req->id, c->spread.eps[req->endpoint].url,
+        c->spread.n > 1 ? " on another broker" : "");
+}
+
+/* --- probes of endpoints put aside ---------------------------------------- */
+
+static int socket_open(mdp_client_t *c, size_t endpoint,
+                       pooled_socket_t **out);
+
+/* Sends endpoint `i` an MMI request, mmi.service for the service that timed
+ * out on it, on a socket of its own: the broker answers MMI itself, so any
+ * answer says it is back.  A probe socket may take the pool past
+ * max_sockets, by one per endpoint at most. */
+static void probe_start(mdp_client_t *c, size_t i, uint64_t now) {
+  mdp__client_endpoint_t *ep = &c->spread.eps[i];
+  pooled_socket_t *sock = NULL;
+  int rc = socket_open(c, i, &sock);
+  mdp_msg_t *body = rc == 0 ? mdp_msg_new() : NULL;
+  if (rc == 0 && (body == NULL ||
+                  mdp_msg_append_mem(body, ep->probe_service,
+                                 ep->probe_service_size) < 0))
+    rc = MDP_ENOMEM;
+  if (rc == 0) {
+    mdp_cmd_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.dialect = c->peer.dialect;
+    cmd.command = MDP_CLIENT_REQUEST;
+    cmd.service = (const uint8_t *)"mmi.service";
+    cmd.service_size = 11;
+    rc = mdp__peer_send(sock->reactor, &cmd, body);
+    if (rc == 0)
+      body = NULL; /* sent: the library's */
+  }
+  mdp_msg_destroy(body);
+  c->stats.probes++;
+  if (rc < 0) {
+    if (sock != NULL)
+      socket_discard(c, sock);
+    c->stats.probes_failed++;
+    mdp__spread_probe_failed(&c->spread, i, now);
+    clog_(c, MDP_LOG_WARN, "%s: cannot probe (%s); avoided for %llu ms",
+          ep->url, mdp_strerror(rc), (unsigned long long)ep->backoff);
+    return;
+  }
+  sock->probe = 1;
+  ep->probe = sock;
+  mdp__spread_probing(&c->spread, i, time_after(now, c->opts.timeout_ms));
+  clog_(c, MDP_LOG_DEBUG, "%s: probing", ep->url);
+}
+
+/* The probe of endpoint `i` went unanswered within timeout_ms. */
+static void probe_timed_out(mdp_client_t *c, size_t i, uint64_t now) {
+  mdp__client_endpoint_t *ep = &c->spread.eps[i];
+  if (ep->probe != NULL)
+    socket_discard(c, ep->probe);
+  c->stats.probes_failed++;
+  mdp__spread_probe_failed(&c->spread, i, now);
+  clog_(c, MDP_LOG_WARN, "%s: no answer to the probe; avoided for %llu ms",
+        ep->url, (unsigned long long)ep->backoff);
+}
+
+/* Back-offs and probes that end by `now`. */
+static void endpoints_due(mdp_client_t *c, uint64_t now) {
+  for (size_t i = 0; i < c->spread.n && !c->closing; i++) {
+    mdp__client_endpoint_t *ep = &c->spread.eps[i];
+    if (ep->state == MDP__EP_LIVE || ep->until > now)
+      continue;
+    if (ep->state == MDP__EP_PROBING) {
+      probe_timed_out(c, i, now);
+    } else if (c->opts.probe) {
+      probe_start(c, i, now);
+    } else {
+      mdp__spread_return(&c->spread, i);
+      clog_(c, MDP_LOG_INFO, "%s: back-off over, taking requests again",
+            ep->url);
+    }
+  }
+}
+
+/* A socket's probe was answered. */
+static void probe_answered(mdp_client_t *c, pooled_socket_t *sock,
+                           mdp_msg_t *msg) {
+  mdp__client_endpoint_t *ep = &c->spread.eps[sock->endpoint];
+  mdp_cmd_t cmd;
+  int rc = mdp_parse(msg, MDP_ROLE_CLIENT, (unsigned)c->opts.dialect, &cmd);
+  mdp_msg_destroy(msg);
+  if (rc < 0 || cmd.command != MDP_CLIENT_FINAL) {
+    c->stats.dropped++;
+    return;
+  }
+  sock->probe = 0;
+  ep->probe = NULL;
+  mdp__spread_answered(&c->spread, sock->endpoint);
+  socket_make_idle(c, sock); /* a clean socket to a live broker */
+  clog_(c, MDP_LOG_INFO, "%s: answered the probe, taking requests again",
+        ep->url);
+  client_dispatch(c);
 }
 
 static void timer_cb(uv_timer_t *timer) {
@@ -409,12 +538,16 @@ static void timer_cb(uv_timer_t *timer) {
     }
     req_expire(c, req, now);
   }
+  endpoints_due(c, now);
   client_dispatch(c);
   if (c->closing)
     return;
   client_request_t *next = heap_top(c);
   if (next != NULL)
     client_arm(c, next->due);
+  uint64_t ep_due = mdp__spread_due(&c->spread);
+  if (ep_due != 0)
+    client_arm(c, ep_due);
 }
 
 /* --- receiving ----------------------------------------------------------- */
@@ -423,6 +556,10 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   pooled_socket_t *sock = mdp_reactor_get_data(reactor);
   mdp_client_t *c = sock->client;
   client_request_t *req = sock->req;
+  if (sock->probe && !sock->discarded) {
+    probe_answered(c, sock, msg);
+    return;
+  }
   if (sock->discarded || req == NULL) {
     c->stats.dropped++; /* a reply after its request ended */
     mdp_msg_destroy(msg);
@@ -445,6 +582,15 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     return;
   }
   mdp_msg_drop_front(msg, cmd.body);
+  /* An answer from a broker put aside (sent before it was) shows it is
+   * back, as a probe would. */
+  if (c->spread.eps[sock->endpoint].state != MDP__EP_LIVE) {
+    if (c->spread.eps[sock->endpoint].probe != NULL)
+      socket_discard(c, c->spread.eps[sock->endpoint].probe);
+    mdp__spread_answered(&c->spread, sock->endpoint);
+  } else {
+    c->spread.eps[sock->endpoint].backoff = 0;
+  }
   if (cmd.command == MDP_CLIENT_PARTIAL) {
     req->got_partial = 1;
     req->part_deadline = time_after(uv_now(c->loop), req->timeout_ms);
@@ -453,6 +599,7 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     req_deliver(c, req, 0, 0, msg);
     return;
   }
+  c->spread.eps[sock->endpoint].stats.finals++;
   req_finish(c, req, 0, msg);
   if (!c->closing)
     client_dispatch(c);
@@ -473,7 +620,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   pooled_socket_t *sock = calloc(1, sizeof *sock);
   if (sock == NULL)
     return MDP_ENOMEM;
-  int rc = mdp__peer_open(&c->peer, c->loop, c->endpoints[endpoint],
+  int rc = mdp__peer_open(&c->peer, c->loop, c->spread.eps[endpoint].url,
                           socket_recv_cb, sock, 0, &sock->reactor);
   if (rc < 0) {
     free(sock);
@@ -516,9 +663,11 @@ static void req_send(mdp_client_t *c, client_request_t *req,
   }
   req->state = REQ_SENT;
   req->sock = sock;
+  req->endpoint = sock->endpoint;
   sock->req = req;
   mdp__list_push_back(&c->in_flight, &req->link);
   c->sent++;
+  mdp__spread_sent(&c->spread, sock->endpoint);
   if (rc < 0) {
     mdp_msg_destroy(msg);
     req->fail = rc; /* reported from the timer, never from the caller */
@@ -538,32 +687,41 @@ static void req_park(mdp_client_t *c, client_request_t *req, int err) {
   req_schedule(c, req);
 }
 
-/* Sends queued requests while sockets are available, in queue order. */
+/* Sends queued requests while sockets are available, in queue order, each
+ * to the endpoint the spread policy picks. */
 static void client_dispatch(mdp_client_t *c) {
   while (!c->closing) {
     client_request_t *req = request_of(mdp__list_head(&c->queue));
     if (req == NULL)
       return;
     c->steps++;
-    pooled_socket_t *sock = idle_socket(c, req->endpoint);
+    size_t ep = mdp__spread_pick(&c->spread, req->exclude);
+    pooled_socket_t *sock = idle_socket(c, ep);
+    if (sock == NULL && c->sockets >= c->opts.max_sockets) {
+      /* At the bound: an idle socket to another broker that may take the
+       * request serves it; else one to any other broker makes room. */
+      for (size_t i = 0; i < c->spread.n && sock == NULL; i++)
+        if (mdp__spread_acceptable(&c->spread, i, req->exclude))
+          sock = idle_socket(c, i);
+      if (sock == NULL) {
+        for (size_t i = 0; i < c->spread.n && sock == NULL; i++)
+          sock = idle_socket(c, i);
+        if (sock != NULL)
+          socket_discard(c, sock); /* its close callback dispatches again */
+        return;
+      }
+    }
     if (sock != NULL) {
       mdp__list_remove(&sock->idle_link);
       sock->idle = 0;
-    } else if (c->sockets < c->opts.max_sockets) {
-      int rc = socket_open(c, req->endpoint, &sock);
+    } else {
+      int rc = socket_open(c, ep, &sock);
       if (rc < 0) {
         clog_(c, MDP_LOG_ERROR, "cannot open a socket to %s: %s",
-              c->endpoints[req->endpoint], mdp_strerror(rc));
+              c->spread.eps[ep].url, mdp_strerror(rc));
         req_park(c, req, rc);
         continue;
       }
-    } else {
-      /* At the bound: an idle socket to another broker makes room. */
-      for (size_t i = 0; i < c->n_endpoints && sock == NULL; i++)
-        sock = idle_socket(c, i);
-      if (sock != NULL)
-        socket_discard(c, sock); /* its close callback dispatches again */
-      return;
     }
     req_send(c, req, sock);
   }
@@ -582,6 +740,10 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->dialect = MDP_DIALECT_RFC18;
   opts->log_level = MDP_LOG_INFO;
   mdp__socket_options_default(&opts->socket);
+  opts->spread = MDP_SPREAD_ROUND_ROBIN;
+  opts->probe = 1;
+  opts->backoff_ms = 1000;
+  opts->backoff_max_ms = 30000;
 }
 
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
@@ -593,7 +755,10 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
     o = *opts;
   else
     mdp_client_options_init(&o);
-  if (o.timeout_ms == 0 || o.max_sockets == 0)
+  if (o.timeout_ms == 0 || o.max_sockets == 0 ||
+      (o.spread != MDP_SPREAD_ROUND_ROBIN && o.spread != MDP_SPREAD_FEWEST &&
+       o.spread != MDP_SPREAD_FAILOVER) ||
+      (o.backoff_ms != 0 && o.backoff_max_ms < o.backoff_ms))
     return MDP_EINVAL;
   mdp__peer_config_t peer;
   int rc = mdp__peer_config_from_options(&peer, &o);
@@ -605,27 +770,11 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return MDP_ENOMEM;
-  c->endpoints = calloc(n, sizeof *c->endpoints);
-  c->idle = calloc(n, sizeof *c->idle);
-  int ok = c->endpoints != NULL && c->idle != NULL;
-  for (size_t i = 0; ok && i < n; i++) {
-    size_t len = strlen(endpoints[i]) + 1;
-    c->endpoints[i] = malloc(len);
-    if (c->endpoints[i] == NULL)
-      ok = 0;
-    else
-      memcpy(c->endpoints[i], endpoints[i], len);
-    mdp__list_init(&c->idle[i]);
-  }
-  if (!ok) {
-    for (size_t i = 0; c->endpoints && i < n; i++)
-      free(c->endpoints[i]);
-    free(c->endpoints);
-    free(c->idle);
+  if (mdp__spread_init(&c->spread, endpoints, n, o.spread, o.backoff_ms,
+                       o.backoff_max_ms) < 0) {
     free(c);
     return MDP_ENOMEM;
   }
-  c->n_endpoints = n;
   c->loop = loop;
   c->peer = peer;
   o.curve_server_key = o.curve_public_key = o.curve_secret_key = NULL;
@@ -649,10 +798,10 @@ void mdp_client_request_options_init(const mdp_client_t *c,
 }
 
 /* 1 if a new request would wait in the queue: others wait before it, or no
- * socket is free for it (none idle to the first endpoint, none to open). */
+ * socket is free for it (none idle, none to open). */
 static int request_would_wait(mdp_client_t *c) {
   return !mdp__list_empty(&c->queue) ||
-         (idle_socket(c, 0) == NULL && c->sockets >= c->opts.max_sockets);
+         (c->sockets >= c->opts.max_sockets && !any_idle_socket(c));
 }
 
 /* 0 if a request of `body_bytes` may be accepted, MDP_ENOBUFS (counted) if
@@ -725,6 +874,7 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   if (req->deadline == TIME_NEVER)
     req->deadline = 0; /* forever is no deadline */
   req->retries_left = o.retries;
+  req->exclude = MDP__EP_NONE;
   req->service_size = slen;
   memcpy(req->service, service, slen);
   mdp__list_push_back(&c->queue, &req->link);
@@ -774,10 +924,12 @@ void mdp_client_close(mdp_client_t *c, mdp_client_close_cb close_cb) {
   client_request_t *req;
   while ((req = first_pending(c)) != NULL)
     req_finish(c, req, MDP_ECANCELED, NULL);
-  for (size_t i = 0; i < c->n_endpoints; i++) {
+  for (size_t i = 0; i < c->spread.n; i++) {
     pooled_socket_t *sock;
     while ((sock = idle_socket(c, i)) != NULL)
       socket_discard(c, sock);
+    if (c->spread.eps[i].probe != NULL)
+      socket_discard(c, c->spread.eps[i].probe);
   }
   uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
 }
@@ -788,6 +940,16 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->queued = c->queued;
   out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
+  out->endpoints_live = c->spread.live;
+}
+
+int mdp_client_get_endpoint_stats(const mdp_client_t *c, size_t index,
+                                  mdp_client_endpoint_stats_t *out) {
+  if (c == NULL || out == NULL || index >= c->spread.n)
+    return MDP_EINVAL;
+  *out = c->spread.eps[index].stats;
+  out->live = c->spread.eps[index].state == MDP__EP_LIVE;
+  return 0;
 }
 
 size_t mdp_client_held(const mdp_client_t *c, size_t *bytes) {

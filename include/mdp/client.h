@@ -12,12 +12,18 @@
  * for the FINAL, or once with an error.  Between two reply parts (and before
  * the first) at most `timeout_ms` may pass; on timeout the request's socket
  * is discarded (so its late replies can never reach another request) and the
- * request is sent again on a new socket, to the next broker endpoint in the
- * list, up to `retries` more times; then it fails with MDP_ETIMEDOUT.  A
+ * request is sent again on a new socket, to another broker if the client has
+ * several, up to `retries` more times; then it fails with MDP_ETIMEDOUT.  A
  * request that has already delivered a PARTIAL is not retried (the
  * application has seen part of the reply).  An optional overall deadline
- * bounds the whole request, retries and queueing included.  docs/client.md
- * describes failover across brokers.
+ * bounds the whole request, retries and queueing included.
+ *
+ * Several brokers (live-live, docs/farm.md): new requests are spread over
+ * the brokers that are live (in turn, to the one with the fewest requests
+ * outstanding, or to the first: `spread`); a broker on which a request timed
+ * out is avoided for a back-off, then probed with an MMI request before it
+ * gets traffic again; a retry always goes to another broker than the one
+ * that timed out.  docs/client.md describes it.
  *
  * Threading: a client belongs to the thread that runs its loop; call its
  * functions only from that thread (callbacks of the same loop included).
@@ -70,6 +76,19 @@ typedef void (*mdp_client_drain_cb)(mdp_client_t *client);
 /* The client is closed; do not use `client` after this callback returns. */
 typedef void (*mdp_client_close_cb)(mdp_client_t *client);
 
+/* How a client with several broker endpoints picks one for a new request
+ * (and for a retry, among the others).  Each picks among the live
+ * endpoints; when none is live, among all of them. */
+typedef enum {
+  /* The live endpoints in turn (the default). */
+  MDP_SPREAD_ROUND_ROBIN = 0,
+  /* The live endpoint with the fewest requests outstanding on it; ties in
+   * turn.  Follows a slow broker's backlog. */
+  MDP_SPREAD_FEWEST = 1,
+  /* The first live endpoint in the list: a primary and its backups. */
+  MDP_SPREAD_FAILOVER = 2
+} mdp_spread_t;
+
 typedef struct {
   /* ZeroMQ context for the sockets; NULL: mdp_zmq_context().  An inproc://
    * broker must use the same context. */
@@ -83,9 +102,10 @@ typedef struct {
    * FINAL, queueing and retries included; 0 = none (default); UINT64_MAX
    * (or any value too large for the loop clock) = none as well. */
   uint64_t deadline_ms;
-  /* Times a timed-out request is sent again, each time to the next endpoint
-   * (default 1: one retry, so two brokers are each tried once).  Any value;
-   * each retry waits its own timeout_ms. */
+  /* Times a timed-out request is sent again, each time to another endpoint
+   * than the one that timed out, if there are several (default 1: one
+   * retry, so two brokers are each tried once).  Any value; each retry
+   * waits its own timeout_ms. */
   unsigned retries;
   /* Sockets open at once, idle ones included (default 64).  ZeroMQ's own
    * default limit is 1023 sockets per context (ZMQ_MAX_SOCKETS). */
@@ -133,8 +153,25 @@ typedef struct {
    * with MDP_ESETUP (reported from the loop, as for any socket that cannot
    * be opened). */
   mdp_socket_options_t socket;
+  /* With several endpoints: how new requests pick one (mdp_spread_t;
+   * default MDP_SPREAD_ROUND_ROBIN; another value: MDP_EINVAL). */
+  mdp_spread_t spread;
+  /* With several endpoints, 1 (default): an endpoint put aside for its
+   * back-off is sent an MMI request (mmi.service) when the back-off ends,
+   * and gets traffic again only once the broker has answered it; a probe
+   * unanswered within timeout_ms doubles the back-off.  0: no probe, the
+   * endpoint takes traffic again when its back-off ends (for a broker that
+   * does not answer MMI). */
+  int probe;
+  /* With several endpoints: an endpoint on which a request timed out is
+   * avoided for this long (default 1000 ms), doubled after each further
+   * failure (a probe or a request timing out) up to backoff_max_ms
+   * (default 30000 ms); any reply from it resets it.  0: never avoided
+   * (requests are still spread, and a retry still goes elsewhere). */
+  uint64_t backoff_ms;
+  uint64_t backoff_max_ms;
   /* Room for options to come (docs/abi.md): 512 bytes in all. */
-  unsigned char reserved_[344];
+  unsigned char reserved_[320];
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with
@@ -170,22 +207,40 @@ typedef struct {
   uint64_t refused_queue_full;   /* MDP_ENOBUFS: max_queue reached */
   uint64_t refused_queued_bytes; /* MDP_ENOBUFS: max_queued_bytes reached */
   size_t queued_bytes;     /* now: body bytes of the queued requests */
+  uint64_t endpoints_avoided; /* times an endpoint was put aside after a
+                                 timeout (or a failed probe) */
+  uint64_t probes;         /* MMI probes sent to endpoints put aside */
+  uint64_t probes_failed;  /* of them, unanswered within timeout_ms */
+  size_t endpoints_live;   /* now: endpoints not put aside */
   /* Room for figures to come (docs/abi.md): 512 bytes in all. */
-  unsigned char reserved_[384];
+  unsigned char reserved_[352];
 } mdp_client_stats_t;
+
+/* One broker endpoint of a client, as mdp_client_get_endpoint_stats()
+ * reports it. */
+typedef struct {
+  uint64_t sent;        /* REQUESTs sent to it, retries included */
+  uint64_t finals;      /* FINALs received from it */
+  uint64_t timeouts;    /* requests that timed out on it */
+  size_t outstanding;   /* now: requests sent to it, not yet answered */
+  int live;             /* now: 1 if not put aside (avoided or probing) */
+  /* Room for figures to come (docs/abi.md): 128 bytes in all. */
+  unsigned char reserved_[92];
+} mdp_client_endpoint_stats_t;
 
 /* Fills `opts` with the defaults listed above. */
 MDP_EXTERN void mdp_client_options_init(mdp_client_options_t *opts);
 
 /* Creates a client on `loop` for the `n` broker `endpoints` (tcp://, ipc://,
- * inproc://; at least one; copied).  New requests go to the first endpoint;
- * each retry moves to the next.  Sockets are opened on demand, so an
- * unreachable broker shows as timeouts, not here.  `opts` NULL: defaults;
- * copied.  Returns 0 and sets `*out`, or MDP_EINVAL (also: timeout_ms or
- * max_sockets 0, max_msg_size below -1, an unknown dialect, incomplete or
- * malformed CURVE keys), MDP_ENOTSUP (CURVE keys given, libzmq has no
- * CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure nothing is left
- * behind. */
+ * inproc://; at least one; copied).  New requests are spread over them as
+ * `opts->spread` says; a retry goes to another endpoint than the one that
+ * timed out.  Sockets are opened on demand, so an unreachable broker shows
+ * as timeouts, not here.  `opts` NULL: defaults; copied.  Returns 0 and
+ * sets `*out`, or MDP_EINVAL (also: timeout_ms or max_sockets 0,
+ * max_msg_size below -1, an unknown dialect or spread, backoff_max_ms below
+ * backoff_ms, incomplete or malformed CURVE keys), MDP_ENOTSUP (CURVE keys
+ * given, libzmq has no CURVE), MDP_ENOMEM, MDP_EZMQ, MDP_EUV; on failure
+ * nothing is left behind. */
 MDP_EXTERN int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
                    const mdp_client_options_t *opts, mdp_client_t **out);
 
@@ -250,6 +305,13 @@ MDP_EXTERN void mdp_client_unref(mdp_client_t *client);
 
 /* Copies the client's counters and gauges into `*out` (the caller's). */
 MDP_EXTERN void mdp_client_get_stats(const mdp_client_t *client, mdp_client_stats_t *out);
+
+/* Copies the figures of endpoint `index` (its position in the list given
+ * to mdp_client_new()) into `*out` (the caller's).  0, or MDP_EINVAL for
+ * an index past the list. */
+MDP_EXTERN int mdp_client_get_endpoint_stats(const mdp_client_t *client,
+                                             size_t index,
+                                             mdp_client_endpoint_stats_t *out);
 
 /* The user's pointer (NULL initially). */
 MDP_EXTERN void mdp_client_set_data(mdp_client_t *client, void *data);

@@ -1,0 +1,483 @@
+/* A client over several brokers: new requests spread over the live ones
+ * (in turn, to the fewest outstanding, or the first), a broker that timed
+ * out avoided for a back-off and probed with MMI before it gets traffic
+ * again, a retry always elsewhere.  First the choice itself
+ * (lib/client_spread.c, no sockets), then mdp_client_t against fake
+ * brokers (raw ROUTER sockets), so nothing depends on mdp_broker_t. */
+#include <zmq.h>
+
+#include "harness.h"
+#include "mdp.h"
+
+#include "../lib/client_spread.h"
+#include "fake_broker.h"
+#include "client_helpers.h"
+
+/* --- the choice, without sockets ------------------------------------------ */
+
+static const char *const URLS[] = {"inproc://a", "inproc://b", "inproc://c"};
+
+static void pick_in_turn(void) {
+  mdp__spread_t s;
+  CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_ROUND_ROBIN, 100, 400), 0);
+  size_t got[6];
+  for (int k = 0; k < 6; k++) {
+    got[k] = mdp__spread_pick(&s, MDP__EP_NONE);
+    mdp__spread_sent(&s, got[k]);
+  }
+  for (int k = 0; k < 6; k++)
+    CHECK_EQ(got[k], (size_t)(k % 3));
+  /* A retry leaves out where it timed out. */
+  for (size_t ex = 0; ex < 3; ex++)
+    for (int k = 0; k < 4; k++) {
+      size_t i = mdp__spread_pick(&s, ex);
+      CHECK(i != ex);
+      mdp__spread_sent(&s, i);
+    }
+  mdp__spread_free(&s);
+}
+
+static void pick_fewest_and_failover(void) {
+  mdp__spread_t s;
+  CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_FEWEST, 100, 400), 0);
+  mdp__spread_sent(&s, 0);
+  mdp__spread_sent(&s, 0);
+  mdp__spread_sent(&s, 1); /* outstanding 2, 1, 0 */
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 2);
+  mdp__spread_sent(&s, 2);
+  mdp__spread_sent(&s, 2); /* 2, 1, 2 */
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 1);
+  CHECK_EQ(mdp__spread_pick(&s, 1), 0); /* ties (2, 2) in turn from 0 */
+  mdp__spread_unsent(&s, 0);
+  mdp__spread_unsent(&s, 0); /* 0, 1, 2 */
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+  mdp__spread_free(&s);
+
+  CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_FAILOVER, 100, 400), 0);
+  for (int k = 0; k < 3; k++) {
+    CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+    mdp__spread_sent(&s, 0);
+  }
+  CHECK_EQ(mdp__spread_pick(&s, 0), 1);
+  CHECK_EQ(mdp__spread_failed(&s, 0, 1000), 1);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 1); /* the first live one */
+  mdp__spread_answered(&s, 0);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+  mdp__spread_free(&s);
+}
+
+static void back_off_doubles_and_resets(void) {
+  mdp__spread_t s;
+  CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_ROUND_ROBIN, 100, 350), 0);
+  CHECK_EQ(mdp__spread_due(&s), 0);
+  CHECK_EQ(mdp__spread_failed(&s, 1, 1000), 1);
+  CHECK_EQ(s.live, 2);
+  CHECK_EQ(s.eps[1].until, 1100);
+  CHECK_EQ(mdp__spread_due(&s), 1100);
+  /* Requests that were out on it when it was put aside count once. */
+  CHECK_EQ(mdp__spread_failed(&s, 1, 1010), 0);
+  CHECK_EQ(s.eps[1].until, 1100);
+  CHECK_EQ(s.eps[1].stats.timeouts, 2);
+  /* Aside, it gets nothing while another is live. */
+  for (int k = 0; k < 4; k++) {
+    size_t i = mdp__spread_pick(&s, MDP__EP_NONE);
+    CHECK(i != 1);
+    mdp__spread_sent(&s, i);
+  }
+  mdp__spread_probing(&s, 1, 1200);
+  CHECK(mdp__spread_pick(&s, MDP__EP_NONE) != 1);
+  mdp__spread_probe_failed(&s, 1, 1200); /* 200 */
+  CHECK_EQ(s.eps[1].until, 1400);
+  mdp__spread_probe_failed(&s, 1, 1400); /* 400, capped at 350 */
+  CHECK_EQ(s.eps[1].until, 1750);
+  mdp__spread_answered(&s, 1);
+  CHECK_EQ(s.live, 3);
+  CHECK_EQ(s.eps[1].backoff, 0);
+  CHECK_EQ(mdp__spread_failed(&s, 1, 2000), 1); /* from 100 again */
+  CHECK_EQ(s.eps[1].until, 2100);
+  /* Without a probe, a return keeps the back-off: the next failure
+   * doubles it. */
+  mdp__spread_return(&s, 1);
+  CHECK_EQ(mdp__spread_failed(&s, 1, 3000), 1);
+  CHECK_EQ(s.eps[1].until, 3200);
+  /* All aside: requests go to them anyway, and a retry still elsewhere. */
+  CHECK_EQ(mdp__spread_failed(&s, 0, 3000), 1);
+  CHECK_EQ(mdp__spread_failed(&s, 2, 3000), 1);
+  CHECK_EQ(s.live, 0);
+  CHECK_EQ(mdp__spread_pick(&s, 0) != 0, 1);
+  CHECK(mdp__spread_acceptable(&s, 0, MDP__EP_NONE));
+  /* One live endpoint, excluded: the others take the retry. */
+  mdp__spread_answered(&s, 2);
+  CHECK(!mdp__spread_acceptable(&s, 0, MDP__EP_NONE));
+  CHECK(mdp__spread_acceptable(&s, 0, 2));
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 2);
+  mdp__spread_free(&s);
+  /* One endpoint: never aside, and a retry goes back to it. */
+  CHECK_EQ(mdp__spread_init(&s, URLS, 1, MDP_SPREAD_ROUND_ROBIN, 100, 400), 0);
+  CHECK_EQ(mdp__spread_failed(&s, 0, 1000), 0);
+  CHECK_EQ(s.live, 1);
+  CHECK_EQ(mdp__spread_pick(&s, 0), 0);
+  mdp__spread_free(&s);
+}
+
+/* --- mdp_client_t against fake brokers ------------------------------------ */
+
+typedef struct {
+  fake_t f[3];
+  uv_loop_t loop;
+  mdp_client_t *c;
+  const char *eps[3];
+  size_t n;
+} farm_t;
+
+static void farm_open(farm_t *t, size_t n, const char *name,
+                      const mdp_client_options_t *o) {
+  memset(t, 0, sizeof *t);
+  uv_loop_init(&t->loop);
+  t->n = n;
+  for (size_t i = 0; i < n; i++) {
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://spread-%s-%zu", name, i);
+    CHECK(fake_open(&t->f[i], ep) == 0);
+    t->eps[i] = t->f[i].endpoint;
+  }
+  CHECK_EQ(mdp_client_new(&t->loop, t->eps, n, o, &t->c), 0);
+}
+
+static void farm_close(farm_t *t) {
+  CHECK(client_stop(&t->loop, t->c));
+  for (size_t i = 0; i < t->n; i++)
+    fake_close(&t->f[i]);
+  CHECK_EQ(t_loop_close(&t->loop), 0);
+}
+
+static mdp_client_endpoint_stats_t ep_stats(farm_t *t, size_t i) {
+  mdp_client_endpoint_stats_t s;
+  memset(&s, 0xff, sizeof s); /* an index past the list shows as nonsense */
+  mdp_client_get_endpoint_stats(t->c, i, &s);
+  return s;
+}
+
+static mdp_client_stats_t cstats(farm_t *t) {
+  mdp_client_stats_t s;
+  mdp_client_get_stats(t->c, &s);
+  return s;
+}
+
+typedef struct {
+  farm_t *t;
+  rep_t *r;
+  size_t n;
+  int echo[3]; /* which fakes answer */
+} answer_t;
+
+static int answered_all(void *arg) {
+  answer_t *a = arg;
+  for (size_t i = 0; i < a->t->n; i++)
+    if (a->echo[i])
+      fake_echo(&a->t->f[i]);
+  for (size_t k = 0; k < a->n; k++)
+    if (!a->r[k].done)
+      return 0;
+  return 1;
+}
+
+static void send_n(farm_t *t, rep_t *r, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    CHECK_EQ(mdp_client_request(t->c, "echo", body_of("q"), NULL, on_reply,
+                                &r[k], NULL),
+             0);
+}
+
+/* Nine requests over three brokers: three each, all answered. */
+static void spread_over_three(void) {
+  farm_t t;
+  farm_open(&t, 3, "three", NULL);
+  rep_t r[9];
+  memset(r, 0, sizeof r);
+  send_n(&t, r, 9);
+  answer_t a = {&t, r, 9, {1, 1, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &a, 3000));
+  for (size_t i = 0; i < 3; i++) {
+    CHECK_EQ(ep_stats(&t, i).sent, 3);
+    CHECK_EQ(ep_stats(&t, i).finals, 3);
+    CHECK_EQ(ep_stats(&t, i).outstanding, 0);
+    CHECK_EQ(ep_stats(&t, i).live, 1);
+  }
+  for (size_t k = 0; k < 9; k++) {
+    CHECK_EQ(r[k].status, 0);
+    rep_clear(&r[k]);
+  }
+  mdp_client_endpoint_stats_t none;
+  CHECK_EQ(mdp_client_get_endpoint_stats(t.c, 3, &none), MDP_EINVAL);
+  CHECK_EQ(cstats(&t).endpoints_live, 3);
+  farm_close(&t);
+}
+
+/* MDP_SPREAD_FEWEST: a broker that holds its requests gets no more while
+ * the other answers. */
+static void fewest_outstanding(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.spread = MDP_SPREAD_FEWEST;
+  farm_t t;
+  farm_open(&t, 2, "fewest", &o);
+  rep_t r[6];
+  memset(r, 0, sizeof r);
+  send_n(&t, r, 1); /* to 0, which never answers */
+  CHECK(fake_wait(&t.loop, &t.f[0], 1, 2000));
+  for (size_t k = 1; k < 6; k++) {
+    send_n(&t, &r[k], 1);
+    answer_t a = {&t, &r[k], 1, {0, 1}};
+    CHECK(t_run_until(&t.loop, answered_all, &a, 2000));
+  }
+  CHECK_EQ(ep_stats(&t, 0).sent, 1);
+  CHECK_EQ(ep_stats(&t, 0).outstanding, 1);
+  CHECK_EQ(ep_stats(&t, 1).sent, 5);
+  for (size_t k = 0; k < 6; k++)
+    rep_clear(&r[k]);
+  farm_close(&t);
+}
+
+static void failover_policy(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.spread = MDP_SPREAD_FAILOVER;
+  farm_t t;
+  farm_open(&t, 2, "failover", &o);
+  rep_t r[4];
+  memset(r, 0, sizeof r);
+  send_n(&t, r, 4);
+  answer_t a = {&t, r, 4, {1, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &a, 2000));
+  CHECK_EQ(ep_stats(&t, 0).sent, 4);
+  CHECK_EQ(ep_stats(&t, 1).sent, 0);
+  for (size_t k = 0; k < 4; k++)
+    rep_clear(&r[k]);
+  farm_close(&t);
+}
+
+static int all_live(void *arg) {
+  farm_t *t = arg;
+  return cstats(t).endpoints_live == t->n;
+}
+
+/* Takes the next message from fake `f` if it is the probe,
+ * [id | MDPC02 | 0x01 | mmi.service | echo]; NULL if none came within `ms`
+ * or the next one is something else. */
+static mdp_msg_t *expect_probe(farm_t *t, fake_t *f, uint64_t ms) {
+  if (!fake_wait(&t->loop, f, 1, ms))
+    return NULL;
+  mdp_msg_t *m = fake_take(f);
+  if (!frames_are(m, "MDPC02", "\x01", "mmi.service", "echo")) {
+    mdp_msg_destroy(m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Broker 0 is silent: the request that timed out there is retried on 1,
+ * 0 is avoided for its back-off (new requests all go to 1), then probed;
+ * while the probe waits it still gets nothing; once it answers, requests
+ * spread over both again. */
+static void timed_out_broker_avoided_then_probed(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(100);
+  o.backoff_ms = t_slow(300);
+  farm_t t;
+  farm_open(&t, 2, "avoid", &o);
+  rep_t r[8];
+  memset(r, 0, sizeof r);
+  send_n(&t, r, 1);
+  CHECK(fake_wait(&t.loop, &t.f[0], 1, 2000)); /* went to 0: in turn */
+  mdp_msg_t *lost = fake_take(&t.f[0]);
+  CHECK(lost != NULL);
+  mdp_msg_destroy(lost);
+  answer_t a = {&t, r, 1, {0, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &a, 3000));
+  CHECK_EQ(r[0].status, 0); /* the retry, on 1 */
+  uint64_t aside_at = uv_now(&t.loop);
+  CHECK_EQ(cstats(&t).endpoints_avoided, 1);
+  CHECK_EQ(cstats(&t).endpoints_live, 1);
+  CHECK_EQ(ep_stats(&t, 0).live, 0);
+  CHECK_EQ(ep_stats(&t, 0).timeouts, 1);
+  /* During the back-off every new request goes to 1. */
+  send_n(&t, &r[1], 3);
+  answer_t b = {&t, &r[1], 3, {0, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &b, 2000));
+  CHECK_EQ(ep_stats(&t, 1).sent, 4);
+  CHECK_EQ(ep_stats(&t, 0).sent, 1);
+  /* The back-off ends: a probe, not a request, reaches 0, and not
+   * before the back-off is over. */
+  mdp_msg_t *probe = expect_probe(&t, &t.f[0], 3000);
+  CHECK(probe != NULL);
+  CHECK(uv_now(&t.loop) - aside_at + 20 >= o.backoff_ms);
+  CHECK_EQ(cstats(&t).probes, 1);
+  send_n(&t, &r[4], 2); /* while the probe waits: still to 1 */
+  answer_t c = {&t, &r[4], 2, {0, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &c, 2000));
+  CHECK_EQ(ep_stats(&t, 0).sent, 1);
+  /* 0 answers the probe ("200": echo has a worker there). */
+  fake_reply(&t.f[0], probe, "\x03", "200");
+  mdp_msg_destroy(probe);
+  /* It is live again, and requests spread over both. */
+  CHECK(t_run_until(&t.loop, all_live, &t, 2000));
+  CHECK_EQ(cstats(&t).probes_failed, 0);
+  send_n(&t, &r[6], 2);
+  answer_t d = {&t, &r[6], 2, {1, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &d, 2000));
+  CHECK_EQ(ep_stats(&t, 0).sent, 2);
+  CHECK_EQ(ep_stats(&t, 0).finals, 1);
+  CHECK_EQ(ep_stats(&t, 1).sent, 7);
+  for (size_t k = 0; k < 8; k++) {
+    CHECK_EQ(r[k].status, 0);
+    rep_clear(&r[k]);
+  }
+  farm_close(&t);
+}
+
+/* A probe that goes unanswered doubles the back-off: the next probe comes
+ * no sooner than twice the first back-off after the first probe failed. */
+static void unanswered_probe_doubles_back_off(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(60);
+  o.backoff_ms = t_slow(100);
+  o.retries = 0;
+  farm_t t;
+  farm_open(&t, 2, "doubling", &o);
+  rep_t r = {0};
+  send_n(&t, &r, 1);
+  CHECK(t_run_until(&t.loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  rep_clear(&r);
+  mdp_msg_destroy(fake_take(&t.f[0])); /* the request that timed out */
+  mdp_msg_t *p1 = expect_probe(&t, &t.f[0], 3000);
+  CHECK(p1 != NULL);
+  mdp_msg_destroy(p1);
+  uint64_t probed_at = uv_now(&t.loop);
+  mdp_msg_t *p2 = expect_probe(&t, &t.f[0], 5000);
+  CHECK(p2 != NULL);
+  mdp_msg_destroy(p2);
+  /* the probe's timeout, then the doubled back-off */
+  CHECK(uv_now(&t.loop) - probed_at + 20 >= o.timeout_ms + 2 * o.backoff_ms);
+  CHECK(cstats(&t).probes >= 2);
+  CHECK(cstats(&t).probes_failed >= 1);
+  CHECK_EQ(cstats(&t).endpoints_avoided, 1);
+  farm_close(&t);
+}
+
+/* probe 0: a broker that does not answer MMI takes requests again when its
+ * back-off ends, without a probe. */
+static void no_probe_returns_after_back_off(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(60);
+  o.backoff_ms = t_slow(100);
+  o.retries = 0;
+  o.probe = 0;
+  farm_t t;
+  farm_open(&t, 2, "noprobe", &o);
+  rep_t r = {0};
+  send_n(&t, &r, 1);
+  CHECK(t_run_until(&t.loop, rep_done, &r, 2000));
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  rep_clear(&r);
+  CHECK_EQ(cstats(&t).endpoints_live, 1);
+  CHECK(t_run_until(&t.loop, all_live, &t, 3000));
+  CHECK_EQ(cstats(&t).probes, 0);
+  farm_close(&t);
+}
+
+typedef struct {
+  farm_t *t;
+  size_t order[8];
+  size_t got;
+} attempts_t;
+
+static int five_attempts(void *arg) {
+  attempts_t *a = arg;
+  for (size_t i = 0; i < a->t->n; i++) {
+    mdp_msg_t *m;
+    while (a->got < 8 && (m = fake_take(&a->t->f[i])) != NULL) {
+      a->order[a->got++] = i;
+      mdp_msg_destroy(m);
+    }
+  }
+  return a->got >= 5;
+}
+
+/* With every broker silent, a retry still goes to another broker than the
+ * one it timed out on, and new requests still go out (to brokers put
+ * aside: nothing is live) rather than wait. */
+static void retries_go_elsewhere_when_all_fail(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(60);
+  o.backoff_ms = 60000; /* no probe during the test */
+  o.backoff_max_ms = 60000;
+  o.retries = 4;
+  farm_t t;
+  farm_open(&t, 3, "allfail", &o);
+  rep_t r = {0};
+  send_n(&t, &r, 1);
+  /* Five attempts (each after the last timed out); which fake got each. */
+  attempts_t at = {&t, {0}, 0};
+  CHECK(t_run_until(&t.loop, five_attempts, &at, 5000));
+  CHECK(t_run_until(&t.loop, rep_done, &r, 3000));
+  CHECK_EQ(r.status, MDP_ETIMEDOUT);
+  CHECK_EQ(at.got, 5);
+  for (size_t k = 1; k < at.got; k++)
+    CHECK(at.order[k] != at.order[k - 1]);
+  CHECK_EQ(cstats(&t).endpoints_live, 0);
+  rep_clear(&r);
+  /* Nothing is live: a new request still goes out. */
+  rep_t n = {0};
+  send_n(&t, &n, 1);
+  answer_t a = {&t, &n, 1, {1, 1, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &a, 2000));
+  CHECK_EQ(n.status, 0);
+  /* ... and the broker that answered is live again. */
+  CHECK_EQ(cstats(&t).endpoints_live, 1);
+  rep_clear(&n);
+  farm_close(&t);
+}
+
+static void options_checked(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *eps[] = {"inproc://x", "inproc://y"};
+  mdp_client_options_t o;
+  mdp_client_t *c = NULL;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.spread, MDP_SPREAD_ROUND_ROBIN);
+  CHECK_EQ(o.probe, 1);
+  CHECK_EQ(o.backoff_ms, 1000);
+  CHECK_EQ(o.backoff_max_ms, 30000);
+  o.spread = (mdp_spread_t)3;
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, &o, &c), MDP_EINVAL);
+  mdp_client_options_init(&o);
+  o.backoff_max_ms = 999;
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, &o, &c), MDP_EINVAL);
+  o.backoff_ms = 0; /* never avoid: the maximum does not matter */
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, &o, &c), 0);
+  CHECK(client_stop(&loop, c));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+int main(void) {
+  RUN(pick_in_turn);
+  RUN(pick_fewest_and_failover);
+  RUN(back_off_doubles_and_resets);
+  RUN(spread_over_three);
+  RUN(fewest_outstanding);
+  RUN(failover_policy);
+  RUN(timed_out_broker_avoided_then_probed);
+  RUN(unanswered_probe_doubles_back_off);
+  RUN(no_probe_returns_after_back_off);
+  RUN(retries_go_elsewhere_when_all_fail);
+  RUN(options_checked);
+  t_context_term();
+  return t_done();
+}
