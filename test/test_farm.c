@@ -265,7 +265,21 @@ static void request_load_summary(void) {
            "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
            "sys.exit(0 if d[\"requests\"]==100 and d[\"ok\"]==100 and "
            "d[\"failed\"]==0 and d[\"rate\"]>0 and d[\"p99_ms\"]>=d[\"p50_ms\"]"
+           " and len(d[\"per_broker\"])==2 and "
+           "sum(b[\"finals\"] for b in d[\"per_broker\"])==100 and "
+           "all(b[\"sent\"]>=40 for b in d[\"per_broker\"])"
            " else 1)' %s", r.out_path);
+  CHECK_EQ(system(cmd), 0);
+  proc_cleanup(&r);
+  /* --spread failover: everything to the first broker while it is up. */
+  const char *fo[] = {"-n", "20", "-c", "2", "--json", "--spread", "failover",
+                      "svc", "x", NULL};
+  CHECK_EQ(request_run(&r, &f, 2, fo, 30000), 0);
+  snprintf(cmd, sizeof cmd,
+           "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
+           "p=d[\"per_broker\"]; "
+           "sys.exit(0 if p[0][\"sent\"]==20 and p[1][\"sent\"]==0 else 1)'"
+           " %s", r.out_path);
   CHECK_EQ(system(cmd), 0);
   proc_cleanup(&r);
   /* No worker for the service: every request fails; exit 69. */
@@ -280,7 +294,7 @@ static void request_load_summary(void) {
   long maxp = worker_max_in_progress(&w);
   printf("# requests per broker: %ld %ld; max in progress %ld (C = 3)\n", c0,
          c1, maxp);
-  CHECK(c0 + c1 == 400);
+  CHECK(c0 + c1 == 420);
   CHECK(c0 >= 100 && c1 >= 100); /* spread in turn: about half each */
   CHECK(maxp >= 2 && maxp <= 3);
   proc_cleanup(&w);

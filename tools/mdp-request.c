@@ -4,8 +4,9 @@
  *   mdp-request -b URL [-b URL...] -n COUNT [-c CONCURRENCY] SERVICE [FRAME...]
  *
  * The second form is a load tool: COUNT requests, CONCURRENCY in flight,
- * spread round-robin over one client per broker (each client's retries go
- * on to the next broker), then one summary line (or --json: one object).
+ * on one client that spreads them over the brokers (mdp_spread_t, --spread;
+ * a retry goes to another broker), then one summary line (or --json: one
+ * object, with each broker's share).
  *
  * Sends one request (each FRAME argument is a body frame; "-" is a frame
  * read from standard input) and prints every reply part as it arrives.
@@ -55,9 +56,19 @@ static void usage(FILE *out) {
           "input; no FRAME sends one empty frame.  Use -- before frames that\n"
           "start with '-'.\n"
           "\n"
-          "  -b, --broker URL     broker endpoint (repeat for failover: each retry\n"
-          "                       goes to the next one; with -n, new requests\n"
-          "                       are spread over them in turn); default %s\n"
+          "  -b, --broker URL     broker endpoint; repeat for several: requests\n"
+          "                       are spread over them (--spread), a broker on\n"
+          "                       which a request timed out is avoided for a\n"
+          "                       back-off and probed (mmi.service) before it\n"
+          "                       gets requests again, and a retry goes to\n"
+          "                       another broker; default %s\n"
+          "      --spread NAME    round-robin (default: the live brokers in\n"
+          "                       turn), fewest (the one with the fewest\n"
+          "                       requests outstanding) or failover (the first\n"
+          "                       live one in -b order)\n"
+          "      --no-probe       a broker put aside takes requests again when\n"
+          "                       its back-off ends, unprobed (for brokers that\n"
+          "                       do not answer MMI)\n"
           "  -t, --timeout SECS   wait for each reply part (fractions allowed;\n"
           "                       default %g)\n"
           "  -r, --retries N      resend a timed-out request N times (default 1)\n"
@@ -74,14 +85,14 @@ static void usage(FILE *out) {
           "                       NAME.secret), listed in the broker's\n"
           "                       --curve-allow\n"
           "  -n, --count COUNT    load mode: send COUNT requests (the same body),\n"
-          "                       spread in turn over one client per -b broker;\n"
+          "                       spread over the -b brokers as --spread says;\n"
           "                       a request that times out on one broker is\n"
-          "                       retried on the next (-r); progress on standard\n"
+          "                       retried on another (-r); progress on standard\n"
           "                       error when it is a terminal; at the end one line:\n"
           "                       COUNT requests: OK ok, FAILED failed, RATE/s,\n"
           "                       p50 X ms, p99 Y ms (latency of the ok ones;\n"
-          "                       --json: one JSON object instead); exit 0 if\n"
-          "                       none failed, else 69\n"
+          "                       --json: one JSON object instead, with each\n"
+          "                       broker's share); exit 0 if none failed, else 69\n"
           "  -c, --concurrency N  load mode: requests in flight at once (default 1)\n"
           "  -x, --hex            print frames in hexadecimal\n"
           "  -j, --json           print each part as a JSON object on one line\n"
@@ -203,9 +214,7 @@ static int append_stdin(mdp_msg_t *body) {
 #define LOAD_MAX_COUNT 10000000L
 
 typedef struct {
-  mdp_client_t **clients;
-  size_t nclients;
-  size_t next_client;
+  mdp_client_t *client;
   const char *service;
   mdp_msg_t *body;
   size_t count, concurrency;
@@ -215,6 +224,8 @@ typedef struct {
   uv_timer_t progress;
   int tty;
   int closing;
+  mdp_client_endpoint_stats_t *shares; /* filled at close, nshares of them */
+  size_t nshares;
 } load_t;
 
 static void load_reply(mdp_client_t *c, uint64_t id, int status, int final,
@@ -224,23 +235,24 @@ static void load_close(load_t *l) {
   if (l->closing)
     return;
   l->closing = 1;
-  for (size_t i = 0; i < l->nclients; i++)
-    mdp_client_close(l->clients[i], NULL);
+  if (l->client != NULL) {
+    for (size_t i = 0; l->shares != NULL && i < l->nshares; i++)
+      mdp_client_get_endpoint_stats(l->client, i, &l->shares[i]);
+    mdp_client_close(l->client, NULL);
+  }
   if (l->tty)
     uv_timer_stop(&l->progress);
   uv_close((uv_handle_t *)&l->progress, NULL);
 }
 
-/* Sends request number l->sent on the next client in turn. */
+/* Sends request number l->sent; the client picks its broker. */
 static int load_send(load_t *l) {
   size_t idx = l->sent;
   mdp_msg_t *m = mdp_msg_dup(l->body);
   if (m == NULL)
     return MDP_ENOMEM;
-  mdp_client_t *c = l->clients[l->next_client];
-  l->next_client = (l->next_client + 1) % l->nclients;
   l->start[idx] = uv_hrtime();
-  int rc = mdp_client_request(c, l->service, m, NULL, load_reply,
+  int rc = mdp_client_request(l->client, l->service, m, NULL, load_reply,
                               (void *)(uintptr_t)idx, NULL);
   if (rc < 0) {
     mdp_msg_destroy(m);
@@ -301,32 +313,26 @@ static int run_load(const char *const *brokers, size_t nbrokers,
   l.concurrency = (size_t)concurrency;
   l.start = calloc(l.count, sizeof *l.start);
   l.lat_ms = calloc(l.count, sizeof *l.lat_ms);
-  l.clients = calloc(nbrokers, sizeof *l.clients);
-  if (l.start == NULL || l.lat_ms == NULL || l.clients == NULL) {
+  mdp_client_endpoint_stats_t *shares = calloc(nbrokers, sizeof *shares);
+  if (l.start == NULL || l.lat_ms == NULL || shares == NULL) {
     fprintf(stderr, "mdp-request: out of memory\n");
     free(l.start);
     free(l.lat_ms);
-    free(l.clients);
+    free(shares);
     return EXIT_UNAVAILABLE;
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
   mdp_client_options_t o = *co;
-  o.max_sockets = l.concurrency;
+  /* Room for a full pool to each broker: at the pool's bound the client
+   * reuses an idle socket to another broker rather than close and open
+   * one, which would bend the spread. */
+  o.max_sockets = l.concurrency * nbrokers;
   o.max_queue = 0;
   o.max_queued_bytes = 0;
-  int rc = 0;
-  /* Client i starts at broker i; its retries go on to the next ones. */
-  for (size_t i = 0; i < nbrokers && rc == 0; i++) {
-    const char *eps[16];
-    for (size_t k = 0; k < nbrokers; k++)
-      eps[k] = brokers[(i + k) % nbrokers];
-    rc = mdp_client_new(&loop, eps, nbrokers, &o, &l.clients[i]);
-    if (rc == 0) {
-      mdp_client_set_data(l.clients[i], &l);
-      l.nclients++;
-    }
-  }
+  int rc = mdp_client_new(&loop, brokers, nbrokers, &o, &l.client);
+  if (rc == 0)
+    mdp_client_set_data(l.client, &l);
   uv_timer_init(&loop, &l.progress);
   l.progress.data = &l;
   l.tty = isatty(2);
@@ -339,12 +345,15 @@ static int run_load(const char *const *brokers, size_t nbrokers,
     fprintf(stderr, "mdp-request: %s\n", mdp_strerror(rc));
     load_close(&l);
   }
+  /* Each broker's share, read as the last request ends (the client is
+   * freed once the loop has run its close). */
+  l.shares = shares;
+  l.nshares = nbrokers;
   uv_run(&loop, UV_RUN_DEFAULT);
   double secs = (uv_hrtime() - t0) / 1e9;
   uv_loop_close(&loop);
   if (l.tty)
     fputs("\r\033[K", stderr);
-  free(l.clients);
   free(l.start);
   if (rc < 0) {
     free(l.lat_ms);
@@ -355,18 +364,31 @@ static int run_load(const char *const *brokers, size_t nbrokers,
   double rate = secs > 0 ? (double)l.done / secs : 0;
   double p50 = percentile(l.lat_ms, l.ok, 0.50);
   double p99 = percentile(l.lat_ms, l.ok, 0.99);
-  if (json)
+  if (json) {
     printf("{\"requests\":%zu,\"ok\":%zu,\"failed\":%zu,\"seconds\":%.3f,"
            "\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"brokers\":%zu,"
-           "\"concurrency\":%zu}\n",
+           "\"concurrency\":%zu,\"per_broker\":[",
            l.count, l.ok, l.failed, secs, rate, p50, p99, nbrokers,
            l.concurrency);
-  else
+    for (size_t i = 0; i < nbrokers; i++) {
+      printf("%s{\"endpoint\":", i ? "," : "");
+      print_json_string((const uint8_t *)brokers[i], strlen(brokers[i]));
+      printf(",\"sent\":%llu,\"finals\":%llu,\"timeouts\":%llu}",
+             (unsigned long long)shares[i].sent,
+             (unsigned long long)shares[i].finals,
+             (unsigned long long)shares[i].timeouts);
+    }
+    printf("]}\n");
+  } else {
     printf("%zu requests: %zu ok, %zu failed, %.0f/s, p50 %.2f ms, p99 %.2f "
            "ms\n", l.count, l.ok, l.failed, rate, p50, p99);
+  }
   free(l.lat_ms);
+  free(shares);
   return l.failed == 0 ? 0 : EXIT_UNAVAILABLE;
 }
+
+enum { OPT_SPREAD = 256, OPT_NO_PROBE };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -381,6 +403,8 @@ int main(int argc, char **argv) {
       {"concurrency", required_argument, NULL, 'c'},
       {"hex", no_argument, NULL, 'x'},
       {"json", no_argument, NULL, 'j'},
+      {"spread", required_argument, NULL, OPT_SPREAD},
+      {"no-probe", no_argument, NULL, OPT_NO_PROBE},
       {"mmi", required_argument, NULL, 'm'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
@@ -394,6 +418,8 @@ int main(int argc, char **argv) {
   const char *mmi = NULL;
   long count = 0, concurrency = 1;
   mdp_dialect_t dialect = MDP_DIALECT_RFC18;
+  mdp_spread_t spread = MDP_SPREAD_ROUND_ROBIN;
+  int probe = 1;
   const char *server_key_file = NULL, *key_file = NULL;
   app_t a;
   memset(&a, 0, sizeof a);
@@ -445,6 +471,22 @@ int main(int argc, char **argv) {
                         "mdp01)\n", optarg);
         return EXIT_USAGE;
       }
+      break;
+    case OPT_SPREAD:
+      if (strcmp(optarg, "round-robin") == 0)
+        spread = MDP_SPREAD_ROUND_ROBIN;
+      else if (strcmp(optarg, "fewest") == 0)
+        spread = MDP_SPREAD_FEWEST;
+      else if (strcmp(optarg, "failover") == 0)
+        spread = MDP_SPREAD_FAILOVER;
+      else {
+        fprintf(stderr, "mdp-request: bad --spread: %s (round-robin, fewest, "
+                        "failover)\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case OPT_NO_PROBE:
+      probe = 0;
       break;
     case 'S':
       server_key_file = optarg;
@@ -577,6 +619,8 @@ int main(int argc, char **argv) {
   o.max_sockets = 1;
   o.max_msg_size = (int64_t)max_msg_size;
   o.dialect = dialect;
+  o.spread = spread;
+  o.probe = probe;
   if (key_file != NULL) {
     o.curve_server_key = server_pair.public_key;
     o.curve_public_key = own_pair.public_key;
