@@ -83,6 +83,7 @@ struct pooled_socket_s {
 struct mdp_client_s {
   uv_loop_t *loop;
   mdp__spread_t spread; /* the endpoints, their idle sockets and state */
+  unsigned char *has_idle; /* scratch for dispatch: one per endpoint */
   mdp_client_options_t opts;
   mdp_client_close_cb close_cb;
   mdp_client_drain_cb drain_cb;
@@ -245,6 +246,7 @@ static void client_maybe_free(mdp_client_t *c) {
   if (c->close_cb)
     c->close_cb(c);
   mdp__spread_free(&c->spread);
+  free(c->has_idle);
   free(c->heap);
   mdp__map_free(&c->by_id);
   free(c);
@@ -695,14 +697,18 @@ static void client_dispatch(mdp_client_t *c) {
     if (req == NULL)
       return;
     c->steps++;
-    size_t ep = mdp__spread_pick(&c->spread, req->exclude);
+    size_t ep = mdp__spread_pick(&c->spread, req->exclude, NULL);
     pooled_socket_t *sock = idle_socket(c, ep);
     if (sock == NULL && c->sockets >= c->opts.max_sockets) {
-      /* At the bound: an idle socket to another broker that may take the
-       * request serves it; else one to any other broker makes room. */
-      for (size_t i = 0; i < c->spread.n && sock == NULL; i++)
-        if (mdp__spread_acceptable(&c->spread, i, req->exclude))
-          sock = idle_socket(c, i);
+      /* At the bound: the policy picks again among the brokers with an idle
+       * socket (closing one to open another per request would cost a
+       * connection each); if none may take it, an idle socket to any other
+       * broker makes room. */
+      for (size_t i = 0; i < c->spread.n; i++)
+        c->has_idle[i] = !mdp__list_empty(&c->spread.eps[i].idle);
+      ep = mdp__spread_pick(&c->spread, req->exclude, c->has_idle);
+      if (ep != MDP__EP_NONE)
+        sock = idle_socket(c, ep);
       if (sock == NULL) {
         for (size_t i = 0; i < c->spread.n && sock == NULL; i++)
           sock = idle_socket(c, i);
@@ -770,8 +776,11 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return MDP_ENOMEM;
-  if (mdp__spread_init(&c->spread, endpoints, n, o.spread, o.backoff_ms,
+  c->has_idle = malloc(n);
+  if (c->has_idle == NULL ||
+      mdp__spread_init(&c->spread, endpoints, n, o.spread, o.backoff_ms,
                        o.backoff_max_ms) < 0) {
+    free(c->has_idle);
     free(c);
     return MDP_ENOMEM;
   }

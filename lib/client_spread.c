@@ -55,12 +55,13 @@ int mdp__spread_acceptable(const mdp__spread_t *s, size_t i, size_t exclude) {
   return live_others == 0;
 }
 
-size_t mdp__spread_pick(const mdp__spread_t *s, size_t exclude) {
+size_t mdp__spread_pick(const mdp__spread_t *s, size_t exclude,
+                        const unsigned char *only) {
   size_t best = MDP__EP_NONE;
   for (size_t k = 0; k < s->n; k++) {
     /* FAILOVER looks from the top of the list, the others in turn. */
     size_t i = s->policy == MDP_SPREAD_FAILOVER ? k : (s->cursor + k) % s->n;
-    if (!mdp__spread_acceptable(s, i, exclude))
+    if ((only != NULL && !only[i]) || !mdp__spread_acceptable(s, i, exclude))
       continue;
     if (s->policy != MDP_SPREAD_FEWEST)
       return i;
@@ -68,7 +69,8 @@ size_t mdp__spread_pick(const mdp__spread_t *s, size_t exclude) {
         s->eps[i].stats.outstanding < s->eps[best].stats.outstanding)
       best = i;
   }
-  return best == MDP__EP_NONE ? 0 : best; /* unreachable: one is acceptable */
+  /* Without `only`, some endpoint is always acceptable. */
+  return best == MDP__EP_NONE && only == NULL ? 0 : best;
 }
 
 void mdp__spread_sent(mdp__spread_t *s, size_t i) {

@@ -65,9 +65,12 @@ void mdp__spread_free(mdp__spread_t *s);
  * endpoint), and it is live, or no endpoint but `exclude` is. */
 int mdp__spread_acceptable(const mdp__spread_t *s, size_t i, size_t exclude);
 
-/* The endpoint the policy picks among the acceptable ones.  Changes
- * nothing: call mdp__spread_sent() once the request went. */
-size_t mdp__spread_pick(const mdp__spread_t *s, size_t exclude);
+/* The endpoint the policy picks among the acceptable ones, or, if `only`
+ * is not NULL, among those of them with only[i] set (MDP__EP_NONE if there
+ * is none).  Changes nothing: call mdp__spread_sent() once the request
+ * went. */
+size_t mdp__spread_pick(const mdp__spread_t *s, size_t exclude,
+                        const unsigned char *only);
 
 /* A request was sent to endpoint `i`: counts it outstanding there, and
  * "in turn" goes on after `i`. */

@@ -22,7 +22,7 @@ static void pick_in_turn(void) {
   CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_ROUND_ROBIN, 100, 400), 0);
   size_t got[6];
   for (int k = 0; k < 6; k++) {
-    got[k] = mdp__spread_pick(&s, MDP__EP_NONE);
+    got[k] = mdp__spread_pick(&s, MDP__EP_NONE, NULL);
     mdp__spread_sent(&s, got[k]);
   }
   for (int k = 0; k < 6; k++)
@@ -30,10 +30,18 @@ static void pick_in_turn(void) {
   /* A retry leaves out where it timed out. */
   for (size_t ex = 0; ex < 3; ex++)
     for (int k = 0; k < 4; k++) {
-      size_t i = mdp__spread_pick(&s, ex);
+      size_t i = mdp__spread_pick(&s, ex, NULL);
       CHECK(i != ex);
       mdp__spread_sent(&s, i);
     }
+  /* At the pool's bound, in turn among those with an idle socket. */
+  mdp__spread_sent(&s, 2); /* in turn, 0 is next */
+  const unsigned char only12[3] = {0, 1, 1}, none[3] = {0, 0, 0};
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, only12), 1);
+  mdp__spread_sent(&s, 1);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, only12), 2);
+  CHECK_EQ(mdp__spread_pick(&s, 2, only12), 1);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, none), MDP__EP_NONE);
   mdp__spread_free(&s);
 }
 
@@ -43,26 +51,26 @@ static void pick_fewest_and_failover(void) {
   mdp__spread_sent(&s, 0);
   mdp__spread_sent(&s, 0);
   mdp__spread_sent(&s, 1); /* outstanding 2, 1, 0 */
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 2);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 2);
   mdp__spread_sent(&s, 2);
   mdp__spread_sent(&s, 2); /* 2, 1, 2 */
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 1);
-  CHECK_EQ(mdp__spread_pick(&s, 1), 0); /* ties (2, 2) in turn from 0 */
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 1);
+  CHECK_EQ(mdp__spread_pick(&s, 1, NULL), 0); /* ties (2, 2) in turn from 0 */
   mdp__spread_unsent(&s, 0);
   mdp__spread_unsent(&s, 0); /* 0, 1, 2 */
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 0);
   mdp__spread_free(&s);
 
   CHECK_EQ(mdp__spread_init(&s, URLS, 3, MDP_SPREAD_FAILOVER, 100, 400), 0);
   for (int k = 0; k < 3; k++) {
-    CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+    CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 0);
     mdp__spread_sent(&s, 0);
   }
-  CHECK_EQ(mdp__spread_pick(&s, 0), 1);
+  CHECK_EQ(mdp__spread_pick(&s, 0, NULL), 1);
   CHECK_EQ(mdp__spread_failed(&s, 0, 1000), 1);
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 1); /* the first live one */
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 1); /* the first live one */
   mdp__spread_answered(&s, 0);
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 0);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 0);
   mdp__spread_free(&s);
 }
 
@@ -80,12 +88,12 @@ static void back_off_doubles_and_resets(void) {
   CHECK_EQ(s.eps[1].stats.timeouts, 2);
   /* Aside, it gets nothing while another is live. */
   for (int k = 0; k < 4; k++) {
-    size_t i = mdp__spread_pick(&s, MDP__EP_NONE);
+    size_t i = mdp__spread_pick(&s, MDP__EP_NONE, NULL);
     CHECK(i != 1);
     mdp__spread_sent(&s, i);
   }
   mdp__spread_probing(&s, 1, 1200);
-  CHECK(mdp__spread_pick(&s, MDP__EP_NONE) != 1);
+  CHECK(mdp__spread_pick(&s, MDP__EP_NONE, NULL) != 1);
   mdp__spread_probe_failed(&s, 1, 1200); /* 200 */
   CHECK_EQ(s.eps[1].until, 1400);
   mdp__spread_probe_failed(&s, 1, 1400); /* 400, capped at 350 */
@@ -104,19 +112,19 @@ static void back_off_doubles_and_resets(void) {
   CHECK_EQ(mdp__spread_failed(&s, 0, 3000), 1);
   CHECK_EQ(mdp__spread_failed(&s, 2, 3000), 1);
   CHECK_EQ(s.live, 0);
-  CHECK_EQ(mdp__spread_pick(&s, 0) != 0, 1);
+  CHECK_EQ(mdp__spread_pick(&s, 0, NULL) != 0, 1);
   CHECK(mdp__spread_acceptable(&s, 0, MDP__EP_NONE));
   /* One live endpoint, excluded: the others take the retry. */
   mdp__spread_answered(&s, 2);
   CHECK(!mdp__spread_acceptable(&s, 0, MDP__EP_NONE));
   CHECK(mdp__spread_acceptable(&s, 0, 2));
-  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE), 2);
+  CHECK_EQ(mdp__spread_pick(&s, MDP__EP_NONE, NULL), 2);
   mdp__spread_free(&s);
   /* One endpoint: never aside, and a retry goes back to it. */
   CHECK_EQ(mdp__spread_init(&s, URLS, 1, MDP_SPREAD_ROUND_ROBIN, 100, 400), 0);
   CHECK_EQ(mdp__spread_failed(&s, 0, 1000), 0);
   CHECK_EQ(s.live, 1);
-  CHECK_EQ(mdp__spread_pick(&s, 0), 0);
+  CHECK_EQ(mdp__spread_pick(&s, 0, NULL), 0);
   mdp__spread_free(&s);
 }
 
