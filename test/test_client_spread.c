@@ -452,6 +452,75 @@ static void retries_go_elsewhere_when_all_fail(void) {
   farm_close(&t);
 }
 
+static int workers_closed_;
+static void on_worker_closed_(mdp_worker_t *w) {
+  (void)w;
+  workers_closed_++;
+}
+static int worker_is_closed(void *arg) {
+  (void)arg;
+  return workers_closed_ == 1;
+}
+
+/* Against real brokers, in each client dialect: broker 0 has no worker for
+ * the service, so the request times out there and is answered through
+ * broker 1; broker 0 is probed, answers the probe itself (mmi.service:
+ * "404") in the client's dialect, and is live again. */
+static void on_echo_final(mdp_worker_t *w, mdp_request_t req,
+                          mdp_msg_t *body) {
+  (void)w;
+  if (mdp_worker_final(req, body) < 0)
+    mdp_msg_destroy(body);
+}
+
+static void probe_real_broker(mdp_dialect_t dialect) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_broker_t *b[2];
+  char ep[2][256];
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ(mdp_broker_new(&loop, NULL, &b[i]), 0);
+    CHECK_EQ(mdp_broker_bind(b[i], "tcp://127.0.0.1:*"), 0);
+    CHECK_EQ(mdp_broker_last_endpoint(b[i], ep[i], sizeof ep[i]), 0);
+  }
+  mdp_worker_t *w = NULL;
+  CHECK_EQ(mdp_worker_new(&loop, ep[1], "echo", NULL, on_echo_final, &w), 0);
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.dialect = dialect;
+  o.timeout_ms = t_slow(150);
+  o.backoff_ms = t_slow(100);
+  const char *eps[] = {ep[0], ep[1]};
+  mdp_client_t *c = NULL;
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, &o, &c), 0);
+  farm_t view; /* for all_live() and cstats() */
+  memset(&view, 0, sizeof view);
+  view.c = c;
+  view.n = 2;
+  rep_t r = {0};
+  CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                              NULL), 0);
+  CHECK(t_run_until(&loop, rep_done, &r, 3000));
+  CHECK_EQ(r.status, 0);
+  CHECK(mdp_msg_frame_eq(r.parts[r.nparts - 1], 0, "q", 1));
+  rep_clear(&r);
+  CHECK_EQ(cstats(&view).endpoints_avoided, 1);
+  CHECK(t_run_until(&loop, all_live, &view, 3000));
+  CHECK_EQ(cstats(&view).probes, 1);
+  CHECK_EQ(cstats(&view).probes_failed, 0);
+  CHECK(client_stop(&loop, c));
+  workers_closed_ = 0;
+  mdp_worker_close(w, 1, on_worker_closed_);
+  for (int i = 0; i < 2; i++)
+    mdp_broker_close(b[i], NULL);
+  CHECK(t_run_until(&loop, worker_is_closed, NULL, 3000));
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
+static void probe_rfc18(void) { probe_real_broker(MDP_DIALECT_RFC18); }
+static void probe_majortomo(void) { probe_real_broker(MDP_DIALECT_MAJORTOMO); }
+static void probe_mdp01(void) { probe_real_broker(MDP_DIALECT_MDP01); }
+
 static void options_checked(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -485,6 +554,9 @@ int main(void) {
   RUN(unanswered_probe_doubles_back_off);
   RUN(no_probe_returns_after_back_off);
   RUN(retries_go_elsewhere_when_all_fail);
+  RUN(probe_rfc18);
+  RUN(probe_majortomo);
+  RUN(probe_mdp01);
   RUN(options_checked);
   t_context_term();
   return t_done();
