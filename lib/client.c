@@ -277,6 +277,7 @@ static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
     c->spread.eps[sock->endpoint].probe = NULL;
   }
   sock->discarded = 1;
+  c->spread.eps[sock->endpoint].sockets--;
   sock->req = NULL;
   c->stats.sockets_discarded++;
   mdp_reactor_close(sock->reactor, socket_closed_cb);
@@ -636,6 +637,7 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   sock->endpoint = endpoint;
   mdp__list_push_back(&c->open_sockets, &sock->all_link);
   c->sockets++;
+  c->spread.eps[endpoint].sockets++;
   c->stats.sockets_opened++;
   *out = sock;
   return 0;
@@ -689,6 +691,18 @@ static void req_park(mdp_client_t *c, client_request_t *req, int err) {
   req_schedule(c, req);
 }
 
+/* At the pool's bound, a request the policy sent to `wanted` (which has no
+ * idle socket) could go out on an idle socket to `other`.  1 if that would
+ * keep the pool bent: `other` holds two sockets or more than `wanted` (a
+ * broker that was lost and came back, whose sockets went to the others;
+ * or the primary, for MDP_SPREAD_FAILOVER).  The caller then closes that
+ * socket instead, and the request opens one to `wanted` once it is closed:
+ * the pool drifts back to what the policy wants, one socket per request
+ * at most, instead of staying with the brokers that stayed up. */
+static int pool_bent(const mdp_client_t *c, size_t wanted, size_t other) {
+  return c->spread.eps[other].sockets > c->spread.eps[wanted].sockets + 1;
+}
+
 /* Sends queued requests while sockets are available, in queue order, each
  * to the endpoint the spread policy picks. */
 static void client_dispatch(mdp_client_t *c) {
@@ -702,22 +716,27 @@ static void client_dispatch(mdp_client_t *c) {
     if (sock == NULL && c->sockets >= c->opts.max_sockets) {
       /* At the bound: the policy picks again among the brokers with an idle
        * socket (closing one to open another per request would cost a
-       * connection each); if none may take it, an idle socket to any other
-       * broker makes room. */
+       * connection each); if none may take the request, an idle socket to
+       * any other broker makes room. */
+      size_t wanted = ep;
       for (size_t i = 0; i < c->spread.n; i++)
         c->has_idle[i] = !mdp__list_empty(&c->spread.eps[i].idle);
       ep = mdp__spread_pick(&c->spread, req->exclude, c->has_idle);
-      if (ep != MDP__EP_NONE)
-        sock = idle_socket(c, ep);
-      if (sock == NULL) {
+      if (ep == MDP__EP_NONE) {
         for (size_t i = 0; i < c->spread.n && sock == NULL; i++)
           sock = idle_socket(c, i);
         if (sock != NULL)
           socket_discard(c, sock); /* its close callback dispatches again */
         return;
       }
-    }
-    if (sock != NULL) {
+      sock = idle_socket(c, ep);
+      if (pool_bent(c, wanted, ep)) {
+        socket_discard(c, sock); /* its close callback dispatches again */
+        return;
+      }
+      mdp__list_remove(&sock->idle_link);
+      sock->idle = 0;
+    } else if (sock != NULL) {
       mdp__list_remove(&sock->idle_link);
       sock->idle = 0;
     } else {

@@ -33,6 +33,8 @@ typedef struct {
                                PROBING, the probe's deadline */
   uint64_t backoff;         /* the back-off in force; 0 after a reply */
   void *probe;              /* the probe's socket while PROBING */
+  size_t sockets;           /* the client's open sockets to it (not
+                               discarded ones), the probe's included */
   /* The service of the request that timed out: the probe asks the broker
    * about it (mmi.service), so its answer also says whether it is served. */
   size_t probe_service_size;

@@ -398,6 +398,51 @@ static void no_probe_returns_after_back_off(void) {
   farm_close(&t);
 }
 
+static int four_sockets(void *arg) {
+  farm_t *t = arg;
+  return cstats(t).sockets == 4;
+}
+
+/* A full pool whose sockets all went to one broker while the other was
+ * avoided drifts back: once the other is live, requests the policy sends
+ * there close an idle socket of the first and open one to it, instead of
+ * all going out on the first broker's idle sockets for ever. */
+static void full_pool_drifts_back(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(80);
+  o.backoff_ms = t_slow(300);
+  o.probe = 0;
+  o.max_sockets = 4;
+  farm_t t;
+  farm_open(&t, 2, "drift", &o);
+  rep_t r[11];
+  memset(r, 0, sizeof r);
+  send_n(&t, r, 1); /* to 0, silent: times out, retried on 1 */
+  answer_t a = {&t, r, 1, {0, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &a, 3000));
+  CHECK_EQ(cstats(&t).endpoints_live, 1);
+  /* While 0 is avoided, four at once: the pool fills with sockets to 1. */
+  send_n(&t, &r[1], 4);
+  answer_t b = {&t, &r[1], 4, {0, 1}};
+  CHECK(t_run_until(&t.loop, answered_all, &b, 3000));
+  CHECK(t_run_until(&t.loop, four_sockets, &t, 2000));
+  CHECK(t_run_until(&t.loop, all_live, &t, 3000)); /* back-off over */
+  uint64_t sent0 = ep_stats(&t, 0).sent;
+  for (size_t k = 5; k < 11; k++) { /* one at a time, both answer */
+    send_n(&t, &r[k], 1);
+    answer_t c = {&t, &r[k], 1, {1, 1}};
+    CHECK(t_run_until(&t.loop, answered_all, &c, 3000));
+  }
+  CHECK(ep_stats(&t, 0).sent - sent0 >= 2);
+  CHECK(cstats(&t).sockets <= 4);
+  for (size_t k = 0; k < 11; k++) {
+    CHECK_EQ(r[k].status, 0);
+    rep_clear(&r[k]);
+  }
+  farm_close(&t);
+}
+
 typedef struct {
   farm_t *t;
   size_t order[8];
@@ -554,6 +599,7 @@ int main(void) {
   RUN(unanswered_probe_doubles_back_off);
   RUN(no_probe_returns_after_back_off);
   RUN(retries_go_elsewhere_when_all_fail);
+  RUN(full_pool_drifts_back);
   RUN(probe_rfc18);
   RUN(probe_majortomo);
   RUN(probe_mdp01);
