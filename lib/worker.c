@@ -57,6 +57,8 @@ struct mdp_worker_s {
 
   uint64_t next_id;         /* request ids are never reused */
   uint64_t cur_id;          /* request in progress, 0: idle */
+  uint64_t abandoned_id;    /* the request abandoned last, until the
+                               application sends its FINAL (late_finals) */
   uint8_t address[MDP_ADDRESS_MAX];
   size_t address_size;
 
@@ -196,6 +198,7 @@ static void worker_drop_connection(mdp_worker_t *w) {
   if (w->cur_id != 0) {
     wlog(w, MDP_LOG_WARN, "request %llu abandoned: connection lost",
          (unsigned long long)w->cur_id);
+    w->abandoned_id = w->cur_id;
     w->cur_id = 0;
     w->stats.abandoned++;
   }
@@ -504,8 +507,15 @@ static int worker_reply(mdp_request_t req, mdp_msg_t *body,
       req.worker->opts.dialect == MDP_DIALECT_MDP01)
     return MDP_ENOTSUP;
   mdp_worker_t *w = request_worker(req);
-  if (w == NULL)
+  if (w == NULL) {
+    /* The application is done with an abandoned request: a worker group
+     * may now move its slot (it counts it in progress until then). */
+    if (command == MDP_WORKER_FINAL && req.id == req.worker->abandoned_id) {
+      req.worker->abandoned_id = 0;
+      req.worker->stats.late_finals++;
+    }
     return MDP_ESTATE;
+  }
   mdp_msg_t *own = NULL;
   if (body == NULL) { /* one empty frame: a body needs at least one */
     own = body = mdp_msg_new();
@@ -594,6 +604,7 @@ static void worker_finish_close(mdp_worker_t *w) {
     return;
   }
   if (w->cur_id != 0) {
+    w->abandoned_id = w->cur_id;
     w->cur_id = 0;
     w->stats.abandoned++;
   }

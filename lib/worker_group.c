@@ -40,6 +40,9 @@ typedef struct {
   int has_last;
   mdp_request_t last;
   uint64_t finals_mark;
+  uint64_t late_mark;    /* the worker's late_finals then: an abandoned
+                            request is done once the application sent its
+                            FINAL anyway (refused as stale) */
   uint64_t heard_mark;   /* heartbeats_received + requests, last look */
 } slot_t;
 
@@ -56,7 +59,9 @@ typedef struct {
 struct mdp_worker_group_s {
   uv_loop_t *loop;
   char *service;
-  mdp_worker_options_t wopts;
+  mdp_worker_options_t wopts; /* event_cb is the group's; the user's: */
+  mdp_worker_event_cb user_event_cb;
+  void *user_event_data;
   char *curve[3];        /* copies of the worker options' keys */
   mdp_worker_group_request_cb request_cb;
   mdp_worker_group_close_cb close_cb;
@@ -79,6 +84,8 @@ struct mdp_worker_group_s {
 static void slot_on_request(mdp_worker_t *w, MDP__WG_REQ_PARAM,
                             mdp_msg_t *body);
 static void slot_worker_closed(mdp_worker_t *w);
+static void slot_event(mdp_worker_t *w, mdp_worker_event_t event, int err,
+                       void *data);
 
 #define LOG(g, level, ...)                                                     \
   mdp__log_emit((g)->wopts.log_cb, (g)->wopts.log_data, (g)->wopts.log_level, \
@@ -132,8 +139,11 @@ static void probe_closed(mdp_client_t *c) {
 /* Makes the slot's worker on its broker: ACTIVE, or EMPTY on failure. */
 static int slot_start(mdp_worker_group_t *g, slot_t *s) {
   mdp_worker_t *w = NULL;
+  mdp_worker_options_t o = g->wopts;
+  o.event_cb = slot_event;
+  o.event_data = s;
   int rc = mdp_worker_new(g->loop, g->brokers[s->broker].endpoint, g->service,
-                          &g->wopts, slot_on_request, &w);
+                          &o, slot_on_request, &w);
   s->has_last = 0;
   s->heard_mark = 0;
   if (rc < 0) {
@@ -157,8 +167,8 @@ static int slot_unanswered(slot_t *s) {
     return 1;
   mdp_worker_stats_t st;
   mdp_worker_get_stats(s->worker, &st);
-  if (st.finals > s->finals_mark) {
-    s->has_last = 0; /* answered: the handle is done with */
+  if (st.finals > s->finals_mark || st.late_finals > s->late_mark) {
+    s->has_last = 0; /* answered (or answered too late): done with */
     return 0;
   }
   return 1; /* abandoned: the application may still answer it */
@@ -181,6 +191,7 @@ static void slot_on_request(mdp_worker_t *w, MDP__WG_REQ_PARAM,
   s->last = req;
   s->has_last = 1;
   s->finals_mark = st.finals;
+  s->late_mark = st.late_finals;
   broker_t *b = &g->brokers[s->broker];
   b->requests++;
   b->last_heard = uv_now(g->loop);
@@ -224,6 +235,49 @@ static void slot_worker_closed(mdp_worker_t *w) {
 }
 
 /* --- judging brokers ---------------------------------------------------- */
+
+static void on_check(uv_timer_t *t);
+
+/* 1 if another active slot on broker `b` heard from it since the last
+ * check. */
+static int others_heard(mdp_worker_group_t *g, slot_t *self, size_t b) {
+  for (size_t i = 0; i < g->c; i++) {
+    slot_t *s = &g->slots[i];
+    if (s == self || s->state != SLOT_ACTIVE || s->broker != b)
+      continue;
+    mdp_worker_stats_t st;
+    mdp_worker_get_stats(s->worker, &st);
+    if (st.heartbeats_received + st.requests != s->heard_mark || st.busy)
+      return 1;
+  }
+  return 0;
+}
+
+/* A slot's worker reports its connection's life cycle.  Registered is news
+ * from the broker.  Lost for silence (the liveness window, which is the
+ * group's lost_after_ms by default) judges the broker now unless another
+ * of its slots still hears it: the check, due at once, moves the slots
+ * away instead of a check interval later.  (A DISCONNECT is not a dead
+ * broker: the worker reconnects by itself.)  Then the user's callback. */
+static void slot_event(mdp_worker_t *w, mdp_worker_event_t event, int err,
+                       void *data) {
+  slot_t *s = data;
+  mdp_worker_group_t *g = s->group;
+  if (!g->closing && s->state == SLOT_ACTIVE && s->worker == w) {
+    broker_t *b = &g->brokers[s->broker];
+    uint64_t now = uv_now(g->loop);
+    if (event == MDP_WORKER_REGISTERED) {
+      b->last_heard = now;
+    } else if (event == MDP_WORKER_BROKER_LOST && err == MDP_ETIMEDOUT &&
+               !others_heard(g, s, s->broker)) {
+      if (now - b->last_heard < g->lost_ms)
+        b->last_heard = now > g->lost_ms ? now - g->lost_ms : 0;
+      uv_timer_start(&g->timer, on_check, 0, g->check_ms);
+    }
+  }
+  if (g->user_event_cb != NULL)
+    g->user_event_cb(w, event, err, g->user_event_data);
+}
 
 static void mark_alive(mdp_worker_group_t *g, broker_t *b, int alive) {
   if (b->alive == alive)
@@ -311,11 +365,8 @@ static size_t least_loaded(mdp_worker_group_t *g) {
 static void on_check(uv_timer_t *t) {
   mdp_worker_group_t *g = t->data;
   uint64_t now = uv_now(g->loop);
-  /* 1. What each slot heard since the last look.
-   * LIFECYCLE HOOK: when the worker reports its connection's life cycle
-   * (accepted / lost), call the same "heard" update from that callback and
-   * mark the broker lost at once on "lost", instead of waiting for
-   * lost_after_ms of silence read from the stats here. */
+  /* 1. What each slot heard since the last look (slot_event has already
+   * judged a broker whose connection a slot gave up). */
   size_t active[MDP_WORKER_GROUP_MAX_BROKERS] = {0};
   for (size_t i = 0; i < g->c; i++) {
     slot_t *s = &g->slots[i];
@@ -457,6 +508,8 @@ int mdp_worker_group_new(uv_loop_t *loop, const char *const *endpoints,
   g->n = n;
   g->c = c;
   g->wopts = o.worker;
+  g->user_event_cb = o.worker.event_cb;
+  g->user_event_data = o.worker.event_data;
   g->service = dup_or_null(service, &nomem);
   g->curve[0] = dup_or_null(o.worker.curve_server_key, &nomem);
   g->curve[1] = dup_or_null(o.worker.curve_public_key, &nomem);

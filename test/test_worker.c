@@ -344,6 +344,12 @@ static void silence_reconnects(void) {
   CHECK_EQ(mdp_worker_final(a.req, a.body), MDP_ESTATE);
   CHECK_EQ(mdp_worker_partial(a.req, a.body), MDP_ESTATE);
   CHECK_EQ(mdp_msg_size(a.body), 1);
+  /* the application finished with it: counted once, its FINAL only */
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.late_finals, 1);
+  CHECK_EQ(mdp_worker_final(a.req, a.body), MDP_ESTATE);
+  mdp_worker_get_stats(w, &st);
+  CHECK_EQ(st.late_finals, 1);
   CHECK(worker_stop(&loop, w, &a));
   fake_close(&f);
   CHECK_EQ(t_loop_close(&loop), 0);

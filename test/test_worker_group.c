@@ -407,7 +407,8 @@ static void broker_lost_and_back(void) {
 
 /* Promise: a slot whose request is unanswered is never moved (its handle
  * stays valid: answering it after its broker went away is MDP_ESTATE, not
- * a use after free), and it serves again when its broker is back. */
+ * a use after free); once the application has sent that FINAL anyway, the
+ * slot is free and moves to a live broker. */
 static void unanswered_slot_stays(void) {
   farm_t f;
   CHECK(farm_open(&f) == 0);
@@ -443,6 +444,77 @@ static void unanswered_slot_stays(void) {
   CHECK_EQ(mdp_worker_final(s.kept, s.kept_body), MDP_ESTATE);
   mdp_msg_destroy(s.kept_body);
   s.kept_body = NULL;
+  /* Done with: the slot moves off the lost broker. */
+  spread_t moved = {&f, {0, 2, 1}}, moved2 = {&f, {0, 1, 2}};
+  uint64_t until = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (!spread_is(&moved) && !spread_is(&moved2) && uv_hrtime() < until)
+    t_run_until(&f.loop, NULL, NULL, 10);
+  CHECK(spread_is(&moved) || spread_is(&moved2));
+  mdp_worker_group_get_stats(g, &st);
+  CHECK_EQ(st.moves, 1);
+  CHECK_EQ(st.busy, 0);
+  CHECK(group_stop(&f, g, &s));
+  CHECK(farm_close(&f));
+}
+
+typedef struct {
+  int registered;
+  int lost;
+} events_t;
+
+static void count_events(mdp_worker_t *w, mdp_worker_event_t event, int err,
+                         void *data) {
+  (void)w;
+  (void)err;
+  events_t *e = data;
+  if (event == MDP_WORKER_REGISTERED)
+    e->registered++;
+  else if (event == MDP_WORKER_BROKER_LOST)
+    e->lost++;
+}
+
+/* Promise: a slot whose worker gives its connection up for silence judges
+ * its broker at once (the worker's life-cycle event), not when the group's
+ * own lost_after_ms of silence has passed, and the user's event callback
+ * still sees every slot's events. */
+static void lost_connection_moves_at_once(void) {
+  farm_t f;
+  CHECK(farm_open(&f) == 0);
+  svc_t s = {0};
+  events_t ev = {0};
+  mdp_worker_group_options_t o;
+  mdp_worker_group_options_init(&o);
+  o.worker.heartbeat_interval_ms = HB_MS;
+  o.worker.heartbeat_liveness = 3;
+  o.worker.reconnect_initial_ms = 20;
+  o.worker.reconnect_max_ms = 100;
+  o.worker.event_cb = count_events;
+  o.worker.event_data = &ev;
+  o.concurrency = NB;
+  o.check_interval_ms = 60000; /* only the event can act in time */
+  o.lost_after_ms = 60000;
+  mdp_worker_group_t *g = NULL;
+  CHECK_EQ(mdp_worker_group_new(&f.loop, f.eps, NB, "svc", on_request, &o, &g),
+           0);
+  mdp_worker_group_set_data(g, &s);
+  spread_t sp = {&f, {1, 1, 1}};
+  CHECK(t_run_until(&f.loop, spread_is, &sp, 3000));
+  uint64_t until = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (ev.registered < NB && uv_hrtime() < until)
+    t_run_until(&f.loop, NULL, NULL, 10);
+  CHECK_EQ(ev.registered, NB);
+  mdp_broker_close(f.b[0], broker_closed);
+  f.b[0] = NULL;
+  spread_t moved = {&f, {0, 2, 1}}, moved2 = {&f, {0, 1, 2}};
+  until = uv_hrtime() + t_slow(5000) * 1000000ull;
+  while (!spread_is(&moved) && !spread_is(&moved2) && uv_hrtime() < until)
+    t_run_until(&f.loop, NULL, NULL, 10);
+  CHECK(spread_is(&moved) || spread_is(&moved2));
+  CHECK(ev.lost >= 1);
+  mdp_worker_group_stats_t st;
+  mdp_worker_group_get_stats(g, &st);
+  CHECK_EQ(st.brokers_lost, 1);
+  CHECK_EQ(st.moves, 1);
   CHECK(group_stop(&f, g, &s));
   CHECK(farm_close(&f));
 }
@@ -528,6 +600,7 @@ int main(void) {
   RUN(fewer_slots_than_brokers);
   RUN(broker_lost_and_back);
   RUN(unanswered_slot_stays);
+  RUN(lost_connection_moves_at_once);
   RUN(errors_call_no_callback);
   RUN(close_from_request_callback);
   t_context_term();

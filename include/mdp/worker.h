@@ -187,8 +187,12 @@ typedef struct {
                                  the reactor until the socket takes them */
   uint64_t dropped_frames;    /* messages over max_frames (or that found no
                                  memory), discarded whole unread */
+  uint64_t late_finals;       /* FINALs through the handle of the request
+                                 abandoned last, refused (MDP_ESTATE): the
+                                 application has finished with it (once per
+                                 abandoned request) */
   /* Room for figures to come (docs/abi.md): 512 bytes in all. */
-  unsigned char reserved_[416];
+  unsigned char reserved_[408];
 } mdp_worker_stats_t;
 
 /* Fills `opts` with the defaults listed above. */

@@ -7,7 +7,10 @@
  * exact credit, nothing is counted on the side.  The slots are spread
  * round-robin over the N broker endpoints.  A broker is judged lost when
  * none of its slots heard from it (a HEARTBEAT or a REQUEST, read from the
- * workers' stats) for `lost_after_ms`; its slots are then moved to the live
+ * workers' stats) for `lost_after_ms`, or at once when a slot's worker
+ * gives its connection up for silence (MDP_WORKER_BROKER_LOST with
+ * MDP_ETIMEDOUT) and no other slot there still hears it; its slots are
+ * then moved to the live
  * brokers (a slot's worker is closed and, once it is closed, a new one is
  * made on the live broker with the fewest slots).  A broker without slots
  * is probed with an MMI request (mmi.service) every check interval; when it
@@ -20,10 +23,14 @@
  * slot is only ever moved while it has no unanswered request (every
  * request it passed on has had its FINAL sent), so a handle stays valid as
  * long as it is unanswered and the group exists.  A request abandoned
- * because its connection was lost keeps its slot on that broker until the
- * broker comes back or the group is closed (the worker reconnects by
- * itself; the application may still be working on it, so the slot still
- * counts against C).
+ * because its connection was lost still counts against C (the application
+ * may still be working on it) and keeps its slot where it is until the
+ * application sends its FINAL anyway (refused with MDP_ESTATE: counted in
+ * the worker's late_finals), the broker comes back, or the group is
+ * closed; then the slot moves like any other.
+ *
+ * opts.worker.event_cb, if set, is called for every slot's worker (after
+ * the group has looked at the event itself).
  *
  * The group uses its workers' data pointers (mdp_worker_set_data) for
  * itself: use mdp_worker_group_set_data() instead.
@@ -60,7 +67,7 @@ typedef struct mdp_worker_group_s mdp_worker_group_t;
 /* A REQUEST arrived on one of the group's slots.  `req` is the handle (a
  * value: keep it to answer later; req.worker is the slot's worker); `body`
  * (one or more frames) belongs to the callback.  Answer with
- * mdp_worker_partial(&req, ...) and mdp_worker_final(&req, ...).  The
+ * mdp_worker_partial(req, ...) and mdp_worker_final(req, ...).  The
  * callback may reply, close the group, or do neither yet. */
 typedef void (*mdp_worker_group_request_cb)(mdp_worker_group_t *group,
                                             mdp_request_t req,
