@@ -1,5 +1,6 @@
 /* CURVE: key files, the broker's ZAP handler, CURVE workers and clients,
- * and the tools (mdp-keygen, mdp-broker --curve-*, mdp-request --curve-*).
+ * and the tools (mdp-keygen, mdp-broker --curve-*, mdp-request --curve-*,
+ * mdp-worker --curve-*).
  *
  * Promise checked: an allowed peer is served; a client with an unknown
  * key, a client with the wrong broker key and a plaintext client are
@@ -741,6 +742,110 @@ static void broker_and_request_tools(void) {
   zmq_ctx_term(E.ctx);
 }
 
+/* mdp-worker --curve-server-key/--curve-key, all real processes: a CURVE
+ * mdp-broker, mdp-worker with its listed pair and the broker's public key
+ * answers mdp-request; the same worker given another server key is never
+ * let in, so a request for its service times out and it counts none. */
+static void worker_tool(void) {
+  const char *kg = build_path("tools/mdp-keygen");
+  const char *br = build_path("tools/mdp-broker");
+  const char *rq = build_path("tools/mdp-request");
+  const char *wk = build_path("tools/mdp-worker");
+  proc_t p;
+  const char *help[] = {wk, "--help", NULL};
+  CHECK_EQ(run_tool(help, 5000, &p), 0);
+  CHECK(strstr(proc_stdout(&p), "--curve-server-key FILE") != NULL);
+  CHECK(strstr(proc_stdout(&p), "--curve-key FILE") != NULL);
+  proc_cleanup(&p);
+  mkdir(tmp_path("wt-allow"), 0755);
+  char cli[300], wrk[300], csec[320], wsec[320];
+  snprintf(cli, sizeof cli, "%s/cli", tmp_path("wt-allow"));
+  snprintf(wrk, sizeof wrk, "%s/wrk", tmp_path("wt-allow"));
+  snprintf(csec, sizeof csec, "%s.secret", cli);
+  snprintf(wsec, sizeof wsec, "%s.secret", wrk);
+  const char *gens[][3] = {{kg, tmp_path("wt-broker"), NULL},
+                           {kg, tmp_path("wt-other"), NULL},
+                           {kg, cli, NULL},
+                           {kg, wrk, NULL}};
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ(run_tool(gens[i], 5000, &p), 0);
+    proc_cleanup(&p);
+  }
+  /* option errors: exit 2 before any connection */
+  const char *half[] = {wk, "-b", "tcp://127.0.0.1:1", "-S",
+                        tmp_path("wt-broker.pub"), "--echo", "echo", NULL};
+  CHECK_EQ(run_tool(half, 5000, &p), 2);
+  CHECK(strstr(proc_stderr(&p), "go together") != NULL);
+  proc_cleanup(&p);
+  const char *pub_as_pair[] = {wk, "-b", "tcp://127.0.0.1:1", "-S",
+                               tmp_path("wt-broker.pub"), "-K",
+                               tmp_path("wt-broker.pub"), "--echo", "echo",
+                               NULL};
+  CHECK_EQ(run_tool(pub_as_pair, 5000, &p), 2);
+  CHECK(strstr(proc_stderr(&p), "not a key pair") != NULL);
+  proc_cleanup(&p);
+  const char *missing[] = {wk, "-b", "tcp://127.0.0.1:1", "-S",
+                           tmp_path("no-such.pub"), "-K", wsec, "--echo",
+                           "echo", NULL};
+  CHECK_EQ(run_tool(missing, 5000, &p), 2);
+  CHECK(strstr(proc_stderr(&p), "no-such.pub") != NULL);
+  proc_cleanup(&p);
+
+  void *ctx = zmq_ctx_new();
+  char ep[256];
+  free_tcp_endpoint(ctx, ep, sizeof ep);
+  zmq_ctx_term(ctx);
+  proc_t bp;
+  const char *bargs[] = {br, "-b", ep, "--curve-secret-key",
+                         tmp_path("wt-broker.secret"), "--curve-allow",
+                         tmp_path("wt-allow"), NULL};
+  CHECK_EQ(proc_spawn(&bp, bargs), 0);
+  uv_loop_t idle; /* nothing on it: t_run_until as a bounded wait */
+  uv_loop_init(&idle);
+  int up = t_run_until(&idle, broker_listening, &bp, 5000);
+  CHECK_EQ(t_loop_close(&idle), 0);
+  if (!up)
+    printf("# broker: %s\n", proc_stderr(&bp));
+  CHECK(up);
+
+  /* the right keys: served (the broker queues the request until the
+   * worker's READY arrives, so no wait for the worker first) */
+  proc_t wp;
+  const char *wargs[] = {wk, "-b", ep, "--curve-server-key",
+                         tmp_path("wt-broker.pub"), "--curve-key", wsec,
+                         "--echo", "echo", NULL};
+  CHECK_EQ(proc_spawn(&wp, wargs), 0);
+  const char *ok_args[] = {rq, "-b", ep, "-t", "10", "-r", "0", "-S",
+                           tmp_path("wt-broker.pub"), "-K", csec, "echo",
+                           "hello", NULL};
+  CHECK_EQ(run_tool(ok_args, 20000, &p), 0);
+  CHECK(strcmp(proc_stdout(&p), "hello\n") == 0);
+  proc_cleanup(&p);
+  kill(wp.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&wp, 10000), 0);
+  CHECK(strstr(proc_stdout(&wp), "\n1 requests, 0 errors") != NULL);
+  proc_cleanup(&wp);
+
+  /* another server key: the handshake fails, the worker never registers
+   * (its own service, so nothing is left from above) */
+  const char *bad_args[] = {wk, "-b", ep, "-S", tmp_path("wt-other.pub"),
+                            "-K", wsec, "--echo", "echo2", NULL};
+  CHECK_EQ(proc_spawn(&wp, bad_args), 0);
+  const char *lost_args[] = {rq, "-b", ep, "-t", "2", "-r", "0", "-S",
+                             tmp_path("wt-broker.pub"), "-K", csec, "echo2",
+                             "x", NULL};
+  CHECK_EQ(run_tool(lost_args, 20000, &p), 75); /* timed out */
+  proc_cleanup(&p);
+  kill(wp.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&wp, 10000), 0);
+  CHECK(strstr(proc_stdout(&wp), "\n0 requests, 0 errors") != NULL);
+  proc_cleanup(&wp);
+
+  kill(bp.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&bp, 5000), 0);
+  proc_cleanup(&bp);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/mdp-curve-XXXXXX");
   if (mkdtemp(tmpdir) == NULL) {
@@ -755,6 +860,7 @@ int main(void) {
   RUN(zap_handle_only_from_bind);
   RUN(keygen_tool);
   RUN(broker_and_request_tools);
+  RUN(worker_tool);
   rm_tree(tmpdir);
   t_context_term();
   return t_done();

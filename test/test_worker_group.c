@@ -10,12 +10,26 @@
 #define HB_MS 50
 #define NB 3
 
+/* How many silent heartbeats (of HB_MS) make a broker, a worker or the
+ * group judge a peer dead.  The tests of a lost broker need the window
+ * short: 3, 150 ms.  Under valgrind a live process stalls for longer than
+ * that (more so on a loaded machine), so a live worker was expired by its
+ * broker and a live broker judged lost by the group, and the counts of
+ * moves and served requests came out wrong.  The window grows by the
+ * factor the waits grow by (MDP_TEST_SLOW, t_slow): the waits are scaled
+ * once, in t_run_until, and the window here, so each wait stays the same
+ * number of windows. */
+static unsigned liveness_short(void) { return (unsigned)t_slow(3); }
+/* Tests whose promise is not about a loss: 5 s, which no stall reaches. */
+static unsigned liveness_long(void) { return (unsigned)t_slow(100); }
+
 typedef struct {
   uv_loop_t loop;
   mdp_broker_t *b[NB];
   char ep[NB][256];
   const char *eps[NB];
   int closed_brokers;
+  unsigned liveness; /* brokers' and workers', in heartbeats */
 } farm_t;
 
 static void broker_closed(mdp_broker_t *b) {
@@ -27,7 +41,7 @@ static int broker_open(farm_t *f, int i, const char *bind) {
   mdp_broker_options_t o;
   mdp_broker_options_init(&o);
   o.heartbeat_interval_ms = HB_MS;
-  o.heartbeat_liveness = 3;
+  o.heartbeat_liveness = f->liveness;
   if (mdp_broker_new(&f->loop, &o, &f->b[i]) != 0)
     return -1;
   mdp_broker_set_data(f->b[i], f);
@@ -36,8 +50,9 @@ static int broker_open(farm_t *f, int i, const char *bind) {
   return mdp_broker_last_endpoint(f->b[i], f->ep[i], sizeof f->ep[i]);
 }
 
-static int farm_open(farm_t *f) {
+static int farm_open(farm_t *f, unsigned liveness) {
   memset(f, 0, sizeof *f);
+  f->liveness = liveness;
   uv_loop_init(&f->loop);
   for (int i = 0; i < NB; i++) {
     if (broker_open(f, i, "tcp://127.0.0.1:*") != 0)
@@ -69,6 +84,29 @@ static long workers_at(farm_t *f, int i) {
   if (f->b[i] == NULL || mdp_broker_get_service_stats(f->b[i], "svc", &s) != 0)
     return 0;
   return (long)(s.workers_idle + s.workers_busy);
+}
+
+/* On a failed check: what the brokers and the group saw (a worker expired
+ * for silence, a request lost with it, a broker judged lost). */
+static void farm_diag(farm_t *f, mdp_worker_group_t *g) {
+  for (int i = 0; i < NB; i++) {
+    mdp_broker_stats_t s;
+    if (f->b[i] == NULL)
+      continue;
+    mdp_broker_get_stats(f->b[i], &s);
+    printf("# broker %d: workers expired %llu, redispatched %llu, lost with "
+           "a worker %llu, expired in queue %llu, unroutable %llu\n",
+           i, (unsigned long long)s.workers_expired,
+           (unsigned long long)s.redispatched,
+           (unsigned long long)s.dropped_worker_lost,
+           (unsigned long long)s.dropped_expired,
+           (unsigned long long)s.dropped_unroutable);
+  }
+  mdp_worker_group_stats_t st;
+  mdp_worker_group_get_stats(g, &st);
+  printf("# group: brokers lost %llu, back %llu, moves %llu\n",
+         (unsigned long long)st.brokers_lost,
+         (unsigned long long)st.brokers_back, (unsigned long long)st.moves);
 }
 
 /* --- the service: answers after a delay, counting overlapping requests -- */
@@ -147,7 +185,7 @@ static mdp_worker_group_t *group_start(farm_t *f, svc_t *s, size_t c) {
   mdp_worker_group_options_t o;
   mdp_worker_group_options_init(&o);
   o.worker.heartbeat_interval_ms = HB_MS;
-  o.worker.heartbeat_liveness = 3;
+  o.worker.heartbeat_liveness = f->liveness;
   o.worker.reconnect_initial_ms = 20;
   o.worker.reconnect_max_ms = 100;
   o.concurrency = c;
@@ -239,7 +277,7 @@ static int spread_is(void *arg) {
  * than C requests in progress, and every broker's requests are served. */
 static void slots_spread_and_limit(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_long()) == 0);
   svc_t s = {0};
   s.delay_ms = 5;
   mdp_worker_group_t *g = group_start(&f, &s, 5);
@@ -250,6 +288,8 @@ static void slots_spread_and_limit(void) {
   load_t l = {0};
   CHECK(send_load(&f, cl, &l, 40) == 0);
   CHECK(t_run_until(&f.loop, load_done, &l, 20000));
+  if (l.ok != 3 * 40)
+    farm_diag(&f, g);
   CHECK_EQ(l.ok, 3 * 40);
   printf("# max in progress %d (C = 5)\n", s.max_in_progress);
   CHECK(s.max_in_progress <= 5);
@@ -259,6 +299,8 @@ static void slots_spread_and_limit(void) {
   CHECK_EQ(st.requests, 3 * 40);
   CHECK_EQ(st.slots, 5);
   CHECK(st.max_busy <= 5 && st.max_busy >= 2);
+  if (st.moves != 0 || st.brokers_alive != NB)
+    farm_diag(&f, g);
   CHECK_EQ(st.brokers_alive, NB);
   CHECK_EQ(st.moves, 0);
   for (size_t i = 0; i < NB; i++) {
@@ -276,27 +318,53 @@ static void slots_spread_and_limit(void) {
   CHECK(farm_close(&f));
 }
 
+typedef struct {
+  mdp_worker_group_t *g;
+  uint64_t probes;
+} probes_t;
+
+static int probes_at_least(void *arg) {
+  probes_t *p = arg;
+  mdp_worker_group_stats_t st;
+  mdp_worker_group_get_stats(p->g, &st);
+  return st.probes >= p->probes;
+}
+
+typedef struct {
+  mdp_worker_group_t *g;
+  uint64_t lost;
+} lost_t;
+
+static int lost_at_least(void *arg) {
+  lost_t *l = arg;
+  mdp_worker_group_stats_t st;
+  mdp_worker_group_get_stats(l->g, &st);
+  return st.brokers_lost >= l->lost;
+}
+
 /* Promise: with C below the number of brokers the slot-less broker gets
  * no worker (the group never makes more than C), it is probed (MMI) and
  * judged live, and nothing moves while the spread is as even as it can
  * be. */
 static void fewer_slots_than_brokers(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_long()) == 0);
   svc_t s = {0};
   s.delay_ms = 2;
   mdp_worker_group_t *g = group_start(&f, &s, 2);
   CHECK(g != NULL);
   spread_t sp = {&f, {1, 1, 0}};
   CHECK(t_run_until(&f.loop, spread_is, &sp, 3000));
-  /* Over many check intervals the slot-less broker is probed, never given
-   * a third worker. */
-  t_run_until(&f.loop, NULL, NULL, 10 * HB_MS);
+  /* Over several check intervals the slot-less broker is probed, never
+   * given a third worker.  One probe is in flight at a time, so a third
+   * probe sent means two were answered. */
+  probes_t pr = {g, 3};
+  CHECK(t_run_until(&f.loop, probes_at_least, &pr, 5000));
   CHECK(spread_is(&sp));
   mdp_worker_group_stats_t st;
   mdp_worker_group_get_stats(g, &st);
-  CHECK(st.probes >= 1);
   CHECK_EQ(st.brokers_alive, NB); /* the probes found broker 2 alive */
+  CHECK_EQ(st.brokers_lost, 0);
   CHECK_EQ(st.moves, 0);
   CHECK(s.max_in_progress <= 2);
   CHECK(group_stop(&f, g, &s));
@@ -336,7 +404,7 @@ static int broker_has_slots(void *arg) {
  * are more than C workers registered. */
 static void broker_lost_and_back(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_short()) == 0);
   svc_t s = {0};
   mdp_worker_group_t *g = group_start(&f, &s, 4);
   CHECK(g != NULL);
@@ -351,8 +419,8 @@ static void broker_lost_and_back(void) {
   spread_t moved = {&f, {0, 2, 2}};
   CHECK(t_run_until(&f.loop, spread_is, &moved, 3000));
   printf("# figure: broker closed -> its slots registered elsewhere after "
-         "%.0f ms (heartbeat %d ms x 3)\n",
-         (uv_hrtime() - t0) / 1e6, HB_MS);
+         "%.0f ms (heartbeat %d ms x %u)\n",
+         (uv_hrtime() - t0) / 1e6, HB_MS, f.liveness);
   mdp_worker_group_stats_t st;
   mdp_worker_group_get_stats(g, &st);
   CHECK_EQ(st.moves, 2);
@@ -411,7 +479,7 @@ static void broker_lost_and_back(void) {
  * slot is free and moves to a live broker. */
 static void unanswered_slot_stays(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_short()) == 0);
   svc_t s = {0};
   s.keep = 1;
   mdp_worker_group_t *g = group_start(&f, &s, NB);
@@ -434,8 +502,11 @@ static void unanswered_slot_stays(void) {
   CHECK_EQ(st.busy, 1);
   mdp_broker_close(f.b[0], broker_closed);
   f.b[0] = NULL;
-  /* Many lost windows later: lost, but the unanswered slot stayed. */
-  t_run_until(&f.loop, NULL, NULL, 20 * HB_MS);
+  /* Judged lost (the same check moves the slots it can), then a few more
+   * check intervals: the unanswered slot stayed. */
+  lost_t lw = {g, 1};
+  CHECK(t_run_until(&f.loop, lost_at_least, &lw, 5000));
+  t_run_until(&f.loop, NULL, NULL, 4 * HB_MS);
   mdp_worker_group_get_stats(g, &st);
   CHECK_EQ(st.brokers_lost, 1);
   CHECK_EQ(st.moves, 0);
@@ -577,7 +648,7 @@ static void errors_call_no_callback(void) {
  * comes after, the close callback runs once and nothing leaks. */
 static void close_from_request_callback(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_long()) == 0);
   svc_t s = {0};
   s.close_in_cb = 1;
   mdp_worker_group_t *g = group_start(&f, &s, 3);

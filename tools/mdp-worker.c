@@ -11,7 +11,9 @@
  * killed, times out (--timeout) or cannot be started gives a two-frame
  * FINAL: ["error: ...", what it wrote so far].  SIGINT/SIGTERM: the
  * requests in progress are finished and their replies sent, then exit 0
- * (a second signal kills the commands still running).  At exit one line
+ * (a second signal kills the commands still running).  With CURVE brokers,
+ * --curve-server-key and --curve-key name mdp-keygen files, read as
+ * mdp-request reads them; every connection uses them.  At exit one line
  * per broker and a summary go to standard output.
  */
 #include <errno.h>
@@ -91,6 +93,12 @@ static void usage(FILE *out) {
     "                       broker lost after N silent intervals (default %d)\n"
     "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
     "                       or mdp01 (an MDP/0.1 broker)\n"
+    "  -S, --curve-server-key FILE\n"
+    "                       CURVE: the brokers' public key file\n"
+    "                       (mdp-keygen NAME.pub); needs --curve-key\n"
+    "  -K, --curve-key FILE this worker's key pair (mdp-keygen\n"
+    "                       NAME.secret), listed in the brokers'\n"
+    "                       --curve-allow\n"
     "  -v, --verbose        log to standard error\n"
     "  -h, --help           this text\n"
     "  -V, --version        the version\n"
@@ -413,6 +421,44 @@ static uint64_t secs_ms(double s) {
   return ms ? ms : 1;
 }
 
+/* CURVE: the broker's public key (NAME.pub, or a pair) and our own pair
+ * (NAME.secret), from mdp-keygen's files, read as mdp-request reads them.
+ * 0, or EXIT_BAD_USAGE with a message on standard error. */
+static int load_curve_keys(const char *server_file, const char *own_file,
+                           mdp_curve_keypair_t *server,
+                           mdp_curve_keypair_t *own) {
+  memset(server, 0, sizeof *server);
+  memset(own, 0, sizeof *own);
+  if ((server_file != NULL) != (own_file != NULL)) {
+    fprintf(stderr, "mdp-worker: --curve-server-key and --curve-key go "
+                    "together\n");
+    return EXIT_BAD_USAGE;
+  }
+  if (own_file == NULL)
+    return 0;
+  const char *files[2] = {server_file, own_file};
+  mdp_curve_keypair_t *pairs[2] = {server, own};
+  for (int i = 0; i < 2; i++) {
+    size_t line = 0;
+    int rc = mdp_curve_load(files[i], pairs[i], &line);
+    if (rc == 0 && i == 1 && own->secret_key[0] == '\0')
+      rc = MDP_EINVAL;
+    if (rc < 0) {
+      if (line > 0)
+        fprintf(stderr, "mdp-worker: %s:%zu: not a key line\n", files[i],
+                line);
+      else
+        fprintf(stderr, "mdp-worker: %s: %s\n", files[i],
+                rc == MDP_EINVAL ? (i == 0 ? "not a public key file"
+                                           : "not a key pair (NAME.secret)")
+                                 : mdp_strerror(rc));
+      memset(own, 0, sizeof *own);
+      return EXIT_BAD_USAGE;
+    }
+  }
+  return 0;
+}
+
 enum { OPT_DELAY = 256, OPT_SHELL };
 
 int main(int argc, char **argv) {
@@ -426,6 +472,8 @@ int main(int argc, char **argv) {
       {"heartbeat-interval", required_argument, NULL, 'i'},
       {"heartbeat-liveness", required_argument, NULL, 'l'},
       {"dialect", required_argument, NULL, 'd'},
+      {"curve-server-key", required_argument, NULL, 'S'},
+      {"curve-key", required_argument, NULL, 'K'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
@@ -437,11 +485,12 @@ int main(int argc, char **argv) {
   mdp_worker_group_options_t o;
   mdp_worker_group_options_init(&o);
   int shell = 0;
+  const char *server_key_file = NULL, *key_file = NULL;
   int opt;
   double v;
   /* "+": stop at the first non-option (the service), so COMMAND's own
    * options after -- are never ours. */
-  while ((opt = getopt_long(argc, argv, "+b:c:et:i:l:d:vhV", longopts,
+  while ((opt = getopt_long(argc, argv, "+b:c:et:i:l:d:S:K:vhV", longopts,
                             NULL)) != -1) {
     char *end;
     long n;
@@ -512,6 +561,12 @@ int main(int argc, char **argv) {
         return EXIT_BAD_USAGE;
       }
       break;
+    case 'S':
+      server_key_file = optarg;
+      break;
+    case 'K':
+      key_file = optarg;
+      break;
     case 'v':
       a.verbose = 1;
       break;
@@ -550,6 +605,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mdp-worker: --timeout and --shell go with COMMAND\n");
     return EXIT_BAD_USAGE;
   }
+  mdp_curve_keypair_t server_pair, own_pair;
+  int krc = load_curve_keys(server_key_file, key_file, &server_pair, &own_pair);
+  if (krc != 0)
+    return krc;
+  if (key_file != NULL) { /* copied by mdp_worker_group_new() */
+    o.worker.curve_server_key = server_pair.public_key;
+    o.worker.curve_public_key = own_pair.public_key;
+    o.worker.curve_secret_key = own_pair.secret_key;
+  }
   char *shell_argv[4] = {NULL, NULL, NULL, NULL};
   char *joined = NULL;
   if (!a.echo) {
@@ -586,6 +650,7 @@ int main(int argc, char **argv) {
   a.loop = &loop;
   int rc = mdp_worker_group_new(&loop, brokers, nbrokers, service, on_request,
                                 &o, &a.group);
+  memset(&own_pair, 0, sizeof own_pair); /* the group holds its own copy */
   if (rc < 0) {
     fprintf(stderr, "mdp-worker: %s\n", mdp_strerror(rc));
     uv_run(&loop, UV_RUN_DEFAULT);
