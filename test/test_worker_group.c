@@ -550,13 +550,13 @@ static void count_events(mdp_worker_t *w, mdp_worker_event_t event, int err,
  * still sees every slot's events. */
 static void lost_connection_moves_at_once(void) {
   farm_t f;
-  CHECK(farm_open(&f) == 0);
+  CHECK(farm_open(&f, liveness_short()) == 0);
   svc_t s = {0};
   events_t ev = {0};
   mdp_worker_group_options_t o;
   mdp_worker_group_options_init(&o);
   o.worker.heartbeat_interval_ms = HB_MS;
-  o.worker.heartbeat_liveness = 3;
+  o.worker.heartbeat_liveness = f.liveness;
   o.worker.reconnect_initial_ms = 20;
   o.worker.reconnect_max_ms = 100;
   o.worker.event_cb = count_events;
