@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mdp.h"
+#include "tool-curve.h"
 
 #define EXIT_USAGE 64
 #define EXIT_UNAVAILABLE 69
@@ -555,35 +556,9 @@ int main(int argc, char **argv) {
     brokers[nbrokers++] = MDP_DEFAULT_ENDPOINT;
   /* CURVE: the broker's public key and our own pair, from key files */
   mdp_curve_keypair_t server_pair, own_pair;
-  memset(&server_pair, 0, sizeof server_pair);
-  memset(&own_pair, 0, sizeof own_pair);
-  if ((server_key_file != NULL) != (key_file != NULL)) {
-    fprintf(stderr, "mdp-request: --curve-server-key and --curve-key go "
-                    "together\n");
+  if (tool_curve_load("mdp-request", server_key_file, key_file, &server_pair,
+                      &own_pair) < 0)
     return EXIT_USAGE;
-  }
-  if (key_file != NULL) {
-    const char *files[2] = {server_key_file, key_file};
-    mdp_curve_keypair_t *pairs[2] = {&server_pair, &own_pair};
-    for (int i = 0; i < 2; i++) {
-      size_t line = 0;
-      int rc = mdp_curve_load(files[i], pairs[i], &line);
-      if (rc == 0 && i == 1 && own_pair.secret_key[0] == '\0')
-        rc = MDP_EINVAL;
-      if (rc < 0) {
-        if (line > 0)
-          fprintf(stderr, "mdp-request: %s:%zu: not a key line\n", files[i],
-                  line);
-        else
-          fprintf(stderr, "mdp-request: %s: %s\n", files[i],
-                  rc == MDP_EINVAL ? (i == 0 ? "not a public key file"
-                                             : "not a key pair (NAME.secret)")
-                                   : mdp_strerror(rc));
-        memset(&own_pair, 0, sizeof own_pair);
-        return EXIT_USAGE;
-      }
-    }
-  }
 
   mdp_msg_t *body = mdp_msg_new();
   if (body == NULL)

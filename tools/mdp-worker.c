@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "mdp.h"
+#include "tool-curve.h"
 
 #define EXIT_BAD_USAGE 2
 #define MAX_BROKERS 64
@@ -421,44 +422,6 @@ static uint64_t secs_ms(double s) {
   return ms ? ms : 1;
 }
 
-/* CURVE: the broker's public key (NAME.pub, or a pair) and our own pair
- * (NAME.secret), from mdp-keygen's files, read as mdp-request reads them.
- * 0, or EXIT_BAD_USAGE with a message on standard error. */
-static int load_curve_keys(const char *server_file, const char *own_file,
-                           mdp_curve_keypair_t *server,
-                           mdp_curve_keypair_t *own) {
-  memset(server, 0, sizeof *server);
-  memset(own, 0, sizeof *own);
-  if ((server_file != NULL) != (own_file != NULL)) {
-    fprintf(stderr, "mdp-worker: --curve-server-key and --curve-key go "
-                    "together\n");
-    return EXIT_BAD_USAGE;
-  }
-  if (own_file == NULL)
-    return 0;
-  const char *files[2] = {server_file, own_file};
-  mdp_curve_keypair_t *pairs[2] = {server, own};
-  for (int i = 0; i < 2; i++) {
-    size_t line = 0;
-    int rc = mdp_curve_load(files[i], pairs[i], &line);
-    if (rc == 0 && i == 1 && own->secret_key[0] == '\0')
-      rc = MDP_EINVAL;
-    if (rc < 0) {
-      if (line > 0)
-        fprintf(stderr, "mdp-worker: %s:%zu: not a key line\n", files[i],
-                line);
-      else
-        fprintf(stderr, "mdp-worker: %s: %s\n", files[i],
-                rc == MDP_EINVAL ? (i == 0 ? "not a public key file"
-                                           : "not a key pair (NAME.secret)")
-                                 : mdp_strerror(rc));
-      memset(own, 0, sizeof *own);
-      return EXIT_BAD_USAGE;
-    }
-  }
-  return 0;
-}
-
 enum { OPT_DELAY = 256, OPT_SHELL };
 
 int main(int argc, char **argv) {
@@ -606,9 +569,9 @@ int main(int argc, char **argv) {
     return EXIT_BAD_USAGE;
   }
   mdp_curve_keypair_t server_pair, own_pair;
-  int krc = load_curve_keys(server_key_file, key_file, &server_pair, &own_pair);
-  if (krc != 0)
-    return krc;
+  if (tool_curve_load("mdp-worker", server_key_file, key_file, &server_pair,
+                      &own_pair) < 0)
+    return EXIT_BAD_USAGE;
   if (key_file != NULL) { /* copied by mdp_worker_group_new() */
     o.worker.curve_server_key = server_pair.public_key;
     o.worker.curve_public_key = own_pair.public_key;

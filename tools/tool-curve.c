@@ -1,0 +1,39 @@
+/* The tools' client-side CURVE key files (tools/tool-curve.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "tool-curve.h"
+
+int tool_curve_load(const char *prog, const char *server_file,
+                    const char *own_file, mdp_curve_keypair_t *server,
+                    mdp_curve_keypair_t *own) {
+  memset(server, 0, sizeof *server);
+  memset(own, 0, sizeof *own);
+  if ((server_file != NULL) != (own_file != NULL)) {
+    fprintf(stderr, "%s: --curve-server-key and --curve-key go together\n",
+            prog);
+    return -1;
+  }
+  if (own_file == NULL)
+    return 0;
+  const char *files[2] = {server_file, own_file};
+  mdp_curve_keypair_t *pairs[2] = {server, own};
+  for (int i = 0; i < 2; i++) {
+    size_t line = 0;
+    int rc = mdp_curve_load(files[i], pairs[i], &line);
+    if (rc == 0 && i == 1 && own->secret_key[0] == '\0')
+      rc = MDP_EINVAL; /* a public key file where the pair belongs */
+    if (rc == 0)
+      continue;
+    if (line > 0)
+      fprintf(stderr, "%s: %s:%zu: not a key line\n", prog, files[i], line);
+    else
+      fprintf(stderr, "%s: %s: %s\n", prog, files[i],
+              rc == MDP_EINVAL ? (i == 0 ? "not a public key file"
+                                         : "not a key pair (NAME.secret)")
+                               : mdp_strerror(rc));
+    memset(own, 0, sizeof *own);
+    return -1;
+  }
+  return 0;
+}
