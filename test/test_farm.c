@@ -271,6 +271,9 @@ static void request_load_summary(void) {
            " else 1)' %s", r.out_path);
   CHECK_EQ(system(cmd), 0);
   proc_cleanup(&r);
+  const char *bad[] = {"-n", "2", "--spread", "nope", "svc", NULL};
+  CHECK_EQ(request_run(&r, &f, 2, bad, 30000), 64);
+  proc_cleanup(&r);
   /* --spread failover: everything to the first broker while it is up. */
   const char *fo[] = {"-n", "20", "-c", "2", "--json", "--spread", "failover",
                       "svc", "x", NULL};
