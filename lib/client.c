@@ -18,6 +18,7 @@
  * opened, a send that fails) are parked on the request and reported from
  * the timer, due at once.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,10 @@ struct mdp_client_s {
   int timer_closed;
   mdp__peer_config_t peer; /* socket options, CURVE keys */
   mdp_client_stats_t stats;
+  /* Finished request records kept for reuse (linked through `link.next`),
+   * so the steady state allocates none per request. */
+  client_request_t *free_requests;
+  size_t n_free_requests;
 };
 
 static void client_dispatch(mdp_client_t *c);
@@ -130,6 +135,44 @@ static uint64_t time_after(uint64_t now, uint64_t ms) {
 #define clog_(c, level, ...)                                                   \
   mdp__log_emit((c)->opts.log_cb, (c)->opts.log_data, (c)->opts.log_level,      \
                (level), "client: ", __VA_ARGS__)
+
+/* Request records in the client's cache at most. */
+#define REQUEST_CACHE 256
+
+/* A zeroed request record (its service bytes excepted), or NULL. */
+static client_request_t *request_alloc(mdp_client_t *c) {
+  client_request_t *req = c->free_requests;
+  if (req == NULL)
+    req = malloc(sizeof *req);
+  else {
+    c->free_requests = (client_request_t *)req->link.next;
+    c->n_free_requests--;
+  }
+  if (req != NULL)
+    memset(req, 0, offsetof(client_request_t, service));
+  return req;
+}
+
+/* Gives a record back to the cache (the system's when the cache is full
+ * or the client closing). */
+static void request_release(mdp_client_t *c, client_request_t *req) {
+  if (c->closing || c->n_free_requests >= REQUEST_CACHE) {
+    free(req);
+    return;
+  }
+  req->link.next = (mdp__list_t *)c->free_requests;
+  c->free_requests = req;
+  c->n_free_requests++;
+}
+
+static void request_cache_free(mdp_client_t *c) {
+  while (c->free_requests != NULL) {
+    client_request_t *req = c->free_requests;
+    c->free_requests = (client_request_t *)req->link.next;
+    free(req);
+  }
+  c->n_free_requests = 0;
+}
 
 static client_request_t *request_of(mdp__list_t *link) {
   return link ? mdp__container_of(link, client_request_t, link) : NULL;
@@ -249,6 +292,7 @@ static void client_maybe_free(mdp_client_t *c) {
   free(c->has_idle);
   free(c->heap);
   mdp__map_free(&c->by_id);
+  request_cache_free(c);
   free(c);
 }
 
@@ -291,7 +335,7 @@ static void req_deliver(mdp_client_t *c, client_request_t *req, int status,
   req->cb(c, req->id, status, final, body, req->data);
   req->in_cb--;
   if (req->state == REQ_DONE && req->in_cb == 0)
-    free(req);
+    request_release(c, req);
 }
 
 /* Ends a request: unlinks it and detaches (discarding, unless it got its
@@ -875,14 +919,14 @@ int mdp_client_request(mdp_client_t *c, const char *service, mdp_msg_t *body,
   int rc = queue_admits(c, body_bytes);
   if (rc < 0)
     return rc;
-  client_request_t *req = calloc(1, sizeof *req);
+  client_request_t *req = request_alloc(c);
   if (req == NULL)
     return MDP_ENOMEM;
   req->id = c->next_id + 1;
   c->steps++;
   if (heap_reserve(c) < 0 ||
       mdp__map_put(&c->by_id, &req->id, sizeof req->id, req) < 0) {
-    free(req);
+    request_release(c, req);
     return MDP_ENOMEM;
   }
   c->next_id++;
