@@ -27,6 +27,44 @@ static inline const char *build_path(const char *rel) {
   return p;
 }
 
+/* Every child not reaped yet, so that a test that fails half-way (a CHECK
+ * returns at once, before its cleanup) leaves no broker or worker running
+ * after the test program: they are SIGKILLed at exit. */
+#define PROC_MAX_LIVE 256
+static pid_t proc_live_[PROC_MAX_LIVE];
+
+static inline void proc_kill_live_(void) {
+  for (int i = 0; i < PROC_MAX_LIVE; i++) {
+    pid_t pid = proc_live_[i];
+    proc_live_[i] = 0;
+    /* Only a child still running: one a test reaped itself is no longer
+     * ours (waitpid fails), and its pid may belong to anyone now. */
+    if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+    }
+  }
+}
+
+static inline void proc_track_(pid_t pid) {
+  static int registered;
+  if (!registered) {
+    registered = 1;
+    atexit(proc_kill_live_);
+  }
+  for (int i = 0; i < PROC_MAX_LIVE; i++)
+    if (proc_live_[i] == 0) {
+      proc_live_[i] = pid;
+      return;
+    }
+}
+
+static inline void proc_reaped_(pid_t pid) {
+  for (int i = 0; i < PROC_MAX_LIVE; i++)
+    if (proc_live_[i] == pid)
+      proc_live_[i] = 0;
+}
+
 static inline int temp_file(char *path, size_t size) {
   snprintf(path, size, "/tmp/mdp-test-XXXXXX");
   return mkstemp(path);
@@ -48,6 +86,8 @@ static inline int proc_spawn(proc_t *p, const char *const *argv) {
   posix_spawn_file_actions_destroy(&fa);
   close(out);
   close(err);
+  if (rc == 0)
+    proc_track_(p->pid);
   return rc == 0 ? 0 : -1;
 }
 
@@ -64,10 +104,12 @@ static inline int proc_wait(proc_t *p, uint64_t ms) {
     if (uv_hrtime() > deadline) {
       kill(p->pid, SIGKILL);
       waitpid(p->pid, &status, 0);
+      proc_reaped_(p->pid);
       return -1;
     }
     usleep(2000);
   }
+  proc_reaped_(p->pid);
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
@@ -78,6 +120,7 @@ static inline void proc_kill(proc_t *p) {
   kill(p->pid, SIGKILL);
   int status;
   waitpid(p->pid, &status, 0);
+  proc_reaped_(p->pid);
 }
 
 static inline const char *read_file_(const char *path) {
