@@ -99,7 +99,7 @@ static void free_everything(mdp_broker_t *b) {
             b, mdp__container_of(rn, broker_request_t, queue_link));
       }
       mdp__list_remove(n);
-      free(cq);
+      free(cq); /* closing: not kept */
     }
     free(s);
   }

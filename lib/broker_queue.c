@@ -56,6 +56,35 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
   free(s);
 }
 
+/* Client queues are recycled through a short free list too: a queue
+ * lives only while its client has requests waiting, so under load one is
+ * made and freed per request.  Every queue is allocated for the largest
+ * key (service pointer + MDP_ADDRESS_MAX), so any of them can be reused. */
+#define CLIENT_QUEUE_CACHE 64
+#define CLIENT_QUEUE_SIZE                                                      \
+  (sizeof(broker_client_queue_t) + sizeof(broker_service_t *) + MDP_ADDRESS_MAX)
+
+static broker_client_queue_t *client_queue_alloc(mdp_broker_t *b) {
+  broker_client_queue_t *cq = b->free_queues;
+  if (cq == NULL)
+    return malloc(CLIENT_QUEUE_SIZE);
+  b->free_queues = *(broker_client_queue_t **)cq;
+  b->n_free_queues--;
+  return cq;
+}
+
+/* Frees `cq` (out of every list and map) or keeps it for reuse. */
+void mdp__broker_client_queue_release(mdp_broker_t *b,
+                                      broker_client_queue_t *cq) {
+  if (b->n_free_queues >= CLIENT_QUEUE_CACHE || b->closing) {
+    free(cq);
+    return;
+  }
+  *(broker_client_queue_t **)cq = b->free_queues;
+  b->free_queues = cq;
+  b->n_free_queues++;
+}
+
 /* The client queue of (service, client identity), created on demand. */
 static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
                                                broker_service_t *s,
@@ -70,7 +99,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
   broker_client_queue_t *cq = mdp__map_get(&b->client_queues, key, key_size);
   if (cq != NULL)
     return cq;
-  cq = malloc(sizeof *cq + key_size);
+  cq = client_queue_alloc(b);
   if (cq == NULL)
     return NULL;
   mdp__list_init(&cq->ring_link);
@@ -80,7 +109,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
   cq->key_size = key_size;
   memcpy(cq->key, key, key_size);
   if (mdp__map_put(&b->client_queues, cq->key, key_size, cq) < 0) {
-    free(cq);
+    mdp__broker_client_queue_release(b, cq);
     return NULL;
   }
   return cq;
@@ -89,7 +118,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
 static void client_queue_free(mdp_broker_t *b, broker_client_queue_t *cq) {
   mdp__list_remove(&cq->ring_link);
   mdp__map_del(&b->client_queues, cq->key, cq->key_size);
-  free(cq);
+  mdp__broker_client_queue_release(b, cq);
 }
 
 /* Takes `r` out of whatever queue holds it (not out of the service). */
@@ -146,6 +175,12 @@ void mdp__broker_request_cache_free(mdp_broker_t *b) {
     free(r);
   }
   b->n_free_requests = 0;
+  while (b->free_queues != NULL) {
+    broker_client_queue_t *cq = b->free_queues;
+    b->free_queues = *(broker_client_queue_t **)cq;
+    free(cq);
+  }
+  b->n_free_queues = 0;
 }
 
 static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,

@@ -86,14 +86,15 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     /* collected, or swallowed */
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
-    if (mdp__broker_send_client(b, &r->client, r->client_dialect,
+    if (mdp__broker_send_client(b, &r->client, 0, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
     else {
       b->stats.partials++;
       s->stats->partials++;
     }
-  } else if (mdp__broker_send_client(b, &r->client, r->client_dialect,
+  } else if (/* the request is freed below: its identity frame is moved */
+             mdp__broker_send_client(b, &r->client, 1, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
     b->stats.replies++;
