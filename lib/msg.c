@@ -15,9 +15,11 @@
  * freed it, which frees the cache when the thread exits (a pthread key
  * destructor); the process's main thread keeps its cache (still reachable
  * through its thread-local head) until exit.  Under AddressSanitizer and
- * valgrind a cached message is marked inaccessible, so a use after
- * mdp_msg_destroy() is still reported.
+ * valgrind a cached message is marked inaccessible but for its link (so
+ * leak checkers follow the list), so a use after mdp_msg_destroy() is
+ * still reported.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,7 +60,9 @@
 #ifndef _WIN32
 #include <pthread.h>
 
-/* The cache is a list through each message's `frames` field. */
+/* The cache is a list through each message's `frames` field, its first:
+ * the rest of a cached message is marked inaccessible. */
+_Static_assert(offsetof(mdp_msg_t, frames) == 0, "the cache's link is first");
 static __thread mdp_msg_t *cache_head;
 static __thread unsigned cache_count;
 /* 1 once this thread registered its destructor; 2 once that ran (the
@@ -73,7 +77,7 @@ static void cache_drain(void *unused) {
   cache_state = 2;
   while (cache_head != NULL) {
     mdp_msg_t *msg = cache_head;
-    MSG_UNDEFINED(msg, sizeof *msg);
+    MSG_UNDEFINED(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
     cache_head = (mdp_msg_t *)(void *)msg->frames;
     free(msg);
   }
@@ -99,7 +103,8 @@ static int cache_put(mdp_msg_t *msg) {
   msg->frames = (zmq_msg_t *)(void *)cache_head;
   cache_head = msg;
   cache_count++;
-  MSG_NOACCESS(msg, sizeof *msg);
+  /* All but the link, which leak checkers must be able to follow. */
+  MSG_NOACCESS(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
   return 1;
 }
 
@@ -107,7 +112,7 @@ static mdp_msg_t *cache_get(void) {
   mdp_msg_t *msg = cache_head;
   if (msg == NULL)
     return NULL;
-  MSG_UNDEFINED(msg, sizeof *msg);
+  MSG_UNDEFINED(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
   cache_head = (mdp_msg_t *)(void *)msg->frames;
   cache_count--;
   return msg;
