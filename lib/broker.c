@@ -103,6 +103,7 @@ static void free_everything(mdp_broker_t *b) {
     }
     free(s);
   }
+  b->last_service = NULL;
   mdp__broker_request_cache_free(b);
   mdp__broker_metrics_free(b);
   mdp__map_free(&b->workers);

@@ -106,6 +106,8 @@ struct mdp_broker_s {
   mdp_reactor_t *reactor;
   struct mdp__zap_s *zap;    /* CURVE's ZAP handler (zap.h), or NULL */
   mdp__map_t services;       /* name -> broker_service_t */
+  broker_service_t *last_service; /* the last one looked up (a cache; not
+                                     an owner), or NULL */
   mdp__map_t workers;        /* identity -> broker_worker_t */
   mdp__map_t client_queues;  /* service ptr + identity -> client queue */
   mdp__tlist_t liveness;     /* workers by last message received */

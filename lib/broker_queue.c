@@ -19,7 +19,13 @@
 
 broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create) {
-  broker_service_t *s = mdp__map_get(&b->services, name, size);
+  /* Most requests in a row name the same service: one compare, no hash. */
+  broker_service_t *s = b->last_service;
+  if (s != NULL && s->name_size == size && memcmp(s->name, name, size) == 0)
+    return s;
+  s = mdp__map_get(&b->services, name, size);
+  if (s != NULL)
+    b->last_service = s;
   if (s != NULL || !create)
     return s;
   /* Clients may create at most half the services (a request for a service
@@ -53,6 +59,8 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
     return;
   mdp__map_del(&b->services, s->name, s->name_size);
   b->stats.services--;
+  if (b->last_service == s)
+    b->last_service = NULL;
   free(s);
 }
 
@@ -158,7 +166,8 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
-  mdp__broker_collected_release(b, r);
+  if (r->collected != NULL || r->collected_bytes != 0)
+    mdp__broker_collected_release(b, r);
   if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
     free(r);
     return;

@@ -38,7 +38,7 @@ const char *mdp__broker_printable(const void *data, size_t size, char *buf,
  * is back where it was. */
 static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
                    size_t id_size, const mdp_cmd_t *cmd, mdp_msg_t *msg) {
-  size_t body_frames = mdp_msg_size(msg);
+  size_t body_frames = mdp__msg_size(msg);
   int rc = mdp_encode(msg, cmd);
   if (rc == 0 && id_frame != NULL) {
     rc = mdp_msg_reserve_(msg, 1, 0);
@@ -64,7 +64,7 @@ static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
       rc = mdp_reactor_send(b->reactor, msg);
   }
   if (rc < 0)
-    mdp_msg_drop_front(msg, mdp_msg_size(msg) - body_frames);
+    mdp__msg_drop_front(msg, mdp__msg_size(msg) - body_frames);
   return rc;
 }
 

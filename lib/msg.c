@@ -254,25 +254,11 @@ int mdp_msg_append_str(mdp_msg_t *msg, const char *str) {
 }
 
 int mdp_msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
-  /* Initialised even on failure: callers close `out` either way. */
-  zmq_msg_init(out);
-  if (msg->count == 0)
-    return MDP_EFRAMES;
-  /* `out` is an empty message: relocating the frame is the whole move, and
-   * the vacated slot holds nothing to close. */
-  *out = msg->frames[msg->head];
-  msg->head++;
-  msg->count--;
-  return 0;
+  return mdp__msg_pop_front(msg, out);
 }
 
 void mdp_msg_drop_front(mdp_msg_t *msg, size_t n) {
-  if (n > msg->count)
-    n = msg->count;
-  for (size_t i = 0; i < n; i++)
-    zmq_msg_close(&msg->frames[msg->head + i]);
-  msg->head += n;
-  msg->count -= n;
+  mdp__msg_drop_front(msg, n);
 }
 
 int mdp_msg_append_msg(mdp_msg_t *dst, mdp_msg_t *src) {

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <zmq.h>
 
+#include "mdp/error.h"
 #include "mdp/msg.h"
 
 /* 12 inline frames: a received message of up to 10 frames (every
@@ -62,6 +63,32 @@ void mdp__msg_free_sent(mdp_msg_t *msg);
 
 static inline zmq_msg_t *mdp__msg_at(mdp_msg_t *msg, size_t index) {
   return &msg->frames[msg->head + index];
+}
+
+/* mdp_msg_size, mdp_msg_drop_front and mdp_msg_pop_front, inline for the
+ * broker's per-message path; same contracts (msg.h). */
+static inline size_t mdp__msg_size(const mdp_msg_t *msg) { return msg->count; }
+
+static inline void mdp__msg_drop_front(mdp_msg_t *msg, size_t n) {
+  if (n > msg->count)
+    n = msg->count;
+  for (size_t i = 0; i < n; i++)
+    zmq_msg_close(&msg->frames[msg->head + i]);
+  msg->head += n;
+  msg->count -= n;
+}
+
+static inline int mdp__msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
+  if (msg->count == 0) {
+    zmq_msg_init(out); /* callers close `out` either way */
+    return MDP_EFRAMES;
+  }
+  /* `out` is uninitialised or closed: relocating the frame is the whole
+   * move, and the vacated slot holds nothing to close. */
+  *out = msg->frames[msg->head];
+  msg->head++;
+  msg->count--;
+  return 0;
 }
 
 #endif /* MDP_MSG_INTERNAL_H */
