@@ -229,8 +229,10 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->cost = cost;
   mdp__list_init(&r->queue_link);
   mdp__tnode_init(&r->expiry);
-  zmq_msg_init(&r->client);
-  zmq_msg_move(&r->client, client);
+  /* Moved by relocation, as zmq_msg_move does, minus closing an empty
+   * destination (msg_internal.h). */
+  r->client = *client;
+  zmq_msg_init(client);
   r->client_dialect = dialect;
   r->body = body;
   r->service = s;
