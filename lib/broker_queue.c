@@ -72,6 +72,8 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
 #define CLIENT_QUEUE_SIZE                                                      \
   (sizeof(broker_client_queue_t) + sizeof(broker_service_t *) + MDP_ADDRESS_MAX)
 
+/* An uninitialised client queue of CLIENT_QUEUE_SIZE bytes, the caller's
+ * until it is released, or NULL. */
 static broker_client_queue_t *client_queue_alloc(mdp_broker_t *b) {
   broker_client_queue_t *cq = b->free_queues;
   if (cq == NULL)
@@ -154,6 +156,8 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
  * state allocates none per request. */
 #define REQUEST_CACHE 256
 
+/* An uninitialised request struct, the caller's until
+ * mdp__broker_request_free, or NULL. */
 static broker_request_t *request_alloc(mdp_broker_t *b) {
   broker_request_t *r = b->free_requests;
   if (r == NULL)

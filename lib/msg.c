@@ -72,6 +72,8 @@ static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
 
+/* The key's destructor, at this thread's exit: frees every cached message
+ * (the cache owns them) and stops caching for the rest of the exit. */
 static void cache_drain(void *unused) {
   (void)unused;
   cache_state = 2;
@@ -108,6 +110,7 @@ static int cache_put(mdp_msg_t *msg) {
   return 1;
 }
 
+/* A cached message, now the caller's (its fields to be set), or NULL. */
 static mdp_msg_t *cache_get(void) {
   mdp_msg_t *msg = cache_head;
   if (msg == NULL)
@@ -119,6 +122,7 @@ static mdp_msg_t *cache_get(void) {
 }
 #else
 static int cache_put(mdp_msg_t *msg) { (void)msg; return 0; }
+/* A cached message, now the caller's (its fields to be set), or NULL. */
 static mdp_msg_t *cache_get(void) { return NULL; }
 #endif
 
