@@ -652,7 +652,9 @@ static void broker_sends_heartbeats(void) {
  * Times are taken where the worker receives, so each gap is at most the
  * delivery latency short of the broker's; the slack allows for that. */
 static void no_heartbeat_within_interval_of_other_commands(void) {
-  const uint64_t H = t_slow(200), slack = H / 40;
+  /* settle() and recv_on() scale their times by MDP_TEST_SLOW themselves:
+   * they take fractions of `base`, the checks use the scaled interval. */
+  const uint64_t base = 200, H = t_slow(base), slack = H / 40;
   mdp_broker_options_t o;
   test_opts(&o);
   o.heartbeat_interval_ms = H;
@@ -666,7 +668,7 @@ static void no_heartbeat_within_interval_of_other_commands(void) {
   /* Phase 1: after each of 3 heartbeats, one request a fifteenth of an
    * interval later. */
   while (checked < 3 && uv_hrtime() < end) {
-    mdp_msg_t *m = recv_on(w, 3 * H);
+    mdp_msg_t *m = recv_on(w, 3 * base);
     CHECK(m != NULL);
     uint64_t now = uv_hrtime();
     if (msg_is(m, "MDPW02", "\x05", NULL)) {
@@ -676,7 +678,7 @@ static void no_heartbeat_within_interval_of_other_commands(void) {
       }
       last = now;
       mdp_msg_destroy(m);
-      settle(H / 15);
+      settle(base / 15);
       peer_send(c, "MDPC02", "\x01", "hbq", "q", NULL);
       continue;
     }
@@ -708,7 +710,7 @@ static void no_heartbeat_within_interval_of_other_commands(void) {
     mdp_msg_t *r = recv_on(c, 2000);
     CHECK(msg_is(r, "MDPC02", "\x03", "hbq", "r", NULL));
     mdp_msg_destroy(r);
-    settle(H / 4);
+    settle(base / 4);
   }
   CHECK_EQ(stats().heartbeats_sent, hb_before);
   printf("# %d heartbeats, %d requests; none within an interval of another "
