@@ -99,10 +99,11 @@ static void free_everything(mdp_broker_t *b) {
             b, mdp__container_of(rn, broker_request_t, queue_link));
       }
       mdp__list_remove(n);
-      free(cq);
+      free(cq); /* closing: not kept */
     }
     free(s);
   }
+  b->last_service = NULL;
   mdp__broker_request_cache_free(b);
   mdp__broker_metrics_free(b);
   mdp__map_free(&b->workers);
@@ -274,9 +275,12 @@ int mdp_broker_new(uv_loop_t *loop, const mdp_broker_options_t *opts,
   b->expiry.drain = broker_drain;
   /* Thousands of workers register at scattered times, so their deadlines
    * are scattered too: batch them.  A heartbeat may go up to a tenth of an
-   * interval early (the worker only needs one per interval); expiries may
-   * come up to a tenth of an interval (at most 1 s for the others) late. */
-  b->heartbeat.early = opts->heartbeat_interval_ms / 10;
+   * interval late, never early: RFC 18 peers SHOULD NOT heartbeat while
+   * they send other commands, so a worker that was sent anything within
+   * the interval gets no HEARTBEAT (each send restarts its deadline; the
+   * worker's liveness spans several intervals).  Expiries may come up to a
+   * tenth of an interval (at most 1 s for the others) late. */
+  b->heartbeat.late = opts->heartbeat_interval_ms / 10;
   b->liveness.late = opts->heartbeat_interval_ms / 10;
   b->busy.late = opts->busy_timeout_ms / 10 < 1000 ? opts->busy_timeout_ms / 10
                                                    : 1000;

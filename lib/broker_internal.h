@@ -106,6 +106,8 @@ struct mdp_broker_s {
   mdp_reactor_t *reactor;
   struct mdp__zap_s *zap;    /* CURVE's ZAP handler (zap.h), or NULL */
   mdp__map_t services;       /* name -> broker_service_t */
+  broker_service_t *last_service; /* the last one looked up (a cache; not
+                                     an owner), or NULL */
   mdp__map_t workers;        /* identity -> broker_worker_t */
   mdp__map_t client_queues;  /* service ptr + identity -> client queue */
   mdp__tlist_t liveness;     /* workers by last message received */
@@ -129,6 +131,9 @@ struct mdp_broker_s {
   uint64_t protocol_errors; /* for sampling their log lines */
   broker_request_t *free_requests; /* recycled request structs */
   size_t n_free_requests;           /* queues were long: give memory back when empty */
+  broker_client_queue_t *free_queues; /* recycled client queues (all of
+                                         the largest key size) */
+  size_t n_free_queues;
   int pending_closes;       /* handles still closing */
   mdp_broker_close_cb close_cb;
   char last_endpoint[256];
@@ -172,7 +177,14 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                                zmq_msg_t *client, mdp_dialect_t dialect,
                                mdp_msg_t *body);
+/* Releases `r` and what it holds; the struct is kept for reuse (at most
+ * REQUEST_CACHE) unless the broker is closing. */
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r);
+/* Frees a client queue no list or map holds any more, or keeps it for
+ * reuse (at most CLIENT_QUEUE_CACHE) unless the broker is closing. */
+void mdp__broker_client_queue_release(mdp_broker_t *b,
+                                      broker_client_queue_t *cq);
+/* Frees the recycled request structs and client queues (broker close). */
 void mdp__broker_request_cache_free(mdp_broker_t *b);
 /* Puts a request that must be served next at the front of its service's
  * retry queue. */
@@ -218,10 +230,13 @@ void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r);
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                             mdp_command_t command, const zmq_msg_t *client,
                             mdp_msg_t *body);
-/* Sends a client command to the identity in `client` (copied), taking
- * `body` either way: failures are counted, the body destroyed, and the
- * error returned (MDP_ENOBUFS: the client is not reading). */
-int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
+/* Sends a client command to the identity in `client`, taking `body`
+ * either way: failures are counted, the body destroyed, and the error
+ * returned (MDP_ENOBUFS: the client is not reading).  With `move`, the
+ * identity frame itself goes into the message and `client` is left empty
+ * if it was sent (the caller still closes it; a FINAL, after which the
+ * request is freed); without, it is copied and stays the caller's. */
+int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
                             mdp_dialect_t dialect, mdp_command_t command,
                             const uint8_t *service, size_t service_size,
                             mdp_msg_t *body);

@@ -87,6 +87,7 @@ void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
     mdp_msg_destroy(body);
     return;
   }
-  mdp__broker_send_client(b, client, dialect, MDP_CLIENT_FINAL, service,
-                     service_size, body);
+  /* The caller closes `client` after this: its frame is moved, not copied. */
+  mdp__broker_send_client(b, client, 1, dialect, MDP_CLIENT_FINAL, service,
+                          service_size, body);
 }

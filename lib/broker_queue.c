@@ -19,7 +19,13 @@
 
 broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                      size_t size, int create) {
-  broker_service_t *s = mdp__map_get(&b->services, name, size);
+  /* Most requests in a row name the same service: one compare, no hash. */
+  broker_service_t *s = b->last_service;
+  if (s != NULL && s->name_size == size && memcmp(s->name, name, size) == 0)
+    return s;
+  s = mdp__map_get(&b->services, name, size);
+  if (s != NULL)
+    b->last_service = s;
   if (s != NULL || !create)
     return s;
   /* Clients may create at most half the services (a request for a service
@@ -53,7 +59,40 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s) {
     return;
   mdp__map_del(&b->services, s->name, s->name_size);
   b->stats.services--;
+  if (b->last_service == s)
+    b->last_service = NULL;
   free(s);
+}
+
+/* Client queues are recycled through a short free list too: a queue
+ * lives only while its client has requests waiting, so under load one is
+ * made and freed per request.  Every queue is allocated for the largest
+ * key (service pointer + MDP_ADDRESS_MAX), so any of them can be reused. */
+#define CLIENT_QUEUE_CACHE 64
+#define CLIENT_QUEUE_SIZE                                                      \
+  (sizeof(broker_client_queue_t) + sizeof(broker_service_t *) + MDP_ADDRESS_MAX)
+
+/* An uninitialised client queue of CLIENT_QUEUE_SIZE bytes, the caller's
+ * until it is released, or NULL. */
+static broker_client_queue_t *client_queue_alloc(mdp_broker_t *b) {
+  broker_client_queue_t *cq = b->free_queues;
+  if (cq == NULL)
+    return malloc(CLIENT_QUEUE_SIZE);
+  b->free_queues = *(broker_client_queue_t **)cq;
+  b->n_free_queues--;
+  return cq;
+}
+
+/* Frees `cq` (out of every list and map) or keeps it for reuse. */
+void mdp__broker_client_queue_release(mdp_broker_t *b,
+                                      broker_client_queue_t *cq) {
+  if (b->n_free_queues >= CLIENT_QUEUE_CACHE || b->closing) {
+    free(cq);
+    return;
+  }
+  *(broker_client_queue_t **)cq = b->free_queues;
+  b->free_queues = cq;
+  b->n_free_queues++;
 }
 
 /* The client queue of (service, client identity), created on demand. */
@@ -70,7 +109,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
   broker_client_queue_t *cq = mdp__map_get(&b->client_queues, key, key_size);
   if (cq != NULL)
     return cq;
-  cq = malloc(sizeof *cq + key_size);
+  cq = client_queue_alloc(b);
   if (cq == NULL)
     return NULL;
   mdp__list_init(&cq->ring_link);
@@ -80,7 +119,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
   cq->key_size = key_size;
   memcpy(cq->key, key, key_size);
   if (mdp__map_put(&b->client_queues, cq->key, key_size, cq) < 0) {
-    free(cq);
+    mdp__broker_client_queue_release(b, cq);
     return NULL;
   }
   return cq;
@@ -89,7 +128,7 @@ static broker_client_queue_t *client_queue_get(mdp_broker_t *b,
 static void client_queue_free(mdp_broker_t *b, broker_client_queue_t *cq) {
   mdp__list_remove(&cq->ring_link);
   mdp__map_del(&b->client_queues, cq->key, cq->key_size);
-  free(cq);
+  mdp__broker_client_queue_release(b, cq);
 }
 
 /* Takes `r` out of whatever queue holds it (not out of the service). */
@@ -117,6 +156,8 @@ static void unqueue(mdp_broker_t *b, broker_request_t *r) {
  * state allocates none per request. */
 #define REQUEST_CACHE 256
 
+/* An uninitialised request struct, the caller's until
+ * mdp__broker_request_free, or NULL. */
 static broker_request_t *request_alloc(mdp_broker_t *b) {
   broker_request_t *r = b->free_requests;
   if (r == NULL)
@@ -129,7 +170,8 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
-  mdp__broker_collected_release(b, r);
+  if (r->collected != NULL || r->collected_bytes != 0)
+    mdp__broker_collected_release(b, r);
   if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
     free(r);
     return;
@@ -146,6 +188,12 @@ void mdp__broker_request_cache_free(mdp_broker_t *b) {
     free(r);
   }
   b->n_free_requests = 0;
+  while (b->free_queues != NULL) {
+    broker_client_queue_t *cq = b->free_queues;
+    b->free_queues = *(broker_client_queue_t **)cq;
+    free(cq);
+  }
+  b->n_free_queues = 0;
 }
 
 static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
@@ -185,8 +233,10 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->cost = cost;
   mdp__list_init(&r->queue_link);
   mdp__tnode_init(&r->expiry);
-  zmq_msg_init(&r->client);
-  zmq_msg_move(&r->client, client);
+  /* Moved by relocation, as zmq_msg_move does, minus closing an empty
+   * destination (msg_internal.h). */
+  r->client = *client;
+  zmq_msg_init(client);
   r->client_dialect = dialect;
   r->body = body;
   r->service = s;

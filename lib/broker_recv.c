@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "msg_internal.h"
 
 void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
                            broker_worker_t *w, mdp_dialect_t dialect,
@@ -34,7 +35,7 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     uint8_t name[MDP_SERVICE_MAX];
     size_t size = cmd->service_size;
     memcpy(name, cmd->service, size);
-    mdp_msg_drop_front(msg, cmd->body);
+    mdp__msg_drop_front(msg, cmd->body);
     b->stats.mmi_requests++;
     mdp__broker_mmi(b, id, cmd->dialect, name, size, msg);
     return;
@@ -42,7 +43,7 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
   broker_service_t *s =
       mdp__broker_service_get(b, cmd->service, cmd->service_size,
                          MDP__BROKER_CREATE_FOR_CLIENT);
-  mdp_msg_drop_front(msg, cmd->body);
+  mdp__msg_drop_front(msg, cmd->body);
   int rc = s ? mdp__broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
   if (rc < 0) {
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
@@ -74,7 +75,7 @@ void mdp__broker_on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
 
 void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   zmq_msg_t id;
-  if (mdp_msg_pop_front(msg, &id) < 0 || b->closing) {
+  if (mdp__msg_pop_front(msg, &id) < 0 || b->closing) {
     zmq_msg_close(&id);
     mdp_msg_destroy(msg);
     return;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "msg_internal.h"
 
 /* An MDP/0.1 client expects one REPLY: PARTIAL bodies are appended to
  * r->collected, and the FINAL's body is returned with them in front.  Over
@@ -23,9 +24,9 @@ static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
    * is charged what it costs the broker to hold, so a stream of empty
    * frames is bounded too, and so is the frame count.  What is held counts
    * against max_queued_bytes like a queued request. */
-  size_t frames = mdp_msg_size(msg);
+  size_t frames = mdp__msg_size(msg);
   size_t cost = mdp_msg_bytes(msg) + frames * sizeof(zmq_msg_t);
-  size_t total_frames = frames + (r->collected ? mdp_msg_size(r->collected)
+  size_t total_frames = frames + (r->collected ? mdp__msg_size(r->collected)
                                                : 0);
   size_t held_max = b->opts.max_queued_bytes;
   int fits = r->collected_bytes + cost <= limit &&
@@ -74,7 +75,7 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     return;
   }
   broker_service_t *s = w->service;
-  mdp_msg_drop_front(msg, cmd->body);
+  mdp__msg_drop_front(msg, cmd->body);
   if (r->failed) {
     /* The client already missed part of this reply: swallow the rest. */
     mdp_msg_destroy(msg);
@@ -86,14 +87,15 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     /* collected, or swallowed */
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
-    if (mdp__broker_send_client(b, &r->client, r->client_dialect,
+    if (mdp__broker_send_client(b, &r->client, 0, r->client_dialect,
                            MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
       r->failed = 1;
     else {
       b->stats.partials++;
       s->stats->partials++;
     }
-  } else if (mdp__broker_send_client(b, &r->client, r->client_dialect,
+  } else if (/* the request is freed below: its identity frame is moved */
+             mdp__broker_send_client(b, &r->client, 1, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
     b->stats.replies++;

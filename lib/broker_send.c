@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "msg_internal.h"
 
 const char *mdp__broker_printable(const void *data, size_t size, char *buf,
                              size_t buf_size) {
@@ -30,18 +31,40 @@ const char *mdp__broker_printable(const void *data, size_t size, char *buf,
 
 /* Every message the broker sends: the command's header, then the peer's
  * routing identity, in front of `msg` (the body, maybe no frame), sent.
- * 0: `msg` is the reactor's.  On error `msg` holds exactly the frames it
- * came with and is still the caller's. */
-static int send_to(mdp_broker_t *b, const void *id, size_t id_size,
-                   const mdp_cmd_t *cmd, mdp_msg_t *msg) {
-  size_t body_frames = mdp_msg_size(msg);
+ * The identity is `id_frame`, moved into the message (it is left empty;
+ * the caller still closes it), or else a copy of the `id_size` bytes at
+ * `id`.  0: `msg` is the reactor's.  On error `msg` holds exactly the
+ * frames it came with and is still the caller's, and a moved `id_frame`
+ * is back where it was. */
+static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
+                   size_t id_size, const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+  size_t body_frames = mdp__msg_size(msg);
   int rc = mdp_encode(msg, cmd);
-  if (rc == 0)
+  if (rc == 0 && id_frame != NULL) {
+    rc = mdp_msg_reserve_(msg, 1, 0);
+    if (rc == 0) {
+      /* A relocation, as in mdp_msg_prepend, without re-initialising the
+       * caller's frame until the send has taken it. */
+      msg->head--;
+      msg->count++;
+      *mdp__msg_at(msg, 0) = *id_frame;
+      rc = mdp_reactor_send(b->reactor, msg);
+      if (rc == 0) {
+        zmq_msg_init(id_frame);
+        return 0;
+      }
+      /* Not sent: zmq_msg_send left every frame as it was. */
+      *id_frame = *mdp__msg_at(msg, 0);
+      msg->head++;
+      msg->count--;
+    }
+  } else if (rc == 0) {
     rc = mdp_msg_prepend_mem(msg, id, id_size);
-  if (rc == 0)
-    rc = mdp_reactor_send(b->reactor, msg);
+    if (rc == 0)
+      rc = mdp_reactor_send(b->reactor, msg);
+  }
   if (rc < 0)
-    mdp_msg_drop_front(msg, mdp_msg_size(msg) - body_frames);
+    mdp__msg_drop_front(msg, mdp__msg_size(msg) - body_frames);
   return rc;
 }
 
@@ -56,7 +79,7 @@ int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
     cmd.address = zmq_msg_data((zmq_msg_t *)client);
     cmd.address_size = zmq_msg_size((zmq_msg_t *)client);
   }
-  int rc = send_to(b, w->id, w->id_size, &cmd, msg);
+  int rc = send_to(b, NULL, w->id, w->id_size, &cmd, msg);
   if (rc < 0) {
     if (body == NULL)
       mdp_msg_destroy(msg);
@@ -69,16 +92,17 @@ int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
   return 0;
 }
 
-int mdp__broker_send_client(mdp_broker_t *b, const zmq_msg_t *client,
-                        mdp_dialect_t dialect, mdp_command_t command,
-                        const uint8_t *service, size_t service_size,
-                        mdp_msg_t *body) {
+int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
+                            mdp_dialect_t dialect, mdp_command_t command,
+                            const uint8_t *service, size_t service_size,
+                            mdp_msg_t *body) {
   mdp_cmd_t cmd = {.dialect = dialect,
                    .command = command,
                    .service = service,
                    .service_size = service_size};
-  int rc = send_to(b, zmq_msg_data((zmq_msg_t *)client),
-                   zmq_msg_size((zmq_msg_t *)client), &cmd, body);
+  int rc = move ? send_to(b, client, NULL, 0, &cmd, body)
+                : send_to(b, NULL, zmq_msg_data(client), zmq_msg_size(client),
+                          &cmd, body);
   if (rc < 0) {
     /* With no send queue (max_pending 0), a client whose pipe is full gets
      * ENOBUFS: it is not reading, and holding its replies would stall
@@ -103,7 +127,7 @@ void mdp__broker_send_disconnect(mdp_broker_t *b, const zmq_msg_t *id,
                                mdp_dialect_t dialect) {
   mdp_msg_t *msg = mdp_msg_new();
   mdp_cmd_t cmd = {.dialect = dialect, .command = MDP_WORKER_DISCONNECT};
-  int rc = msg ? send_to(b, zmq_msg_data((zmq_msg_t *)id),
+  int rc = msg ? send_to(b, NULL, zmq_msg_data((zmq_msg_t *)id),
                          zmq_msg_size((zmq_msg_t *)id), &cmd, msg)
                : MDP_ENOMEM;
   if (rc < 0)

@@ -153,10 +153,11 @@ static inline const void *fdata(mdp_msg_t *msg, size_t i) {
 static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
                   size_t *headerp) {
   size_t n = msg->count;
-  int empty_first = fsize(msg, 0) == 0;
+  size_t size0 = fsize(msg, 0);
+  int empty_first = size0 == 0;
   size_t h = empty_first ? 1 : 0;
 
-  if (h < n && fsize(msg, h) == HEADER_SIZE) {
+  if (h < n && (h == 0 ? size0 : fsize(msg, h)) == HEADER_SIZE) {
     const void *p = fdata(msg, h);
     for (size_t i = 0; i < DIALECT_COUNT; i++) {
       const dialect_spec_t *d = &dialects[i];
@@ -177,8 +178,10 @@ static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
 
 /* Service names and addresses are length-checked, never content-checked:
  * RFC 18 allows any bytes, and addresses are binary ROUTER identities. */
-static int check_name(mdp_msg_t *msg, size_t index, size_t max, int err) {
+static int check_name(mdp_msg_t *msg, size_t index, size_t max, int err,
+                      size_t *sizep) {
   size_t size = fsize(msg, index);
+  *sizep = size;
   return size == 0 || size > max ? err : 0;
 }
 
@@ -242,11 +245,13 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   case SHAPE_SERVICE:
     if (i >= n)
       return MDP_EFRAMES;
-    err = check_name(msg, i, MDP_SERVICE_MAX, MDP_ESERVICE);
-    if (err != 0)
+    err = check_name(msg, i, MDP_SERVICE_MAX, MDP_ESERVICE,
+                     &cmd->service_size);
+    if (err != 0) {
+      cmd->service_size = 0;
       return err;
+    }
     cmd->service = fdata(msg, i);
-    cmd->service_size = fsize(msg, i);
     i++;
     if (spec->shape == SHAPE_SERVICE) {
       if (i < n)
@@ -263,11 +268,13 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   case SHAPE_ADDRESS_BODY:
     if (i >= n)
       return MDP_EFRAMES;
-    err = check_name(msg, i, MDP_ADDRESS_MAX, MDP_EADDRESS);
-    if (err != 0)
+    err = check_name(msg, i, MDP_ADDRESS_MAX, MDP_EADDRESS,
+                     &cmd->address_size);
+    if (err != 0) {
+      cmd->address_size = 0;
       return err;
+    }
     cmd->address = fdata(msg, i);
-    cmd->address_size = fsize(msg, i);
     i++;
     if (i >= n)
       return MDP_EFRAMES;
@@ -316,13 +323,12 @@ static const cmd_spec_t *spec_find(const dialect_spec_t *d,
                                    mdp_command_t command, int *subp) {
   if (command == MDP_CMD_NONE)
     return NULL;
-  for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
-    for (const cmd_spec_t *s = d->specs[sub]; s->command != MDP_CMD_NONE;
-         s++) {
-      if ((int)s->command == (int)command) {
-        *subp = sub;
-        return s;
-      }
+  /* Each command belongs to one sub-protocol: only its table is searched. */
+  int sub = command <= MDP_CLIENT_FINAL ? SUB_CLIENT : SUB_WORKER;
+  for (const cmd_spec_t *s = d->specs[sub]; s->command != MDP_CMD_NONE; s++) {
+    if ((int)s->command == (int)command) {
+      *subp = sub;
+      return s;
     }
   }
   return NULL;

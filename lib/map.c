@@ -27,8 +27,19 @@ static uint64_t hash_bytes(uint64_t seed, const void *key, size_t len) {
     p += 8;
     len -= 8;
   }
+  /* The last 0-7 bytes, little-endian, without a memcpy call of a
+   * variable length (most keys are a 5-byte identity or a short name). */
   uint64_t w = 0;
-  memcpy(&w, p, len);
+  switch (len) {
+  case 7: w |= (uint64_t)p[6] << 48; /* fall through */
+  case 6: w |= (uint64_t)p[5] << 40; /* fall through */
+  case 5: w |= (uint64_t)p[4] << 32; /* fall through */
+  case 4: w |= (uint64_t)p[3] << 24; /* fall through */
+  case 3: w |= (uint64_t)p[2] << 16; /* fall through */
+  case 2: w |= (uint64_t)p[1] << 8;  /* fall through */
+  case 1: w |= (uint64_t)p[0];       /* fall through */
+  default: break;
+  }
   h = mix(h ^ w ^ ((uint64_t)len << 56));
   return h ? h : 1; /* 0 marks an empty slot */
 }

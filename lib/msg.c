@@ -3,11 +3,23 @@
  * Frames live in one array, inline in the message for the common case of a
  * few frames and on the heap beyond that.  `head` is the index of the first
  * frame, so dropping or popping at the front is O(1), and a fresh message
- * keeps a few free slots before `head` so that the codec can prepend a
- * command's header (and the broker an identity) without moving the body.
+ * keeps free slots before `head` for the largest header and the broker's
+ * identity frame, so encoding and addressing a body never moves it.
  * A zmq_msg_t may be relocated by a plain struct copy: zmq_msg_move() is
  * nothing more than that plus re-initialising the source.
+ *
+ * Freed messages go to a small per-thread cache (at most MSG_CACHE_MAX),
+ * and new ones come from it, so a loop that receives, forwards and frees
+ * messages makes no heap allocation per message in the steady state.
+ * Ownership: a cached message belongs to the cache of the thread that
+ * freed it, which frees the cache when the thread exits (a pthread key
+ * destructor); the process's main thread keeps its cache (still reachable
+ * through its thread-local head) until exit.  Under AddressSanitizer and
+ * valgrind a cached message is marked inaccessible but for its link (so
+ * leak checkers follow the list), so a use after mdp_msg_destroy() is
+ * still reported.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,18 +27,124 @@
 #include "mdp/msg.h"
 #include "msg_internal.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MSG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MSG_ASAN 1
+#endif
+#endif
+#ifdef MSG_ASAN
+#include <sanitizer/asan_interface.h>
+#define MSG_NOACCESS(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define MSG_UNDEFINED(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define MSG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define MSG_UNDEFINED(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef MSG_NOACCESS
+#define MSG_NOACCESS(p, n) ((void)(p), (void)(n))
+#define MSG_UNDEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
 #define INLINE_FRAMES MDP_MSG_INLINE_FRAMES
 #define FRONT_ROOM MDP_MSG_FRONT_ROOM
 
-mdp_msg_t *mdp_msg_new(void) {
-  mdp_msg_t *msg = malloc(sizeof *msg);
+/* Messages kept per thread: more than a loop holds between a receive and
+ * the send that frees it, few enough (64 x 800 bytes) to forget. */
+#define MSG_CACHE_MAX 64
+
+#ifndef _WIN32
+#include <pthread.h>
+
+/* The cache is a list through each message's `frames` field, its first:
+ * the rest of a cached message is marked inaccessible. */
+_Static_assert(offsetof(mdp_msg_t, frames) == 0, "the cache's link is first");
+static __thread mdp_msg_t *cache_head;
+static __thread unsigned cache_count;
+/* 1 once this thread registered its destructor; 2 once that ran (the
+ * thread is exiting: free directly from then on). */
+static __thread unsigned char cache_state;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_key_ok;
+
+/* The key's destructor, at this thread's exit: frees every cached message
+ * (the cache owns them) and stops caching for the rest of the exit. */
+static void cache_drain(void *unused) {
+  (void)unused;
+  cache_state = 2;
+  while (cache_head != NULL) {
+    mdp_msg_t *msg = cache_head;
+    MSG_UNDEFINED(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
+    cache_head = (mdp_msg_t *)(void *)msg->frames;
+    free(msg);
+  }
+  cache_count = 0;
+}
+
+static void cache_key_create(void) {
+  cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
+}
+
+/* Takes `msg` (inline frames, no frame in use) into this thread's cache;
+ * 0 if the cache is full or cannot be used, and the caller frees it. */
+static int cache_put(mdp_msg_t *msg) {
+  if (cache_count >= MSG_CACHE_MAX || cache_state == 2)
+    return 0;
+  if (cache_state == 0) {
+    /* The destructor runs only for a non-NULL key value. */
+    pthread_once(&cache_once, cache_key_create);
+    if (!cache_key_ok || pthread_setspecific(cache_key, &cache_head) != 0)
+      return 0;
+    cache_state = 1;
+  }
+  msg->frames = (zmq_msg_t *)(void *)cache_head;
+  cache_head = msg;
+  cache_count++;
+  /* All but the link, which leak checkers must be able to follow. */
+  MSG_NOACCESS(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
+  return 1;
+}
+
+/* A cached message, now the caller's (its fields to be set), or NULL. */
+static mdp_msg_t *cache_get(void) {
+  mdp_msg_t *msg = cache_head;
   if (msg == NULL)
     return NULL;
+  MSG_UNDEFINED(&msg->head, sizeof *msg - offsetof(mdp_msg_t, head));
+  cache_head = (mdp_msg_t *)(void *)msg->frames;
+  cache_count--;
+  return msg;
+}
+#else
+static int cache_put(mdp_msg_t *msg) { (void)msg; return 0; }
+/* A cached message, now the caller's (its fields to be set), or NULL. */
+static mdp_msg_t *cache_get(void) { return NULL; }
+#endif
+
+mdp_msg_t *mdp__msg_new_at(size_t front) {
+  mdp_msg_t *msg = cache_get();
+  if (msg == NULL && (msg = malloc(sizeof *msg)) == NULL)
+    return NULL;
   msg->frames = msg->inline_frames;
-  msg->head = FRONT_ROOM;
+  msg->head = front;
   msg->count = 0;
   msg->cap = INLINE_FRAMES;
   return msg;
+}
+
+mdp_msg_t *mdp_msg_new(void) { return mdp__msg_new_at(FRONT_ROOM); }
+
+/* Frees the message itself (its frames are closed or empty). */
+static void msg_free(mdp_msg_t *msg) {
+  if (msg->frames != msg->inline_frames)
+    free(msg->frames);
+  if (!cache_put(msg))
+    free(msg);
 }
 
 void mdp_msg_destroy(mdp_msg_t *msg) {
@@ -34,16 +152,10 @@ void mdp_msg_destroy(mdp_msg_t *msg) {
     return;
   for (size_t i = 0; i < msg->count; i++)
     zmq_msg_close(&msg->frames[msg->head + i]);
-  if (msg->frames != msg->inline_frames)
-    free(msg->frames);
-  free(msg);
+  msg_free(msg);
 }
 
-void mdp__msg_free_sent(mdp_msg_t *msg) {
-  if (msg->frames != msg->inline_frames)
-    free(msg->frames);
-  free(msg);
-}
+void mdp__msg_free_sent(mdp_msg_t *msg) { msg_free(msg); }
 
 size_t mdp_msg_size(const mdp_msg_t *msg) { return msg->count; }
 
@@ -146,25 +258,11 @@ int mdp_msg_append_str(mdp_msg_t *msg, const char *str) {
 }
 
 int mdp_msg_pop_front(mdp_msg_t *msg, zmq_msg_t *out) {
-  /* Initialised even on failure: callers close `out` either way. */
-  zmq_msg_init(out);
-  if (msg->count == 0)
-    return MDP_EFRAMES;
-  /* `out` is an empty message: relocating the frame is the whole move, and
-   * the vacated slot holds nothing to close. */
-  *out = msg->frames[msg->head];
-  msg->head++;
-  msg->count--;
-  return 0;
+  return mdp__msg_pop_front(msg, out);
 }
 
 void mdp_msg_drop_front(mdp_msg_t *msg, size_t n) {
-  if (n > msg->count)
-    n = msg->count;
-  for (size_t i = 0; i < n; i++)
-    zmq_msg_close(&msg->frames[msg->head + i]);
-  msg->head += n;
-  msg->count -= n;
+  mdp__msg_drop_front(msg, n);
 }
 
 int mdp_msg_append_msg(mdp_msg_t *dst, mdp_msg_t *src) {

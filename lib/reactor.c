@@ -329,11 +329,13 @@ static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
  * stays in r->rx); <0: another error.
  *
  * Each frame is received straight into its slot at the end of r->rx: no
- * temporary zmq_msg_t, no move and no extra close per frame.  A frame with
- * no slot (over max_frames, or out of memory) goes to a local zmq_msg_t
+ * temporary zmq_msg_t, no move and no extra close per frame.  The message
+ * starts MDP_MSG_RX_FRONT_ROOM slots in, so up to 10 frames fit inline and
+ * the header frames its receiver drops make the room for the next header
+ * (msg_internal.h).  A frame with no slot (over max_frames, or out of memory) goes to a local zmq_msg_t
  * and the message is dropped whole. */
 static int recv_whole(mdp_reactor_t *r) {
-  if (r->rx == NULL && (r->rx = mdp_msg_new()) == NULL)
+  if (r->rx == NULL && (r->rx = mdp__msg_new_at(MDP_MSG_RX_FRONT_ROOM)) == NULL)
     return MDP_ENOMEM;
   mdp_msg_t *rx = r->rx;
   for (;;) {

@@ -25,16 +25,18 @@ static int head_due(const mdp__tlist_t *list, uint64_t now) {
 
 static void on_timer(uv_timer_t *timer) {
   mdp__tlist_t *list = mdp__container_of(timer, mdp__tlist_t, timer);
+  list->armed = 0; /* a one-shot timer: libuv stopped it */
   uint64_t now = uv_now(timer->loop);
   if (list->drain != NULL && head_due(list, now)) {
     list->drain(list);
-    if (uv_is_closing((uv_handle_t *)timer) || (list->stop && *list->stop))
+    if (list->closing || (list->stop && *list->stop))
       return;
     now = uv_now(timer->loop); /* a callback may have updated it */
   }
   uint64_t delay = mdp__tlist_expire(list, now);
-  if (delay != MDP__TLIST_NONE)
-    uv_timer_start(timer, on_timer, delay, 0);
+  if (delay != MDP__TLIST_NONE && !list->closing &&
+      uv_timer_start(timer, on_timer, delay, 0) == 0)
+    list->armed = 1;
 }
 
 int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,
@@ -45,6 +47,7 @@ int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,
   list->stop = NULL;
   list->early = list->late = 0;
   list->drain = NULL;
+  list->armed = list->closing = 0;
   return uv_timer_init(loop, &list->timer);
 }
 
@@ -55,14 +58,19 @@ void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node) {
 void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node, uint64_t now) {
   /* A disabled list, or one whose timer is closing (a close from a
    * callback while work is still unwinding): nothing to arm. */
-  if (list->duration == 0 || uv_is_closing((uv_handle_t *)&list->timer))
+  if (list->duration == 0 || list->closing)
+    return;
+  /* Already the newest node, touched at this same loop time (a worker's
+   * message received, then its FINAL handled): nothing would change. */
+  if (node->stamp == now && node->link.next == &list->nodes)
     return;
   node->stamp = now;
   mdp__list_move_back(&list->nodes, &node->link);
   /* Invariant: the timer runs whenever the list is non-empty (a removal may
    * leave it running for nothing, which costs one harmless wake-up). */
-  if (!uv_is_active((uv_handle_t *)&list->timer))
-    uv_timer_start(&list->timer, on_timer, list->duration, 0);
+  if (!list->armed &&
+      uv_timer_start(&list->timer, on_timer, list->duration, 0) == 0)
+    list->armed = 1;
 }
 
 void mdp__tlist_close(mdp__tlist_t *list, uv_close_cb close_cb) {
@@ -70,5 +78,7 @@ void mdp__tlist_close(mdp__tlist_t *list, uv_close_cb close_cb) {
   while ((head = mdp__list_head(&list->nodes)) != NULL)
     mdp__list_remove(head);
   uv_timer_stop(&list->timer);
+  list->armed = 0;
+  list->closing = 1;
   uv_close((uv_handle_t *)&list->timer, close_cb);
 }

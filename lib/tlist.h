@@ -46,6 +46,10 @@ struct mdp__tlist_s {
    * touch, remove or close anything; then the pass runs at the same time.
    * NULL after init. */
   void (*drain)(mdp__tlist_t *list);
+  /* The timer's state as this list set it, so a touch needs no libuv
+   * call: started and not yet fired or stopped; closed. */
+  int armed;
+  int closing;
 };
 
 int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,

@@ -644,6 +644,80 @@ static void broker_sends_heartbeats(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* RFC 18: peers SHOULD NOT heartbeat while sending other commands.  Every
+ * HEARTBEAT a worker gets comes a whole interval after the last message
+ * the broker sent it: while requests flow it gets none, and a request sent
+ * just after a heartbeat (within the tenth of an interval by which the
+ * heartbeat list once fired early) pushes the next one a whole interval on.
+ * Times are taken where the worker receives, so each gap is at most the
+ * delivery latency short of the broker's; the slack allows for that. */
+static void no_heartbeat_within_interval_of_other_commands(void) {
+  /* settle() and recv_on() scale their times by MDP_TEST_SLOW themselves:
+   * they take fractions of `base`, the checks use the scaled interval. */
+  const uint64_t base = 200, H = t_slow(base), slack = H / 40;
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.heartbeat_interval_ms = H;
+  o.heartbeat_liveness = 100;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = worker_ready("hbq");
+  void *c = peer();
+  uint64_t last = uv_hrtime(); /* the last message the worker received */
+  int beats = 0, checked = 0, requests = 0;
+  uint64_t end = uv_hrtime() + t_slow(10000) * 1000000ull;
+  /* Phase 1: after each of 3 heartbeats, one request a fifteenth of an
+   * interval later. */
+  while (checked < 3 && uv_hrtime() < end) {
+    mdp_msg_t *m = recv_on(w, 3 * base);
+    CHECK(m != NULL);
+    uint64_t now = uv_hrtime();
+    if (msg_is(m, "MDPW02", "\x05", NULL)) {
+      if (beats++ > 0) {
+        CHECK((now - last) / 1000000 + slack >= H);
+        checked++;
+      }
+      last = now;
+      mdp_msg_destroy(m);
+      settle(base / 15);
+      peer_send(c, "MDPC02", "\x01", "hbq", "q", NULL);
+      continue;
+    }
+    CHECK(msg_is(m, "MDPW02", "\x02", ANY, "", "q", NULL));
+    last = now;
+    zmq_msg_t addr;
+    zmq_msg_init(&addr);
+    zmq_msg_copy(&addr, mdp_msg_frame(m, 2));
+    mdp_msg_destroy(m);
+    worker_reply(w, "\x04", &addr, "r", NULL);
+    zmq_msg_close(&addr);
+    mdp_msg_t *r = recv_on(c, 2000);
+    CHECK(msg_is(r, "MDPC02", "\x03", "hbq", "r", NULL));
+    mdp_msg_destroy(r);
+    requests++;
+  }
+  CHECK_EQ(checked, 3);
+  /* Phase 2: a request every quarter interval for 3 intervals: the worker
+   * is never quiet for an interval, so it gets no HEARTBEAT at all. */
+  uint64_t hb_before = stats().heartbeats_sent;
+  for (int i = 0; i < 12; i++) {
+    peer_send(c, "MDPC02", "\x01", "hbq", "q", NULL);
+    zmq_msg_t addr;
+    mdp_msg_t *m = expect_request(w, &addr);
+    CHECK(m != NULL);
+    mdp_msg_destroy(m);
+    worker_reply(w, "\x04", &addr, "r", NULL);
+    zmq_msg_close(&addr);
+    mdp_msg_t *r = recv_on(c, 2000);
+    CHECK(msg_is(r, "MDPC02", "\x03", "hbq", "r", NULL));
+    mdp_msg_destroy(r);
+    settle(base / 4);
+  }
+  CHECK_EQ(stats().heartbeats_sent, hb_before);
+  printf("# %d heartbeats, %d requests; none within an interval of another "
+         "command\n", beats, requests + 12);
+  CHECK_EQ(env_close(), 0);
+}
+
 static int no_workers(void *arg) {
   (void)arg;
   return stats().workers == 0;
@@ -1690,6 +1764,7 @@ int main(void) {
   RUN(queued_bytes_limit);
   RUN(clients_create_half_the_services);
   RUN(broker_sends_heartbeats);
+  RUN(no_heartbeat_within_interval_of_other_commands);
   RUN(silent_worker_expires);
   RUN(redispatch_after_disconnect);
   RUN(redispatch_after_silence_when_worker_arrives);
