@@ -560,6 +560,7 @@ int bench_libclient_main(const bench_args_t *a) {
   opts.max_sockets = (size_t)bench_arg_int(a, "max_sockets", 64);
   opts.timeout_ms = (uint64_t)bench_arg_int(a, "timeout_ms", 10000);
   opts.retries = 0;
+  opts.max_queue = 0; /* all of --lib-inflight may wait for a socket */
   phase_t p = {0};
   p.samples = malloc(MAX_SAMPLES * sizeof *p.samples);
   int rc = 1;

@@ -4,7 +4,7 @@
  *   a  16-byte bodies, 1 client x 1 worker, one request in flight (latency)
  *   b  16-byte bodies, 8 clients x 8 workers (throughput)
  *   c  1 MiB bodies, 4 clients x 4 workers (copying costs)
- *   d  the library's mdp_client_t (1,000 requests in flight from one object)
+ *   d  the library's mdp_client_t (1,000 requests in flight from one object; --lib-inflight)
  *      and mdp_worker_t x 8, against raw sockets, both via mdp-broker
  *   e  10,000 idle workers over 1,000 services next to one busy service;
  *      the broker's CPU while they only heartbeat; RSS per idle worker
@@ -42,6 +42,8 @@ static const char usage_text[] =
     "                         (syscalls, task-clock) and callgrind\n"
     "                         (instructions), scenarios a b c f\n"
     "      --no-callgrind     with --cost: skip the callgrind runs\n"
+    "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
+    "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
     "      --idle-services N  services they spread over (default 1000)\n"
     "      --idle-seconds S   idle CPU measurement (default 10)\n"
@@ -89,6 +91,7 @@ typedef struct {
   int duration_ms;
   int smoke, json, cost, callgrind;
   int idle, idle_services, idle_ms;
+  int lib_inflight;
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -208,11 +211,11 @@ static void run_scenario(const bench_env_t *env, const opts_t *o, char sc,
   b = a;
   if (sc == 'd') {
     /* Raw DEALERs (64 sockets, one request each) against the library's
-     * client (1,000 in flight over its default pool of 64 sockets) and
-     * workers; both through mdp-broker. */
+     * client (--lib-inflight in flight, 1,000 by default, over its default
+     * pool of 64 sockets) and workers; both through mdp-broker. */
     b.lib_client = b.lib_workers = 1;
     b.clients = 1;
-    b.inflight = 1000;
+    b.inflight = o->lib_inflight;
     b.max_sockets = 64;
     compare(env, o, name, tr, &a, "raw", &b, "lib");
     return;
@@ -457,7 +460,8 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "--role") == 0)
     return bench_role_main(argv[2], argc - 3, argv + 3);
   opts_t o = {.reps = 5, .duration_ms = 2000, .callgrind = 1,
-              .idle = 10000, .idle_services = 1000, .idle_ms = 10000};
+              .idle = 10000, .idle_services = 1000, .idle_ms = 10000,
+              .lib_inflight = 1000};
   const char *scen = "abcdef", *transports = "tcp,ipc", *broker = NULL;
   static const struct option longopts[] = {
       {"scenarios", required_argument, NULL, 's'},
@@ -467,6 +471,7 @@ int main(int argc, char **argv) {
       {"cost", no_argument, NULL, 'C'},
       {"no-callgrind", no_argument, NULL, 'G'},
       {"idle", required_argument, NULL, 'I'},
+      {"lib-inflight", required_argument, NULL, 'L'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -484,6 +489,7 @@ int main(int argc, char **argv) {
     case 'C': o.cost = 1; break;
     case 'G': o.callgrind = 0; break;
     case 'I': o.idle = atoi(optarg); break;
+    case 'L': o.lib_inflight = atoi(optarg); break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
@@ -494,6 +500,7 @@ int main(int argc, char **argv) {
     }
   }
   if (optind < argc || o.reps < 1 || o.duration_ms < 100 || o.idle < 0 ||
+      o.lib_inflight < 1 ||
       o.idle_services < 1) {
     fputs(usage_text, stderr);
     return 2;
