@@ -100,28 +100,28 @@ struct mdp_reactor_s {
   mdp_reactor_stats_t stats; /* stats.pending is the ring's count */
 };
 
-static int reactor_process(mdp_reactor_t *r);
-static void deliver_failed(mdp_reactor_t *r);
+static int reactor_process(mdp_reactor_t *reactor);
+static void deliver_failed(mdp_reactor_t *reactor);
 
-static int is_closing(const mdp_reactor_t *r) {
-  return (r->flags & F_CLOSING) != 0;
+static int is_closing(const mdp_reactor_t *reactor) {
+  return (reactor->flags & F_CLOSING) != 0;
 }
 
 /* Calls drain_cb if the held ring emptied since the last call and is still
  * empty.  Only from the loop's callbacks (the last thing they do). */
-static void deliver_drain(mdp_reactor_t *r) {
-  if (!(r->flags & F_DRAIN_DUE) || is_closing(r))
+static void deliver_drain(mdp_reactor_t *reactor) {
+  if (!(reactor->flags & F_DRAIN_DUE) || is_closing(reactor))
     return;
-  r->flags &= ~F_DRAIN_DUE;
-  if (r->stats.pending == 0 && r->drain_cb != NULL)
-    r->drain_cb(r);
+  reactor->flags &= ~F_DRAIN_DUE;
+  if (reactor->stats.pending == 0 && reactor->drain_cb != NULL)
+    reactor->drain_cb(reactor);
 }
 
 static void idle_cb(uv_idle_t *handle) {
-  mdp_reactor_t *r = handle->data;
-  deliver_failed(r);
-  reactor_process(r);
-  deliver_drain(r);
+  mdp_reactor_t *reactor = handle->data;
+  deliver_failed(reactor);
+  reactor_process(reactor);
+  deliver_drain(reactor);
 }
 
 static void retry_cb(uv_timer_t *handle) {
@@ -140,44 +140,44 @@ static void poll_cb(uv_poll_t *handle, int status, int events) {
 
 /* Resumes processing on the next loop iteration (this one, if called before
  * the loop's idle phase) without waiting for an edge. */
-static void kick(mdp_reactor_t *r) {
-  if (r->flags & F_IDLE_ACTIVE)
+static void kick(mdp_reactor_t *reactor) {
+  if (reactor->flags & F_IDLE_ACTIVE)
     return;
-  uv_idle_start(&r->idle, idle_cb);
-  r->flags |= F_IDLE_ACTIVE;
+  uv_idle_start(&reactor->idle, idle_cb);
+  reactor->flags |= F_IDLE_ACTIVE;
 }
 
-static void idle_stop(mdp_reactor_t *r) {
+static void idle_stop(mdp_reactor_t *reactor) {
   /* Failed messages still to be delivered (or a drain) keep it going. */
-  if (!(r->flags & F_IDLE_ACTIVE) || r->failed_count > 0 ||
-      (r->flags & F_DRAIN_DUE))
+  if (!(reactor->flags & F_IDLE_ACTIVE) || reactor->failed_count > 0 ||
+      (reactor->flags & F_DRAIN_DUE))
     return;
-  uv_idle_stop(&r->idle);
-  r->flags &= ~F_IDLE_ACTIVE;
+  uv_idle_stop(&reactor->idle);
+  reactor->flags &= ~F_IDLE_ACTIVE;
 }
 
 /* The poll handle is active only while there is something to wait for, so
  * a stopped reactor with nothing held does not keep the loop alive. */
-static void update_poll(mdp_reactor_t *r) {
-  int want = !is_closing(r) &&
-             ((r->flags & F_RECEIVING) || r->stats.pending > 0);
-  if (want && !(r->flags & F_POLL_ACTIVE)) {
-    if (uv_poll_start(&r->poll, UV_READABLE, poll_cb) == 0)
-      r->flags |= F_POLL_ACTIVE;
-  } else if (!want && (r->flags & F_POLL_ACTIVE)) {
-    uv_poll_stop(&r->poll);
-    r->flags &= ~F_POLL_ACTIVE;
+static void update_poll(mdp_reactor_t *reactor) {
+  int want = !is_closing(reactor) &&
+             ((reactor->flags & F_RECEIVING) || reactor->stats.pending > 0);
+  if (want && !(reactor->flags & F_POLL_ACTIVE)) {
+    if (uv_poll_start(&reactor->poll, UV_READABLE, poll_cb) == 0)
+      reactor->flags |= F_POLL_ACTIVE;
+  } else if (!want && (reactor->flags & F_POLL_ACTIVE)) {
+    uv_poll_stop(&reactor->poll);
+    reactor->flags &= ~F_POLL_ACTIVE;
   }
 }
 
-static void arm_retry(mdp_reactor_t *r, int stalled) {
-  if (r->stats.pending == 0) {
-    if (uv_is_active((uv_handle_t *)&r->retry))
-      uv_timer_stop(&r->retry);
+static void arm_retry(mdp_reactor_t *reactor, int stalled) {
+  if (reactor->stats.pending == 0) {
+    if (uv_is_active((uv_handle_t *)&reactor->retry))
+      uv_timer_stop(&reactor->retry);
   } else if (stalled) {
-    uv_timer_start(&r->retry, retry_cb, STALL_RETRY_MS, 0);
-  } else if (!uv_is_active((uv_handle_t *)&r->retry)) {
-    uv_timer_start(&r->retry, retry_cb, WATCHDOG_MS, 0);
+    uv_timer_start(&reactor->retry, retry_cb, STALL_RETRY_MS, 0);
+  } else if (!uv_is_active((uv_handle_t *)&reactor->retry)) {
+    uv_timer_start(&reactor->retry, retry_cb, WATCHDOG_MS, 0);
   }
 }
 
@@ -194,11 +194,11 @@ static int zmq_error(int e) {
 
 /* Sends frames `*next`.. of `msg`.  On return `*next` counts the frames that
  * went, so a message cut short by EAGAIN resumes where it stopped. */
-static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
+static int send_frames(mdp_reactor_t *reactor, mdp_msg_t *msg, size_t *next) {
   size_t n = msg->count;
   while (*next < n) {
     int flags = ZMQ_DONTWAIT | (*next + 1 < n ? ZMQ_SNDMORE : 0);
-    if (zmq_msg_send(mdp__msg_at(msg, *next), r->socket, flags) < 0) {
+    if (zmq_msg_send(mdp__msg_at(msg, *next), reactor->socket, flags) < 0) {
       if (errno == EINTR)
         continue;
       return zmq_error(errno);
@@ -208,38 +208,39 @@ static int send_frames(mdp_reactor_t *r, mdp_msg_t *msg, size_t *next) {
   return 0;
 }
 
-static mdp_msg_t *ring_front(const mdp_reactor_t *r) {
-  return r->ring[r->ring_head].msg;
+static mdp_msg_t *ring_front(const mdp_reactor_t *reactor) {
+  return reactor->ring[reactor->ring_head].msg;
 }
 
-static mdp_msg_t *ring_pop(mdp_reactor_t *r) {
-  mdp_msg_t *msg = r->ring[r->ring_head].msg;
-  r->stats.pending_bytes -= r->ring[r->ring_head].bytes;
-  r->ring_head = (r->ring_head + 1) % r->ring_cap;
-  r->stats.pending--;
-  r->head_sent = 0;
-  if (r->stats.pending == 0 && r->drain_cb != NULL)
-    r->flags |= F_DRAIN_DUE;
+static mdp_msg_t *ring_pop(mdp_reactor_t *reactor) {
+  mdp_msg_t *msg = reactor->ring[reactor->ring_head].msg;
+  reactor->stats.pending_bytes -= reactor->ring[reactor->ring_head].bytes;
+  reactor->ring_head = (reactor->ring_head + 1) % reactor->ring_cap;
+  reactor->stats.pending--;
+  reactor->head_sent = 0;
+  if (reactor->stats.pending == 0 && reactor->drain_cb != NULL)
+    reactor->flags |= F_DRAIN_DUE;
   return msg;
 }
 
-static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg, size_t bytes) {
-  if (r->stats.pending == r->ring_cap) {
-    size_t cap = r->ring_cap * 2;
+static int ring_push(mdp_reactor_t *reactor, mdp_msg_t *msg, size_t bytes) {
+  if (reactor->stats.pending == reactor->ring_cap) {
+    size_t cap = reactor->ring_cap * 2;
     held_t *ring = malloc(cap * sizeof *ring);
     if (ring == NULL)
       return MDP_ENOMEM;
-    for (size_t i = 0; i < r->stats.pending; i++)
-      ring[i] = r->ring[(r->ring_head + i) % r->ring_cap];
-    free(r->ring);
-    r->ring = ring;
-    r->ring_cap = cap;
-    r->ring_head = 0;
+    for (size_t i = 0; i < reactor->stats.pending; i++)
+      ring[i] = reactor->ring[(reactor->ring_head + i) % reactor->ring_cap];
+    free(reactor->ring);
+    reactor->ring = ring;
+    reactor->ring_cap = cap;
+    reactor->ring_head = 0;
   }
-  r->ring[(r->ring_head + r->stats.pending) % r->ring_cap] =
-      (held_t){msg, bytes};
-  r->stats.pending++;
-  r->stats.pending_bytes += bytes;
+  size_t slot =
+      (reactor->ring_head + reactor->stats.pending) % reactor->ring_cap;
+  reactor->ring[slot] = (held_t){msg, bytes};
+  reactor->stats.pending++;
+  reactor->stats.pending_bytes += bytes;
   return 0;
 }
 
@@ -249,104 +250,106 @@ static int ring_push(mdp_reactor_t *r, mdp_msg_t *msg, size_t bytes) {
  * send, remove the peer or close the reactor, which the caller's frame
  * could not survive.  Without a callback (or memory to queue it) the
  * message is destroyed at once. */
-static void fail_msg(mdp_reactor_t *r, mdp_msg_t *msg, int err) {
-  r->stats.msgs_failed++;
-  if (r->fail_cb == NULL) {
+static void fail_msg(mdp_reactor_t *reactor, mdp_msg_t *msg, int err) {
+  reactor->stats.msgs_failed++;
+  if (reactor->fail_cb == NULL) {
     mdp_msg_destroy(msg);
     return;
   }
-  if (r->failed_count == r->failed_cap) {
-    size_t cap = r->failed_cap ? r->failed_cap * 2 : 8;
-    failed_t *f = realloc(r->failed, cap * sizeof *f);
+  if (reactor->failed_count == reactor->failed_cap) {
+    size_t cap = reactor->failed_cap ? reactor->failed_cap * 2 : 8;
+    failed_t *f = realloc(reactor->failed, cap * sizeof *f);
     if (f == NULL) {
       mdp_msg_destroy(msg);
       return;
     }
-    r->failed = f;
-    r->failed_cap = cap;
+    reactor->failed = f;
+    reactor->failed_cap = cap;
   }
-  r->failed[r->failed_count++] = (failed_t){msg, err};
-  kick(r);
+  reactor->failed[reactor->failed_count++] = (failed_t){msg, err};
+  kick(reactor);
 }
 
 /* Hands the queued failed messages to fail_cb, oldest first.  Failures
  * that a callback causes (it may send) wait for the next iteration, so one
  * delivery always ends.  The callback may close the reactor: close
  * destroys what was not delivered yet. */
-static void deliver_failed(mdp_reactor_t *r) {
-  if (r->failed_count == 0)
+static void deliver_failed(mdp_reactor_t *reactor) {
+  if (reactor->failed_count == 0)
     return;
-  size_t end = r->failed_count;
-  while (r->failed_head < end && !is_closing(r)) {
-    failed_t f = r->failed[r->failed_head++];
-    if (r->fail_cb != NULL)
-      r->fail_cb(r, f.msg, f.err);
+  size_t end = reactor->failed_count;
+  while (reactor->failed_head < end && !is_closing(reactor)) {
+    failed_t f = reactor->failed[reactor->failed_head++];
+    if (reactor->fail_cb != NULL)
+      reactor->fail_cb(reactor, f.msg, f.err);
     else
       mdp_msg_destroy(f.msg);
   }
-  if (is_closing(r))
+  if (is_closing(reactor))
     return;
-  r->failed_count -= r->failed_head;
-  memmove(r->failed, r->failed + r->failed_head,
-          r->failed_count * sizeof *r->failed);
-  r->failed_head = 0;
+  reactor->failed_count -= reactor->failed_head;
+  memmove(reactor->failed, reactor->failed + reactor->failed_head,
+          reactor->failed_count * sizeof *reactor->failed);
+  reactor->failed_head = 0;
 }
 
-static void destroy_failed(mdp_reactor_t *r) {
-  for (size_t i = r->failed_head; i < r->failed_count; i++)
-    mdp_msg_destroy(r->failed[i].msg);
-  r->failed_head = r->failed_count = 0;
+static void destroy_failed(mdp_reactor_t *reactor) {
+  for (size_t i = reactor->failed_head; i < reactor->failed_count; i++)
+    mdp_msg_destroy(reactor->failed[i].msg);
+  reactor->failed_head = reactor->failed_count = 0;
 }
 
 /* Sends held messages, oldest first, while the socket takes them.  Returns
  * 1 if the head message met EAGAIN.  A message that fails is queued for
  * fail_cb (see fail_msg). */
-static int flush_held(mdp_reactor_t *r, unsigned *budget, int *progress) {
-  while (r->stats.pending > 0 && *budget > 0) {
-    mdp_msg_t *msg = ring_front(r);
-    size_t before = r->head_sent;
-    int err = send_frames(r, msg, &r->head_sent);
+static int flush_held(mdp_reactor_t *reactor, unsigned *budget, int *progress) {
+  while (reactor->stats.pending > 0 && *budget > 0) {
+    mdp_msg_t *msg = ring_front(reactor);
+    size_t before = reactor->head_sent;
+    int err = send_frames(reactor, msg, &reactor->head_sent);
     if (err == MDP_EAGAIN) {
-      if (r->head_sent != before)
+      if (reactor->head_sent != before)
         *progress = 1;
       return 1;
     }
-    ring_pop(r);
+    ring_pop(reactor);
     (*budget)--;
     *progress = 1;
     if (err == 0) {
-      r->stats.msgs_sent++;
+      reactor->stats.msgs_sent++;
       mdp__msg_free_sent(msg); /* every frame went: nothing to close */
     } else {
-      fail_msg(r, msg, err);
+      fail_msg(reactor, msg, err);
     }
   }
   return 0;
 }
 
-/* Receives one whole message into r->rx.  1: a message is ready; 0: EAGAIN
- * (a partial message, which ZeroMQ's atomic delivery should never leave,
- * stays in r->rx); <0: another error.
+/* Receives one whole message into reactor->rx.  1: a message is ready;
+ * 0: EAGAIN (a partial message, which ZeroMQ's atomic delivery should never
+ * leave, stays in reactor->rx); <0: another error.
  *
- * Each frame is received straight into its slot at the end of r->rx: no
- * temporary zmq_msg_t, no move and no extra close per frame.  The message
- * starts MDP_MSG_RX_FRONT_ROOM slots in, so up to 10 frames fit inline and
- * the header frames its receiver drops make the room for the next header
- * (msg_internal.h).  A frame with no slot (over max_frames, or out of memory) goes to a local zmq_msg_t
- * and the message is dropped whole. */
-static int recv_whole(mdp_reactor_t *r) {
-  if (r->rx == NULL && (r->rx = mdp__msg_new_at(MDP_MSG_RX_FRONT_ROOM)) == NULL)
+ * Each frame is received straight into its slot at the end of reactor->rx:
+ * no temporary zmq_msg_t, no move and no extra close per frame.  The
+ * message starts MDP_MSG_RX_FRONT_ROOM slots in, so up to 10 frames fit
+ * inline and the header frames its receiver drops make the room for the
+ * next header (msg_internal.h).  A frame with no slot (over max_frames, or
+ * out of memory) goes to a local zmq_msg_t and the message is dropped
+ * whole. */
+static int recv_whole(mdp_reactor_t *reactor) {
+  if (reactor->rx == NULL &&
+      (reactor->rx = mdp__msg_new_at(MDP_MSG_RX_FRONT_ROOM)) == NULL)
     return MDP_ENOMEM;
-  mdp_msg_t *rx = r->rx;
+  mdp_msg_t *rx = reactor->rx;
   for (;;) {
     zmq_msg_t local;
     zmq_msg_t *frame = &local;
-    if (!(r->flags & F_RX_DROP) &&
-        !(r->max_frames && rx->count >= r->max_frames) &&
+    if (!(reactor->flags & F_RX_DROP) &&
+        !(reactor->max_frames && rx->count >= reactor->max_frames) &&
         mdp_msg_reserve_(rx, 0, 1) == 0)
       frame = mdp__msg_at(rx, rx->count);
     zmq_msg_init(frame);
-    if (zmq_msg_recv(frame, r->socket, ZMQ_DONTWAIT) < 0) {
+    if (zmq_msg_recv(frame, reactor->socket, ZMQ_DONTWAIT) < 0) {
       int e = errno;
       zmq_msg_close(frame);
       if (e == EINTR)
@@ -354,22 +357,22 @@ static int recv_whole(mdp_reactor_t *r) {
       if (e == ETERM) {
         /* The context is going away: its fd may stay readable, and
          * receiving on would only spin until the owner closes us. */
-        r->flags &= ~F_RECEIVING;
+        reactor->flags &= ~F_RECEIVING;
       }
       return e == EAGAIN ? 0 : MDP_EZMQ;
     }
     int more = zmq_msg_more(frame);
     if (frame == &local) {
       zmq_msg_close(&local);
-      if (!(r->flags & F_RX_DROP)) {
+      if (!(reactor->flags & F_RX_DROP)) {
         /* The frames of a message come together or not at all: drop the
          * rest of this one rather than deliver it cut. */
-        r->flags |= F_RX_DROP;
-        r->stats.msgs_dropped++;
+        reactor->flags |= F_RX_DROP;
+        reactor->stats.msgs_dropped++;
         mdp_msg_drop_front(rx, (size_t)-1);
       }
       if (!more)
-        r->flags &= ~F_RX_DROP;
+        reactor->flags &= ~F_RX_DROP;
       continue;
     }
     rx->count++;
@@ -380,63 +383,63 @@ static int recv_whole(mdp_reactor_t *r) {
 
 /* One batch.  Returns 1 if it stopped with more work possibly waiting
  * (the budget or the rounds ran out), else 0. */
-static int reactor_process(mdp_reactor_t *r) {
-  if (is_closing(r))
+static int reactor_process(mdp_reactor_t *reactor) {
+  if (is_closing(reactor))
     return 0;
-  if (!(r->flags & F_RECEIVING) && r->stats.pending == 0) {
-    idle_stop(r);
-    arm_retry(r, 0);
-    update_poll(r);
+  if (!(reactor->flags & F_RECEIVING) && reactor->stats.pending == 0) {
+    idle_stop(reactor);
+    arm_retry(reactor, 0);
+    update_poll(reactor);
     return 0;
   }
   int more = 0;
-  r->stats.wakeups++;
-  r->flags |= F_IN_PROCESS;
-  unsigned budget = r->batch;
+  reactor->stats.wakeups++;
+  reactor->flags |= F_IN_PROCESS;
+  unsigned budget = reactor->batch;
   unsigned stalls = 0;
   for (unsigned round = 1;; round++) {
     int progress = 0;
     int blocked = 0;
     int rx_error = 0;
-    if (r->stats.pending > 0) {
-      blocked = flush_held(r, &budget, &progress);
-      if (is_closing(r))
+    if (reactor->stats.pending > 0) {
+      blocked = flush_held(reactor, &budget, &progress);
+      if (is_closing(reactor))
         goto out;
     }
     /* Receive until EAGAIN rather than asking ZMQ_EVENTS first: one call
      * per message instead of two. */
-    while ((r->flags & F_RECEIVING) && budget > 0) {
-      int rc = recv_whole(r);
+    while ((reactor->flags & F_RECEIVING) && budget > 0) {
+      int rc = recv_whole(reactor);
       if (rc <= 0) {
         rx_error = rc < 0;
         break;
       }
-      mdp_msg_t *msg = r->rx;
-      r->rx = NULL;
+      mdp_msg_t *msg = reactor->rx;
+      reactor->rx = NULL;
       budget--;
-      r->stats.msgs_received++;
-      if (r->recv_cb != NULL)
-        r->recv_cb(r, msg);
+      reactor->stats.msgs_received++;
+      if (reactor->recv_cb != NULL)
+        reactor->recv_cb(reactor, msg);
       else
         mdp_msg_destroy(msg);
-      if (is_closing(r))
+      if (is_closing(reactor))
         goto out;
     }
     if (budget == 0) {
       /* More may be waiting, and no edge will say so: resume next
        * iteration, after timers and the other handles had their turn. */
-      kick(r);
+      kick(reactor);
       more = 1;
       goto out;
     }
-    if (r->stats.pending == 0) {
+    if (reactor->stats.pending == 0) {
       /* Nothing held, so only input matters, and the receive that just
        * returned EAGAIN has done what a ZMQ_EVENTS read would: libzmq
        * processes all pending commands (re-arming the edge) and looks
        * again before it reports EAGAIN.  Skipping the read saves a
        * poll() per wake-up.  (Not receiving: nothing to watch at all.) */
-      idle_stop(r);
-      arm_retry(r, 0);
+      idle_stop(reactor);
+      arm_retry(reactor, 0);
       break;
     }
     /* Messages are held: a receive after our sends may have processed the
@@ -445,11 +448,11 @@ static int reactor_process(mdp_reactor_t *r) {
      * after it signals the fd anew. */
     int events = 0;
     size_t len = sizeof events;
-    if (zmq_getsockopt(r->socket, ZMQ_EVENTS, &events, &len) != 0)
+    if (zmq_getsockopt(reactor->socket, ZMQ_EVENTS, &events, &len) != 0)
       events = 0;
-    int more_in = (events & ZMQ_POLLIN) && (r->flags & F_RECEIVING) &&
+    int more_in = (events & ZMQ_POLLIN) && (reactor->flags & F_RECEIVING) &&
                   !rx_error;
-    int more_out = (events & ZMQ_POLLOUT) && r->stats.pending > 0;
+    int more_out = (events & ZMQ_POLLOUT) && reactor->stats.pending > 0;
     if (progress)
       stalls = 0;
     int stalled = 0;
@@ -462,21 +465,21 @@ static int reactor_process(mdp_reactor_t *r) {
       stalled = 1;
     }
     if (!more_in && !more_out) {
-      idle_stop(r);
-      arm_retry(r, stalled);
+      idle_stop(reactor);
+      arm_retry(reactor, stalled);
       break;
     }
     if (round == MAX_ROUNDS) {
-      kick(r);
+      kick(reactor);
       more = 1;
       break;
     }
   }
 out:
-  r->flags &= ~F_IN_PROCESS;
-  if (!is_closing(r))
-    update_poll(r);
-  return more && !is_closing(r);
+  reactor->flags &= ~F_IN_PROCESS;
+  if (!is_closing(reactor))
+    update_poll(reactor);
+  return more && !is_closing(reactor);
 }
 
 int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
@@ -491,99 +494,99 @@ int mdp_reactor_new(uv_loop_t *loop, void *socket, int own_socket,
   size_t len = sizeof fd;
   if (zmq_getsockopt(socket, ZMQ_FD, &fd, &len) != 0)
     return MDP_EZMQ;
-  mdp_reactor_t *r = calloc(1, sizeof *r);
-  if (r == NULL)
+  mdp_reactor_t *reactor = calloc(1, sizeof *reactor);
+  if (reactor == NULL)
     return MDP_ENOMEM;
-  r->ring_cap = RING_INITIAL;
-  r->ring = malloc(r->ring_cap * sizeof *r->ring);
-  if (r->ring == NULL) {
-    free(r);
+  reactor->ring_cap = RING_INITIAL;
+  reactor->ring = malloc(reactor->ring_cap * sizeof *reactor->ring);
+  if (reactor->ring == NULL) {
+    free(reactor);
     return MDP_ENOMEM;
   }
   /* The poll handle first: it is the only init that can fail, and an
    * initialised handle could only be undone by a uv_close and a loop turn. */
 #ifdef _WIN32
-  int rc = uv_poll_init_socket(loop, &r->poll, fd);
+  int rc = uv_poll_init_socket(loop, &reactor->poll, fd);
 #else
-  int rc = uv_poll_init(loop, &r->poll, fd);
+  int rc = uv_poll_init(loop, &reactor->poll, fd);
 #endif
   if (rc != 0) {
-    free(r->ring);
-    free(r);
+    free(reactor->ring);
+    free(reactor);
     return MDP_EUV;
   }
-  uv_idle_init(loop, &r->idle);
-  uv_timer_init(loop, &r->retry);
-  r->poll.data = r;
-  r->idle.data = r;
-  r->retry.data = r;
-  r->loop = loop;
-  r->socket = socket;
-  r->recv_cb = recv_cb;
-  r->batch = DEFAULT_BATCH;
-  r->max_pending = DEFAULT_MAX_PENDING;
-  r->max_pending_bytes = DEFAULT_MAX_PENDING_BYTES;
+  uv_idle_init(loop, &reactor->idle);
+  uv_timer_init(loop, &reactor->retry);
+  reactor->poll.data = reactor;
+  reactor->idle.data = reactor;
+  reactor->retry.data = reactor;
+  reactor->loop = loop;
+  reactor->socket = socket;
+  reactor->recv_cb = recv_cb;
+  reactor->batch = DEFAULT_BATCH;
+  reactor->max_pending = DEFAULT_MAX_PENDING;
+  reactor->max_pending_bytes = DEFAULT_MAX_PENDING_BYTES;
   if (own_socket)
-    r->flags |= F_OWN_SOCKET;
-  *out = r;
+    reactor->flags |= F_OWN_SOCKET;
+  *out = reactor;
   return 0;
 }
 
-int mdp_reactor_start(mdp_reactor_t *r) {
-  if (is_closing(r))
+int mdp_reactor_start(mdp_reactor_t *reactor) {
+  if (is_closing(reactor))
     return MDP_ECLOSING;
-  r->flags |= F_RECEIVING;
-  update_poll(r);
+  reactor->flags |= F_RECEIVING;
+  update_poll(reactor);
   /* Messages that arrived before now may have had their edge consumed
    * already (by a send, or before the poll handle existed).  Check on the
    * next iteration rather than here, so that no callback runs from inside
    * this call (the caller may be half-way through setting up). */
-  kick(r);
+  kick(reactor);
   return 0;
 }
 
-int mdp_reactor_stop(mdp_reactor_t *r) {
-  if (is_closing(r))
+int mdp_reactor_stop(mdp_reactor_t *reactor) {
+  if (is_closing(reactor))
     return MDP_ECLOSING;
-  r->flags &= ~F_RECEIVING;
+  reactor->flags &= ~F_RECEIVING;
   /* Inside process, the batch sees the flag and the poll is updated on the
    * way out. */
-  if (!(r->flags & F_IN_PROCESS))
-    update_poll(r);
+  if (!(reactor->flags & F_IN_PROCESS))
+    update_poll(reactor);
   return 0;
 }
 
-int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
-  if (is_closing(r))
+int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  if (is_closing(reactor))
     return MDP_ECLOSING;
   if (msg == NULL || mdp_msg_size(msg) == 0)
     return MDP_EINVAL;
-  if (r->stats.pending > 0) {
+  if (reactor->stats.pending > 0) {
     /* Order is kept by never overtaking held messages.  No ZeroMQ call is
      * made here, so no edge can be lost. */
     size_t bytes = mdp_msg_bytes(msg);
     /* (pending_bytes may exceed the bound: one large message alone, or a
      * bound lowered since.) */
-    if (r->stats.pending >= r->max_pending ||
-        r->stats.pending_bytes > r->max_pending_bytes ||
-        bytes > r->max_pending_bytes - r->stats.pending_bytes)
+    if (reactor->stats.pending >= reactor->max_pending ||
+        reactor->stats.pending_bytes > reactor->max_pending_bytes ||
+        bytes > reactor->max_pending_bytes - reactor->stats.pending_bytes)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg, bytes);
+    int rc = ring_push(reactor, msg, bytes);
     if (rc != 0)
       return rc;
-    r->stats.msgs_held++;
+    reactor->stats.msgs_held++;
     return 0;
   }
   size_t sent = 0;
-  int err = send_frames(r, msg, &sent);
+  int err = send_frames(reactor, msg, &sent);
   /* The send may have processed the socket's commands and consumed a read
    * (or write) edge.  Inside process the closing ZMQ_EVENTS read covers it;
    * from anywhere else (a timer, another socket's callback) look again on
    * the next iteration. */
-  if (!(r->flags & F_IN_PROCESS) && (r->flags & F_RECEIVING))
-    kick(r);
+  if (!(reactor->flags & F_IN_PROCESS) && (reactor->flags & F_RECEIVING))
+    kick(reactor);
   if (err == 0) {
-    r->stats.msgs_sent++;
+    reactor->stats.msgs_sent++;
     mdp__msg_free_sent(msg); /* every frame went: nothing to close */
     return 0;
   }
@@ -592,124 +595,133 @@ int mdp_reactor_send(mdp_reactor_t *r, mdp_msg_t *msg) {
      * handed back.  The ring always has room for one (RING_INITIAL).
      * Nothing else is held, so the byte bound does not apply: one message
      * of any size may wait its turn. */
-    if (sent == 0 && r->max_pending == 0)
+    if (sent == 0 && reactor->max_pending == 0)
       return MDP_ENOBUFS;
-    int rc = ring_push(r, msg, mdp_msg_bytes(msg));
+    int rc = ring_push(reactor, msg, mdp_msg_bytes(msg));
     if (rc != 0)
       return rc; /* only when sent == 0: the ring is empty here */
-    r->head_sent = sent;
-    r->stats.msgs_held++;
-    update_poll(r);
-    if (!(r->flags & F_IN_PROCESS))
-      kick(r); /* the EAGAIN may have come after the write edge was used */
+    reactor->head_sent = sent;
+    reactor->stats.msgs_held++;
+    update_poll(reactor);
+    if (!(reactor->flags & F_IN_PROCESS))
+      kick(reactor); /* the EAGAIN may have come after the write edge
+                        was used */
     return 0;
   }
   if (sent == 0)
     return err; /* zmq_msg_send left the frame untouched: still the caller's */
   /* Some frames went before the error: the message cannot be returned
    * whole, so it takes the failed-message path. */
-  fail_msg(r, msg, err);
+  fail_msg(reactor, msg, err);
   return 0;
 }
 
-int mdp_reactor_kick(mdp_reactor_t *r) {
-  if (is_closing(r))
+int mdp_reactor_kick(mdp_reactor_t *reactor) {
+  if (is_closing(reactor))
     return MDP_ECLOSING;
   /* The caller's ZeroMQ call may have processed the socket's commands and
    * consumed an edge: look again on the next iteration, not from here. */
-  kick(r);
+  kick(reactor);
   return 0;
 }
 
-int mdp_reactor_process_now(mdp_reactor_t *r) {
-  if (is_closing(r) || (r->flags & F_IN_PROCESS))
+int mdp_reactor_process_now(mdp_reactor_t *reactor) {
+  if (is_closing(reactor) || (reactor->flags & F_IN_PROCESS))
     return 0;
   /* Failed messages it finds, and a drain, are delivered from the loop,
    * not from here. */
-  int more = reactor_process(r);
-  if ((r->flags & F_DRAIN_DUE) && !is_closing(r))
-    kick(r);
+  int more = reactor_process(reactor);
+  if ((reactor->flags & F_DRAIN_DUE) && !is_closing(reactor))
+    kick(reactor);
   return more;
 }
 
 static void close_cb(uv_handle_t *handle) {
-  mdp_reactor_t *r = handle->data;
-  if (--r->handles_open > 0)
+  mdp_reactor_t *reactor = handle->data;
+  if (--reactor->handles_open > 0)
     return;
   /* Only now: libuv must have stopped polling the fd before ZeroMQ closes
    * it. */
-  if (r->flags & F_OWN_SOCKET)
-    zmq_close(r->socket);
-  if (r->close_cb != NULL)
-    r->close_cb(r);
-  mdp_msg_destroy(r->rx);
-  free(r->failed);
-  free(r->ring);
-  free(r);
+  if (reactor->flags & F_OWN_SOCKET)
+    zmq_close(reactor->socket);
+  if (reactor->close_cb != NULL)
+    reactor->close_cb(reactor);
+  mdp_msg_destroy(reactor->rx);
+  free(reactor->failed);
+  free(reactor->ring);
+  free(reactor);
 }
 
-void mdp_reactor_close(mdp_reactor_t *r, mdp_reactor_close_cb cb) {
-  if (r == NULL || is_closing(r))
+void mdp_reactor_close(mdp_reactor_t *reactor, mdp_reactor_close_cb cb) {
+  if (reactor == NULL || is_closing(reactor))
     return;
-  r->flags |= F_CLOSING;
-  r->flags &= ~F_RECEIVING;
-  r->close_cb = cb;
-  while (r->stats.pending > 0) {
-    mdp_msg_destroy(ring_pop(r));
-    r->stats.msgs_failed++;
+  reactor->flags |= F_CLOSING;
+  reactor->flags &= ~F_RECEIVING;
+  reactor->close_cb = cb;
+  while (reactor->stats.pending > 0) {
+    mdp_msg_destroy(ring_pop(reactor));
+    reactor->stats.msgs_failed++;
   }
-  destroy_failed(r); /* counted when they failed */
-  r->handles_open = 3;
-  uv_close((uv_handle_t *)&r->poll, close_cb);
-  uv_close((uv_handle_t *)&r->idle, close_cb);
-  uv_close((uv_handle_t *)&r->retry, close_cb);
+  destroy_failed(reactor); /* counted when they failed */
+  reactor->handles_open = 3;
+  uv_close((uv_handle_t *)&reactor->poll, close_cb);
+  uv_close((uv_handle_t *)&reactor->idle, close_cb);
+  uv_close((uv_handle_t *)&reactor->retry, close_cb);
 }
 
-void mdp_reactor_set_batch(mdp_reactor_t *r, unsigned batch) {
-  r->batch = batch ? batch : 1;
+void mdp_reactor_set_batch(mdp_reactor_t *reactor, unsigned batch) {
+  reactor->batch = batch ? batch : 1;
 }
 
-void mdp_reactor_set_max_frames(mdp_reactor_t *r, size_t max) {
-  r->max_frames = max;
+void mdp_reactor_set_max_frames(mdp_reactor_t *reactor, size_t max) {
+  reactor->max_frames = max;
 }
 
-void mdp_reactor_set_max_pending(mdp_reactor_t *r, size_t max) {
-  r->max_pending = max;
+void mdp_reactor_set_max_pending(mdp_reactor_t *reactor, size_t max) {
+  reactor->max_pending = max;
 }
 
-void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *r, size_t max) {
-  r->max_pending_bytes = max;
+void mdp_reactor_set_max_pending_bytes(mdp_reactor_t *reactor, size_t max) {
+  reactor->max_pending_bytes = max;
 }
 
-void mdp_reactor_set_fail_cb(mdp_reactor_t *r, mdp_reactor_fail_cb cb) {
-  r->fail_cb = cb;
+void mdp_reactor_set_fail_cb(mdp_reactor_t *reactor, mdp_reactor_fail_cb cb) {
+  reactor->fail_cb = cb;
 }
 
-void mdp_reactor_ref(mdp_reactor_t *r) {
-  uv_ref((uv_handle_t *)&r->poll);
-  uv_ref((uv_handle_t *)&r->idle);
-  uv_ref((uv_handle_t *)&r->retry);
+void mdp_reactor_ref(mdp_reactor_t *reactor) {
+  uv_ref((uv_handle_t *)&reactor->poll);
+  uv_ref((uv_handle_t *)&reactor->idle);
+  uv_ref((uv_handle_t *)&reactor->retry);
 }
 
-void mdp_reactor_unref(mdp_reactor_t *r) {
-  uv_unref((uv_handle_t *)&r->poll);
-  uv_unref((uv_handle_t *)&r->idle);
-  uv_unref((uv_handle_t *)&r->retry);
+void mdp_reactor_unref(mdp_reactor_t *reactor) {
+  uv_unref((uv_handle_t *)&reactor->poll);
+  uv_unref((uv_handle_t *)&reactor->idle);
+  uv_unref((uv_handle_t *)&reactor->retry);
 }
 
-void mdp_reactor_set_drain_cb(mdp_reactor_t *r, mdp_reactor_drain_cb cb) {
-  r->drain_cb = cb;
+void mdp_reactor_set_drain_cb(mdp_reactor_t *reactor, mdp_reactor_drain_cb cb) {
+  reactor->drain_cb = cb;
 }
 
-void mdp_reactor_set_data(mdp_reactor_t *r, void *data) { r->data = data; }
+void mdp_reactor_set_data(mdp_reactor_t *reactor, void *data) {
+  reactor->data = data;
+}
 
-void *mdp_reactor_get_data(const mdp_reactor_t *r) { return r->data; }
+void *mdp_reactor_get_data(const mdp_reactor_t *reactor) {
+  return reactor->data;
+}
 
-void *mdp_reactor_socket(const mdp_reactor_t *r) { return r->socket; }
+void *mdp_reactor_socket(const mdp_reactor_t *reactor) {
+  return reactor->socket;
+}
 
-uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *r) { return r->loop; }
+uv_loop_t *mdp_reactor_loop(const mdp_reactor_t *reactor) {
+  return reactor->loop;
+}
 
-void mdp_reactor_get_stats(const mdp_reactor_t *r,
+void mdp_reactor_get_stats(const mdp_reactor_t *reactor,
                            mdp_reactor_stats_t *stats) {
-  *stats = r->stats;
+  *stats = reactor->stats;
 }
