@@ -629,15 +629,13 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     return;
   }
   mdp_msg_drop_front(msg, cmd.body);
-  /* An answer from a broker put aside (sent before it was) shows it is
-   * back, as a probe would. */
-  if (c->spread.eps[sock->endpoint].state != MDP__EP_LIVE) {
-    if (c->spread.eps[sock->endpoint].probe != NULL)
-      socket_discard(c, c->spread.eps[sock->endpoint].probe);
-    mdp__spread_answered(&c->spread, sock->endpoint);
-  } else {
-    c->spread.eps[sock->endpoint].backoff = 0;
-  }
+  /* Any answer resets the broker's back-off; from a broker put aside (the
+   * request was sent before it was) it shows it is back, as a probe would,
+   * so a probe still out is not needed. */
+  mdp__client_endpoint_t *ep = &c->spread.eps[sock->endpoint];
+  if (ep->probe != NULL)
+    socket_discard(c, ep->probe);
+  mdp__spread_answered(&c->spread, sock->endpoint);
   if (cmd.command == MDP_CLIENT_PARTIAL) {
     req->got_partial = 1;
     req->part_deadline = time_after(uv_now(c->loop), req->timeout_ms);
@@ -646,7 +644,7 @@ static void socket_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
     req_deliver(c, req, 0, 0, msg);
     return;
   }
-  c->spread.eps[sock->endpoint].stats.finals++;
+  ep->stats.finals++;
   req_finish(c, req, 0, msg);
   if (!c->closing)
     client_dispatch(c);
