@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "mdp.h"
-#include "tool-curve.h"
+#include "tool-options.h"
 
 #define EXIT_USAGE 64
 #define EXIT_UNAVAILABLE 69
@@ -461,17 +461,8 @@ int main(int argc, char **argv) {
       }
       break;
     case 'd':
-      if (strcmp(optarg, "rfc18") == 0)
-        dialect = MDP_DIALECT_RFC18;
-      else if (strcmp(optarg, "majortomo") == 0)
-        dialect = MDP_DIALECT_MAJORTOMO;
-      else if (strcmp(optarg, "mdp01") == 0)
-        dialect = MDP_DIALECT_MDP01;
-      else {
-        fprintf(stderr, "mdp-request: bad --dialect: %s (rfc18, majortomo, "
-                        "mdp01)\n", optarg);
+      if (tool_dialect("mdp-request", optarg, &dialect) < 0)
         return EXIT_USAGE;
-      }
       break;
     case OPT_SPREAD:
       if (strcmp(optarg, "round-robin") == 0)

@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "mdp.h"
-#include "tool-curve.h"
+#include "tool-options.h"
 
 #define EXIT_BAD_USAGE 2
 #define MAX_BROKERS 64
@@ -512,17 +512,8 @@ int main(int argc, char **argv) {
       o.worker.heartbeat_liveness = (unsigned)n;
       break;
     case 'd':
-      if (strcmp(optarg, "rfc18") == 0)
-        o.worker.dialect = MDP_DIALECT_RFC18;
-      else if (strcmp(optarg, "majortomo") == 0)
-        o.worker.dialect = MDP_DIALECT_MAJORTOMO;
-      else if (strcmp(optarg, "mdp01") == 0)
-        o.worker.dialect = MDP_DIALECT_MDP01;
-      else {
-        fprintf(stderr, "mdp-worker: bad --dialect: %s (rfc18, majortomo, "
-                        "mdp01)\n", optarg);
+      if (tool_dialect("mdp-worker", optarg, &o.worker.dialect) < 0)
         return EXIT_BAD_USAGE;
-      }
       break;
     case 'S':
       server_key_file = optarg;

@@ -1,8 +1,8 @@
-/* The tools' client-side CURVE key files (tools/tool-curve.h). */
+/* Options the peer-side tools share (tools/tool-options.h). */
 #include <stdio.h>
 #include <string.h>
 
-#include "tool-curve.h"
+#include "tool-options.h"
 
 int tool_curve_load(const char *prog, const char *server_file,
                     const char *own_file, mdp_curve_keypair_t *server,
@@ -36,4 +36,17 @@ int tool_curve_load(const char *prog, const char *server_file,
     return -1;
   }
   return 0;
+}
+
+int tool_dialect(const char *prog, const char *name, mdp_dialect_t *out) {
+  static const mdp_dialect_t all[] = {MDP_DIALECT_RFC18, MDP_DIALECT_MAJORTOMO,
+                                      MDP_DIALECT_MDP01};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (strcmp(name, mdp_dialect_name(all[i])) == 0) {
+      *out = all[i];
+      return 0;
+    }
+  fprintf(stderr, "%s: bad --dialect: %s (rfc18, majortomo, mdp01)\n", prog,
+          name);
+  return -1;
 }

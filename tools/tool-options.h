@@ -1,8 +1,8 @@
-/* The client-side CURVE options of the command-line tools (mdp-request,
- * mdp-worker): --curve-server-key FILE and --curve-key FILE, mdp-keygen's
- * files. */
-#ifndef MDP_TOOL_CURVE_H
-#define MDP_TOOL_CURVE_H
+/* Options the peer-side command-line tools share (mdp-request,
+ * mdp-worker): --dialect NAME, and the CURVE options --curve-server-key
+ * FILE and --curve-key FILE (mdp-keygen's files). */
+#ifndef MDP_TOOL_OPTIONS_H
+#define MDP_TOOL_OPTIONS_H
 
 #include "mdp.h"
 
@@ -14,5 +14,10 @@
 int tool_curve_load(const char *prog, const char *server_file,
                     const char *own_file, mdp_curve_keypair_t *server,
                     mdp_curve_keypair_t *own);
+
+/* The dialect called `name` (rfc18, majortomo, mdp01: mdp_dialect_name's
+ * names) into `*out`.  0, or -1 after a message on standard error
+ * prefixed with `prog`. */
+int tool_dialect(const char *prog, const char *name, mdp_dialect_t *out);
 
 #endif
