@@ -131,6 +131,54 @@ static void on_closed(mdp_broker_t *b) {
 
 static int is_closed(void *arg) { return ((rig_t *)arg)->closed; }
 
+/* A loop, a context and a broker bound on tcp://127.0.0.1:* (its endpoint
+ * in `ep`), heartbeats out of the way: the request path is what is
+ * counted.  0, or -1 (close what was made with rig_close). */
+static int rig_open(rig_t *r, char *ep, size_t ep_size) {
+  memset(r, 0, sizeof *r);
+  uv_loop_init(&r->loop);
+  r->ctx = zmq_ctx_new();
+  mdp_broker_options_t o;
+  mdp_broker_options_init(&o);
+  o.zmq_context = r->ctx;
+  o.heartbeat_interval_ms = 10000;
+  if (mdp_broker_new(&r->loop, &o, &r->broker) != 0)
+    return -1;
+  mdp_broker_set_data(r->broker, r);
+  if (mdp_broker_bind(r->broker, "tcp://127.0.0.1:*") != 0)
+    return -1;
+  return mdp_broker_last_endpoint(r->broker, ep, ep_size) == 0 ? 0 : -1;
+}
+
+/* Runs the loop until `workers` are registered and idle, so the figures
+ * are the steady state's from the first request.  1, or 0 on timeout. */
+static int rig_wait_workers(rig_t *r, int workers) {
+  uint64_t end = uv_hrtime() + t_slow(5000) * 1000000ull;
+  mdp_broker_stats_t st;
+  do {
+    uv_run(&r->loop, UV_RUN_NOWAIT);
+    uv_sleep(1);
+    mdp_broker_get_stats(r->broker, &st);
+  } while (st.workers_idle < (uint64_t)workers && uv_hrtime() < end);
+  return st.workers_idle >= (uint64_t)workers;
+}
+
+/* Closes the broker, the raw peers, the loop and the context. */
+static void rig_close(rig_t *r) {
+  if (r->broker != NULL) {
+    mdp_broker_close(r->broker, on_closed);
+    t_run_until(&r->loop, is_closed, r, 2000);
+  }
+  for (int i = 0; i < 16; i++) {
+    if (r->w[i])
+      zmq_close(r->w[i]);
+    if (r->c[i])
+      zmq_close(r->c[i]);
+  }
+  t_loop_close(&r->loop);
+  zmq_ctx_term(r->ctx);
+}
+
 /* One loop turn without blocking, counted. */
 static void turn(rig_t *r) {
   counting = 1;
@@ -218,22 +266,10 @@ static double run_case(const case_t *k, long warm, long n,
                        double *aligned_per_rt) {
   *aligned_per_rt = -1;
   rig_t r;
-  memset(&r, 0, sizeof r);
-  uv_loop_init(&r.loop);
-  r.ctx = zmq_ctx_new();
-  mdp_broker_options_t o;
-  mdp_broker_options_init(&o);
-  o.zmq_context = r.ctx;
-  /* Heartbeats out of the way: this counts the request path. */
-  o.heartbeat_interval_ms = 10000;
-  double result = -1;
-  if (mdp_broker_new(&r.loop, &o, &r.broker) != 0)
-    goto out;
-  mdp_broker_set_data(r.broker, &r);
   char ep[256];
-  if (mdp_broker_bind(r.broker, "tcp://127.0.0.1:*") != 0)
+  double result = -1;
+  if (rig_open(&r, ep, sizeof ep) < 0)
     goto out;
-  mdp_broker_last_endpoint(r.broker, ep, sizeof ep);
   int zero = 0;
   for (int i = 0; i < k->workers; i++) {
     r.w[i] = zmq_socket(r.ctx, ZMQ_DEALER);
@@ -248,22 +284,13 @@ static double run_case(const case_t *k, long warm, long n,
     zmq_setsockopt(r.c[i], ZMQ_LINGER, &zero, sizeof zero);
     zmq_connect(r.c[i], ep);
   }
-  /* Every worker registered before the first request, so the figures are
-   * the steady state's from the start. */
-  uint64_t end = uv_hrtime() + t_slow(5000) * 1000000ull;
-  mdp_broker_stats_t st;
-  do {
-    uv_run(&r.loop, UV_RUN_NOWAIT);
-    uv_sleep(1);
-    mdp_broker_get_stats(r.broker, &st);
-  } while (st.workers_idle < (uint64_t)k->workers && uv_hrtime() < end);
-  if (st.workers_idle < (uint64_t)k->workers)
+  if (!rig_wait_workers(&r, k->workers))
     goto out;
   for (int i = 0; i < k->clients; i++)
     client_request(r.c[i], k->body_frames);
   long done = 0;
   unsigned long at_start = 0, at_end = 0, aligned_start = 0, aligned_end = 0;
-  end = uv_hrtime() + t_slow(30000) * 1000000ull;
+  uint64_t end = uv_hrtime() + t_slow(30000) * 1000000ull;
   while (done < warm + n && uv_hrtime() < end) {
     int idle = 1;
     turn(&r);
@@ -311,18 +338,7 @@ static double run_case(const case_t *k, long warm, long n,
          at_end - at_start, result, aligned_end - aligned_start,
          *aligned_per_rt);
 out:
-  if (r.broker != NULL) {
-    mdp_broker_close(r.broker, on_closed);
-    t_run_until(&r.loop, is_closed, &r, 2000);
-  }
-  for (int i = 0; i < 16; i++) {
-    if (r.w[i])
-      zmq_close(r.w[i]);
-    if (r.c[i])
-      zmq_close(r.c[i]);
-  }
-  t_loop_close(&r.loop);
-  zmq_ctx_term(r.ctx);
+  rig_close(&r);
   return result;
 }
 
@@ -428,23 +444,12 @@ static int lib_all_closed(void *arg) {
 
 static double run_lib(int workers, int inflight, long warm, long n) {
   rig_t r;
-  memset(&r, 0, sizeof r);
-  uv_loop_init(&r.loop);
-  r.ctx = zmq_ctx_new();
-  mdp_broker_options_t o;
-  mdp_broker_options_init(&o);
-  o.zmq_context = r.ctx;
-  o.heartbeat_interval_ms = 10000;
   mdp_worker_t *w[8] = {0};
   lib_load_t l = {0};
   double result = -1;
   char ep[256];
-  if (mdp_broker_new(&r.loop, &o, &r.broker) != 0)
+  if (rig_open(&r, ep, sizeof ep) < 0)
     goto out;
-  mdp_broker_set_data(r.broker, &r);
-  if (mdp_broker_bind(r.broker, "tcp://127.0.0.1:*") != 0)
-    goto out;
-  mdp_broker_last_endpoint(r.broker, ep, sizeof ep);
   mdp_worker_options_t wo;
   mdp_worker_options_init(&wo);
   wo.zmq_context = r.ctx;
@@ -459,14 +464,7 @@ static double run_lib(int workers, int inflight, long warm, long n) {
   const char *eps[] = {ep};
   if (mdp_client_new(&r.loop, eps, 1, &co, &l.client) != 0)
     goto out;
-  uint64_t end = uv_hrtime() + t_slow(5000) * 1000000ull;
-  mdp_broker_stats_t st;
-  do {
-    uv_run(&r.loop, UV_RUN_NOWAIT);
-    uv_sleep(1);
-    mdp_broker_get_stats(r.broker, &st);
-  } while (st.workers_idle < (uint64_t)workers && uv_hrtime() < end);
-  if (st.workers_idle < (uint64_t)workers)
+  if (!rig_wait_workers(&r, workers))
     goto out;
   l.target = warm + n;
   for (int i = 0; i < inflight; i++)
@@ -474,7 +472,7 @@ static double run_lib(int workers, int inflight, long warm, long n) {
       goto out;
   unsigned long at_start = 0;
   int started = 0;
-  end = uv_hrtime() + t_slow(30000) * 1000000ull;
+  uint64_t end = uv_hrtime() + t_slow(30000) * 1000000ull;
   while (l.done < warm + n && !l.failed && uv_hrtime() < end) {
     turn(&r);
     if (!started && l.done >= warm) {
@@ -500,12 +498,7 @@ out:
     }
   /* Their sockets close from the loop; the context waits for them. */
   t_run_until(&r.loop, lib_all_closed, NULL, 3000);
-  if (r.broker != NULL) {
-    mdp_broker_close(r.broker, on_closed);
-    t_run_until(&r.loop, is_closed, &r, 2000);
-  }
-  t_loop_close(&r.loop);
-  zmq_ctx_term(r.ctx);
+  rig_close(&r);
   return result;
 }
 
