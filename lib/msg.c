@@ -14,10 +14,10 @@
  * Ownership: a cached message belongs to the cache of the thread that
  * freed it, which frees the cache when the thread exits (a pthread key
  * destructor); the process's main thread keeps its cache (still reachable
- * through its thread-local head) until exit.  Under AddressSanitizer and
- * valgrind a cached message is marked inaccessible but for its link (so
- * leak checkers follow the list), so a use after mdp_msg_destroy() is
- * still reported.
+ * through its thread-local head) until exit.  In debug and sanitizer
+ * builds (MDP_MSG_POISON), under AddressSanitizer and valgrind, a cached
+ * message is marked inaccessible but for its link (so leak checkers follow
+ * the list), so a use after mdp_msg_destroy() is still reported.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -27,9 +27,13 @@
 #include "mdp/msg.h"
 #include "msg_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+/* Poisoning cached messages is a debugging aid, built in where the tests
+ * run (debug builds, sanitizers: MDP_MSG_POISON from lib/meson.build) and
+ * left out of release builds, where each valgrind client request would
+ * cost its dozen instructions on every message. */
+#if defined(MDP_MSG_POISON) && defined(__SANITIZE_ADDRESS__)
 #define MSG_ASAN 1
-#elif defined(__has_feature)
+#elif defined(MDP_MSG_POISON) && defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define MSG_ASAN 1
 #endif
@@ -38,7 +42,7 @@
 #include <sanitizer/asan_interface.h>
 #define MSG_NOACCESS(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define MSG_UNDEFINED(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#elif defined(__has_include)
+#elif defined(MDP_MSG_POISON) && defined(__has_include)
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
 #define MSG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
