@@ -32,8 +32,8 @@ typedef enum {
 enum { SUB_CLIENT = 0, SUB_WORKER = 1 };
 
 typedef struct {
-  /* The command frame's byte.  It is a field of a static table so that
-   * mdp_encode() can point a zero-copy frame at it. */
+  /* The command frame's byte (< BYTE_TEMPLATES: mdp_encode() sends the
+   * constant frame built for it). */
   uint8_t byte;
   uint8_t role;    /* mdp_role_t that receives this command */
   uint8_t command; /* mdp_command_t */
@@ -299,14 +299,34 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   return 0;
 }
 
-/* A frame over static, read-only bytes: zmq_msg_init_data() with a NULL
- * free function makes a "constant" message, so no allocation and no copy.
- * libzmq never writes to a frame's data, and nobody should write to a
- * header frame they received. */
-static void frame_static(zmq_msg_t *frame, const void *data, size_t size) {
+/* Header and command frames over static, read-only bytes, built once:
+ * zmq_msg_init_data() with a NULL free function makes a "constant" message
+ * (no allocation, no reference count, nothing to free), and libzmq's own
+ * zmq_msg_copy() of one is a plain struct copy.  So a header frame is a
+ * struct copy of its template: a few instructions instead of a libzmq call
+ * per frame on every message.  libzmq never writes to a frame's data, and
+ * nobody should write to a header frame they received.  (test_codec checks
+ * that a copied template sends, and valgrind that it closes clean.) */
+#define BYTE_TEMPLATES 8 /* every command byte of every dialect is < 8 */
+static const uint8_t command_bytes[BYTE_TEMPLATES] = {0, 1, 2, 3, 4, 5, 6, 7};
+static zmq_msg_t header_templates[DIALECT_COUNT][2];
+static zmq_msg_t byte_templates[BYTE_TEMPLATES];
+
+static void template_init(zmq_msg_t *frame, const void *data, size_t size) {
   int rc = zmq_msg_init_data(frame, (void *)data, size, NULL, NULL);
   /* Cannot fail: a constant message allocates nothing. */
   (void)rc;
+}
+
+/* At load time, before any thread can encode: the templates are only read
+ * after this. */
+__attribute__((constructor)) static void templates_init(void) {
+  for (size_t i = 0; i < DIALECT_COUNT; i++)
+    for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++)
+      template_init(&header_templates[i][sub], dialects[i].header[sub],
+                    HEADER_SIZE);
+  for (size_t i = 0; i < BYTE_TEMPLATES; i++)
+    template_init(&byte_templates[i], &command_bytes[i], 1);
 }
 
 static int frame_copy(zmq_msg_t *frame, const void *data, size_t size) {
@@ -406,9 +426,9 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
   size_t built = 0;
   if (d->leading_empty)
     zmq_msg_init(&frames[built++]);
-  frame_static(&frames[built++], d->header[sub], HEADER_SIZE);
+  frames[built++] = header_templates[d - dialects][sub];
   if (d->command_frame[sub])
-    frame_static(&frames[built++], &spec->byte, 1);
+    frames[built++] = byte_templates[spec->byte];
   switch ((shape_t)spec->shape) {
   case SHAPE_SERVICE_BODY:
   case SHAPE_SERVICE:
