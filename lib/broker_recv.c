@@ -82,8 +82,13 @@ void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   }
   mdp_cmd_t cmd;
   int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
+  /* A client's REQUEST needs no worker: the lookup (a hash of the
+   * identity) is for worker commands and for invalid messages, whose
+   * sender, if a worker, is forgotten. */
   broker_worker_t *w =
-      mdp__map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+      rc == 0 && cmd.command == MDP_CLIENT_REQUEST
+          ? NULL
+          : mdp__map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
   if (rc == 0 && w != NULL && cmd.dialect != w->dialect) {
     /* A worker speaks the dialect of its READY: a switch is a broken or
      * forged peer, and its message is invalid. */
