@@ -339,6 +339,22 @@ static int flush_held(mdp_reactor_t *reactor, unsigned *budget, int *progress) {
   return 0;
 }
 
+/* A failed zmq_msg_recv into `frame`, which is closed: 0 for EAGAIN,
+ * RECV_RETRY for EINTR (the same slot again), else MDP_EZMQ. */
+#define RECV_RETRY 2
+static int recv_failed(mdp_reactor_t *reactor, zmq_msg_t *frame) {
+  int e = errno;
+  zmq_msg_close(frame);
+  if (e == EINTR)
+    return RECV_RETRY;
+  if (e == ETERM) {
+    /* The context is going away: its fd may stay readable, and receiving
+     * on would only spin until the owner closes us. */
+    reactor->flags &= ~F_RECEIVING;
+  }
+  return e == EAGAIN ? 0 : MDP_EZMQ;
+}
+
 /* Receives one whole message into reactor->rx.  1: a message is ready;
  * 0: EAGAIN (a partial message, which ZeroMQ's atomic delivery should never
  * leave, stays in reactor->rx); <0: another error.
@@ -347,15 +363,43 @@ static int flush_held(mdp_reactor_t *reactor, unsigned *budget, int *progress) {
  * no temporary zmq_msg_t, no move and no extra close per frame.  The
  * message starts MDP_MSG_RX_FRONT_ROOM slots in, so up to 10 frames fit
  * inline and the header frames its receiver drops make the room for the
- * next header (msg_internal.h).  A frame with no slot (over max_frames, or
- * out of memory) goes to a local zmq_msg_t and the message is dropped
- * whole. */
+ * next header (msg_internal.h).  The frames that fit (free slots, and
+ * max_frames) are received by a tight loop; the rest one at a time: a
+ * frame with no slot (over max_frames, or out of memory) goes to a local
+ * zmq_msg_t and the message is dropped whole. */
 static int recv_whole(mdp_reactor_t *reactor) {
   if (reactor->rx == NULL &&
       (reactor->rx = mdp__msg_new_at(MDP_MSG_RX_FRONT_ROOM)) == NULL)
     return MDP_ENOMEM;
   mdp_msg_t *rx = reactor->rx;
+  void *socket = reactor->socket;
   for (;;) {
+    if (!(reactor->flags & F_RX_DROP)) {
+      size_t room = rx->cap - rx->head - rx->count;
+      if (reactor->max_frames) {
+        size_t allowed = rx->count < reactor->max_frames
+                             ? reactor->max_frames - rx->count
+                             : 0;
+        if (room > allowed)
+          room = allowed;
+      }
+      zmq_msg_t *frame = mdp__msg_at(rx, rx->count);
+      while (room > 0) {
+        zmq_msg_init(frame);
+        if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) < 0) {
+          int rc = recv_failed(reactor, frame);
+          if (rc == RECV_RETRY)
+            continue;
+          return rc;
+        }
+        rx->count++;
+        if (!zmq_msg_more(frame))
+          return 1;
+        frame++;
+        room--;
+      }
+    }
+    /* One frame the loop above had no slot for. */
     zmq_msg_t local;
     zmq_msg_t *frame = &local;
     if (!(reactor->flags & F_RX_DROP) &&
@@ -363,17 +407,11 @@ static int recv_whole(mdp_reactor_t *reactor) {
         mdp_msg_reserve_(rx, 0, 1) == 0)
       frame = mdp__msg_at(rx, rx->count);
     zmq_msg_init(frame);
-    if (zmq_msg_recv(frame, reactor->socket, ZMQ_DONTWAIT) < 0) {
-      int e = errno;
-      zmq_msg_close(frame);
-      if (e == EINTR)
+    if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) < 0) {
+      int rc = recv_failed(reactor, frame);
+      if (rc == RECV_RETRY)
         continue;
-      if (e == ETERM) {
-        /* The context is going away: its fd may stay readable, and
-         * receiving on would only spin until the owner closes us. */
-        reactor->flags &= ~F_RECEIVING;
-      }
-      return e == EAGAIN ? 0 : MDP_EZMQ;
+      return rc;
     }
     int more = zmq_msg_more(frame);
     if (frame == &local) {
