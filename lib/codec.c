@@ -133,6 +133,110 @@ static const dialect_spec_t *dialect_find(mdp_dialect_t id) {
   return NULL;
 }
 
+/* The row that builds `command` in dialect `d`, and its sub-protocol.
+ * The command alone fixes the row: only HEARTBEAT and DISCONNECT have two,
+ * and those are built alike. */
+static const cmd_spec_t *spec_find(const dialect_spec_t *d,
+                                   mdp_command_t command, int *subp) {
+  if (command == MDP_CMD_NONE)
+    return NULL;
+  /* Each command belongs to one sub-protocol: only its table is searched. */
+  int sub = command <= MDP_CLIENT_FINAL ? SUB_CLIENT : SUB_WORKER;
+  for (const cmd_spec_t *s = d->specs[sub]; s->command != MDP_CMD_NONE; s++) {
+    if ((int)s->command == (int)command) {
+      *subp = sub;
+      return s;
+    }
+  }
+  return NULL;
+}
+
+/* Header and command frames over static, read-only bytes, built once:
+ * zmq_msg_init_data() with a NULL free function makes a "constant" message
+ * (no allocation, no reference count, nothing to free), and libzmq's own
+ * zmq_msg_copy() of one is a plain struct copy.  So a header frame is a
+ * struct copy of its template: a few instructions instead of a libzmq call
+ * per frame on every message.  libzmq never writes to a frame's data, and
+ * nobody should write to a header frame they received.  (test_codec checks
+ * that a copied template sends, and valgrind that it closes clean.) */
+#define BYTE_TEMPLATES 8 /* every command byte of every dialect is < 8 */
+static const uint8_t command_bytes[BYTE_TEMPLATES] = {0, 1, 2, 3, 4, 5, 6, 7};
+static zmq_msg_t header_templates[DIALECT_COUNT][2];
+static zmq_msg_t byte_templates[BYTE_TEMPLATES];
+
+static void template_init(zmq_msg_t *frame, const void *data, size_t size) {
+  int rc = zmq_msg_init_data(frame, (void *)data, size, NULL, NULL);
+  /* Cannot fail: a constant message allocates nothing. */
+  (void)rc;
+}
+
+/* The parser's tables: each header's bytes as one integer (one compare,
+ * no memcmp call, per candidate), and the row of each command byte by
+ * dialect, sub-protocol and receiving role (NULL: no such command). */
+static uint64_t header_keys[DIALECT_COUNT][2];
+static const cmd_spec_t *byte_specs[DIALECT_COUNT][2][MDP_ROLE_WORKER + 1]
+                                   [BYTE_TEMPLATES];
+
+/* The encoder's: the row for each command by dialect, its sub-protocol
+ * and how many header frames it has (0: the dialect has no such command,
+ * e.g. PARTIAL in MDP/0.1). */
+typedef struct {
+  const cmd_spec_t *spec;
+  uint8_t sub;
+  uint8_t count;
+} recipe_t;
+static recipe_t recipes[DIALECT_COUNT][MDP_WORKER_DISCONNECT + 1];
+/* 1 + the index in dialects[] of each dialect id, 0 for none. */
+static unsigned char dialect_slots[MDP_DIALECT_ALL + 1];
+
+static uint64_t header_key(const void *header) {
+  uint64_t key = 0;
+  memcpy(&key, header, HEADER_SIZE);
+  return key;
+}
+
+/* At load time, before any thread can parse or encode: the tables are only
+ * read after this. */
+__attribute__((constructor)) static void tables_init(void) {
+  for (size_t i = 0; i < DIALECT_COUNT; i++) {
+    const dialect_spec_t *d = &dialects[i];
+    dialect_slots[d->id] = (unsigned char)(i + 1);
+    for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
+      template_init(&header_templates[i][sub], d->header[sub], HEADER_SIZE);
+      header_keys[i][sub] = header_key(d->header[sub]);
+      if (!d->command_frame[sub])
+        continue;
+      /* The first row wins, as the parser's scan did. */
+      for (const cmd_spec_t *spec = d->specs[sub];
+           spec->command != MDP_CMD_NONE; spec++)
+        if (spec->byte < BYTE_TEMPLATES &&
+            byte_specs[i][sub][spec->role][spec->byte] == NULL)
+          byte_specs[i][sub][spec->role][spec->byte] = spec;
+    }
+    for (int command = MDP_CLIENT_REQUEST; command <= MDP_WORKER_DISCONNECT;
+         command++) {
+      int sub;
+      const cmd_spec_t *spec = spec_find(d, (mdp_command_t)command, &sub);
+      if (spec == NULL || spec->byte >= BYTE_TEMPLATES)
+        continue;
+      size_t count = (d->leading_empty ? 1 : 0) + 1 +
+                     (d->command_frame[sub] ? 1 : 0);
+      if (spec->shape == SHAPE_SERVICE_BODY || spec->shape == SHAPE_SERVICE)
+        count += 1;
+      else if (spec->shape == SHAPE_ADDRESS_BODY)
+        count += 2;
+      recipes[i][command] = (recipe_t){spec, (uint8_t)sub, (uint8_t)count};
+    }
+  }
+  for (size_t i = 0; i < BYTE_TEMPLATES; i++)
+    template_init(&byte_templates[i], &command_bytes[i], 1);
+}
+
+/* The index in dialects[] of dialect `id`, or -1. */
+static inline int dialect_index(mdp_dialect_t id) {
+  return (unsigned)id <= MDP_DIALECT_ALL ? dialect_slots[id] - 1 : -1;
+}
+
 /* Frame `i` of `msg`, which the caller has checked exists: direct access,
  * one libzmq call each (the parser runs on every message a broker gets). */
 static inline size_t fsize(mdp_msg_t *msg, size_t i) {
@@ -158,14 +262,13 @@ static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
   size_t h = empty_first ? 1 : 0;
 
   if (h < n && (h == 0 ? size0 : fsize(msg, h)) == HEADER_SIZE) {
-    const void *p = fdata(msg, h);
+    uint64_t key = header_key(fdata(msg, h));
     for (size_t i = 0; i < DIALECT_COUNT; i++) {
-      const dialect_spec_t *d = &dialects[i];
-      if ((d->leading_empty ? 1u : 0u) != h)
+      if ((dialects[i].leading_empty ? 1u : 0u) != h)
         continue;
       for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
-        if (memcmp(p, d->header[sub], HEADER_SIZE) == 0) {
-          *dp = d;
+        if (key == header_keys[i][sub]) {
+          *dp = &dialects[i];
           *subp = sub;
           *headerp = h;
           return 0;
@@ -221,9 +324,9 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
     if (fsize(msg, i) != 1)
       return MDP_ECOMMAND;
     uint8_t byte = *(const uint8_t *)fdata(msg, i);
-    for (spec = d->specs[sub]; spec->command != MDP_CMD_NONE; spec++)
-      if (spec->byte == byte && spec->role == role)
-        break;
+    if (byte >= BYTE_TEMPLATES ||
+        (spec = byte_specs[d - dialects][sub][role][byte]) == NULL)
+      return MDP_ECOMMAND;
     i++;
   } else {
     for (spec = d->specs[sub]; spec->command != MDP_CMD_NONE; spec++)
@@ -299,59 +402,11 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   return 0;
 }
 
-/* Header and command frames over static, read-only bytes, built once:
- * zmq_msg_init_data() with a NULL free function makes a "constant" message
- * (no allocation, no reference count, nothing to free), and libzmq's own
- * zmq_msg_copy() of one is a plain struct copy.  So a header frame is a
- * struct copy of its template: a few instructions instead of a libzmq call
- * per frame on every message.  libzmq never writes to a frame's data, and
- * nobody should write to a header frame they received.  (test_codec checks
- * that a copied template sends, and valgrind that it closes clean.) */
-#define BYTE_TEMPLATES 8 /* every command byte of every dialect is < 8 */
-static const uint8_t command_bytes[BYTE_TEMPLATES] = {0, 1, 2, 3, 4, 5, 6, 7};
-static zmq_msg_t header_templates[DIALECT_COUNT][2];
-static zmq_msg_t byte_templates[BYTE_TEMPLATES];
-
-static void template_init(zmq_msg_t *frame, const void *data, size_t size) {
-  int rc = zmq_msg_init_data(frame, (void *)data, size, NULL, NULL);
-  /* Cannot fail: a constant message allocates nothing. */
-  (void)rc;
-}
-
-/* At load time, before any thread can encode: the templates are only read
- * after this. */
-__attribute__((constructor)) static void templates_init(void) {
-  for (size_t i = 0; i < DIALECT_COUNT; i++)
-    for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++)
-      template_init(&header_templates[i][sub], dialects[i].header[sub],
-                    HEADER_SIZE);
-  for (size_t i = 0; i < BYTE_TEMPLATES; i++)
-    template_init(&byte_templates[i], &command_bytes[i], 1);
-}
-
 static int frame_copy(zmq_msg_t *frame, const void *data, size_t size) {
   if (zmq_msg_init_size(frame, size) != 0)
     return MDP_ENOMEM;
   memcpy(zmq_msg_data(frame), data, size);
   return 0;
-}
-
-/* The row that builds `command` in dialect `d`, and its sub-protocol.
- * The command alone fixes the row: only HEARTBEAT and DISCONNECT have two,
- * and those are built alike. */
-static const cmd_spec_t *spec_find(const dialect_spec_t *d,
-                                   mdp_command_t command, int *subp) {
-  if (command == MDP_CMD_NONE)
-    return NULL;
-  /* Each command belongs to one sub-protocol: only its table is searched. */
-  int sub = command <= MDP_CLIENT_FINAL ? SUB_CLIENT : SUB_WORKER;
-  for (const cmd_spec_t *s = d->specs[sub]; s->command != MDP_CMD_NONE; s++) {
-    if ((int)s->command == (int)command) {
-      *subp = sub;
-      return s;
-    }
-  }
-  return NULL;
 }
 
 static int name_ok(const uint8_t *name, size_t size, size_t max) {
@@ -363,24 +418,24 @@ static int name_ok(const uint8_t *name, size_t size, size_t max) {
 #define HEADER_FRAMES_MAX 5
 
 int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
-  const dialect_spec_t *d;
-  const cmd_spec_t *spec;
-  size_t count = 0, body_frames, i;
-  int sub, err = 0;
+  size_t count, body_frames, i;
+  int err = 0;
 
   if (msg == NULL || cmd == NULL)
     return MDP_EINVAL;
-  d = dialect_find(cmd->dialect);
-  if (d == NULL)
+  int di = dialect_index(cmd->dialect);
+  if (di < 0 || (unsigned)cmd->command > MDP_WORKER_DISCONNECT)
     return MDP_EINVAL;
-
-  spec = spec_find(d, cmd->command, &sub);
-  if (spec == NULL)
+  const recipe_t *recipe = &recipes[di][cmd->command];
+  if (recipe->count == 0)
     return MDP_EINVAL; /* e.g. PARTIAL in MDP/0.1 */
+  const dialect_spec_t *d = &dialects[di];
+  const cmd_spec_t *spec = recipe->spec;
+  int sub = recipe->sub;
 
   /* Validate everything before building anything, so that a failure never
    * needs undoing; the encoder must not write what the parser rejects. */
-  body_frames = mdp_msg_size(msg);
+  body_frames = msg->count;
   switch ((shape_t)spec->shape) {
   case SHAPE_SERVICE_BODY:
     if (!name_ok(cmd->service, cmd->service_size, MDP_SERVICE_MAX))
@@ -415,18 +470,14 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
   /* Build the header frames in wire order, in place: in the free slots
    * before the body's first frame, which become part of the message only
    * once every frame is built (so a failure leaves `msg` as it was). */
-  count = (d->leading_empty ? 1 : 0) + 1 + (d->command_frame[sub] ? 1 : 0);
-  if (spec->shape == SHAPE_SERVICE_BODY || spec->shape == SHAPE_SERVICE)
-    count += 1;
-  else if (spec->shape == SHAPE_ADDRESS_BODY)
-    count += 2;
+  count = recipe->count;
   if (count > HEADER_FRAMES_MAX || mdp_msg_reserve_(msg, count, 0) != 0)
     return MDP_ENOMEM;
   zmq_msg_t *frames = &msg->frames[msg->head - count];
   size_t built = 0;
   if (d->leading_empty)
     zmq_msg_init(&frames[built++]);
-  frames[built++] = header_templates[d - dialects][sub];
+  frames[built++] = header_templates[di][sub];
   if (d->command_frame[sub])
     frames[built++] = byte_templates[spec->byte];
   switch ((shape_t)spec->shape) {
