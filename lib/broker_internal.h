@@ -68,7 +68,14 @@ struct broker_request {
   zmq_msg_t client;         /* the client's identity frame */
   mdp_dialect_t client_dialect;
   size_t cost;              /* bytes charged to queued_bytes while queued */
-  mdp_msg_t *body;          /* kept until FINAL so it can be re-dispatched */
+  /* The body, as received, while queued.  Once a worker holds it, what a
+   * re-dispatch needs: copies of its frames (by reference count, no body
+   * bytes copied) in `kept` if it has at most REQUEST_KEPT_FRAMES, which
+   * saves a message per request, else a copy in `body`; neither when
+   * max_redispatch is 0. */
+  mdp_msg_t *body;
+  zmq_msg_t kept[2];
+  size_t n_kept;
   unsigned dispatches;      /* times sent to a worker */
   uint64_t accepted_ms;     /* uv_now when accepted: for the histograms */
   int partial_sent;         /* a PARTIAL reached the client: no re-dispatch */
@@ -177,6 +184,11 @@ void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                                zmq_msg_t *client, mdp_dialect_t dialect,
                                mdp_msg_t *body);
+/* Makes r->body whole again from the frames kept while a worker held the
+ * request (before a re-dispatch).  0 (also if r->body is there already),
+ * MDP_EINVAL if nothing was kept (max_redispatch 0, or the copy failed),
+ * MDP_ENOMEM. */
+int mdp__broker_request_restore(broker_request_t *r);
 /* Releases `r` and what it holds; the struct is kept for reuse (at most
  * REQUEST_CACHE) unless the broker is closing. */
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r);

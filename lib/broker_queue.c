@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "msg_internal.h"
 
 /* Queued requests (all services) past which an emptied queue gives memory
  * back to the system. */
@@ -167,9 +168,38 @@ static broker_request_t *request_alloc(mdp_broker_t *b) {
   return r;
 }
 
+#define REQUEST_KEPT_FRAMES (sizeof(((broker_request_t *)0)->kept) / \
+                             sizeof(zmq_msg_t))
+
+static void kept_close(broker_request_t *r) {
+  for (size_t i = 0; i < r->n_kept; i++)
+    zmq_msg_close(&r->kept[i]);
+  r->n_kept = 0;
+}
+
+/* Copies (by reference count) the frames of `body` into r->kept: 1, or 0
+ * (too many frames, or a copy failed) with nothing kept. */
+static int kept_copy(broker_request_t *r, mdp_msg_t *body) {
+  size_t n = mdp__msg_size(body);
+  if (n > REQUEST_KEPT_FRAMES)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    zmq_msg_init(&r->kept[i]);
+    if (zmq_msg_copy(&r->kept[i], mdp__msg_at(body, i)) != 0) {
+      zmq_msg_close(&r->kept[i]);
+      r->n_kept = i;
+      kept_close(r);
+      return 0;
+    }
+  }
+  r->n_kept = n;
+  return 1;
+}
+
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   zmq_msg_close(&r->client);
   mdp_msg_destroy(r->body);
+  kept_close(r);
   if (r->collected != NULL || r->collected_bytes != 0)
     mdp__broker_collected_release(b, r);
   if (b->n_free_requests >= REQUEST_CACHE || b->closing) {
@@ -239,6 +269,7 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   zmq_msg_init(client);
   r->client_dialect = dialect;
   r->body = body;
+  r->n_kept = 0;
   r->service = s;
   r->dispatches = 0;
   r->accepted_ms = uv_now(b->loop);
@@ -302,26 +333,46 @@ static broker_request_t *next_request(mdp_broker_t *b, broker_service_t *s) {
   return r;
 }
 
+int mdp__broker_request_restore(broker_request_t *r) {
+  if (r->body != NULL || r->n_kept == 0)
+    return r->body != NULL ? 0 : MDP_EINVAL;
+  mdp_msg_t *body = mdp_msg_new();
+  if (body == NULL || mdp_msg_reserve_(body, 0, r->n_kept) != 0) {
+    mdp_msg_destroy(body);
+    return MDP_ENOMEM;
+  }
+  /* Relocated, as zmq_msg_move does (msg_internal.h). */
+  for (size_t i = 0; i < r->n_kept; i++)
+    *mdp__msg_at(body, i) = r->kept[i];
+  body->count = r->n_kept;
+  r->n_kept = 0;
+  r->body = body;
+  return 0;
+}
+
 /* Sends `r` to idle worker `w`.  0, or the send error with `r` back in the
  * retry queue and `w` still not in the idle list. */
 static int send_request(mdp_broker_t *b, broker_worker_t *w,
                         broker_request_t *r) {
-  /* Keep the body while a re-dispatch is possible: mdp_msg_dup shares the
-   * frames' buffers by reference count, it copies no body bytes. */
-  mdp_msg_t *body = NULL;
-  if (b->opts.max_redispatch > 0)
-    body = mdp_msg_dup(r->body);
-  int kept = body != NULL;
-  if (!kept) {
-    body = r->body;
+  /* Keep the body while a re-dispatch is possible: the copies share the
+   * frames' buffers by reference count, no body bytes are copied.  The
+   * received message itself goes to the worker. */
+  mdp_msg_t *body = r->body;
+  mdp_msg_t *copy = NULL;
+  if (b->opts.max_redispatch > 0 && !kept_copy(r, body))
+    copy = mdp_msg_dup(body); /* NULL: sent without a copy, as with 0 */
+  if (copy != NULL)
+    body = copy;
+  else
     r->body = NULL;
-  }
   int rc = mdp__broker_send_worker(b, w, MDP_WORKER_REQUEST, &r->client, body);
   if (rc < 0) {
-    if (kept)
-      mdp_msg_destroy(body);
-    else
+    if (copy != NULL) {
+      mdp_msg_destroy(copy);
+    } else {
       r->body = body;
+      kept_close(r);
+    }
     mdp__broker_requeue_front(b, r);
     return rc;
   }

@@ -116,8 +116,9 @@ broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b, broker_worker_t *w,
 /* A request whose worker is gone: re-dispatch it if no reply part reached
  * the client yet and it has retries left, else drop it. */
 static void redispatch_or_drop(mdp_broker_t *b, broker_request_t *r) {
-  if (r->partial_sent || r->failed || r->body == NULL ||
-      r->dispatches > b->opts.max_redispatch) {
+  if (r->partial_sent || r->failed ||
+      r->dispatches > b->opts.max_redispatch ||
+      mdp__broker_request_restore(r) != 0) {
     b->stats.dropped_worker_lost++;
     BROKER_LOG(b, MDP_LOG_WARN,
                "request for '%.*s' lost with its worker (%s)",

@@ -571,9 +571,10 @@ static void queued_bytes_limit(void) {
   o.max_queued_bytes = 10000;
   o.request_expiry_ms = t_slow(100);
   CHECK(env_open(&o, NULL) == 0);
-  char body[3001];
-  memset(body, 'b', 3000);
-  body[3000] = '\0';
+  /* 3 cost 3 x (2800 bytes + a frame + a request record) <= 10000. */
+  char body[2801];
+  memset(body, 'b', 2800);
+  body[2800] = '\0';
   void *c = peer();
   /* All five are in the broker's socket before it reads any, so it reads
    * them in one batch and no expiry can come between them. */
@@ -831,6 +832,39 @@ static void redispatch_after_disconnect(void) {
   zmq_msg_close(&a2);
   CHECK_EQ(stats().redispatched, 1);
   CHECK_EQ(stats().workers, 1);
+  CHECK_EQ(env_close(), 0);
+}
+
+/* The kept copy comes back whole whatever the body's frames: up to 2 are
+ * kept beside the request, more in a copied message. */
+static void redispatch_keeps_every_body_frame(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  void *c = peer();
+  for (int frames = 1; frames <= 3; frames++) {
+    void *w1 = worker_ready("svc");
+    void *w2 = worker_ready("svc");
+    const char *p2 = frames >= 2 ? "b" : NULL;
+    const char *p3 = frames >= 3 ? "c" : NULL;
+    peer_send(c, "MDPC02", "\x01", "svc", "a", p2, p3, NULL);
+    zmq_msg_t a1, a2;
+    mdp_msg_t *r1 = expect_request(w1, &a1);
+    CHECK(msg_is(r1, "MDPW02", "\x02", ANY, "", "a", p2, p3, NULL));
+    mdp_msg_destroy(r1);
+    peer_send(w1, "MDPW02", "\x06", NULL); /* w1 leaves before replying */
+    mdp_msg_t *r2 = expect_request(w2, &a2);
+    CHECK(msg_is(r2, "MDPW02", "\x02", ANY, "", "a", p2, p3, NULL));
+    mdp_msg_destroy(r2);
+    worker_reply(w2, "\x04", &a2, "done", NULL);
+    mdp_msg_t *rep = recv_on(c, 2000);
+    CHECK(msg_is(rep, "MDPC02", "\x03", "svc", "done", NULL));
+    mdp_msg_destroy(rep);
+    zmq_msg_close(&a1);
+    zmq_msg_close(&a2);
+    CHECK_EQ(stats().redispatched, (uint64_t)frames);
+    peer_send(w2, "MDPW02", "\x06", NULL);
+    settle_until(stats().workers == 0);
+    CHECK_EQ(stats().workers, 0);
+  }
   CHECK_EQ(env_close(), 0);
 }
 
@@ -1767,6 +1801,7 @@ int main(void) {
   RUN(no_heartbeat_within_interval_of_other_commands);
   RUN(silent_worker_expires);
   RUN(redispatch_after_disconnect);
+  RUN(redispatch_keeps_every_body_frame);
   RUN(redispatch_after_silence_when_worker_arrives);
   RUN(redispatch_ignores_full_queue);
   RUN(no_redispatch_after_partial);
