@@ -51,25 +51,8 @@ int mdp__tlist_init(uv_loop_t *loop, mdp__tlist_t *list, uint64_t duration,
   return uv_timer_init(loop, &list->timer);
 }
 
-void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node) {
-  mdp__tlist_touch_at(list, node, uv_now(list->timer.loop));
-}
-
-void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node, uint64_t now) {
-  /* A disabled list, or one whose timer is closing (a close from a
-   * callback while work is still unwinding): nothing to arm. */
-  if (list->duration == 0 || list->closing)
-    return;
-  /* Already the newest node, touched at this same loop time (a worker's
-   * message received, then its FINAL handled): nothing would change. */
-  if (node->stamp == now && node->link.next == &list->nodes)
-    return;
-  node->stamp = now;
-  mdp__list_move_back(&list->nodes, &node->link);
-  /* Invariant: the timer runs whenever the list is non-empty (a removal may
-   * leave it running for nothing, which costs one harmless wake-up). */
-  if (!list->armed &&
-      uv_timer_start(&list->timer, on_timer, list->duration, 0) == 0)
+void mdp__tlist_arm(mdp__tlist_t *list) {
+  if (uv_timer_start(&list->timer, on_timer, list->duration, 0) == 0)
     list->armed = 1;
 }
 

@@ -58,12 +58,36 @@ static inline void mdp__tnode_init(mdp__tnode_t *node) {
   mdp__list_init(&node->link);
   node->stamp = 0;
 }
-/* (Re)starts the node's timeout from now (the loop's time). */
-void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node);
-/* The same at a given time, which must not be earlier than any stamp already
- * in the list (the list is kept in expiry order by touching at the back).
- * Tests use it, with mdp__tlist_expire(), as an injectable clock. */
-void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node, uint64_t now);
+/* Starts the timer of a list that has a node now (tlist.c). */
+void mdp__tlist_arm(mdp__tlist_t *list);
+
+/* (Re)starts the node's timeout at `now`, which must not be earlier than
+ * any stamp already in the list (the list is kept in expiry order by
+ * touching at the back).  Tests use it, with mdp__tlist_expire(), as an
+ * injectable clock.  Inline, as the broker touches a list or two per
+ * message. */
+static inline void mdp__tlist_touch_at(mdp__tlist_t *list, mdp__tnode_t *node,
+                                       uint64_t now) {
+  /* A disabled list, or one whose timer is closing (a close from a
+   * callback while work is still unwinding): nothing to arm. */
+  if (list->duration == 0 || list->closing)
+    return;
+  /* Already the newest node, touched at this same loop time (a worker's
+   * message received, then its FINAL handled): nothing would change. */
+  if (node->stamp == now && node->link.next == &list->nodes)
+    return;
+  node->stamp = now;
+  mdp__list_move_back(&list->nodes, &node->link);
+  /* Invariant: the timer runs whenever the list is non-empty (a removal may
+   * leave it running for nothing, which costs one harmless wake-up). */
+  if (!list->armed)
+    mdp__tlist_arm(list);
+}
+
+/* The same from now (the loop's time). */
+static inline void mdp__tlist_touch(mdp__tlist_t *list, mdp__tnode_t *node) {
+  mdp__tlist_touch_at(list, node, uv_now(list->timer.loop));
+}
 
 #define MDP__TLIST_NONE UINT64_MAX
 /* One expiry pass at time `now`, as the timer runs it: calls the callback
