@@ -86,7 +86,7 @@ static void send_rest(void *s, frames_t *m, int from) {
 }
 
 static const char wheader[] = "MDPW02", cheader[] = "MDPC02";
-static const unsigned char cmd_bytes[] = {0x00, 0x01, 0x02, 0x03, 0x04};
+static const unsigned char cmd_bytes[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05};
 
 /* Request frames: [c | hdr | cmd | service | body...] (body from 4). */
 static void to_worker(void *s, zmq_msg_t *worker, frames_t *m) {
@@ -110,6 +110,10 @@ static void to_worker(void *s, zmq_msg_t *worker, frames_t *m) {
 int bench_baseline_main(const bench_args_t *a) {
   const char *endpoint = bench_arg_str(a, "endpoint", NULL);
   const char *service = bench_arg_str(a, "service", BENCH_SERVICE);
+  /* hb_echo=1: each worker HEARTBEAT is answered at once with one, the
+   * protocol's floor (RFC 18: one each way per interval) in raw libzmq,
+   * for scenario (e)'s cost per heartbeat handled. */
+  int hb_echo = (int)bench_arg_int(a, "hb_echo", 0);
   size_t service_size = strlen(service);
   if (endpoint == NULL) {
     fprintf(stderr, "baseline: endpoint= is required\n");
@@ -184,6 +188,15 @@ int bench_baseline_main(const bench_args_t *a) {
       }
     } else if (memcmp(hdr, wheader, 6) == 0) {
       int final = cmd == 0x04;
+      if (hb_echo && cmd == 0x05 && m.n == 3) {
+        /* [w | hdr | 05] -> [w | hdr | 05] */
+        if (send_frame(s, &m.f[0], 1) >= 0) {
+          send_const(s, wheader, 6, 1);
+          send_const(s, &cmd_bytes[5], 1, 0);
+        }
+        frames_close(&m, 0);
+        continue;
+      }
       if ((cmd == 0x03 || final) && m.n >= 6) {
         /* [w | hdr | cmd | c | "" | body...] -> [c | hdr | cmd-1 | service |
          * body...] */

@@ -25,7 +25,7 @@
 
 #include "mdp-bench.h"
 
-#define HEARTBEAT_MS 2500
+#define HEARTBEAT_MS BENCH_HEARTBEAT_MS
 #define MAX_SAMPLES 2000000
 #define MIN_BODY 16
 
@@ -458,11 +458,16 @@ int bench_idle_main(const bench_args_t *a) {
   }
   printf("ready\n");
   fflush(stdout);
-  /* 10 ms ticks; each tick heartbeats its share of the sockets. */
-  int per_tick = n * 10 / HEARTBEAT_MS + 1, next = 0;
+  /* Every 10 ms, the heartbeats due by then at exactly n per interval
+   * (from the clock, so that neither rounding nor the sleep's drift moves
+   * the rate that (e)'s cost per heartbeat is divided by). */
+  uint64_t t0 = bench_now_ns(), sent = 0;
+  int next = 0;
   while (!stop) {
     bench_sleep_ms(10);
-    for (int j = 0; j < per_tick && j < n; j++) {
+    uint64_t due =
+        (bench_now_ns() - t0) / 1000000u * (uint64_t)n / BENCH_HEARTBEAT_MS;
+    for (; sent < due; sent++) {
       send_cmd(socks[next], &w_heartbeat, 0);
       next = (next + 1) % n;
     }

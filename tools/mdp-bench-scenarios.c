@@ -91,6 +91,8 @@ static int spawn_broker(const bench_env_t *env, const run_cfg_t *c,
     av_add(&a, "baseline");
     av_add(&a, "endpoint=%s", ep);
     av_add(&a, "service=%s", BENCH_SERVICE);
+    if (c->hb_echo)
+      av_add(&a, "hb_echo=1");
   } else {
     av_add(&a, "%s", env->broker);
     av_add(&a, "-b");

@@ -82,7 +82,7 @@ static row_t rows[MAX_ROWS];
 static int n_rows;
 static cost_t costs[MAX_ROWS];
 static int n_costs;
-static scale_res_t scale_mdp, scale_base;
+static scale_res_t scale_mdp, scale_base, scale_echo;
 static int have_scale;
 static int failures;
 
@@ -224,6 +224,20 @@ static void run_scenario(const bench_env_t *env, const opts_t *o, char sc,
   compare(env, o, name, tr, &a, "baseline", &b, "mdp-broker");
 }
 
+/* (e)'s heartbeats handled per second while idle, by implementation (0
+ * mdp-broker, 1 baseline, 2 baseline+echo): the idle workers send one per
+ * interval each; mdp-broker and the echoing baseline also send one. */
+static double heartbeats_per_s(const opts_t *o, int impl) {
+  double in = o->idle * 1000.0 / BENCH_HEARTBEAT_MS;
+  return impl == 1 ? in : 2 * in;
+}
+
+static double us_per_heartbeat(const opts_t *o, const scale_res_t *s,
+                               int impl) {
+  double rate = heartbeats_per_s(o, impl);
+  return rate > 0 ? s->idle_cpu_pct / 100.0 * 1e6 / rate : 0;
+}
+
 static void run_scale(const bench_env_t *env, const opts_t *o) {
   run_cfg_t c;
   set_load(&c, 'e', o);
@@ -239,6 +253,14 @@ static void run_scale(const bench_env_t *env, const opts_t *o) {
   progress(o, "(e) baseline: %d idle connections", o->idle);
   if (bench_scale(env, &c, o->idle, o->idle_services, o->idle_ms,
                   &scale_base) < 0)
+    failures++;
+  /* The protocol's floor in raw libzmq: a HEARTBEAT each way per worker
+   * per interval, as mdp-broker handles. */
+  c.hb_echo = 1;
+  progress(o, "(e) baseline answering each heartbeat: %d idle connections",
+           o->idle);
+  if (bench_scale(env, &c, o->idle, o->idle_services, o->idle_ms,
+                  &scale_echo) < 0)
     failures++;
   have_scale = 1;
 }
@@ -334,7 +356,7 @@ static void ratio_str(double r, char *buf, size_t n) {
     snprintf(buf, n, "-");
 }
 
-static void print_table(const char *date, const char *mach) {
+static void print_table(const char *date, const char *mach, const opts_t *o) {
   printf("mdp-bench %s on %s\n\n", date, mach);
   printf("%-3s %-4s %-11s %4s %10s %8s %8s %8s %8s %8s %8s %9s %7s %7s\n",
          "sc", "tr", "impl", "reps", "rt/s", "p50us", "p99us", "p999us",
@@ -369,25 +391,41 @@ static void print_table(const char *date, const char *mach) {
     }
   }
   if (have_scale) {
-    printf("\n(e) scale (tcp)           %14s %14s\n", "mdp-broker",
-           "baseline");
-    printf("busy rt/s without idle    %14.0f %14.0f\n", scale_mdp.rt_without,
-           scale_base.rt_without);
-    printf("busy rt/s with idle       %14.0f %14.0f\n", scale_mdp.rt_with,
-           scale_base.rt_with);
-    printf("with / without            %13.2fx %13.2fx\n",
-           scale_mdp.rt_without > 0 ? scale_mdp.rt_with / scale_mdp.rt_without
-                                    : 0,
-           scale_base.rt_without > 0
-               ? scale_base.rt_with / scale_base.rt_without
-               : 0);
-    printf("RSS before/after KiB      %6ld/%-7ld %6ld/%-7ld\n",
-           scale_mdp.rss_before_kib, scale_mdp.rss_after_kib,
-           scale_base.rss_before_kib, scale_base.rss_after_kib);
-    printf("bytes per idle worker     %14.0f %14.0f\n",
-           scale_mdp.bytes_per_idle, scale_base.bytes_per_idle);
-    printf("idle CPU %% of one core    %14.2f %14.2f\n",
-           scale_mdp.idle_cpu_pct, scale_base.idle_cpu_pct);
+    const scale_res_t *sc[3] = {&scale_mdp, &scale_base, &scale_echo};
+    printf("\n(e) scale (tcp)           %14s %14s %14s\n", "mdp-broker",
+           "baseline", "baseline+echo");
+    printf("busy rt/s without idle   ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.0f", sc[i]->rt_without);
+    printf("\nbusy rt/s with idle      ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.0f", sc[i]->rt_with);
+    printf("\nwith / without           ");
+    for (int i = 0; i < 3; i++)
+      printf(" %13.2fx", sc[i]->rt_without > 0
+                             ? sc[i]->rt_with / sc[i]->rt_without
+                             : 0);
+    printf("\nRSS before/after KiB     ");
+    for (int i = 0; i < 3; i++)
+      printf(" %6ld/%-7ld", sc[i]->rss_before_kib, sc[i]->rss_after_kib);
+    printf("\nbytes per idle worker    ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.0f", sc[i]->bytes_per_idle);
+    printf("\nidle CPU %% of one core   ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.2f", sc[i]->idle_cpu_pct);
+    printf("\nheartbeats handled/s     ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.0f", heartbeats_per_s(o, i));
+    printf("\nCPU us per heartbeat     ");
+    for (int i = 0; i < 3; i++)
+      printf(" %14.2f", us_per_heartbeat(o, sc[i], i));
+    double base = us_per_heartbeat(o, &scale_base, 1);
+    double echo = us_per_heartbeat(o, &scale_echo, 2);
+    double mdp = us_per_heartbeat(o, &scale_mdp, 0);
+    printf("\nmdp-broker per heartbeat: %.2fx the baseline's per message "
+           "received, %.2fx the echoing baseline's per message handled\n",
+           base > 0 ? mdp / base : 0, echo > 0 ? mdp / echo : 0);
   }
 }
 
@@ -420,17 +458,19 @@ static void print_json(const char *date, const char *mach, const opts_t *o) {
   }
   printf("]");
   if (have_scale) {
-    const scale_res_t *s[2] = {&scale_mdp, &scale_base};
-    const char *names[2] = {"mdp-broker", "baseline"};
+    const scale_res_t *s[3] = {&scale_mdp, &scale_base, &scale_echo};
+    const char *names[3] = {"mdp-broker", "baseline", "baseline_echo"};
     printf(",\"scale\":{\"idle_workers\":%d,\"services\":%d", o->idle,
            o->idle_services);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
       printf(",\"%s\":{\"ok\":%s,\"rt_without\":%.1f,\"rt_with\":%.1f,"
              "\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
-             "\"bytes_per_idle\":%.1f,\"idle_cpu_pct\":%.3f}",
+             "\"bytes_per_idle\":%.1f,\"idle_cpu_pct\":%.3f,"
+             "\"heartbeats_per_s\":%.1f,\"us_per_heartbeat\":%.3f}",
              names[i], s[i]->ok ? "true" : "false", s[i]->rt_without,
              s[i]->rt_with, s[i]->rss_before_kib, s[i]->rss_after_kib,
-             s[i]->bytes_per_idle, s[i]->idle_cpu_pct);
+             s[i]->bytes_per_idle, s[i]->idle_cpu_pct,
+             heartbeats_per_s(o, i), us_per_heartbeat(o, s[i], i));
     printf("}");
   }
   printf(",\"failures\":%d}\n", failures);
@@ -577,7 +617,7 @@ int main(int argc, char **argv) {
   if (o.json)
     print_json(date, mach, &o);
   else
-    print_table(date, mach);
+    print_table(date, mach, &o);
   free(valgrind);
   free(perf);
   if (failures)

@@ -87,6 +87,7 @@ typedef struct {
 
 typedef struct {
   int baseline;          /* the raw-libzmq forwarder instead of mdp-broker */
+  int hb_echo;           /* baseline: answer each worker HEARTBEAT with one */
   const char *transport; /* "tcp" or "ipc" */
   int workers, lib_workers, partials;
   int clients, inflight, lib_client, max_sockets;
@@ -108,6 +109,10 @@ typedef struct {
   double syscalls, task_ms;                   /* perf; -1 if not measured */
   double ir;                                  /* callgrind total; -1 */
 } run_res_t;
+
+/* The heartbeat interval of the load's workers (and mdp-broker's
+ * default): (e)'s idle workers each send one per interval. */
+#define BENCH_HEARTBEAT_MS 2500
 
 typedef struct {
   int ok;
