@@ -611,7 +611,7 @@ int mdp_reactor_stop(mdp_reactor_t *reactor) {
 int mdp_reactor_send(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   if (is_closing(reactor))
     return MDP_ECLOSING;
-  if (msg == NULL || mdp_msg_size(msg) == 0)
+  if (msg == NULL || mdp__msg_size(msg) == 0)
     return MDP_EINVAL;
   if (reactor->stats.pending > 0) {
     /* Order is kept by never overtaking held messages.  No ZeroMQ call is
