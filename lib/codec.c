@@ -157,8 +157,9 @@ static const cmd_spec_t *spec_find(const dialect_spec_t *d,
  * zmq_msg_copy() of one is a plain struct copy.  So a header frame is a
  * struct copy of its template: a few instructions instead of a libzmq call
  * per frame on every message.  libzmq never writes to a frame's data, and
- * nobody should write to a header frame they received.  (test_codec checks
- * that a copied template sends, and valgrind that it closes clean.) */
+ * nobody should write to a header frame they received.  (Every message the
+ * broker, the worker and the client send has these frames, and the tests
+ * run under valgrind and ASan as well.) */
 #define BYTE_TEMPLATES 8 /* every command byte of every dialect is < 8 */
 static const uint8_t command_bytes[BYTE_TEMPLATES] = {0, 1, 2, 3, 4, 5, 6, 7};
 static zmq_msg_t header_templates[DIALECT_COUNT][2];
