@@ -355,6 +355,16 @@ static int recv_failed(mdp_reactor_t *reactor, zmq_msg_t *frame) {
   return e == EAGAIN ? 0 : MDP_EZMQ;
 }
 
+/* Receives a frame into `frame` (initialised here): 1, or recv_failed's
+ * answer. */
+static inline int recv_frame(mdp_reactor_t *reactor, void *socket,
+                             zmq_msg_t *frame) {
+  zmq_msg_init(frame);
+  if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) >= 0)
+    return 1;
+  return recv_failed(reactor, frame);
+}
+
 /* Receives one whole message into reactor->rx.  1: a message is ready;
  * 0: EAGAIN (a partial message, which ZeroMQ's atomic delivery should never
  * leave, stays in reactor->rx); <0: another error.
@@ -385,13 +395,11 @@ static int recv_whole(mdp_reactor_t *reactor) {
       }
       zmq_msg_t *frame = mdp__msg_at(rx, rx->count);
       while (room > 0) {
-        zmq_msg_init(frame);
-        if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) < 0) {
-          int rc = recv_failed(reactor, frame);
-          if (rc == RECV_RETRY)
-            continue;
+        int rc = recv_frame(reactor, socket, frame);
+        if (rc == RECV_RETRY)
+          continue;
+        if (rc != 1)
           return rc;
-        }
         rx->count++;
         if (!zmq_msg_more(frame))
           return 1;
@@ -406,13 +414,11 @@ static int recv_whole(mdp_reactor_t *reactor) {
         !(reactor->max_frames && rx->count >= reactor->max_frames) &&
         mdp_msg_reserve_(rx, 0, 1) == 0)
       frame = mdp__msg_at(rx, rx->count);
-    zmq_msg_init(frame);
-    if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) < 0) {
-      int rc = recv_failed(reactor, frame);
-      if (rc == RECV_RETRY)
-        continue;
+    int rc = recv_frame(reactor, socket, frame);
+    if (rc == RECV_RETRY)
+      continue;
+    if (rc != 1)
       return rc;
-    }
     int more = zmq_msg_more(frame);
     if (frame == &local) {
       zmq_msg_close(&local);
