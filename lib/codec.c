@@ -126,11 +126,12 @@ static const dialect_spec_t dialects[] = {
 
 #define DIALECT_COUNT (sizeof(dialects) / sizeof(dialects[0]))
 
-static const dialect_spec_t *dialect_find(mdp_dialect_t id) {
+/* The index in dialects[] of dialect `id`, or -1. */
+static inline int dialect_index(mdp_dialect_t id) {
   for (size_t i = 0; i < DIALECT_COUNT; i++)
     if (dialects[i].id == id)
-      return &dialects[i];
-  return NULL;
+      return (int)i;
+  return -1;
 }
 
 /* The row that builds `command` in dialect `d`, and its sub-protocol.
@@ -187,8 +188,6 @@ typedef struct {
   uint8_t count;
 } recipe_t;
 static recipe_t recipes[DIALECT_COUNT][MDP_WORKER_DISCONNECT + 1];
-/* 1 + the index in dialects[] of each dialect id, 0 for none. */
-static unsigned char dialect_slots[MDP_DIALECT_ALL + 1];
 
 static uint64_t header_key(const void *header) {
   uint64_t key = 0;
@@ -201,7 +200,6 @@ static uint64_t header_key(const void *header) {
 __attribute__((constructor)) static void tables_init(void) {
   for (size_t i = 0; i < DIALECT_COUNT; i++) {
     const dialect_spec_t *d = &dialects[i];
-    dialect_slots[d->id] = (unsigned char)(i + 1);
     for (int sub = SUB_CLIENT; sub <= SUB_WORKER; sub++) {
       template_init(&header_templates[i][sub], d->header[sub], HEADER_SIZE);
       header_keys[i][sub] = header_key(d->header[sub]);
@@ -231,11 +229,6 @@ __attribute__((constructor)) static void tables_init(void) {
   }
   for (size_t i = 0; i < BYTE_TEMPLATES; i++)
     template_init(&byte_templates[i], &command_bytes[i], 1);
-}
-
-/* The index in dialects[] of dialect `id`, or -1. */
-static inline int dialect_index(mdp_dialect_t id) {
-  return (unsigned)id <= MDP_DIALECT_ALL ? dialect_slots[id] - 1 : -1;
 }
 
 /* Frame `i` of `msg`, which the caller has checked exists: direct access,
@@ -539,8 +532,8 @@ const char *mdp_command_name(mdp_command_t command) {
 }
 
 const char *mdp_dialect_name(mdp_dialect_t dialect) {
-  const dialect_spec_t *d = dialect_find(dialect);
-  if (d != NULL)
-    return d->name;
+  int di = dialect_index(dialect);
+  if (di >= 0)
+    return dialects[di].name;
   return dialect == MDP_DIALECT_ALL ? "all" : "unknown";
 }
