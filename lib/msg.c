@@ -134,10 +134,7 @@ mdp_msg_t *mdp__msg_new_at(size_t front) {
   mdp_msg_t *msg = cache_get();
   if (msg == NULL && (msg = malloc(sizeof *msg)) == NULL)
     return NULL;
-  msg->frames = msg->inline_frames;
-  msg->head = front;
-  msg->count = 0;
-  msg->cap = INLINE_FRAMES;
+  mdp__msg_reset(msg, front);
   return msg;
 }
 

@@ -51,6 +51,15 @@ static inline int mdp_msg_reserve_(mdp_msg_t *msg, size_t front,
   return mdp__msg_grow(msg, front, back);
 }
 
+/* Makes `msg` (no frame in use: all closed or sent) an empty message whose
+ * frames start `front` slots into its inline array. */
+static inline void mdp__msg_reset(mdp_msg_t *msg, size_t front) {
+  msg->frames = msg->inline_frames;
+  msg->head = front;
+  msg->count = 0;
+  msg->cap = MDP_MSG_INLINE_FRAMES;
+}
+
 /* A new, empty message whose frames start `front` slots into the inline
  * array (mdp_msg_new() is front = MDP_MSG_FRONT_ROOM), from the calling
  * thread's cache of freed messages when it has one.  NULL if out of memory.

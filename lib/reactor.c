@@ -215,8 +215,7 @@ static int send_frames(mdp_reactor_t *reactor, mdp_msg_t *msg, size_t *next) {
 static void sent_whole(mdp_reactor_t *reactor, mdp_msg_t *msg) {
   reactor->stats.msgs_sent++;
   if (reactor->rx == NULL && msg->frames == msg->inline_frames) {
-    msg->head = MDP_MSG_RX_FRONT_ROOM;
-    msg->count = 0;
+    mdp__msg_reset(msg, MDP_MSG_RX_FRONT_ROOM);
     reactor->rx = msg;
     return;
   }
