@@ -7,7 +7,9 @@
  *   d  the library's mdp_client_t (1,000 requests in flight from one object; --lib-inflight)
  *      and mdp_worker_t x 8, against raw sockets, both via mdp-broker
  *   e  10,000 idle workers over 1,000 services next to one busy service;
- *      the broker's CPU while they only heartbeat; RSS per idle worker
+ *      the broker's CPU while they only heartbeat, per heartbeat handled,
+ *      against the baseline and the baseline answering each HEARTBEAT
+ *      (hb_echo=1); RSS per idle worker
  *   f  10 PARTIALs and a FINAL per request (streaming), 8 x 8
  * Cost per round trip (--cost): broker system calls and task-clock
  * (perf stat -e raw_syscalls:sys_enter,task-clock) and instructions
