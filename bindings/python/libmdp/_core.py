@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 import math
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import _native
-from .errors import InvalidArgument, from_code
+from .errors import InvalidArgument, StateError, from_code  # noqa: F401
 
 _native.set_error_factory(from_code)
 
@@ -31,6 +32,8 @@ def next_tag() -> int:
     return next(_tags)
 
 
+_ENDPOINT = re.compile(r"^(tcp://[^/]+:(\d+|\*)|ipc://.+|inproc://.+)$")
+
 Brokers = Union[str, Sequence[str]]
 
 
@@ -45,7 +48,7 @@ def endpoints(brokers: Brokers) -> List[str]:
     if not eps:
         raise InvalidArgument("at least one broker endpoint is needed")
     for e in eps:
-        if not isinstance(e, str) or "://" not in e:
+        if not isinstance(e, str) or not _ENDPOINT.match(e):
             raise InvalidArgument("malformed broker endpoint %r (expected e.g. tcp://127.0.0.1:5555)" % (e,))
     return eps
 
