@@ -289,6 +289,8 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None)
     ap.add_argument("--only", default=None, help="comma-separated scenario names")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (each runs every scenario once); "
+                    "the figures reported are the medians")
     a = ap.parse_args()
     if a.builddir:
         broker_bin = os.path.join(a.builddir, "tools", "mdp-broker")
@@ -306,18 +308,28 @@ def main():
         ("aio-100x4", "aio", "aio", 1, 4, 100, 25),
     ]
     only = set(a.only.split(",")) if a.only else None
-    res = {}
-    for name, kc, kw, nc, nw, infl, conc in scen:
-        if only and name not in only:
-            continue
-        res[name] = run_scenario(name, a.python, broker_bin, kc, kw, nc, nw, infl, conc, a.duration)
+    runs = {}
+    for rnd in range(a.repeat):
+        if a.repeat > 1:
+            print("-- round %d of %d (load average %s)" % (rnd + 1, a.repeat,
+                                                       " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+        for name, kc, kw, nc, nw, infl, conc in scen:
+            if only and name not in only:
+                continue
+            runs.setdefault(name, []).append(
+                run_scenario(name, a.python, broker_bin, kc, kw, nc, nw, infl, conc, a.duration))
+    res = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
+    if a.repeat > 1:
+        print("-- medians of %d rounds" % a.repeat)
+        for name, v in res.items():
+            print("%-14s %9.0f round trips/s" % (name, v))
     if "baseline-1x1" in res and "libmdp-1x1" in res:
         print("libmdp-1x1 / baseline-1x1 = %.2f" % (res["libmdp-1x1"] / res["baseline-1x1"]))
     if "baseline-4x4" in res and "aio-100x4" in res:
         print("aio-100x4 / baseline-4x4 = %.2f" % (res["aio-100x4"] / res["baseline-4x4"]))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"baseline": impl, "results": res}, f, indent=1)
+            json.dump({"baseline": impl, "results": res, "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":
