@@ -194,7 +194,7 @@ def role_client(kind, url, warmup, duration, inflight):
         from libmdp import aio
 
         async def main():
-            c = aio.Client(url, timeout=30)
+            c = aio.Client(url, timeout=30, max_sockets=max(64, inflight))
             count = 0
             measuring = False
             stop = False
@@ -305,7 +305,7 @@ def main():
         ("libmdp-1x1", "libmdp", "libmdp", 1, 1, 1, 1),
         ("baseline-4x4", "base", "base", 4, 4, 1, 1),
         ("libmdp-4x4", "libmdp", "libmdp", 4, 4, 1, 1),
-        ("aio-100x4", "aio", "aio", 1, 4, 100, 25),
+        ("aio-100x4", "aio", "aio", 1, 4, 100, int(os.environ.get("BENCH_AIO_CONC", "25"))),
     ]
     only = set(a.only.split(",")) if a.only else None
     runs = {}
