@@ -36,3 +36,37 @@ def test_slow_handler_majortomo_dialect(broker_url):
         c.send(b"slowm", b"x")
         assert c.recv_all_as_list(timeout=10) == [b"x"]
         assert len(w.handled) == 1
+
+
+def test_handler_holding_the_gil_is_not_expelled(broker_url):
+    """A CPU-bound handler (pure Python, never releasing the GIL on its own
+    accord beyond the interpreter's switch interval) for longer than the
+    broker's liveness: the loop thread needs no GIL to heartbeat."""
+    from libmdp.majortomo import Worker, WorkerRequestsIterator
+    import threading
+
+    w = Worker(broker_url, "cpu", heartbeat_interval=0.2, heartbeat_timeout=0.6)
+    it = WorkerRequestsIterator(w)
+    handled = []
+
+    def serve():
+        for req in it:
+            handled.append(req)
+            end = time.monotonic() + 1.5
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+            it.send_reply_final(req)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with Client(broker_url) as c:
+            c.send(b"cpu", b"x")
+            assert c.recv_all_as_list(timeout=10) == [b"x"]
+            c.send(b"cpu", b"y")
+            assert c.recv_all_as_list(timeout=10) == [b"y"]
+        assert len(handled) == 2
+    finally:
+        it.stop()
+        t.join(10)
