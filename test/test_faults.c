@@ -517,6 +517,105 @@ static void connection_flood(void) {
   fx_close();
 }
 
+
+/* ---- a hostile peer's flood of messages the broker drops --------------- */
+
+/* Sends `count` messages of `frames` frames of `size` bytes each (the first
+ * `nhead` frames given, the rest filler) from `s`. */
+static void flood_send(void *s, int count, const char *const *head, int nhead,
+                       int frames, size_t size) {
+  static char filler[4096];
+  for (int m = 0; m < count; m++)
+    for (int f = 0; f < frames; f++) {
+      int more = f + 1 < frames ? ZMQ_SNDMORE : 0;
+      if (f < nhead)
+        zmq_send(s, head[f], strlen(head[f]), more);
+      else
+        zmq_send(s, filler, size < sizeof filler ? size : sizeof filler,
+                 more);
+    }
+}
+
+/* Promise: no flood of messages the broker drops makes it hold memory
+ * without bound or stop answering.  Every drop path, in each dialect: too
+ * many frames (the path whose receive buffer grew by ~1,025 slots per
+ * dropped message and took the broker to hundreds of MB), a frame over
+ * --max-msg-size (the peer is disconnected), a bad header, an unknown
+ * command, an empty message.  The broker's RSS stays within RSS_FLOOD_KB
+ * of where it started, MMI answers, and a real worker still serves a
+ * request through it afterwards. */
+#define RSS_FLOOD_KB (32 * 1024)
+static void hostile_flood_bounded(void) {
+  const char *extra[] = {"--max-msg-size", "65536", NULL};
+  CHECK(fx_open(extra) == 0);
+  long rss0 = proc_rss_kb(F.broker.pid);
+  long peak = rss0;
+  int n = t_scale(4000);
+  struct {
+    const char *what;
+    const char *head[4];
+    int nhead, frames, count;
+    size_t size;
+  } floods[] = {
+      /* 1,100 empty frames: over --max-frames (1024) */
+      {"too many frames (rfc18 client)", {"MDPC02", "\x01", "x"}, 3, 1100, n, 0},
+      {"too many frames (rfc18 worker)", {"MDPW02", "\x01", "x"}, 3, 1100, n / 4, 0},
+      {"too many frames (majortomo)", {"", "MDPC02", "\x02", "x"}, 4, 1100, n / 4, 0},
+      {"too many frames (mdp01)", {"", "MDPC01", "x"}, 3, 1100, n / 4, 0},
+      {"bad header", {"MDPX99", "\x01", "x"}, 3, 3, n * 10, 0},
+      {"unknown command (rfc18 worker)", {"MDPW02", "\x09"}, 2, 3, n * 10, 0},
+      {"unknown command (rfc18 client)", {"MDPC02", "\x07", "x"}, 3, 4, n * 10, 0},
+      {"unknown command (majortomo)", {"", "MDPW02", "\x0b"}, 3, 3, n * 10, 0},
+      {"unknown command (mdp01 worker)", {"", "MDPW01", "\x09"}, 3, 3, n * 10, 0},
+      {"empty body, 1 KiB filler frames", {"MDPC02", "\x01", "mmi.nothing"}, 3, 6, n, 1024},
+  };
+  for (size_t i = 0; i < sizeof floods / sizeof floods[0]; i++) {
+    void *s = client();
+    int hwm = 0;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    uint64_t t0 = uv_hrtime();
+    flood_send(s, floods[i].count, floods[i].head, floods[i].nhead,
+               floods[i].frames, floods[i].size);
+    /* MMI answers through the flood (queued behind it on the wire). */
+    long w[3];
+    mmi_workers("-", w);
+    CHECK(w[0] >= 0);
+    long rss = proc_rss_kb(F.broker.pid);
+    peak = rss > peak ? rss : peak;
+    printf("# %s: %d messages, %.0f ms, broker RSS %ld KiB\n",
+           floods[i].what, floods[i].count, ms_since(t0), rss);
+  }
+  /* Frames over --max-msg-size: the peer is disconnected each time. */
+  for (int i = 0; i < t_scale(50); i++) {
+    void *s = peer_new(F.ctx, ZMQ_DEALER, F.ep);
+    static char big[128 * 1024];
+    zmq_send(s, "MDPC02", 6, ZMQ_SNDMORE);
+    zmq_send(s, "\x01", 1, ZMQ_SNDMORE);
+    zmq_send(s, "echo", 4, ZMQ_SNDMORE);
+    zmq_send(s, big, sizeof big, 0);
+    zmq_close(s);
+  }
+  long w[3];
+  mmi_workers("-", w);
+  CHECK(w[0] >= 0);
+  long rss = proc_rss_kb(F.broker.pid);
+  peak = rss > peak ? rss : peak;
+  /* Still serving: a real worker answers a request. */
+  CHECK(worker_start("echo", "echo") != NULL);
+  CHECK(wait_workers("echo", 1, 0, 5000));
+  void *c = client();
+  peer_send(c, "MDPC02", "\x01", "echo", "after the flood", NULL);
+  mdp_msg_t *reply = peer_recv(NULL, c, 5000);
+  CHECK(reply != NULL &&
+        msg_is(reply, "MDPC02", "\x03", "echo", "after the flood", NULL));
+  mdp_msg_destroy(reply);
+  printf("# figure: hostile flood of every drop path: broker RSS %ld KiB "
+         "before, peak %ld KiB (bound: +%d KiB)\n",
+         rss0, peak, RSS_FLOOD_KB);
+  CHECK(T_ASAN || peak - rss0 <= RSS_FLOOD_KB);
+  fx_close();
+}
+
 int main(void) {
   RUN(worker_killed_before_reply);
   RUN(worker_killed_after_partial);
@@ -527,6 +626,7 @@ int main(void) {
   RUN(client_vanishes_mid_stream);
   RUN(request_flood);
   RUN(connection_flood);
+  RUN(hostile_flood_bounded);
   t_context_term();
   return t_done();
 }
