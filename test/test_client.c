@@ -1322,6 +1322,59 @@ static void max_msg_size_bound(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+
+/* Bounded memory, 1b: a reply of more than max_frames frames (default
+ * 1024) is discarded whole and counted, so the request times out; one
+ * within the bound is delivered.  Without the bound a broker answering one
+ * FINAL of millions of empty frames made the client hold them all. */
+static void max_frames_bound(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_frames, 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  o.max_frames = 3;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.max_frames = 0; /* unlimited is allowed */
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  CHECK(client_stop(&loop, c));
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(300);
+  o.retries = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  /* 3 envelope frames + this many body frames: 1 over, then exactly 1024. */
+  size_t bodies[] = {1022, 1021};
+  for (int i = 0; i < 2; i++) {
+    rep_t r = {0};
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                                NULL), 0);
+    CHECK(fake_wait(&loop, &f, 1, 2000));
+    mdp_msg_t *m = fake_take(&f);
+    zmq_send(f.sock, mdp_msg_data(m, 0), mdp_msg_frame_size(m, 0),
+             ZMQ_SNDMORE);
+    zmq_send(f.sock, "MDPC02", 6, ZMQ_SNDMORE);
+    zmq_send(f.sock, "\x03", 1, ZMQ_SNDMORE);
+    zmq_send(f.sock, "echo", 4, ZMQ_SNDMORE);
+    for (size_t k = 0; k < bodies[i]; k++)
+      zmq_send(f.sock, "", 0, k + 1 < bodies[i] ? ZMQ_SNDMORE : 0);
+    mdp_msg_destroy(m);
+    CHECK(t_run_until(&loop, rep_done, &r, 3000));
+    CHECK_EQ(r.status, i == 0 ? MDP_ETIMEDOUT : 0);
+    CHECK_EQ(r.nparts, i == 0 ? 0 : 1);
+    rep_clear(&r);
+    mdp_client_stats_t st;
+    mdp_client_get_stats(c, &st);
+    CHECK_EQ(st.dropped_frames, 1); /* counted, also once the socket went */
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 static int queued_bytes_are(void *arg) {
   mdp_client_stats_t st;
   mdp_client_get_stats(arg, &st);
@@ -1665,6 +1718,7 @@ int main(void) {
   RUN(time_edges);
   RUN(many_time_out_together);
   RUN(max_msg_size_bound);
+  RUN(max_frames_bound);
   RUN(queue_bounds);
   RUN(malformed_endpoint_reported);
   RUN(socket_options_each_pooled_socket);
