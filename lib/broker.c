@@ -312,8 +312,12 @@ static const char *bind_hint(const char *endpoint, int err) {
 int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
   if (b->closing)
     return MDP_ECLOSING;
-  if (endpoint == NULL)
+  if (mdp_endpoint_check(endpoint, 1) < 0) {
+    BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: not a valid endpoint "
+               "(a tcp:// port is 1..65535, 0 or *)",
+               endpoint ? endpoint : "(null)");
     return MDP_EINVAL;
+  }
   /* Handshakes start with the first bind: CURVE's must find the handler
    * watched. */
   int rc = b->zap ? mdp__zap_watch(b->zap) : 0;

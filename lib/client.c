@@ -847,7 +847,7 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   if (rc < 0)
     return rc;
   for (size_t i = 0; i < n; i++)
-    if (endpoints[i] == NULL || endpoints[i][0] == '\0')
+    if (mdp_endpoint_check(endpoints[i], 0) < 0)
       return MDP_EINVAL;
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)

@@ -456,7 +456,8 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
                    const mdp_worker_options_t *opts,
                    mdp_worker_request_cb request_cb, mdp_worker_t **out) {
   if (loop == NULL || endpoint == NULL || service == NULL ||
-      request_cb == NULL || out == NULL)
+      request_cb == NULL || out == NULL ||
+      mdp_endpoint_check(endpoint, 0) < 0)
     return MDP_EINVAL;
   size_t slen = strlen(service);
   if (slen == 0 || slen > MDP_SERVICE_MAX || mdp_is_mmi(service, slen))

@@ -1469,10 +1469,45 @@ static void queue_bounds(void) {
 
 /* A malformed endpoint is found when the first socket to it is opened: the
  * request fails with MDP_EINVAL, from the loop, not from the call. */
+/* A port out of range (which libzmq would take modulo 65536) or missing is
+ * refused at once by mdp_client_new() and mdp_worker_new(), and by
+ * mdp_endpoint_check() for every tool. */
+static void endpoint_port_checked(void) {
+  const char *bad_connect[] = {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:70000",
+                               "tcp://127.0.0.1:-1", "tcp://127.0.0.1:0",
+                               "tcp://127.0.0.1:*", "tcp://127.0.0.1:",
+                               "tcp://no-port-here", "tcp://[::1]",
+                               "tcp://127.0.0.1:5555x", "tcp://127.0.0.1:000001",
+                               "tcp://10.0.0.1:1;127.0.0.1:65536", "", NULL};
+  for (size_t i = 0; i < sizeof bad_connect / sizeof *bad_connect; i++)
+    CHECK_EQ(mdp_endpoint_check(bad_connect[i], 0), MDP_EINVAL);
+  const char *good[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:65535",
+                        "tcp://[::1]:1", "tcp://localhost:5555",
+                        "tcp://127.0.0.1:0;127.0.0.1:5555", "ipc:///tmp/x",
+                        "inproc://x"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    CHECK_EQ(mdp_endpoint_check(good[i], 0), 0);
+    CHECK_EQ(mdp_endpoint_check(good[i], 1), 0);
+  }
+  CHECK_EQ(mdp_endpoint_check("tcp://*:*", 1), 0);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:0", 1), 0);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:65536", 1), MDP_EINVAL);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:99999", 1), MDP_EINVAL);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_client_t *c = NULL;
+  const char *eps[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:99999"};
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, NULL, &c), MDP_EINVAL);
+  CHECK(c == NULL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 static void malformed_endpoint_reported(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  const char *eps[] = {"tcp://no-port-here"};
+  /* Passes mdp_endpoint_check (not tcp://); libzmq refuses the transport
+   * when the socket is opened, from the loop. */
+  const char *eps[] = {"nosuch://transport"};
   mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
   CHECK(c != NULL);
   rep_t r = {0};
@@ -1720,6 +1755,7 @@ int main(void) {
   RUN(max_msg_size_bound);
   RUN(max_frames_bound);
   RUN(queue_bounds);
+  RUN(endpoint_port_checked);
   RUN(malformed_endpoint_reported);
   RUN(socket_options_each_pooled_socket);
   RUN(socket_setup_failure_reported);
