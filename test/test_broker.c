@@ -1555,20 +1555,20 @@ static void message_logs_sampled(void) {
  * line logged says how many were suppressed.  Likewise the WARN for
  * requests lost with their workers. */
 static int ready_lines, leave_lines, lost_lines;
-static char last_ready[512], last_lost[512];
+static char last_ready[512];
 static void count_peer_lines(void *data, mdp_log_level_t level,
                              const char *line) {
   (void)data;
   (void)level;
   if (strstr(line, "ready for service")) {
     ready_lines++;
-    snprintf(last_ready, sizeof last_ready, "%s", line);
+    size_t n = strlen(line);
+    n = n < sizeof last_ready ? n : sizeof last_ready - 1;
+    memcpy(last_ready, line, n);
+    last_ready[n] = '\0';
   }
   leave_lines += strstr(line, "leaves:") != NULL;
-  if (strstr(line, "lost with its worker")) {
-    lost_lines++;
-    snprintf(last_lost, sizeof last_lost, "%s", line);
-  }
+  lost_lines += strstr(line, "lost with its worker") != NULL;
 }
 
 static void peer_lines_rate_bounded(void) {
