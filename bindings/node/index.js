@@ -282,7 +282,13 @@ class Client extends Base {
         if (!done) {
           done = true;
           queue.length = 0;
-          if (self._pending.has(id)) native.clientCancel(self._handle, id);
+          const entry = self._pending.get(id);
+          if (entry !== undefined) {
+            // Forget it now: its ECANCELED is for nobody.
+            self._pending.delete(id);
+            if (entry.signal) entry.signal.removeEventListener('abort', entry.onAbort);
+            native.clientCancel(self._handle, id);
+          }
         }
         return { value: undefined, done: true };
       },
