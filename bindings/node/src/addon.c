@@ -79,6 +79,12 @@ struct obj_s {
   int closing;  /* close asked */
   int closed;   /* close callback ran: the libmdp object is freed */
   int js_gone;  /* the JS external was finalised */
+  /* Clients only: libmdp's client holds no active handle while it has no
+   * request (its sockets open on demand), but an open object must keep the
+   * process alive like a server socket does; an async handle that is never
+   * sent does that, and follows ref()/unref(). */
+  uv_async_t keep;
+  int keep_open;
   union {
     mdp_broker_t *broker;
     mdp_client_t *client;
@@ -102,8 +108,14 @@ struct env_s {
 };
 
 static void obj_maybe_free(obj_t *o) {
-  if (o->closed && o->js_gone)
+  if (o->closed && o->js_gone && !o->keep_open)
     free(o);
+}
+
+static void keep_closed(uv_handle_t *h) {
+  obj_t *o = h->data;
+  o->keep_open = 0;
+  obj_maybe_free(o);
 }
 
 static void idle_cb(uv_idle_t *h);
@@ -643,7 +655,12 @@ static void obj_start_close(obj_t *o) {
   o->closing = 1;
   switch (o->kind) {
   case K_BROKER: mdp_broker_close(o->u.broker, broker_closed); break;
-  case K_CLIENT: mdp_client_close(o->u.client, client_closed); break;
+  case K_CLIENT:
+    /* The client's own handles keep the loop running until it is closed. */
+    if (o->keep_open && !uv_is_closing((uv_handle_t *)&o->keep))
+      uv_close((uv_handle_t *)&o->keep, keep_closed);
+    mdp_client_close(o->u.client, client_closed);
+    break;
   case K_WORKER: mdp_worker_group_close(o->u.group, 0, group_closed); break;
   }
 }
@@ -886,6 +903,10 @@ static napi_value client_new(napi_env env, napi_callback_info info) {
   }
   mdp_client_set_data(o->u.client, o);
   mdp_client_set_drain_cb(o->u.client, client_drain);
+  if (uv_async_init(e->loop, &o->keep, NULL) == 0) {
+    o->keep.data = o;
+    o->keep_open = 1;
+  }
   return obj_wrap(env, o);
 }
 
@@ -1126,6 +1147,12 @@ static napi_value obj_ref(napi_env env, napi_callback_info info) {
       mdp_client_ref(o->u.client);
     else
       mdp_client_unref(o->u.client);
+    if (o->keep_open && !uv_is_closing((uv_handle_t *)&o->keep)) {
+      if (on)
+        uv_ref((uv_handle_t *)&o->keep);
+      else
+        uv_unref((uv_handle_t *)&o->keep);
+    }
   } else if (o->kind == K_WORKER) {
     /* A group has no ref/unref of its own: apply it to each slot's worker
      * is not possible from outside, so the JS side refuses it. */
