@@ -327,10 +327,15 @@ class Reply {
       e.message = 'the FINAL was sent already';
       throw e;
     }
-    if (final) this.done = true;
     // Once the worker is closed its request handles are gone: nothing to send.
-    if (w._closed) throw mdpError(-5000);
+    if (w._closed) {
+      if (final) this.done = true;
+      throw mdpError(-5000);
+    }
+    // A frame of the wrong type throws a TypeError here, before anything is
+    // sent: the request is still open.
     const rc = native.workerReply(w._handle, this._wptr, this._id, final, toFrames(frames));
+    if (final) this.done = true;
     if (rc < 0) throw mdpError(rc);
   }
 
@@ -362,17 +367,24 @@ class Worker extends Base {
       this._inProgress--;
       if (reply.done || this._closed) return;
       try {
-        reply._send(true, final);
+        try {
+          reply._send(true, final);
+        } catch (e) {
+          if (reply.done) throw e;
+          // The handler's answer could not be sent (not frames): say so.
+          this._handlerError(e, frames);
+          reply._send(true, this._errorAnswer(e));
+        }
       } catch (e) {
-        this._handlerError(e, frames);
-        if (!reply.done) return;
+        // ESTATE: the request was abandoned (its broker connection was lost;
+        // the client's retry goes elsewhere); nothing to report.  Anything
+        // else (a bad frame type, ENOBUFS) is the handler's to hear about.
+        if (e.code !== 'ESTATE' && e.code !== 'ECLOSING') this._handlerError(e, frames);
       }
     };
     const failed = (err) => {
       this._handlerError(err, frames);
-      let answer;
-      try { answer = this._errorReply(err); } catch (e) { answer = ['error']; }
-      finish(answer);
+      finish(this._errorAnswer(err));
     };
     let result;
     try {
@@ -385,6 +397,14 @@ class Worker extends Base {
       result.then(finish, failed);
     } else {
       finish(result);
+    }
+  }
+
+  _errorAnswer(err) {
+    try {
+      return this._errorReply(err);
+    } catch (e) {
+      return ['error'];
     }
   }
 

@@ -97,12 +97,16 @@ test('a handler that throws or rejects is answered "error: MESSAGE" and reported
   const w2 = own(new Worker({ broker: ep, service: 'rejects' }, async () => { throw new Error('later boom'); }));
   const w3 = own(new Worker({ broker: ep, service: 'custom', errorReply: (e) => ['ERR', e.message] },
     () => { throw new Error('x'); }));
-  for (const w of [w1, w2, w3]) w.on('handlerError', (e) => reported.push(e.message));
+  const w4 = own(new Worker({ broker: ep, service: 'badframes' }, () => [{ not: 'a frame' }]));
+  for (const w of [w1, w2, w3, w4]) w.on('handlerError', (e) => reported.push(e.message));
   const client = own(new Client({ brokers: [ep], timeout: ms(5000) }));
   assert.deepEqual((await client.request('throws', 'a')).map(String), ['error: boom']);
   assert.deepEqual((await client.request('rejects', 'a')).map(String), ['error: later boom']);
   assert.deepEqual((await client.request('custom', 'a')).map(String), ['ERR', 'x']);
-  assert.deepEqual(reported.sort(), ['boom', 'later boom', 'x']);
+  const bad = await client.request('badframes', 'a');
+  assert.match(String(bad[0]), /^error: /);
+  assert.equal(reported.length, 4);
+  assert.deepEqual(reported.slice(0, 3).sort(), ['boom', 'later boom', 'x']);
 });
 
 test('many requests in progress at once on one worker (concurrency)', async (t) => {
