@@ -149,3 +149,13 @@ test('JavaScript never runs inside a libmdp call: closing from a reply is safe',
   assert.deepEqual((await c3.request('selfclose', 'q')).map(String), ['q']);
   await c3.close(); await w2.close(); await w.close(); await b.close();
 });
+
+test('examples/demo.js (docs/node.md) runs and exits by itself', async () => {
+  const p = start(process.execPath, [path.join(__dirname, '..', 'examples', 'demo.js')]);
+  const r = await Promise.race([p.exited, new Promise((res) => setTimeout(res, ms(20000), 'hung'))]);
+  if (r === 'hung') await stop(p, 'SIGKILL');
+  assert.notEqual(r, 'hung');
+  assert.equal(r.code, 0, p.err);
+  assert.equal(p.out, 'reply: HELLO NODE\npart: got 1 bytes\npart: got 2 bytes\npart: A BC\n' +
+    'answered: 1000\nerror: ETIMEDOUT\n');
+});
