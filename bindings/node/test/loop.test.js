@@ -159,3 +159,20 @@ test('examples/demo.js (docs/node.md) runs and exits by itself', async () => {
   assert.equal(p.out, 'reply: HELLO NODE\npart: got 1 bytes\npart: got 2 bytes\npart: A BC\n' +
     'answered: 1000\nerror: ETIMEDOUT\n');
 });
+
+test('threads share libzmq\'s context: a thread\'s client reaches the main thread\'s broker over inproc://', async () => {
+  const { Broker, Worker } = require('..');
+  const b = new Broker({ bind: 'inproc://mdp-node-test' });
+  const w = new Worker({ broker: 'inproc://mdp-node-test', service: 'inp' }, (f) => ['main', ...f]);
+  const th = new Thread(`
+    const { parentPort } = require('worker_threads');
+    const m = require(${mod});
+    const c = new m.Client({ brokers: ['inproc://mdp-node-test'], timeout: 10000 });
+    c.request('inp', 'from thread').then((r) => parentPort.postMessage(r.map(String)))
+      .finally(() => c.close());`, { eval: true });
+  const msg = await new Promise((resolve, reject) => { th.once('message', resolve); th.once('error', reject); });
+  assert.deepEqual(msg, ['main', 'from thread']);
+  assert.equal(await new Promise((r) => th.once('exit', r)), 0);
+  await w.close();
+  await b.close();
+});
