@@ -62,6 +62,8 @@ export interface BrokerOptions extends CommonOptions {
   curveSecretKey?: string;
   /** A key file or a directory of *.pub files: the clients and workers let in. */
   curveAllow?: string;
+  /** Z85 public keys of the clients and workers let in (with or instead of curveAllow). */
+  curveAllowKeys?: string[];
   disconnectExpired?: number | boolean;
   maxMmiReplyBytes?: number;
   metricsMaxServices?: number;
@@ -214,6 +216,9 @@ export declare class Worker extends EventEmitter {
   on(event: 'log', listener: (entry: LogEntry) => void): this;
   on(event: 'close', listener: () => void): this;
 }
+
+/** A new CURVE key pair, Z85 strings (throws 'ENOTSUP' if libzmq has no CURVE). */
+export declare function curveKeypair(): { publicKey: string; secretKey: string };
 
 /** The symbolic name of a libmdp error number ('ETIMEDOUT'). */
 export declare function errorName(errno: number): string;

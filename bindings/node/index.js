@@ -83,6 +83,11 @@ function cOptions(opts, known, aliases, skip) {
       out[c] = i;
     } else if (c === 'probe' || c === 'disconnect_expired' || c === 'ipv6' || c === 'tcp_keepalive') {
       out[c] = typeof v === 'boolean' ? Number(v) : v;
+    } else if (c === 'curve_allow_keys') {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+        throw new TypeError('libmdp: curveAllowKeys must be an array of Z85 public keys');
+      }
+      out[c] = v;
     } else if (c.startsWith('curve_')) {
       if (typeof v !== 'string') throw new TypeError(`libmdp: ${k} must be a string (Z85 key or path)`);
       out[c] = v;
@@ -100,6 +105,7 @@ const BROKER_OPTS = ['heartbeat_interval_ms', 'heartbeat_liveness', 'silent_busy
   'silent_busy_timeout_ms', 'busy_timeout_ms', 'request_expiry_ms', 'max_queue', 'max_queued_total',
   'max_queue_per_client', 'max_queued_bytes', 'max_services', 'max_workers_per_service',
   'max_frames', 'max_msg_size', 'max_redispatch', 'dialects', 'curve_secret_key', 'curve_allow',
+  'curve_allow_keys',
   'log_level', 'disconnect_expired', 'max_mmi_reply_bytes', 'metrics_max_services', ...SOCKET];
 const CLIENT_OPTS = ['timeout_ms', 'deadline_ms', 'retries', 'max_sockets', 'max_queue', 'dialect',
   'curve_server_key', 'curve_public_key', 'curve_secret_key', 'log_level', 'max_msg_size',
@@ -430,4 +436,7 @@ class Worker extends Base {
 
 function errorName(code) { return native.strerror(code)[0]; }
 
-module.exports = { Broker, Worker, Client, errorName };
+// A new CURVE key pair, { publicKey, secretKey }, as Z85 strings.
+function curveKeypair() { return native.curveKeypair(); }
+
+module.exports = { Broker, Worker, Client, errorName, curveKeypair };

@@ -784,9 +784,27 @@ static napi_value broker_new(napi_env env, napi_callback_info info) {
     strs_free(&st);
     return NULL;
   }
+  /* curve_allow_keys: an array of Z85 public keys (copied by libmdp). */
+  char **keys = NULL;
+  uint32_t nkeys = 0;
+  bool has_keys = false;
+  napi_has_named_property(env, argv[1], "curve_allow_keys", &has_keys);
+  if (has_keys) {
+    napi_value arr;
+    napi_get_named_property(env, argv[1], "curve_allow_keys", &arr);
+    keys = endpoints_arg(env, arr, &nkeys);
+    if (keys == NULL) {
+      strs_free(&st);
+      return NULL;
+    }
+    opts.curve_allow_keys = (const char *const *)keys;
+    opts.curve_allow_count = nkeys;
+  }
   obj_t *o = calloc(1, sizeof *o);
   if (o == NULL) {
     strs_free(&st);
+    if (keys != NULL)
+      endpoints_free(keys, nkeys);
     return throw_code(env, MDP_ENOMEM);
   }
   o->e = e;
@@ -800,6 +818,8 @@ static napi_value broker_new(napi_env env, napi_callback_info info) {
   }
   int rc = mdp_broker_new(e->loop, &opts, &o->u.broker);
   strs_free(&st);
+  if (keys != NULL)
+    endpoints_free(keys, nkeys);
   if (rc != 0) {
     free(o);
     return throw_code(env, rc);
@@ -1172,6 +1192,22 @@ static napi_value js_strerror(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* curveKeypair() -> { publicKey, secretKey } (Z85), or throws ENOTSUP. */
+static napi_value curve_keypair(napi_env env, napi_callback_info info) {
+  mdp_curve_keypair_t kp;
+  int rc = mdp_curve_keypair_new(&kp);
+  if (rc != 0)
+    return throw_code(env, rc);
+  napi_value r, pub, sec;
+  napi_create_object(env, &r);
+  napi_create_string_utf8(env, kp.public_key, NAPI_AUTO_LENGTH, &pub);
+  napi_create_string_utf8(env, kp.secret_key, NAPI_AUTO_LENGTH, &sec);
+  napi_set_named_property(env, r, "publicKey", pub);
+  napi_set_named_property(env, r, "secretKey", sec);
+  memset(&kp, 0, sizeof kp);
+  return r;
+}
+
 /* setDispatch(fn): index.js's event function, once per environment. */
 static napi_value set_dispatch(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -1221,6 +1257,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       F("clientStats", client_stats), F("workerNew", worker_new),
       F("workerReply", worker_reply), F("workerStats", worker_stats),
       F("close", obj_close), F("ref", obj_ref),
+      F("curveKeypair", curve_keypair),
 #undef F
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

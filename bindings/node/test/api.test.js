@@ -269,3 +269,30 @@ test('broker logs reach its "log" listeners', async (t) => {
   await worker.close();
   await broker.close();
 });
+
+test('CURVE: keys by option, the broker lets in only the listed clients and workers', async (t) => {
+  const { curveKeypair } = require('..');
+  const server = curveKeypair();
+  const cli = curveKeypair();
+  const wrk = curveKeypair();
+  const stranger = curveKeypair();
+  assert.equal(server.publicKey.length, 40);
+  const broker = new Broker({ bind: 'tcp://127.0.0.1:*', curveSecretKey: server.secretKey,
+    curveAllowKeys: [cli.publicKey, wrk.publicKey] });
+  const ep = broker.endpoint;
+  const worker = new Worker({ broker: ep, service: 'sec', curveServerKey: server.publicKey,
+    curvePublicKey: wrk.publicKey, curveSecretKey: wrk.secretKey }, (f) => ['secret', ...f]);
+  const client = new Client({ brokers: [ep], timeout: ms(5000), curveServerKey: server.publicKey,
+    curvePublicKey: cli.publicKey, curveSecretKey: cli.secretKey });
+  const intruder = new Client({ brokers: [ep], timeout: 300, retries: 0, curveServerKey: server.publicKey,
+    curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey });
+  const plain = new Client({ brokers: [ep], timeout: 300, retries: 0 });
+  t.after(async () => {
+    await Promise.all([client.close(), intruder.close(), plain.close(), worker.close()]);
+    await broker.close();
+  });
+  assert.deepEqual((await client.request('sec', 'x')).map(String), ['secret', 'x']);
+  await assert.rejects(intruder.request('sec', 'x'), { code: 'ETIMEDOUT' });
+  await assert.rejects(plain.request('sec', 'x'), { code: 'ETIMEDOUT' });
+  assert.throws(() => new Client({ brokers: [ep], curveServerKey: server.publicKey }), { code: 'EINVAL' });
+});
