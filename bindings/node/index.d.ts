@@ -220,5 +220,8 @@ export declare class Worker extends EventEmitter {
 /** A new CURVE key pair, Z85 strings (throws 'ENOTSUP' if libzmq has no CURVE). */
 export declare function curveKeypair(): { publicKey: string; secretKey: string };
 
+/** Frames of 64 KiB or more lent to libzmq without a copy: since start, released since, held now. */
+export declare function lentFrames(): { lent: number; released: number; outstanding: number };
+
 /** The symbolic name of a libmdp error number ('ETIMEDOUT'). */
 export declare function errorName(errno: number): string;

@@ -439,4 +439,8 @@ function errorName(code) { return native.strerror(code)[0]; }
 // A new CURVE key pair, { publicKey, secretKey }, as Z85 strings.
 function curveKeypair() { return native.curveKeypair(); }
 
-module.exports = { Broker, Worker, Client, errorName, curveKeypair };
+// Frames of 64 KiB or more are lent to libzmq, not copied: how many were
+// lent, released by libzmq since, and are still held (diagnostics).
+function lentFrames() { return native.lentFrames(); }
+
+module.exports = { Broker, Worker, Client, errorName, curveKeypair, lentFrames };

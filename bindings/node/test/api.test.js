@@ -38,6 +38,27 @@ test('request and reply through a broker hosted in Node', async (t) => {
   assert.equal(worker.stats().requests, 2);
 });
 
+test('frames of 64 KiB or more go out without a copy, and libzmq gives them back', async (t) => {
+  const { lentFrames } = require('..');
+  const { ep, own } = await withBroker(t);
+  own(new Worker({ broker: ep, service: 'echo' }, (frames) => frames));
+  const client = own(new Client({ brokers: [ep], timeout: ms(5000) }));
+  const before = lentFrames();
+  const big = Buffer.alloc(1 << 20);
+  for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
+  const small = Buffer.alloc(60 * 1024, 1);
+  const reply = await client.request('echo', [big, small, new Uint8Array(big.buffer, big.byteOffset, 70000)]);
+  assert.ok(reply[0].equals(big));
+  assert.ok(reply[1].equals(small));
+  assert.ok(reply[2].equals(big.subarray(0, 70000)));
+  // The request's two large frames, and the worker's reply (the Buffers it
+  // received, lent back out): four lent, none of the small ones.
+  const after = lentFrames();
+  assert.equal(after.lent - before.lent, 4);
+  await waitFor(() => lentFrames().outstanding === 0 && lentFrames().released === lentFrames().lent,
+    5000, 'libzmq to release the lent frames');
+});
+
 test('a handler may return a string, a Buffer, nothing, or resolve later', async (t) => {
   const { ep, own } = await withBroker(t);
   own(new Worker({ broker: ep, service: 'str' }, () => 'text'));
