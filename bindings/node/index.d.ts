@@ -205,8 +205,8 @@ export declare class Worker extends EventEmitter {
   readonly inProgress: number;
   readonly closed: boolean;
   stats(): WorkerStats;
-  /** Stops taking requests, lets those in progress send their FINAL, then disconnects. */
-  close(): Promise<void>;
+  /** Stops taking requests, lets those in progress send their FINAL (unless `abandon`), then disconnects. */
+  close(opts?: { abandon?: boolean }): Promise<void>;
   /** A connection's READY was accepted (once per connection: `concurrency` of them). */
   on(event: 'registered', listener: () => void): this;
   /** A connection was given up (err.code 'ETIMEDOUT': silent broker; 'ECANCELED': DISCONNECT); it reconnects. */

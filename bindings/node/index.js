@@ -430,8 +430,10 @@ class Worker extends Base {
   stats() { return native.workerStats(this._handle); }
 
   // Stops taking requests; those in progress get their FINAL first (while
-  // their broker is there), then the worker disconnects.  Resolves once closed.
-  close() { return this._startClose(true); }
+  // their broker is there), then the worker disconnects.  Resolves once
+  // closed.  { abandon: true }: requests in progress are abandoned instead
+  // (their handlers' answers are dropped), for a handler that may never end.
+  close(opts = {}) { return this._startClose(!(opts && opts.abandon)); }
 }
 
 function errorName(code) { return native.strerror(code)[0]; }

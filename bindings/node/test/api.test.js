@@ -242,6 +242,18 @@ test('worker.close() finishes the requests in progress', async (t) => {
   assert.equal(worker.closed, true);
 });
 
+test('worker.close({ abandon: true }) does not wait for a handler that never ends', async (t) => {
+  const { ep, own } = await withBroker(t);
+  let started = false;
+  const worker = new Worker({ broker: ep, service: 'hang' }, () => { started = true; return new Promise(() => {}); });
+  const client = own(new Client({ brokers: [ep], timeout: 300, retries: 0 }));
+  const p = client.request('hang', 'x');
+  await waitFor(() => started, 5000, 'the handler to start');
+  await worker.close({ abandon: true });
+  assert.equal(worker.closed, true);
+  await assert.rejects(p, { code: 'ETIMEDOUT' });
+});
+
 test('worker life-cycle events: registered, then disconnected when the broker goes', async (t) => {
   // The broker heartbeats as often as the worker expects: 'registered'
   // comes with its first HEARTBEAT.
