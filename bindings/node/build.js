@@ -38,9 +38,16 @@ function nodeIncludeDir() {
   cands.push(path.resolve(path.dirname(process.execPath), '..', 'include', 'node'));
   cands.push('/usr/include/node', '/usr/local/include/node');
   for (const d of cands) {
-    if (fs.existsSync(path.join(d, 'node_api.h')) && fs.existsSync(path.join(d, 'uv.h'))) return d;
+    if (!fs.existsSync(path.join(d, 'node_api.h'))) continue;
+    // Node's own uv.h sits next to node_api.h; a Node built against the
+    // system's shared libuv (Debian's nodejs 18) may ship none there, and
+    // then the system's uv.h is that very libuv's.
+    if (!fs.existsSync(path.join(d, 'uv.h')) && !fs.existsSync('/usr/include/uv.h')) {
+      fail(`no uv.h next to ${d}/node_api.h nor in /usr/include; on Debian: apt-get install libuv1-dev`);
+    }
+    return d;
   }
-  fail(`no Node headers (node_api.h and uv.h) in ${cands.join(', ')}; ` +
+  fail(`no Node headers (node_api.h) in ${cands.join(', ')}; ` +
        "on Debian: apt-get install libnode-dev (or set NODE_INCLUDE_DIR)");
 }
 

@@ -83,6 +83,11 @@ function cOptions(opts, known, aliases, skip) {
       out[c] = i;
     } else if (c === 'probe' || c === 'disconnect_expired' || c === 'ipv6' || c === 'tcp_keepalive') {
       out[c] = typeof v === 'boolean' ? Number(v) : v;
+    } else if (c === 'curve_allow_keys') {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+        throw new TypeError('libmdp: curveAllowKeys must be an array of Z85 public keys');
+      }
+      out[c] = v;
     } else if (c.startsWith('curve_')) {
       if (typeof v !== 'string') throw new TypeError(`libmdp: ${k} must be a string (Z85 key or path)`);
       out[c] = v;
@@ -100,6 +105,7 @@ const BROKER_OPTS = ['heartbeat_interval_ms', 'heartbeat_liveness', 'silent_busy
   'silent_busy_timeout_ms', 'busy_timeout_ms', 'request_expiry_ms', 'max_queue', 'max_queued_total',
   'max_queue_per_client', 'max_queued_bytes', 'max_services', 'max_workers_per_service',
   'max_frames', 'max_msg_size', 'max_redispatch', 'dialects', 'curve_secret_key', 'curve_allow',
+  'curve_allow_keys',
   'log_level', 'disconnect_expired', 'max_mmi_reply_bytes', 'metrics_max_services', ...SOCKET];
 const CLIENT_OPTS = ['timeout_ms', 'deadline_ms', 'retries', 'max_sockets', 'max_queue', 'dialect',
   'curve_server_key', 'curve_public_key', 'curve_secret_key', 'log_level', 'max_msg_size',
@@ -327,10 +333,15 @@ class Reply {
       e.message = 'the FINAL was sent already';
       throw e;
     }
-    if (final) this.done = true;
     // Once the worker is closed its request handles are gone: nothing to send.
-    if (w._closed) throw mdpError(-5000);
+    if (w._closed) {
+      if (final) this.done = true;
+      throw mdpError(-5000);
+    }
+    // A frame of the wrong type throws a TypeError here, before anything is
+    // sent: the request is still open.
     const rc = native.workerReply(w._handle, this._wptr, this._id, final, toFrames(frames));
+    if (final) this.done = true;
     if (rc < 0) throw mdpError(rc);
   }
 
@@ -362,17 +373,24 @@ class Worker extends Base {
       this._inProgress--;
       if (reply.done || this._closed) return;
       try {
-        reply._send(true, final);
+        try {
+          reply._send(true, final);
+        } catch (e) {
+          if (reply.done) throw e;
+          // The handler's answer could not be sent (not frames): say so.
+          this._handlerError(e, frames);
+          reply._send(true, this._errorAnswer(e));
+        }
       } catch (e) {
-        this._handlerError(e, frames);
-        if (!reply.done) return;
+        // ESTATE: the request was abandoned (its broker connection was lost;
+        // the client's retry goes elsewhere); nothing to report.  Anything
+        // else (a bad frame type, ENOBUFS) is the handler's to hear about.
+        if (e.code !== 'ESTATE' && e.code !== 'ECLOSING') this._handlerError(e, frames);
       }
     };
     const failed = (err) => {
       this._handlerError(err, frames);
-      let answer;
-      try { answer = this._errorReply(err); } catch (e) { answer = ['error']; }
-      finish(answer);
+      finish(this._errorAnswer(err));
     };
     let result;
     try {
@@ -385,6 +403,14 @@ class Worker extends Base {
       result.then(finish, failed);
     } else {
       finish(result);
+    }
+  }
+
+  _errorAnswer(err) {
+    try {
+      return this._errorReply(err);
+    } catch (e) {
+      return ['error'];
     }
   }
 
@@ -404,10 +430,19 @@ class Worker extends Base {
   stats() { return native.workerStats(this._handle); }
 
   // Stops taking requests; those in progress get their FINAL first (while
-  // their broker is there), then the worker disconnects.  Resolves once closed.
-  close() { return this._startClose(true); }
+  // their broker is there), then the worker disconnects.  Resolves once
+  // closed.  { abandon: true }: requests in progress are abandoned instead
+  // (their handlers' answers are dropped), for a handler that may never end.
+  close(opts = {}) { return this._startClose(!(opts && opts.abandon)); }
 }
 
 function errorName(code) { return native.strerror(code)[0]; }
 
-module.exports = { Broker, Worker, Client, errorName };
+// A new CURVE key pair, { publicKey, secretKey }, as Z85 strings.
+function curveKeypair() { return native.curveKeypair(); }
+
+// Frames of 64 KiB or more are lent to libzmq, not copied: how many were
+// lent, released by libzmq since, and are still held (diagnostics).
+function lentFrames() { return native.lentFrames(); }
+
+module.exports = { Broker, Worker, Client, errorName, curveKeypair, lentFrames };

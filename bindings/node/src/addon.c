@@ -18,13 +18,12 @@
  * runs inside a libmdp call.
  *
  * Buffers: frames arriving from libzmq become Buffers without a copy when
- * they are larger than COPY_BELOW (the zmq_msg_t is moved into the
+ * they are COPY_BELOW bytes or more (the zmq_msg_t is moved into the
  * Buffer's finaliser); smaller ones are copied, which is cheaper than an
- * external Buffer.  Frames going out are copied into a zmq_msg_t once: a
- * Buffer lent to libzmq would have to stay unchanged and alive until
- * libzmq's I/O thread released it, and its release would come from that
- * thread, where no JavaScript value may be touched; the copy is the only
- * one on the way out (libmdp moves frames from then on).
+ * external Buffer.  Frames going out of LEND_FROM bytes or more are lent to
+ * libzmq (zmq_msg_init_data) with a reference on the Buffer, released on
+ * this thread after libzmq lets go (see lender_t); smaller ones are copied
+ * once into a zmq_msg_t.  libmdp moves frames from then on.
  *
  * Teardown: an async cleanup hook closes every object still open when the
  * environment goes away (a worker thread ending, the main thread exiting),
@@ -93,10 +92,36 @@ struct obj_s {
   obj_t *prev, *next; /* the environment's open objects */
 };
 
+/* Buffers lent to libzmq (frames of LEND_FROM bytes or more going out):
+ * libzmq calls lent_free() from whichever thread drops the frame last,
+ * often its I/O thread, where no JavaScript value may be touched; the
+ * lender takes the reference there and an async handle deletes it on the
+ * environment's thread.  The lender outlives the environment if libzmq
+ * still holds frames when the environment goes. */
+#define LEND_FROM (64 * 1024)
+
+typedef struct lender_s lender_t;
+typedef struct lent_s {
+  struct lent_s *next;
+  lender_t *ld;
+  napi_ref ref;
+} lent_t;
+
+struct lender_s {
+  uv_mutex_t lock;
+  lent_t *released;    /* references to delete on the environment's thread */
+  uv_async_t *async;   /* the environment's; NULL once it is gone */
+  size_t outstanding;  /* frames lent and not yet released by libzmq */
+  uint64_t lent_total, released_total;
+};
+
 struct env_s {
   napi_env env;
   uv_loop_t *loop;
   uv_idle_t idle;
+  uv_async_t release;  /* deletes the references of released lent frames */
+  lender_t *ld;
+  int handles_open;    /* idle and release: freed when both are closed */
   ev_t *head, *tail;
   napi_ref dispatch;  /* index.js's dispatch function */
   napi_ref resource;  /* async resource object for the callback scope */
@@ -168,8 +193,53 @@ static void obj_unlink(obj_t *o) {
   e->open--;
 }
 
-static void idle_closed(uv_handle_t *h) {
+static void lender_free(lender_t *ld) {
+  uv_mutex_destroy(&ld->lock);
+  free(ld);
+}
+
+/* From any thread: libzmq has finished with a lent frame. */
+static void lent_free(void *data, void *hint) {
+  lent_t *l = hint;
+  lender_t *ld = l->ld;
+  uv_mutex_lock(&ld->lock);
+  ld->outstanding--;
+  if (ld->async != NULL) {
+    l->next = ld->released;
+    ld->released = l;
+    uv_async_send(ld->async);
+    uv_mutex_unlock(&ld->lock);
+    return;
+  }
+  /* The environment is gone, and its references with it. */
+  int last = ld->outstanding == 0;
+  uv_mutex_unlock(&ld->lock);
+  free(l);
+  if (last)
+    lender_free(ld);
+}
+
+/* On the environment's thread: drop the references of released frames. */
+static void release_cb(uv_async_t *h) {
   env_t *e = h->data;
+  lender_t *ld = e->ld;
+  uv_mutex_lock(&ld->lock);
+  lent_t *l = ld->released;
+  ld->released = NULL;
+  uv_mutex_unlock(&ld->lock);
+  while (l != NULL) {
+    lent_t *next = l->next;
+    napi_delete_reference(e->env, l->ref);
+    ld->released_total++;
+    free(l);
+    l = next;
+  }
+}
+
+static void handle_closed(uv_handle_t *h) {
+  env_t *e = h->data;
+  if (--e->handles_open > 0)
+    return;
   napi_async_cleanup_hook_handle hook = e->hook;
   free(e);
   napi_remove_async_cleanup_hook(hook);
@@ -185,7 +255,19 @@ static void teardown_maybe_done(env_t *e) {
     ev = next;
   }
   e->head = e->tail = NULL;
-  uv_close((uv_handle_t *)&e->idle, idle_closed);
+  /* Frames libzmq still holds are released into nothing from now on. */
+  lender_t *ld = e->ld;
+  uv_mutex_lock(&ld->lock);
+  ld->async = NULL;
+  int unused = ld->outstanding == 0;
+  uv_mutex_unlock(&ld->lock);
+  release_cb(&e->release); /* those released before: references deleted */
+  if (unused)
+    lender_free(ld);
+  e->ld = NULL;
+  e->handles_open = 2;
+  uv_close((uv_handle_t *)&e->idle, handle_closed);
+  uv_close((uv_handle_t *)&e->release, handle_closed);
 }
 
 /* A libmdp object finished closing (its close callback). */
@@ -260,7 +342,10 @@ static napi_value throw_type(napi_env env, const char *what) {
 
 /* Appends one frame per element of `arr` (Buffer, TypedArray or string),
  * copying the bytes once into a zmq_msg_t.  0, or -1 with an exception. */
+static env_t *get_env(napi_env env);
+
 static int frames_from_js(napi_env env, napi_value arr, mdp_msg_t *msg) {
+  env_t *e = get_env(env);
   uint32_t n = 0;
   if (napi_get_array_length(env, arr, &n) != napi_ok) {
     throw_type(env, "frames must be an array");
@@ -320,12 +405,33 @@ static int frames_from_js(napi_env env, napi_value arr, mdp_msg_t *msg) {
         }
         len = count * esz;
       }
-      if (zmq_msg_init_size(&f, len) != 0) {
-        throw_code(env, MDP_ENOMEM);
-        return -1;
+      lent_t *l = NULL;
+      if (len >= LEND_FROM && e != NULL && e->ld != NULL &&
+          (l = calloc(1, sizeof *l)) != NULL) {
+        /* Lent, not copied: a reference keeps the Buffer (and its bytes,
+         * which V8 never moves) alive until libzmq releases the frame. */
+        l->ld = e->ld;
+        if (napi_create_reference(env, v, 1, &l->ref) != napi_ok ||
+            zmq_msg_init_data(&f, data, len, lent_free, l) != 0) {
+          if (l->ref != NULL)
+            napi_delete_reference(env, l->ref);
+          free(l);
+          l = NULL;
+        } else {
+          uv_mutex_lock(&e->ld->lock);
+          e->ld->outstanding++;
+          e->ld->lent_total++;
+          uv_mutex_unlock(&e->ld->lock);
+        }
       }
-      if (len > 0)
-        memcpy(zmq_msg_data(&f), data, len);
+      if (l == NULL) {
+        if (zmq_msg_init_size(&f, len) != 0) {
+          throw_code(env, MDP_ENOMEM);
+          return -1;
+        }
+        if (len > 0)
+          memcpy(zmq_msg_data(&f), data, len);
+      }
     }
     if (mdp_msg_append(msg, &f) != 0) {
       zmq_msg_close(&f);
@@ -784,9 +890,27 @@ static napi_value broker_new(napi_env env, napi_callback_info info) {
     strs_free(&st);
     return NULL;
   }
+  /* curve_allow_keys: an array of Z85 public keys (copied by libmdp). */
+  char **keys = NULL;
+  uint32_t nkeys = 0;
+  bool has_keys = false;
+  napi_has_named_property(env, argv[1], "curve_allow_keys", &has_keys);
+  if (has_keys) {
+    napi_value arr;
+    napi_get_named_property(env, argv[1], "curve_allow_keys", &arr);
+    keys = endpoints_arg(env, arr, &nkeys);
+    if (keys == NULL) {
+      strs_free(&st);
+      return NULL;
+    }
+    opts.curve_allow_keys = (const char *const *)keys;
+    opts.curve_allow_count = nkeys;
+  }
   obj_t *o = calloc(1, sizeof *o);
   if (o == NULL) {
     strs_free(&st);
+    if (keys != NULL)
+      endpoints_free(keys, nkeys);
     return throw_code(env, MDP_ENOMEM);
   }
   o->e = e;
@@ -800,6 +924,8 @@ static napi_value broker_new(napi_env env, napi_callback_info info) {
   }
   int rc = mdp_broker_new(e->loop, &opts, &o->u.broker);
   strs_free(&st);
+  if (keys != NULL)
+    endpoints_free(keys, nkeys);
   if (rc != 0) {
     free(o);
     return throw_code(env, rc);
@@ -1172,6 +1298,37 @@ static napi_value js_strerror(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* curveKeypair() -> { publicKey, secretKey } (Z85), or throws ENOTSUP. */
+static napi_value curve_keypair(napi_env env, napi_callback_info info) {
+  mdp_curve_keypair_t kp;
+  int rc = mdp_curve_keypair_new(&kp);
+  if (rc != 0)
+    return throw_code(env, rc);
+  napi_value r, pub, sec;
+  napi_create_object(env, &r);
+  napi_create_string_utf8(env, kp.public_key, NAPI_AUTO_LENGTH, &pub);
+  napi_create_string_utf8(env, kp.secret_key, NAPI_AUTO_LENGTH, &sec);
+  napi_set_named_property(env, r, "publicKey", pub);
+  napi_set_named_property(env, r, "secretKey", sec);
+  memset(&kp, 0, sizeof kp);
+  return r;
+}
+
+/* lentFrames() -> { lent, released, outstanding }: frames lent to libzmq
+ * without a copy (for the tests and docs/node.md). */
+static napi_value lent_frames(napi_env env, napi_callback_info info) {
+  env_t *e = get_env(env);
+  napi_value r;
+  napi_create_object(env, &r);
+  uv_mutex_lock(&e->ld->lock);
+  double lent = (double)e->ld->lent_total, out = (double)e->ld->outstanding;
+  uv_mutex_unlock(&e->ld->lock);
+  set_num(env, r, "lent", lent);
+  set_num(env, r, "released", (double)e->ld->released_total);
+  set_num(env, r, "outstanding", out);
+  return r;
+}
+
 /* setDispatch(fn): index.js's event function, once per environment. */
 static napi_value set_dispatch(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -1201,6 +1358,16 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   }
   uv_idle_init(e->loop, &e->idle);
   e->idle.data = e;
+  e->ld = calloc(1, sizeof *e->ld);
+  if (e->ld == NULL || uv_mutex_init(&e->ld->lock) != 0 ||
+      uv_async_init(e->loop, &e->release, release_cb) != 0) {
+    napi_throw_error(env, "ENOMEM", "libmdp: cannot set up");
+    return NULL; /* (leaks the little set up so far; the module is unusable) */
+  }
+  e->release.data = e;
+  e->ld->async = &e->release;
+  /* Lent frames being released must not keep the process alive. */
+  uv_unref((uv_handle_t *)&e->release);
   /* The idle handle is active only while events wait for JavaScript; it
    * must not keep the process alive by itself otherwise (it is inactive
    * then anyway), and while active the events' object keeps it alive. */
@@ -1221,6 +1388,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       F("clientStats", client_stats), F("workerNew", worker_new),
       F("workerReply", worker_reply), F("workerStats", worker_stats),
       F("close", obj_close), F("ref", obj_ref),
+      F("curveKeypair", curve_keypair), F("lentFrames", lent_frames),
 #undef F
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

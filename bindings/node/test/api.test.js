@@ -38,6 +38,27 @@ test('request and reply through a broker hosted in Node', async (t) => {
   assert.equal(worker.stats().requests, 2);
 });
 
+test('frames of 64 KiB or more go out without a copy, and libzmq gives them back', async (t) => {
+  const { lentFrames } = require('..');
+  const { ep, own } = await withBroker(t);
+  own(new Worker({ broker: ep, service: 'echo' }, (frames) => frames));
+  const client = own(new Client({ brokers: [ep], timeout: ms(5000) }));
+  const before = lentFrames();
+  const big = Buffer.alloc(1 << 20);
+  for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
+  const small = Buffer.alloc(60 * 1024, 1);
+  const reply = await client.request('echo', [big, small, new Uint8Array(big.buffer, big.byteOffset, 70000)]);
+  assert.ok(reply[0].equals(big));
+  assert.ok(reply[1].equals(small));
+  assert.ok(reply[2].equals(big.subarray(0, 70000)));
+  // The request's two large frames, and the worker's reply (the Buffers it
+  // received, lent back out): four lent, none of the small ones.
+  const after = lentFrames();
+  assert.equal(after.lent - before.lent, 4);
+  await waitFor(() => lentFrames().outstanding === 0 && lentFrames().released === lentFrames().lent,
+    5000, 'libzmq to release the lent frames');
+});
+
 test('a handler may return a string, a Buffer, nothing, or resolve later', async (t) => {
   const { ep, own } = await withBroker(t);
   own(new Worker({ broker: ep, service: 'str' }, () => 'text'));
@@ -97,12 +118,16 @@ test('a handler that throws or rejects is answered "error: MESSAGE" and reported
   const w2 = own(new Worker({ broker: ep, service: 'rejects' }, async () => { throw new Error('later boom'); }));
   const w3 = own(new Worker({ broker: ep, service: 'custom', errorReply: (e) => ['ERR', e.message] },
     () => { throw new Error('x'); }));
-  for (const w of [w1, w2, w3]) w.on('handlerError', (e) => reported.push(e.message));
+  const w4 = own(new Worker({ broker: ep, service: 'badframes' }, () => [{ not: 'a frame' }]));
+  for (const w of [w1, w2, w3, w4]) w.on('handlerError', (e) => reported.push(e.message));
   const client = own(new Client({ brokers: [ep], timeout: ms(5000) }));
   assert.deepEqual((await client.request('throws', 'a')).map(String), ['error: boom']);
   assert.deepEqual((await client.request('rejects', 'a')).map(String), ['error: later boom']);
   assert.deepEqual((await client.request('custom', 'a')).map(String), ['ERR', 'x']);
-  assert.deepEqual(reported.sort(), ['boom', 'later boom', 'x']);
+  const bad = await client.request('badframes', 'a');
+  assert.match(String(bad[0]), /^error: /);
+  assert.equal(reported.length, 4);
+  assert.deepEqual(reported.slice(0, 3).sort(), ['boom', 'later boom', 'x']);
 });
 
 test('many requests in progress at once on one worker (concurrency)', async (t) => {
@@ -217,6 +242,18 @@ test('worker.close() finishes the requests in progress', async (t) => {
   assert.equal(worker.closed, true);
 });
 
+test('worker.close({ abandon: true }) does not wait for a handler that never ends', async (t) => {
+  const { ep, own } = await withBroker(t);
+  let started = false;
+  const worker = new Worker({ broker: ep, service: 'hang' }, () => { started = true; return new Promise(() => {}); });
+  const client = own(new Client({ brokers: [ep], timeout: 300, retries: 0 }));
+  const p = client.request('hang', 'x');
+  await waitFor(() => started, 5000, 'the handler to start');
+  await worker.close({ abandon: true });
+  assert.equal(worker.closed, true);
+  await assert.rejects(p, { code: 'ETIMEDOUT' });
+});
+
 test('worker life-cycle events: registered, then disconnected when the broker goes', async (t) => {
   // The broker heartbeats as often as the worker expects: 'registered'
   // comes with its first HEARTBEAT.
@@ -264,4 +301,31 @@ test('broker logs reach its "log" listeners', async (t) => {
   assert.ok(lines.every((l) => ['error', 'warn', 'info', 'debug'].includes(l.level)));
   await worker.close();
   await broker.close();
+});
+
+test('CURVE: keys by option, the broker lets in only the listed clients and workers', async (t) => {
+  const { curveKeypair } = require('..');
+  const server = curveKeypair();
+  const cli = curveKeypair();
+  const wrk = curveKeypair();
+  const stranger = curveKeypair();
+  assert.equal(server.publicKey.length, 40);
+  const broker = new Broker({ bind: 'tcp://127.0.0.1:*', curveSecretKey: server.secretKey,
+    curveAllowKeys: [cli.publicKey, wrk.publicKey] });
+  const ep = broker.endpoint;
+  const worker = new Worker({ broker: ep, service: 'sec', curveServerKey: server.publicKey,
+    curvePublicKey: wrk.publicKey, curveSecretKey: wrk.secretKey }, (f) => ['secret', ...f]);
+  const client = new Client({ brokers: [ep], timeout: ms(5000), curveServerKey: server.publicKey,
+    curvePublicKey: cli.publicKey, curveSecretKey: cli.secretKey });
+  const intruder = new Client({ brokers: [ep], timeout: 300, retries: 0, curveServerKey: server.publicKey,
+    curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey });
+  const plain = new Client({ brokers: [ep], timeout: 300, retries: 0 });
+  t.after(async () => {
+    await Promise.all([client.close(), intruder.close(), plain.close(), worker.close()]);
+    await broker.close();
+  });
+  assert.deepEqual((await client.request('sec', 'x')).map(String), ['secret', 'x']);
+  await assert.rejects(intruder.request('sec', 'x'), { code: 'ETIMEDOUT' });
+  await assert.rejects(plain.request('sec', 'x'), { code: 'ETIMEDOUT' });
+  assert.throws(() => new Client({ brokers: [ep], curveServerKey: server.publicKey }), { code: 'EINVAL' });
 });
