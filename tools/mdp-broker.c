@@ -195,6 +195,13 @@ int main(int argc, char **argv) {
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
   int status = 0;
   for (size_t i = 0; i < n_binds; i++) {
+    /* A port out of range is a usage error (libzmq would wrap it). */
+    if (mdp_endpoint_check(binds[i], 1) < 0) {
+      app_log(&app, MDP_LOG_ERROR, "cannot bind to %s: not a valid endpoint "
+              "(a tcp:// port is 1..65535, 0 or *); see --help", binds[i]);
+      status = 2;
+      break;
+    }
     err = mdp_broker_bind(app.broker, binds[i]);
     if (err < 0) {
       /* The library's error line said why (and what a bind accepts). */
