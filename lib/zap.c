@@ -213,6 +213,21 @@ int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   return 0;
 }
 
+int mdp__zap_reload(mdp__zap_t *z, const mdp_broker_options_t *opts) {
+  mdp__keyset_t old = z->allowed;
+  memset(&z->allowed, 0, sizeof z->allowed);
+  int rc = load_allowed(z, opts);
+  if (rc < 0) { /* all or nothing: the old list stays */
+    mdp__keyset_free(&z->allowed);
+    z->allowed = old;
+    return rc;
+  }
+  mdp__keyset_free(&old);
+  ZLOG(z, MDP_LOG_INFO, "allow-list reloaded: %zu public key(s) allowed",
+       z->allowed.n);
+  return 0;
+}
+
 int mdp__zap_watch(mdp__zap_t *z) {
   if (z->reactor != NULL)
     return 0;

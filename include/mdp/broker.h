@@ -345,6 +345,46 @@ MDP_EXTERN void *mdp_broker_get_data(const mdp_broker_t *broker);
 /* The loop the broker was created on. */
 MDP_EXTERN uv_loop_t *mdp_broker_loop(const mdp_broker_t *broker);
 
+/* Run-time changes (an operator's reload; mdp-broker does them on SIGHUP).
+ * Loop thread only.  What they do not cover (endpoints, heartbeats,
+ * expiry, dialects, socket options, the secret key) needs a new broker. */
+
+/* Takes these limits of `opts` from the next message on: max_queue,
+ * max_queued_total, max_queue_per_client, max_queued_bytes, max_services,
+ * max_workers_per_service, max_frames, max_redispatch,
+ * max_mmi_reply_bytes, disconnect_expired.  What the broker holds already
+ * stays (a lowered max_queue drops nothing queued).  0, MDP_EINVAL or
+ * MDP_ECLOSING. */
+MDP_EXTERN int mdp_broker_set_limits(mdp_broker_t *broker,
+                                     const mdp_broker_options_t *opts);
+
+/* The most verbose level passed to the log hook from now on. */
+MDP_EXTERN void mdp_broker_set_log_level(mdp_broker_t *broker,
+                                         mdp_log_level_t level);
+
+/* Reads the CURVE allow-list of `opts` again (curve_allow, and
+ * curve_allow_keys/curve_allow_count) and uses it for every handshake from
+ * now on; peers already connected keep their connection.  All or nothing:
+ * if the list does not load whole, the old one stays and the error is
+ * logged.  0; MDP_ENOTSUP if the broker has no CURVE; MDP_EINVAL (a
+ * malformed file: the log line names it and the line), MDP_ENOMEM,
+ * MDP_ECLOSING or a negated errno value. */
+MDP_EXTERN int mdp_broker_reload_curve_allow(mdp_broker_t *broker,
+                                             const mdp_broker_options_t *opts);
+
+/* How long the oldest request queued for the service `name` (`size`
+ * bytes) has waited, in ms of loop time, into `*age_ms` (0 if none is
+ * queued).  Cost: the number of clients with requests queued for it.  0,
+ * or MDP_EINVAL if the broker knows no such service. */
+MDP_EXTERN int mdp_broker_oldest_queued_ms(const mdp_broker_t *broker,
+                                           const void *name, size_t size,
+                                           uint64_t *age_ms);
+
+/* Clients with requests waiting in a queue now, counted once per service
+ * they wait for (a ROUTER knows no more of its clients: one that is
+ * connected but has nothing queued is not seen). */
+MDP_EXTERN size_t mdp_broker_waiting_clients(const mdp_broker_t *broker);
+
 #ifdef __cplusplus
 }
 #endif
