@@ -148,15 +148,28 @@ int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
 
 static int write_file(const char *path, mode_t mode, int overwrite,
                       const char *text) {
-  int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  /* Never through a link: O_NOFOLLOW refuses a symbolic link planted at
+   * `path` (ELOOP), and an existing file is truncated only once it is
+   * known to be a regular file with no other name (a hard link would
+   * have its target's contents and mode changed). */
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
   if (!overwrite)
     flags |= O_EXCL;
   int fd = open(path, flags, mode);
   if (fd < 0)
     return -errno;
-  /* An existing file keeps its mode through O_TRUNC: set it again. */
-  if (fchmod(fd, mode) != 0) {
-    int err = -errno;
+  struct stat st;
+  int err = 0;
+  if (fstat(fd, &st) != 0)
+    err = -errno;
+  else if (!S_ISREG(st.st_mode))
+    err = -EINVAL;
+  else if (st.st_nlink > 1)
+    err = -EMLINK;
+  /* An existing file keeps its mode through the truncation: set it again. */
+  else if (ftruncate(fd, 0) != 0 || fchmod(fd, mode) != 0)
+    err = -errno;
+  if (err < 0) {
     close(fd);
     return err;
   }
@@ -166,7 +179,7 @@ static int write_file(const char *path, mode_t mode, int overwrite,
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
-      int err = -errno;
+      err = -errno;
       close(fd);
       return err;
     }

@@ -485,6 +485,298 @@ def unit_hardening(problems):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+WORKER = os.path.join(BUILD, "tools", "mdp-worker")
+REQUEST = os.path.join(BUILD, "tools", "mdp-request")
+KEYGEN = os.path.join(BUILD, "tools", "mdp-keygen")
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def hup_and_wait(b, needle, seconds=10):
+    """SIGHUP, then waits until `needle` (bytes) appears once more in the
+    broker's stderr than before; True if it did."""
+    before = b.stderr().count(needle)
+    b.proc.send_signal(signal.SIGHUP)
+    return wait_for(lambda: b.stderr().count(needle) > before or b.proc.poll() is not None,
+                    seconds) and b.proc.poll() is None
+
+
+@test("SIGHUP does not stop the broker: it reloads, logs it and goes on serving (issue 19 item 7)")
+def sighup_keeps_running(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        port = free_port()
+        conf = os.path.join(tmp, "b.conf")
+        write(conf, "bind = tcp://127.0.0.1:%d\n" % port)
+        b = Broker(["-c", conf], tmp=tmp)
+        check(problems, wait_for(lambda: b"listening on" in b.stderr(), 10), "did not start")
+        for i in range(3):
+            check(problems, hup_and_wait(b, b"reloaded in"),
+                  "no 'reloaded in' after SIGHUP %d (exit %r): %s"
+                  % (i + 1, b.proc.poll(), b.stderr().decode()))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=bound(5)).close()
+        except OSError as e:
+            problems.append("not serving after SIGHUP: %s" % e)
+        m = re.search(rb"reloaded in (\d+\.\d+) ms", b.stderr())
+        if m:
+            print("# reload latency %s ms" % m.group(1).decode(), flush=True)
+        b.proc.send_signal(signal.SIGTERM)
+        rc = b.wait()
+        check(problems, rc == 0, "exit %r after SIGTERM: %s" % (rc, b.stderr().decode()))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("SIGHUP under systemd: RELOADING=1 (with MONOTONIC_USEC), then READY=1", skip=NO_SYSTEMD)
+def sighup_notifies(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        ns = NotifySocket(tmp)
+        b = Broker(["-b", "tcp://127.0.0.1:%d" % free_port()],
+                   env={"NOTIFY_SOCKET": ns.path}, tmp=tmp)
+        check(problems, ns.recv_until(lambda m: "READY=1" in lines_of(m), 10), "no READY=1")
+        b.proc.send_signal(signal.SIGHUP)
+        r = ns.recv_until(lambda m: "RELOADING=1" in lines_of(m), 10)
+        if check(problems, r is not None, "no RELOADING=1"):
+            check(problems, any(l.startswith("MONOTONIC_USEC=") for l in lines_of(r)),
+                  "no MONOTONIC_USEC with RELOADING=1: %r" % r)
+            check(problems, ns.recv_until(lambda m: "READY=1" in lines_of(m), 10) is not None,
+                  "no READY=1 after the reload")
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+        b.kill()
+        ns.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("reload: log format and level change; a config with an error is refused whole (file:line)")
+def reload_changes_and_refusals(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        port = free_port()
+        conf = os.path.join(tmp, "b.conf")
+        write(conf, "bind = tcp://127.0.0.1:%d\nlog-format = text\n" % port)
+        b = Broker(["-c", conf], tmp=tmp)
+        check(problems, wait_for(lambda: b"listening on" in b.stderr(), 10), "did not start")
+        # An error on line 3: refused whole (the json of line 2 not taken).
+        write(conf, "bind = tcp://127.0.0.1:%d\nlog-format = json\nmax-queue = lots\n" % port)
+        check(problems, hup_and_wait(b, b"reload refused"), "no refusal: %s" % b.stderr().decode())
+        err = b.stderr().decode()
+        check(problems, (conf + ":3: invalid max-queue 'lots'") in err,
+              "the refusal does not name file:line: %s" % err)
+        check(problems, not err.rstrip("\n").split("\n")[-1].startswith("{"),
+              "the format changed although the config was refused")
+        # A good config: from the next line on, JSON.
+        write(conf, "bind = tcp://127.0.0.1:%d\nlog-format = json\n" % port)
+        check(problems, hup_and_wait(b, b"reloaded in"), "no reload")
+        last = b.stderr().rstrip(b"\n").split(b"\n")[-1]
+        try:
+            o = json.loads(last)
+            check(problems, o["message"].startswith("reloaded in"), "last line %r" % o)
+        except ValueError:
+            problems.append("not JSON after the reload: %r" % last)
+        # -q through the file: the program's info lines stop.
+        write(conf, "bind = tcp://127.0.0.1:%d\nlog-format = json\nquiet = true\n" % port)
+        b.proc.send_signal(signal.SIGHUP)
+        time.sleep(bound(0.3))
+        write(conf, "bind = tcp://127.0.0.1:%d\nlog-format = json\nquiet = true\n"
+              "max-queue = nope\n" % port)
+        check(problems, hup_and_wait(b, b"reload refused"), "errors are still logged under -q")
+        n_reloaded = b.stderr().count(b"reloaded in")
+        check(problems, n_reloaded == 1, "%d 'reloaded in' lines: -q not applied" % n_reloaded)
+        # What needs a restart is said so and left as it runs.
+        write(conf, "bind = tcp://127.0.0.1:%d\nheartbeat-interval = 1\n" % free_port())
+        check(problems, hup_and_wait(b, b"needs a restart"), "no restart warning")
+        err = b.stderr().decode()
+        check(problems, "reload: bind changed, which needs a restart" in err, err)
+        check(problems, "heartbeat-interval/heartbeat-timeout/heartbeat-liveness changed" in err, err)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=bound(5)).close()
+        except OSError as e:
+            problems.append("the old endpoint is gone: %s" % e)
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mmi_services(ep):
+    r = subprocess.run([REQUEST, "-b", ep, "-t", str(bound(5)), "--mmi", "services"],
+                       capture_output=True, timeout=bound(30))
+    return r.returncode, r.stdout.decode(errors="replace")
+
+
+@test("reload: a limit changes at run time (max-mmi-reply-bytes)")
+def reload_limit(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    w = None
+    try:
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        conf = os.path.join(tmp, "b.conf")
+        write(conf, "bind = %s\nmax-mmi-reply-bytes = 1\n" % ep)
+        b = Broker(["-c", conf], tmp=tmp)
+        check(problems, wait_for(lambda: b"listening on" in b.stderr(), 10), "did not start")
+        w = subprocess.Popen([WORKER, "-b", ep, "--echo", "reload-echo"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = wait_for(lambda: subprocess.run(
+            [REQUEST, "-b", ep, "-t", "1", "--mmi", "service", "reload-echo"],
+            capture_output=True).returncode == 0, 20, step=0.1)
+        check(problems, ok, "the worker did not register")
+        rc, out = mmi_services(ep)
+        check(problems, "reload-echo" not in out, "listed under a 1-byte bound: %r" % out)
+        write(conf, "bind = %s\nmax-mmi-reply-bytes = 65536\n" % ep)
+        check(problems, hup_and_wait(b, b"reloaded in"), "no reload")
+        rc, out = mmi_services(ep)
+        check(problems, rc == 0 and "reload-echo" in out,
+              "not listed after the reload raised the bound: %d %r" % (rc, out))
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+    finally:
+        if w is not None:
+            w.terminate()
+            try:
+                w.wait(timeout=bound(10))
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("--log-file: lines go to the file; SIGHUP reopens it after logrotate moved it")
+def log_file_reopen(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        log = os.path.join(tmp, "broker.log")
+        b = Broker(["-b", "tcp://127.0.0.1:%d" % free_port(), "--log-file", log,
+                    "--log-format", "json"], tmp=tmp)
+        check(problems, wait_for(lambda: os.path.exists(log) and
+                                 b"listening on" in open(log, "rb").read(), 10),
+              "nothing logged to the file")
+        check(problems, b.stderr() == b"", "stderr not empty: %r" % b.stderr())
+        os.rename(log, log + ".1")
+        b.proc.send_signal(signal.SIGHUP)
+        check(problems, wait_for(lambda: os.path.exists(log) and
+                                 b"reloaded in" in open(log, "rb").read(), 10),
+              "no new file after SIGHUP")
+        old = open(log + ".1", "rb").read()
+        check(problems, b"SIGHUP received" in old and b"reloaded in" not in old,
+              "old file: %r" % old)
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+        for line in open(log, "rb").read().split(b"\n")[:-1]:
+            try:
+                json.loads(line)
+            except ValueError:
+                problems.append("not JSON in the log file: %r" % line)
+        check(problems, b'"stopped"' in open(log, "rb").read(), "no 'stopped' in the new file")
+        # A log file that cannot be opened: exit 2 at start, said why.
+        b = Broker(["--log-file", os.path.join(tmp, "no", "such", "dir.log")], tmp=tmp)
+        check(problems, b.wait() == 2, "unwritable --log-file not refused")
+        check(problems, b"--log-file" in b.stderr(), b.stderr().decode())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("--check-config: 'configuration ok' exit 0 without binding; the first error with file:line, exit 2")
+def check_config(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        port = free_port()
+        conf = os.path.join(tmp, "b.conf")
+        write(conf, "bind = tcp://127.0.0.1:%d\nmax-queue = 5\n" % port)
+        # Hold the port: a check that bound would fail, and we would see it.
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", port))
+        holder.listen(1)
+        r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                           timeout=bound(30))
+        check(problems, r.returncode == 0 and r.stdout == b"configuration ok\n",
+              "exit %d: %r %r" % (r.returncode, r.stdout, r.stderr))
+        holder.close()
+        check(problems, subprocess.run([BROKER, "--check-config", "-c", SHIPPED_CONF],
+                                       capture_output=True, timeout=bound(30)).returncode == 0,
+              "the shipped config does not pass --check-config")
+        write(conf, "bind = tcp://127.0.0.1:%d\n\nmax-queue = -4\n" % port)
+        r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                           timeout=bound(30))
+        check(problems, r.returncode == 2, "exit %d" % r.returncode)
+        check(problems, (conf + ":3: invalid max-queue").encode() in r.stderr, r.stderr.decode())
+        check(problems, b"configuration ok" not in r.stdout, "said ok")
+        # An allow-list file with a bad line: named with its line.
+        allow = os.path.join(tmp, "allow.keys")
+        write(allow, "# keys\nnot a key\n")
+        kg = subprocess.run([KEYGEN, os.path.join(tmp, "broker")], capture_output=True)
+        if check(problems, kg.returncode == 0, "mdp-keygen: %r" % kg.stderr):
+            write(conf, "curve-secret-key = %s\ncurve-allow = %s\n"
+                  % (os.path.join(tmp, "broker.secret"), allow))
+            r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                               timeout=bound(30))
+            check(problems, r.returncode == 2 and (allow + ":2:").encode() in r.stderr,
+                  "exit %d: %s" % (r.returncode, r.stderr.decode()))
+        # --check-config is for the command line only.
+        write(conf, "check-config = true\n")
+        r = subprocess.run([BROKER, "-c", conf], capture_output=True, timeout=bound(30))
+        check(problems, r.returncode == 2 and b"unknown key 'check-config'" in r.stderr,
+              r.stderr.decode())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("an out-of-range port in -b is refused with exit 2 and says so (issue 19 item 6)")
+def bind_port_range(problems):
+    for ep in ("tcp://127.0.0.1:99999", "tcp://127.0.0.1:70000", "tcp://127.0.0.1:-1",
+               "tcp://*:65536"):
+        r = subprocess.run([BROKER, "-b", ep], capture_output=True, timeout=bound(30))
+        check(problems, r.returncode == 2, "%s: exit %d" % (ep, r.returncode))
+        check(problems, ("'%s': the port is out of range" % ep).encode() in r.stderr,
+              "%s: %s" % (ep, r.stderr.decode()))
+
+
+@test("mdp-keygen --force refuses to write through a symbolic link or a hard link (issue 19 item 10)")
+def keygen_no_links(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        victim = os.path.join(tmp, "victim")
+        write(victim, "precious\n")
+        os.chmod(victim, 0o644)
+        base = os.path.join(tmp, "k")
+        os.symlink(victim, base + ".secret")
+        r = subprocess.run([KEYGEN, "--force", base], capture_output=True)
+        check(problems, r.returncode == 73, "symlink: exit %d" % r.returncode)
+        check(problems, b"symbolic link" in r.stderr, r.stderr.decode())
+        check(problems, open(victim).read() == "precious\n", "the link's target was written")
+        check(problems, os.stat(victim).st_mode & 0o777 == 0o644, "the target's mode changed")
+        os.unlink(base + ".secret")
+        os.link(victim, base + ".secret")
+        r = subprocess.run([KEYGEN, "--force", base], capture_output=True)
+        check(problems, r.returncode == 73, "hard link: exit %d" % r.returncode)
+        check(problems, open(victim).read() == "precious\n", "the hard link's file was written")
+        check(problems, os.stat(victim).st_mode & 0o777 == 0o644, "the target's mode changed")
+        os.unlink(base + ".secret")
+        # A symlink at NAME.pub too.
+        os.symlink(victim, base + ".pub")
+        r = subprocess.run([KEYGEN, "--force", base], capture_output=True)
+        check(problems, r.returncode == 73, "pub symlink: exit %d" % r.returncode)
+        check(problems, open(victim).read() == "precious\n", "the .pub link's target was written")
+        os.unlink(base + ".pub")
+        # Plain files are still overwritten with --force, with their modes.
+        r1 = subprocess.run([KEYGEN, base], capture_output=True)
+        os.chmod(base + ".secret", 0o666)
+        r2 = subprocess.run([KEYGEN, "--force", base], capture_output=True)
+        check(problems, r1.returncode == 0 and r2.returncode == 0 and r1.stdout != r2.stdout,
+              "regular overwrite: %r %r" % (r1, r2))
+        check(problems, os.stat(base + ".secret").st_mode & 0o777 == 0o600,
+              "mode %o" % (os.stat(base + ".secret").st_mode & 0o777))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 n = len(results)
 failed = sum(1 for ok, _, _ in results if not ok)
 print("1..%d" % n)

@@ -236,9 +236,9 @@ static void reload(app_t *app) {
       return;
     }
   }
+  broker_log_set_level(next.level); /* first: the lines below are in it */
   warn_restart_only(&app->run, &next);
   mdp_broker_set_limits(app->broker, &next.broker);
-  broker_log_set_level(next.level);
   mdp_broker_set_log_level(app->broker, library_level(&next));
   if (next.stats_ms != app->cli.stats_ms) {
     uv_timer_stop(&app->stats_timer);

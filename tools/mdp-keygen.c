@@ -89,8 +89,14 @@ int main(int argc, char **argv) {
   rc = mdp_curve_save(argv[optind], &kp, force);
   if (rc < 0) {
     fprintf(stderr, "mdp-keygen: cannot write %s.pub / %s.secret: %s%s\n",
-            argv[optind], argv[optind], mdp_strerror(rc),
-            rc == -EEXIST ? " (use --force to overwrite)" : "");
+            argv[optind], argv[optind],
+            rc == -ELOOP    ? "one is a symbolic link"
+            : rc == -EMLINK ? "one has other hard links"
+                            : mdp_strerror(rc),
+            rc == -EEXIST ? " (use --force to overwrite)"
+            : rc == -ELOOP || rc == -EMLINK
+                ? "; refusing to write through a link (remove it first)"
+                : "");
     memset(&kp, 0, sizeof kp);
     return EXIT_CANTCREAT;
   }
