@@ -2,6 +2,7 @@
  * in mdp-broker): the limits, the log level, the CURVE allow-list.  Kept
  * apart from the message paths: nothing here runs per message. */
 #include <string.h>
+#include <zmq.h>
 
 #include "broker_internal.h"
 #include "zap.h"
@@ -83,4 +84,52 @@ int mdp_broker_oldest_queued_ms(const mdp_broker_t *b, const void *name,
 
 size_t mdp_broker_waiting_clients(const mdp_broker_t *b) {
   return b == NULL ? 0 : b->client_queues.count;
+}
+
+void mdp_broker_set_access_cb(mdp_broker_t *b, mdp_broker_access_cb cb,
+                              void *data) {
+  if (b == NULL)
+    return;
+  b->access_cb = cb;
+  b->access_data = data;
+}
+
+void mdp_broker_get_denied(const mdp_broker_t *b, uint64_t *requests,
+                           uint64_t *serves) {
+  if (requests != NULL)
+    *requests = b ? b->denied_requests : 0;
+  if (serves != NULL)
+    *serves = b ? b->denied_serves : 0;
+}
+
+int mdp__broker_access(mdp_broker_t *b, const zmq_msg_t *id,
+                       mdp_broker_access_t role, const uint8_t *service,
+                       size_t service_size, int count) {
+  if (b->access_cb == NULL)
+    return 1;
+  /* The ZAP handler's user id travels with every frame of a message from
+   * an authenticated connection; libzmq gives NULL (EINVAL) without. */
+  const char *user = zmq_msg_gets((zmq_msg_t *)id, "User-Id");
+  if (b->access_cb(b->access_data, role, service, service_size, user))
+    return 1;
+  if (!count)
+    return 0;
+  uint64_t n = role == MDP_BROKER_ACCESS_SERVE ? ++b->denied_serves
+                                               : ++b->denied_requests;
+  /* One line for the first denial and every 1000th of each role: a
+   * denied peer that retries must not flood the log. */
+  if (mdp__broker_log_sampled(n)) {
+    char svc[MDP__BROKER_NAME_TEXT];
+    mdp_log_field_t fields[] = {
+        {"service", mdp__broker_printable(service, service_size, svc,
+                                          sizeof svc)},
+        {"key", user != NULL ? user : "(none)"}};
+    BROKER_LOG_FIELDS(b, MDP_LOG_WARN, fields,
+                      "%s for '%s' from key %s denied by the access list "
+                      "(%llu %s denied so far)",
+                      role == MDP_BROKER_ACCESS_SERVE ? "READY" : "request",
+                      fields[0].value, fields[1].value, (unsigned long long)n,
+                      role == MDP_BROKER_ACCESS_SERVE ? "READYs" : "requests");
+  }
+  return 0;
 }

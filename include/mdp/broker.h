@@ -380,6 +380,33 @@ MDP_EXTERN int mdp_broker_oldest_queued_ms(const mdp_broker_t *broker,
                                            const void *name, size_t size,
                                            uint64_t *age_ms);
 
+/* ---- access control (an operator's access list; docs/security.md) ---- */
+
+typedef enum {
+  MDP_BROKER_ACCESS_REQUEST = 1, /* a client's REQUEST (and mmi.service) */
+  MDP_BROKER_ACCESS_SERVE = 2    /* a worker's READY */
+} mdp_broker_access_t;
+
+/* Asked for each REQUEST for a service (not mmi.*), each READY, and each
+ * mmi.service question, before the broker acts on it.  `user_id` is the
+ * peer's ZAP user id (with CURVE: the NAME of its key, see
+ * docs/security.md), or NULL on a connection without one.  Return 1 to
+ * allow, 0 to deny: a denied REQUEST is dropped and counted, a denied READY
+ * gets DISCONNECT, and mmi.service answers "404" for a service the asker
+ * may not request.  Runs on the loop, in the message's handling: it must
+ * not block, nor call the broker's functions. */
+typedef int (*mdp_broker_access_cb)(void *data, mdp_broker_access_t role,
+                                    const uint8_t *service,
+                                    size_t service_size, const char *user_id);
+
+/* Sets (or, with NULL, removes) the access hook.  Loop thread only. */
+MDP_EXTERN void mdp_broker_set_access_cb(mdp_broker_t *broker,
+                                         mdp_broker_access_cb cb, void *data);
+
+/* What the access hook denied so far: REQUESTs dropped, READYs refused. */
+MDP_EXTERN void mdp_broker_get_denied(const mdp_broker_t *broker,
+                                      uint64_t *requests, uint64_t *serves);
+
 /* Clients with requests waiting in a queue now, counted once per service
  * they wait for (a ROUTER knows no more of its clients: one that is
  * connected but has nothing queued is not seen). */
