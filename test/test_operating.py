@@ -777,6 +777,129 @@ def keygen_no_links(problems):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+def keygen(directory, name):
+    r = subprocess.run([KEYGEN, os.path.join(directory, name)], capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError("mdp-keygen %s: %r" % (name, r.stderr))
+
+
+def curve_request(ep, keys, who, args, timeout=1.5):
+    """mdp-request with `who`'s key pair; (exit status, stdout)."""
+    r = subprocess.run([REQUEST, "-b", ep, "-t", str(timeout), "-r", "0",
+                        "-S", os.path.join(keys, "broker.pub"),
+                        "-K", os.path.join(keys, who + ".secret")] + args,
+                       capture_output=True, timeout=bound(60))
+    return r.returncode, r.stdout.decode(errors="replace")
+
+
+def curve_worker(ep, keys, who, service):
+    return subprocess.Popen([WORKER, "-b", ep, "-S", os.path.join(keys, "broker.pub"),
+                             "-K", os.path.join(keys, who + ".secret"), "--echo", service],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_proc(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=bound(10))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@test("--curve-acl: per-service access by key name; mmi.service says 404 to a denied key; "
+      "reloaded on SIGHUP with the allow-list")
+def curve_acl(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    procs = []
+    try:
+        keys = os.path.join(tmp, "keys")
+        allow = os.path.join(tmp, "allow")
+        os.makedirs(keys)
+        os.makedirs(allow)
+        for who in ("broker", "client-1", "client-2", "worker-1", "worker-2"):
+            keygen(keys, who)
+            if who != "broker":
+                shutil.copy(os.path.join(keys, who + ".pub"), allow)
+        acl = os.path.join(tmp, "acl")
+        write(acl, "# who may do what\n"
+                   "echo    request client-1\n"
+                   "echo    serve   worker-1   # one worker key\n"
+                   "open.*  request *\n")
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        conf = os.path.join(tmp, "b.conf")
+        write(conf, "bind = %s\ncurve-secret-key = %s\ncurve-allow = %s\ncurve-acl = %s\n"
+              "verbose = true\n" % (ep, os.path.join(keys, "broker.secret"), allow, acl))
+        r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                           timeout=bound(30))
+        check(problems, r.returncode == 0 and r.stdout == b"configuration ok\n",
+              "check-config: %d %r" % (r.returncode, r.stderr))
+        b = Broker(["-c", conf], tmp=tmp)
+        check(problems, wait_for(lambda: b"listening on" in b.stderr() or
+                                 b.proc.poll() is not None, 10),
+              "did not start: %s" % b.stderr().decode())
+        procs.append(curve_worker(ep, keys, "worker-1", "echo"))
+        ok = wait_for(lambda: curve_request(ep, keys, "client-1",
+                                            ["--mmi", "service", "echo"])[0] == 0, 20, step=0.2)
+        check(problems, ok, "worker-1 not registered for echo: %s" % b.stderr().decode())
+        rc, out = curve_request(ep, keys, "client-1", ["echo", "hi"])
+        check(problems, rc == 0 and "hi" in out, "client-1 denied: %d %r" % (rc, out))
+        rc, out = curve_request(ep, keys, "client-2", ["echo", "hi"])
+        check(problems, rc == 75, "client-2 not denied: exit %d %r" % (rc, out))
+        check(problems, b"request for 'echo' from key client-2 denied by the access list"
+              in b.stderr(), "no denial line naming the key: %s" % b.stderr().decode())
+        rc, out = curve_request(ep, keys, "client-2", ["--mmi", "service", "echo"])
+        check(problems, rc == 1, "mmi.service for client-2: exit %d, 1 (404) expected" % rc)
+        # A service no line names is open; a prefix line with *.
+        procs.append(curve_worker(ep, keys, "worker-2", "other"))
+        procs.append(curve_worker(ep, keys, "worker-2", "open.x"))
+        for svc in ("other", "open.x"):
+            ok = wait_for(lambda: curve_request(ep, keys, "client-2", [svc, "x"])[0] == 0, 20,
+                          step=0.2)
+            check(problems, ok, "client-2 cannot use the open service %s" % svc)
+        # worker-2 may not serve echo: DISCONNECT, counted.
+        procs.append(curve_worker(ep, keys, "worker-2", "echo"))
+        check(problems, wait_for(lambda: b"READY for 'echo' from key worker-2 denied"
+                                 in b.stderr(), 10), "worker-2's READY not denied")
+        # Reload: client-2 allowed now; client-1's key removed from the allow-list.
+        write(acl, "echo request client-1 client-2 ghost\necho serve worker-1\n")
+        os.unlink(os.path.join(allow, "client-1.pub"))
+        check(problems, hup_and_wait(b, b"reloaded in"), "no reload")
+        check(problems, b"ghost has no key in the allow-list" in b.stderr(),
+              "no warning about a name without a key")
+        rc, out = curve_request(ep, keys, "client-2", ["echo", "hi"])
+        check(problems, rc == 0 and "hi" in out, "client-2 still denied after the reload: %d" % rc)
+        rc, out = curve_request(ep, keys, "client-1", ["echo", "hi"])
+        check(problems, rc == 75, "client-1 (key removed) still served: exit %d" % rc)
+        # --check-config warns about the name without a key, and exits 0.
+        r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                           timeout=bound(30))
+        check(problems, r.returncode == 0 and b"ghost has no key" in r.stderr,
+              "check-config: %d %r" % (r.returncode, r.stderr))
+        # A bad access list: refused at start (file:line, exit 2) and on reload.
+        write(acl, "echo request client-1\necho fetch worker-1\n")
+        check(problems, hup_and_wait(b, b"reload refused"), "bad list not refused on reload")
+        check(problems, (acl + ":2: ROLE must be request or serve").encode() in b.stderr(),
+              b.stderr().decode()[-600:])
+        rc, out = curve_request(ep, keys, "client-2", ["echo", "hi"])
+        check(problems, rc == 0, "the old list was not kept after a refused reload")
+        r = subprocess.run([BROKER, "--check-config", "-c", conf], capture_output=True,
+                           timeout=bound(30))
+        check(problems, r.returncode == 2 and (acl + ":2:").encode() in r.stderr,
+              "check-config on a bad list: %d %r" % (r.returncode, r.stderr))
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+        # Without CURVE the list means nothing: refused.
+        r = subprocess.run([BROKER, "--curve-acl", acl], capture_output=True, timeout=bound(30))
+        check(problems, r.returncode == 2 and b"needs CURVE" in r.stderr, r.stderr.decode())
+    finally:
+        for p in procs:
+            stop_proc(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 n = len(results)
 failed = sum(1 for ok, _, _ in results if not ok)
 print("1..%d" % n)

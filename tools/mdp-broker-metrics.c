@@ -491,6 +491,13 @@ static void build_page(broker_metrics_t *m, page_t *p) {
   put(p, "mdp_broker_curve_handshakes_total{result=\"refused\"} %llu\n",
       C(s.curve_refused));
 
+  family(p, "mdp_broker_denied", "counter",
+         "REQUESTs dropped and READYs refused by the access list "
+         "(--curve-acl) or for a key no longer in the allow-list.");
+  uint64_t denied_req = 0, denied_serve = 0;
+  mdp_broker_get_denied(m->broker, &denied_req, &denied_serve);
+  put(p, "mdp_broker_denied_total{role=\"request\"} %llu\n", C(denied_req));
+  put(p, "mdp_broker_denied_total{role=\"serve\"} %llu\n", C(denied_serve));
   family(p, "mdp_broker_workers", "gauge",
          "Registered workers, by service and state (idle or busy).");
   EACH_SERVICE({

@@ -91,6 +91,12 @@ const char broker_usage_text[] =
     "      --curve-allow DIR|FILE  public keys of the clients and workers let in:\n"
     "                              the *.pub files of DIR, or the public-key\n"
     "                              lines of FILE; everyone else is refused\n"
+    "      --curve-acl FILE        which keys may request or serve which\n"
+    "                              services: 'SERVICE ROLE NAME...' lines,\n"
+    "                              ROLE request or serve, NAME an allow-list\n"
+    "                              key's name (client-1 for client-1.pub) or\n"
+    "                              *; a service no line names stays open\n"
+    "                              (docs/security.md); reloaded on SIGHUP\n"
     "      --stats-interval S      log a one-line stats summary every S seconds;\n"
     "                              0 = never (default 0)\n"
     "      --metrics HOST:PORT     serve Prometheus metrics at\n"
@@ -190,6 +196,7 @@ enum {
   OPT_METRICS_TIMEOUT,
   OPT_METRICS_MAX_CONNECTIONS,
   OPT_LOG_FILE,
+  OPT_CURVE_ACL,
   OPT_METRICS_MIN_INTERVAL,
   OPT_CHECK_CONFIG
 };
@@ -222,6 +229,7 @@ static const struct option longopts[] = {
     {"dialects", required_argument, NULL, OPT_DIALECTS},
     {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
     {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
+    {"curve-acl", required_argument, NULL, OPT_CURVE_ACL},
     {"stats-interval", required_argument, NULL, OPT_STATS},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"metrics-max-services", required_argument, NULL, OPT_METRICS_MAX_SERVICES},
@@ -496,6 +504,9 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     return 0;
   case OPT_CURVE_ALLOW:
     o->curve_allow = value;
+    return 0;
+  case OPT_CURVE_ACL:
+    cli->curve_acl = value;
     return 0;
   case OPT_STATS:
     if (parse_seconds(value, &cli->stats_ms) < 0)
@@ -820,6 +831,10 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
                            "together",
                      cli->curve_secret_file ? "--curve-secret-key"
                                             : "--curve-allow");
+  if (rc < 0 && cli->curve_acl != NULL && cli->curve_secret_file == NULL)
+    rc = usage_error(NULL, "--curve-acl %s: needs CURVE (--curve-secret-key "
+                           "and --curve-allow): keys are what it names",
+                     cli->curve_acl);
   if (rc < 0 && cli->n_binds == 0)
     cli->binds[cli->n_binds++] = MDP_DEFAULT_ENDPOINT;
   return rc;

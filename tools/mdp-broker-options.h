@@ -23,6 +23,7 @@ typedef struct {
   int verbose;
   broker_log_format_t log_format; /* --log-format text|json */
   const char *curve_secret_file;
+  const char *curve_acl;     /* --curve-acl FILE, or NULL */
   const char *config_file;
   /* What was given explicitly, for the consistency checks at the end. */
   int interval_set, liveness_set;

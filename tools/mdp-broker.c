@@ -15,6 +15,7 @@
 
 #include <mdp.h>
 
+#include "mdp-broker-acl.h"
 #include "mdp-broker-log.h"
 #include "mdp-broker-notify.h"
 #include "mdp-broker-options.h"
@@ -35,7 +36,56 @@ typedef struct {
   char **argv;
   int stopping;
   uint64_t reloads;
+  /* CURVE: the allow-list's key names now (a key removed by a reload is
+   * refused on its next READY or REQUEST), and the access list. */
+  broker_names_t *names;
+  broker_acl_t *acl;
 } app_t;
+
+/* The library's access hook: a key still in the allow-list, and allowed
+ * by the access list. */
+static int on_access(void *data, mdp_broker_access_t role,
+                     const uint8_t *service, size_t size, const char *user) {
+  app_t *app = data;
+  if (app->names != NULL && !broker_names_has(app->names, user))
+    return 0;
+  return broker_acl_allows(app->acl, role, service, size, user);
+}
+
+/* Loads the access list and the allow-list's names of `cli` (each NULL
+ * when not configured).  0, or -1 with the first error in `err`. */
+static int load_access(const broker_cli_t *cli, broker_names_t **names,
+                       broker_acl_t **acl, char *err, size_t size) {
+  *names = NULL;
+  *acl = NULL;
+  if (cli->broker.curve_allow != NULL &&
+      broker_names_load(cli->broker.curve_allow, names, err, size) < 0)
+    return -1;
+  if (cli->curve_acl != NULL &&
+      broker_acl_load(cli->curve_acl, acl, err, size) < 0) {
+    broker_names_free(*names);
+    *names = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void warn_unknown_name(void *data, const char *file, size_t line,
+                              const char *name) {
+  (void)data;
+  broker_logf(MDP_LOG_WARN,
+              "%s:%zu: %s has no key in the allow-list: it matches nothing "
+              "until its .pub is added and the broker reloads",
+              file, line, name);
+}
+
+static void print_unknown_name(void *data, const char *file, size_t line,
+                               const char *name) {
+  (void)data;
+  fprintf(stderr, "mdp-broker: warning: %s:%zu: %s has no key in the "
+          "allow-list: it matches nothing until its .pub is added and the "
+          "broker reloads\n", file, line, name);
+}
 
 static void log_line(void *data, mdp_log_level_t level, const char *line) {
   (void)data;
@@ -236,6 +286,28 @@ static void reload(app_t *app) {
       return;
     }
   }
+  broker_names_t *names = NULL;
+  broker_acl_t *acl = NULL;
+  if (load_access(&next, &names, &acl, why, sizeof why) < 0) {
+    broker_log_open(old_format, old_path);
+    broker_logf(MDP_LOG_ERROR, "reload refused: %s; still running with the "
+                "previous configuration", why);
+    if (next.broker.curve_allow != NULL && app->run.broker.curve_allow != NULL)
+      mdp_broker_reload_curve_allow(app->broker, &app->cli.broker);
+    broker_cli_free(&next);
+    broker_notify_reloaded(&app->notify, status);
+    return;
+  }
+  if (app->run.broker.curve_allow != NULL) { /* CURVE runs: swap them */
+    broker_names_free(app->names);
+    broker_acl_free(app->acl);
+    app->names = names;
+    app->acl = acl;
+    broker_acl_unknown_names(acl, names, warn_unknown_name, NULL);
+  } else {
+    broker_names_free(names);
+    broker_acl_free(acl);
+  }
   broker_log_set_level(next.level); /* first: the lines below are in it */
   warn_restart_only(&app->run, &next);
   mdp_broker_set_limits(app->broker, &next.broker);
@@ -321,6 +393,16 @@ static int check_config(broker_cli_t *cli, mdp_broker_options_t *opts) {
       return EXIT_USAGE;
     }
   }
+  broker_names_t *names;
+  broker_acl_t *acl;
+  char why[768];
+  if (load_access(cli, &names, &acl, why, sizeof why) < 0) {
+    fprintf(stderr, "mdp-broker: %s\n", why);
+    return EXIT_USAGE;
+  }
+  broker_acl_unknown_names(acl, names, print_unknown_name, NULL);
+  broker_names_free(names);
+  broker_acl_free(acl);
   printf("configuration ok\n");
   return 0;
 }
@@ -376,6 +458,15 @@ int main(int argc, char **argv) {
     return rc;
   }
   broker_log_set_level(cli->level);
+  char why[768];
+  if (load_access(cli, &app.names, &app.acl, why, sizeof why) < 0) {
+    broker_logf(MDP_LOG_ERROR, "%s", why);
+    memset(&curve_pair, 0, sizeof curve_pair);
+    broker_cli_free(cli);
+    broker_log_close();
+    return EXIT_USAGE;
+  }
+  broker_acl_unknown_names(app.acl, app.names, warn_unknown_name, NULL);
   opts.log_cb = log_line;
   opts.log_level = library_level(cli);
   uv_loop_init(&app.loop);
@@ -384,6 +475,8 @@ int main(int argc, char **argv) {
     broker_logf(MDP_LOG_ERROR, "cannot create the broker: %s",
                 mdp_strerror(err));
     memset(&curve_pair, 0, sizeof curve_pair);
+    broker_names_free(app.names);
+    broker_acl_free(app.acl);
     broker_cli_free(cli);
     uv_loop_close(&app.loop);
     mdp_zmq_context_term();
@@ -391,6 +484,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   mdp_broker_set_data(app.broker, &app);
+  if (app.names != NULL)
+    mdp_broker_set_access_cb(app.broker, on_access, &app);
   run_snapshot(&app);
   broker_logf(MDP_LOG_INFO,
               "libmdp %s starting: heartbeat %.3f s x %u, request expiry "
@@ -478,6 +573,8 @@ int main(int argc, char **argv) {
     broker_logf(MDP_LOG_INFO, "stopped");
   broker_cli_free(cli);
   run_free(&app);
+  broker_names_free(app.names);
+  broker_acl_free(app.acl);
   broker_log_close();
   return status;
 }
