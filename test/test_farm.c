@@ -190,12 +190,12 @@ static void worker_tool_modes(void) {
   CHECK(strcmp(proc_stdout(&r), "HELLO WORLD\n") == 0);
   proc_cleanup(&r);
   const char *a3[] = {"-j", "ex", "x", NULL};
-  CHECK_EQ(request_run(&r, &f, 1, a3, 10000), 0);
+  CHECK_EQ(request_run(&r, &f, 1, a3, 10000), 69); /* an error reply: non-zero */
   CHECK(strstr(proc_stdout(&r), "\"frames\":[\"error: exit status 3\",\"\"]"));
   proc_cleanup(&r);
   uint64_t t0 = uv_hrtime();
   const char *a4[] = {"-j", "slp", "x", NULL};
-  CHECK_EQ(request_run(&r, &f, 1, a4, 10000), 0);
+  CHECK_EQ(request_run(&r, &f, 1, a4, 10000), 69);
   double ms = (uv_hrtime() - t0) / 1e6;
   CHECK(strstr(proc_stdout(&r), "error: timed out after 0.3 s"));
   CHECK(ms < 300 + t_slow(5000)); /* not the 30 s of the command */
@@ -272,7 +272,7 @@ static void request_load_summary(void) {
   CHECK_EQ(system(cmd), 0);
   proc_cleanup(&r);
   const char *bad[] = {"-n", "2", "--spread", "nope", "svc", NULL};
-  CHECK_EQ(request_run(&r, &f, 2, bad, 30000), 64);
+  CHECK_EQ(request_run(&r, &f, 2, bad, 30000), 2);
   proc_cleanup(&r);
   /* --spread failover: everything to the first broker while it is up. */
   const char *fo[] = {"-n", "20", "-c", "2", "--json", "--spread", "failover",

@@ -406,7 +406,8 @@ def shipped_conf_commented(problems):
         out = []
         for line in open(SHIPPED_CONF):
             m = re.match(r"^#([a-z-]+) = (.*)$", line.rstrip("\n"))
-            if m and m.group(1) not in ("bind", "curve-secret-key", "curve-allow"):
+            if m and m.group(1) not in ("bind", "curve-secret-key", "curve-allow", "curve-acl",
+                                        "log-file", "metrics"):
                 keys.append(m.group(1))
                 out.append("%s = %s\n" % (m.group(1), m.group(2)))
         check(problems, len(keys) >= 20, "only %d commented settings found" % len(keys))
@@ -417,6 +418,18 @@ def shipped_conf_commented(problems):
         check(problems, b"heartbeat 2.500 s x 4" in err, "defaults: %s" % err.decode())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("dist/mdp-broker.conf lists every setting (each long option but the command-line-only ones)")
+def shipped_conf_complete(problems):
+    text = open(SHIPPED_CONF).read()
+    listed = set(re.findall(r"^#?([a-z][a-z0-9-]*) = ", text, re.M))
+    helptext = subprocess.run([BROKER, "--help"], capture_output=True).stdout.decode()
+    options = set(re.findall(r"--([a-z][a-z0-9-]+)", helptext))
+    # Aliases, and what a config file cannot hold.
+    options -= {"bind-url", "busy-timeout", "config", "help", "version", "check-config"}
+    missing = sorted(options - listed)
+    check(problems, not missing, "not in dist/mdp-broker.conf: %s" % ", ".join(missing))
 
 
 def unit_for_verify(tmp):
@@ -470,6 +483,7 @@ def unit_hardening(problems):
         path, _ = unit_for_verify(tmp)
         text = open(path).read()
         for want in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "DynamicUser=yes",
+                     "ExecReload=/bin/kill -HUP $MAINPID",
                      "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                      "NoNewPrivileges=yes",
                      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
@@ -897,6 +911,84 @@ def curve_acl(problems):
     finally:
         for p in procs:
             stop_proc(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, capture_output=True, timeout=bound(30), **kw)
+
+
+@test("one option vocabulary: -V verbose, --version long, -c config (tools: -C), usage errors exit 2")
+def option_vocabulary(problems):
+    tools = {"mdp-broker": BROKER, "mdp-request": REQUEST, "mdp-worker": WORKER,
+             "mdp-keygen": KEYGEN}
+    for name, path in tools.items():
+        r = run([path, "--no-such-option"])
+        check(problems, r.returncode == 2, "%s: usage error exit %d, 2 expected"
+              % (name, r.returncode))
+        r = run([path, "--version"])
+        check(problems, r.returncode == 0 and r.stdout.startswith(name.encode() + b" (libmdp) "),
+              "%s --version: %d %r" % (name, r.returncode, r.stdout))
+        h = run([path, "--help"]).stdout.decode()
+        check(problems, not re.search(r"^\s*-V, --version", h, re.M),
+              "%s: -V is still --version" % name)
+        if name != "mdp-keygen":
+            check(problems, re.search(r"-V\b.*--verbose", h) is not None,
+                  "%s: -V is not --verbose in --help" % name)
+    # -V is verbose, not the version: with it alone the tools want a service.
+    for path in (REQUEST, WORKER):
+        r = run([path, "-V"])
+        check(problems, r.returncode == 2 and b"(libmdp)" not in r.stdout,
+              "%s -V: %d %r" % (path, r.returncode, r.stdout))
+    r = run([KEYGEN, "-V"])
+    check(problems, r.returncode == 2, "mdp-keygen -V: %d" % r.returncode)
+    # -C is concurrency in the tools; -c still works there, with a warning.
+    for path in (REQUEST, WORKER):
+        h = run([path, "--help"]).stdout.decode()
+        check(problems, "-C, --concurrency N" in h, "%s: no -C" % path)
+        r = run([path, "-c", "0", "svc"])
+        check(problems, r.returncode == 2 and b"-c is deprecated, use -C" in r.stderr,
+              "%s -c: %d %r" % (path, r.returncode, r.stderr))
+        r = run([path, "-d", "nope", "svc"])
+        check(problems, b"-d is deprecated, use --dialect" in r.stderr,
+              "%s -d: %r" % (path, r.stderr))
+
+
+@test("a bad broker endpoint is named in the tools' error; an out-of-range port exits 2")
+def tool_endpoints(problems):
+    for path, extra in ((REQUEST, ["svc"]), (WORKER, ["--echo", "svc"])):
+        for ep in ("tcp://127.0.0.1:99999", "tcp://127.0.0.1:-1"):
+            r = run([path, "-b", ep] + extra)
+            check(problems, r.returncode == 2 and ("'%s'" % ep).encode() in r.stderr and
+                  b"out of range" in r.stderr,
+                  "%s -b %s: %d %r" % (path, ep, r.returncode, r.stderr))
+    r = run([REQUEST, "-b", "bogus://x", "-t", "0.2", "svc"])
+    check(problems, r.returncode != 0 and b"bogus://x" in r.stderr,
+          "a malformed endpoint not named: %d %r" % (r.returncode, r.stderr))
+
+
+@test("mdp-request exits 69 on a command service's error reply (two frames, 'error: ...')")
+def request_error_reply(problems):
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    w = None
+    try:
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        b = Broker(["-b", ep], tmp=tmp)
+        check(problems, wait_for(lambda: b"listening on" in b.stderr(), 10), "did not start")
+        w = subprocess.Popen([WORKER, "-b", ep, "failing", "--", "sh", "-c", "echo partial; exit 3"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = wait_for(lambda: run([REQUEST, "-b", ep, "-t", "1", "--mmi", "service",
+                                   "failing"]).returncode == 0, 20, step=0.1)
+        check(problems, ok, "the worker did not register")
+        r = run([REQUEST, "-b", ep, "-t", str(bound(10)), "failing", "x"])
+        check(problems, r.returncode == 69, "exit %d, 69 expected: %r" % (r.returncode, r.stdout))
+        check(problems, b"error: exit status 3" in r.stdout, "not printed: %r" % r.stdout)
+        b.proc.send_signal(signal.SIGTERM)
+        check(problems, b.wait() == 0, "exit status")
+    finally:
+        if w is not None:
+            stop_proc(w)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -458,15 +458,6 @@ int main(int argc, char **argv) {
     return rc;
   }
   broker_log_set_level(cli->level);
-  char why[768];
-  if (load_access(cli, &app.names, &app.acl, why, sizeof why) < 0) {
-    broker_logf(MDP_LOG_ERROR, "%s", why);
-    memset(&curve_pair, 0, sizeof curve_pair);
-    broker_cli_free(cli);
-    broker_log_close();
-    return EXIT_USAGE;
-  }
-  broker_acl_unknown_names(app.acl, app.names, warn_unknown_name, NULL);
   opts.log_cb = log_line;
   opts.log_level = library_level(cli);
   uv_loop_init(&app.loop);
@@ -475,8 +466,6 @@ int main(int argc, char **argv) {
     broker_logf(MDP_LOG_ERROR, "cannot create the broker: %s",
                 mdp_strerror(err));
     memset(&curve_pair, 0, sizeof curve_pair);
-    broker_names_free(app.names);
-    broker_acl_free(app.acl);
     broker_cli_free(cli);
     uv_loop_close(&app.loop);
     mdp_zmq_context_term();
@@ -484,6 +473,21 @@ int main(int argc, char **argv) {
     return 1;
   }
   mdp_broker_set_data(app.broker, &app);
+  /* After the broker: it has judged the allow-list itself (and said what
+   * is wrong with it); this reads its names and the access list. */
+  char why[768];
+  if (load_access(cli, &app.names, &app.acl, why, sizeof why) < 0) {
+    broker_logf(MDP_LOG_ERROR, "%s", why);
+    memset(&curve_pair, 0, sizeof curve_pair);
+    mdp_broker_close(app.broker, on_broker_closed);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app.loop);
+    mdp_zmq_context_term();
+    broker_cli_free(cli);
+    broker_log_close();
+    return EXIT_USAGE;
+  }
+  broker_acl_unknown_names(app.acl, app.names, warn_unknown_name, NULL);
   if (app.names != NULL)
     mdp_broker_set_access_cb(app.broker, on_access, &app);
   run_snapshot(&app);

@@ -1,5 +1,6 @@
 /* Options the peer-side tools share (tools/tool-options.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tool-options.h"
@@ -48,5 +49,24 @@ int tool_dialect(const char *prog, const char *name, mdp_dialect_t *out) {
     }
   fprintf(stderr, "%s: bad --dialect: %s (rfc18, majortomo, mdp01)\n", prog,
           name);
+  return -1;
+}
+
+int tool_check_endpoint(const char *prog, const char *endpoint) {
+  const char *colon = strncmp(endpoint, "tcp://", 6) == 0
+                          ? strrchr(endpoint + 6, ':')
+                          : NULL;
+  if (colon == NULL)
+    return 0; /* anything else is for the library to judge */
+  const char *d = colon + 1;
+  int neg = *d == '-';
+  size_t nd = strspn(d + neg, "0123456789");
+  if (nd == 0 || d[neg + nd] != '\0')
+    return 0;
+  if (!neg && nd <= 5 && strtol(d, NULL, 10) >= 1 &&
+      strtol(d, NULL, 10) <= 65535)
+    return 0;
+  fprintf(stderr, "%s: invalid broker endpoint '%s': the port is out of "
+          "range (1 to 65535)\n", prog, endpoint);
   return -1;
 }
