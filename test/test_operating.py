@@ -992,6 +992,22 @@ def request_error_reply(problems):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+@test("scripts/run-broker builds every tool the quick start uses, then runs the broker")
+def run_broker_script(problems):
+    script = os.path.join(SOURCE, "scripts", "run-broker")
+    env = dict(os.environ, MDP_BUILDDIR=os.path.abspath(BUILD))
+    r = subprocess.run([script, "--version"], capture_output=True, env=env,
+                       timeout=bound(300))
+    check(problems, r.returncode == 0 and r.stdout.startswith(b"mdp-broker (libmdp) "),
+          "exit %d: %r %r" % (r.returncode, r.stdout, r.stderr[-800:]))
+    check(problems, b"mdp-broker, mdp-worker, mdp-request, mdp-keygen" in r.stderr,
+          "does not say it built every tool: %r" % r.stderr[-800:])
+    text = open(script).read()
+    for t in ("tools/mdp-broker", "tools/mdp-worker", "tools/mdp-request", "tools/mdp-keygen"):
+        check(problems, t in text, "scripts/run-broker does not build %s" % t)
+
+
 n = len(results)
 failed = sum(1 for ok, _, _ in results if not ok)
 print("1..%d" % n)
