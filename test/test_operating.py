@@ -1008,6 +1008,28 @@ def run_broker_script(problems):
         check(problems, t in text, "scripts/run-broker does not build %s" % t)
 
 
+
+@test("docs/api.md: a heading per public type; each option struct's fields with their defaults")
+def api_reference_types(problems):
+    api = open(os.path.join(SOURCE, "docs", "api.md")).read()
+    headers = os.path.join(SOURCE, "include", "mdp")
+    types = set()
+    for h in os.listdir(headers):
+        types |= set(re.findall(r"^\}\s*(mdp_[a-z0-9_]+_t);", open(os.path.join(headers, h)).read(),
+                                re.M))
+    for t in sorted(types):
+        check(problems, ("### `%s` (type)" % t) in api, "no heading for %s" % t)
+        if t.endswith("_options_t"):
+            sec = api.split("### `%s` (type)" % t, 1)[-1].split("\n### ", 1)[0]
+            check(problems, "| field | type | default | meaning |" in sec,
+                  "%s: no table of fields with defaults" % t)
+    check(problems, "`max_frames` | `size_t` | `1024`" in api, "max_frames's default not shown")
+    for doc in ("operating.md", "abi.md", "api.md"):
+        text = open(os.path.join(SOURCE, "docs", doc)).read()
+        check(problems, not re.search(r"exports its internal", text),
+              "docs/%s says the library exports its internals" % doc)
+
+
 n = len(results)
 failed = sum(1 for ok, _, _ in results if not ok)
 print("1..%d" % n)
