@@ -1030,6 +1030,57 @@ def api_reference_types(problems):
               "docs/%s says the library exports its internals" % doc)
 
 
+
+HELP2MAN = shutil.which("help2man")
+MAN_SKIP = None if HELP2MAN or os.environ.get("CI") == "true" else \
+    "no help2man (Debian package help2man)"
+
+
+@test("man pages: NAME, SYNOPSIS (every form), OPTIONS, FILES, SIGNALS, EXIT STATUS, SEE ALSO; "
+      "mdp-broker.conf(5)", skip=MAN_SKIP)
+def man_pages(problems):
+    if not check(problems, HELP2MAN is not None, "help2man missing in CI"):
+        return
+    tmp = tempfile.mkdtemp(prefix="mdp-ops-")
+    try:
+        names = dict(l.rstrip("\n").split(": ", 1)
+                     for l in open(os.path.join(SOURCE, "debian", "man-names")))
+        forms = {"mdp-broker": 5, "mdp-request": 4, "mdp-worker": 3, "mdp-keygen": 3}
+        for tool, path in (("mdp-broker", BROKER), ("mdp-request", REQUEST),
+                           ("mdp-worker", WORKER), ("mdp-keygen", KEYGEN)):
+            out = os.path.join(tmp, tool + ".1")
+            # As debian/rules makes them.
+            r = subprocess.run([HELP2MAN, "--no-info", "--no-discard-stderr", "--section", "1",
+                                "--name", names[tool], "--include",
+                                os.path.join(SOURCE, "dist", "man", tool + ".h2m"),
+                                "--output", out, path], capture_output=True, timeout=bound(60))
+            if not check(problems, r.returncode == 0, "%s: help2man: %r" % (tool, r.stderr)):
+                continue
+            page = open(out).read()
+            sections = re.findall(r'^\.SH "?([A-Z ]+)"?$', page, re.M)
+            for want in ("NAME", "SYNOPSIS", "OPTIONS", "FILES", "SIGNALS", "EXIT STATUS",
+                         "SEE ALSO"):
+                check(problems, want in sections, "%s.1: no %s section (%r)"
+                      % (tool, want, sections))
+            syn = page.split(".SH SYNOPSIS", 1)[-1].split(".SH ", 1)[0]
+            n_forms = len(re.findall(r"^\.B %s\b" % re.escape(tool), syn, re.M))
+            check(problems, n_forms == forms[tool], "%s.1: %d SYNOPSIS forms, %d expected"
+                  % (tool, n_forms, forms[tool]))
+            desc = page.split(".SH DESCRIPTION", 1)[-1].split(".SH OPTIONS", 1)[0]
+            # The broken SYNOPSIS of old: usage lines spilling into DESCRIPTION.
+            check(problems, "[FRAME" not in desc and "Usage:" not in desc,
+                  "%s.1: usage lines in DESCRIPTION" % tool)
+        conf5 = open(os.path.join(SOURCE, "dist", "man", "mdp-broker.conf.5")).read()
+        for want in ("NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "SEE ALSO"):
+            check(problems, re.search(r"^\.SH %s$" % want, conf5, re.M),
+                  "mdp-broker.conf.5: no %s" % want)
+        check(problems, "dist/man/mdp-broker.conf.5" in
+              open(os.path.join(SOURCE, "debian", "mdp-broker.manpages")).read(),
+              "mdp-broker.conf.5 not packaged")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 n = len(results)
 failed = sum(1 for ok, _, _ in results if not ok)
 print("1..%d" % n)

@@ -19,6 +19,7 @@ const char broker_usage_text[] =
     "Majortomo's command line works unchanged: -b URL -i SEC -t SEC -B SEC\n"
     "-V -D mean what they mean to `python -m majortomo.broker`.\n"
     "\n"
+    "Options:\n"
     "  -b, --bind URL, --bind-url URL\n"
     "                              endpoint to bind (repeatable; tcp://, ipc://),\n"
     "                              default " MDP_DEFAULT_ENDPOINT "; a tcp://\n"

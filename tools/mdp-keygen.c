@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  secret-key = <40 Z85 characters>   (NAME.secret only)\n"
     "with '#' comment lines.\n"
     "\n"
+    "Options:\n"
     "  -f, --force     overwrite existing files\n"
     "  -p, --print     print the pair in the same format to standard output\n"
     "                  instead of writing files (NAME not needed)\n"

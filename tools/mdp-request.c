@@ -59,6 +59,7 @@ static void usage(FILE *out) {
           "input; no FRAME sends one empty frame.  Use -- before frames that\n"
           "start with '-'.\n"
           "\n"
+          "Options:\n"
           "  -b, --broker URL     broker endpoint; repeat for several: requests\n"
           "                       are spread over them (--spread), a broker on\n"
           "                       which a request timed out is avoided for a\n"

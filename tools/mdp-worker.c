@@ -78,6 +78,7 @@ static void usage(FILE *out) {
     "up to N requests in progress at once (N worker connections spread over\n"
     "the brokers that are alive; docs/farm.md).\n"
     "\n"
+    "Options:\n"
     "  -b, --broker URL     broker endpoint; repeat for a farm (default %s)\n"
     "  -C, --concurrency N  requests in progress at once, all brokers together\n"
     "                       (default: one per broker; -c still works but is\n"
