@@ -133,3 +133,11 @@ int mdp__broker_access(mdp_broker_t *b, const zmq_msg_t *id,
   }
   return 0;
 }
+
+int mdp_broker_monitor(mdp_broker_t *b, const char *endpoint, int events) {
+  if (b == NULL)
+    return MDP_EINVAL;
+  if (b->closing)
+    return MDP_ECLOSING;
+  return zmq_socket_monitor(b->socket, endpoint, events) == 0 ? 0 : MDP_EZMQ;
+}

@@ -97,6 +97,11 @@ void broker_metrics_set_ready(broker_metrics_t *m, int ready) {
   (void)m, (void)ready;
 }
 
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections) {
+  (void)m, (void)connections;
+}
+
 #else /* MDP_HAVE_METRICS */
 
 #include <microhttpd.h>
@@ -143,7 +148,22 @@ struct broker_metrics_s {
     uint64_t built_ms;
   } cache[3];
   uint64_t pages_built, pages_reused;
+  const uint64_t *connections; /* connected peers, or NULL */
 };
+
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections) {
+  if (m != NULL)
+    m->connections = connections;
+}
+
+/* Connected peers that are not registered workers, or -1 if unknown. */
+static long long connected_clients(const broker_metrics_t *m, size_t workers) {
+  if (m->connections == NULL)
+    return -1;
+  return *m->connections > workers ? (long long)(*m->connections - workers)
+                                   : 0;
+}
 
 enum { PAGE_PROMETHEUS, PAGE_OPENMETRICS, PAGE_STATUS };
 
@@ -554,6 +574,17 @@ static void build_page(broker_metrics_t *m, page_t *p) {
          "Clients with requests waiting in a queue, once per service.");
   put(p, "mdp_broker_waiting_clients %zu\n",
       mdp_broker_waiting_clients(m->broker));
+  if (m->connections != NULL) {
+    family(p, "mdp_broker_connected_peers", "gauge",
+           "Connections to the broker's endpoints now (clients and "
+           "workers).");
+    put(p, "mdp_broker_connected_peers %llu\n", C(*m->connections));
+    family(p, "mdp_broker_connected_clients", "gauge",
+           "Connections that are not registered workers: clients (and "
+           "workers that have not sent READY yet).");
+    put(p, "mdp_broker_connected_clients %lld\n",
+        connected_clients(m, s.workers));
+  }
   process_metrics(p);
   family(p, "mdp_broker_start_time_seconds", "gauge",
          "When the broker started, in seconds since the Unix epoch.");
@@ -641,9 +672,12 @@ static void build_status(broker_metrics_t *m, page_t *p) {
     rest.other = 1;
     status_service(p, m, &rest, MDP_BROKER_OTHER_SERVICE, first);
   }
-  put(p, "],\"workers\":%zu,\"idle\":%zu,\"queued\":%zu,\"clients\":%zu,"
-         "\"requests_total\":%llu,\"replies_total\":%llu}\n",
+  long long clients = connected_clients(m, s.workers);
+  put(p, "],\"workers\":%zu,\"idle\":%zu,\"queued\":%zu,\"clients\":%lld,"
+         "\"waiting_clients\":%zu,\"requests_total\":%llu,"
+         "\"replies_total\":%llu}\n",
       s.workers, s.workers_idle, s.queued,
+      clients >= 0 ? clients : (long long)mdp_broker_waiting_clients(m->broker),
       mdp_broker_waiting_clients(m->broker), C(s.requests), C(s.replies));
   for (size_t i = 0; i < l.n; i++) {
     free((void *)l.v[i].name);

@@ -47,6 +47,11 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
  * before and once cleared (stopping).  NULL is a no-op. */
 void broker_metrics_set_ready(broker_metrics_t *m, int ready);
 
+/* Where the count of connected peers is (the broker's monitor), for the
+ * connected-clients gauge; NULL: unknown (the gauge is left out). */
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections);
+
 /* Closes the listening socket and every connection, and frees `m` once its
  * handles are closed (the loop must run on).  NULL is a no-op. */
 void broker_metrics_stop(broker_metrics_t *m);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <mdp.h>
+#include <zmq.h>
 
 #include "mdp-broker-acl.h"
 #include "mdp-broker-log.h"
@@ -40,7 +41,49 @@ typedef struct {
    * refused on its next READY or REQUEST), and the access list. */
   broker_names_t *names;
   broker_acl_t *acl;
+  /* Connected peers (clients and workers), from the ROUTER's monitor:
+   * accepted connections less closed ones. */
+  mdp_reactor_t *monitor;
+  uint64_t connections;
 } app_t;
+
+static void on_monitor_event(mdp_reactor_t *r, mdp_msg_t *m) {
+  app_t *app = mdp_reactor_get_data(r);
+  /* [event (uint16) + value (uint32), endpoint] */
+  if (mdp_msg_size(m) >= 1 && mdp_msg_frame_size(m, 0) >= 2) {
+    uint16_t event;
+    memcpy(&event, mdp_msg_data(m, 0), sizeof event);
+    if (event == ZMQ_EVENT_ACCEPTED)
+      app->connections++;
+    else if (event == ZMQ_EVENT_DISCONNECTED && app->connections > 0)
+      app->connections--;
+  }
+  mdp_msg_destroy(m);
+}
+
+/* Watches the broker's connections for the clients gauge; without it the
+ * gauge is left out (a monitor that cannot start costs nothing else). */
+static void start_monitor(app_t *app) {
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://mdp-broker.monitor.%ld", (long)getpid());
+  void *pair = zmq_socket(mdp_zmq_context(), ZMQ_PAIR);
+  if (pair == NULL ||
+      mdp_broker_monitor(app->broker, ep,
+                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+      zmq_connect(pair, ep) != 0 ||
+      mdp_reactor_new(&app->loop, pair, 1, on_monitor_event, &app->monitor) <
+          0) {
+    if (pair != NULL)
+      zmq_close(pair);
+    mdp_broker_monitor(app->broker, NULL, 0);
+    app->monitor = NULL;
+    broker_logf(MDP_LOG_WARN, "cannot watch the broker's connections: "
+                "no connected-clients figure");
+    return;
+  }
+  mdp_reactor_set_data(app->monitor, app);
+  mdp_reactor_start(app->monitor);
+}
 
 /* The library's access hook: a key still in the allow-list, and allowed
  * by the access list. */
@@ -120,6 +163,13 @@ static void stop(app_t *app) {
   uv_close((uv_handle_t *)&app->sighup, NULL);
   uv_close((uv_handle_t *)&app->stats_timer, NULL);
   broker_metrics_set_ready(app->metrics, 0);
+  if (app->monitor != NULL) {
+    broker_metrics_set_connections(app->metrics, NULL);
+    if (app->broker)
+      mdp_broker_monitor(app->broker, NULL, 0);
+    mdp_reactor_close(app->monitor, NULL);
+    app->monitor = NULL;
+  }
   if (app->broker) {
     mdp_broker_close(app->broker, on_broker_closed);
   } else {
@@ -542,6 +592,11 @@ int main(int argc, char **argv) {
       status = 1;
     else
       broker_logf(MDP_LOG_INFO, "metrics on http://%s/metrics", where);
+  }
+  if (status == 0 && app.metrics != NULL) {
+    start_monitor(&app);
+    if (app.monitor != NULL)
+      broker_metrics_set_connections(app.metrics, &app.connections);
   }
   for (size_t i = 0; status == 0 && i < cli->n_binds; i++) {
     err = mdp_broker_bind(app.broker, cli->binds[i]);

@@ -407,6 +407,14 @@ MDP_EXTERN void mdp_broker_set_access_cb(mdp_broker_t *broker,
 MDP_EXTERN void mdp_broker_get_denied(const mdp_broker_t *broker,
                                       uint64_t *requests, uint64_t *serves);
 
+/* zmq_socket_monitor() on the broker's ROUTER: its events (`events`, a
+ * mask of ZMQ_EVENT_*) are published on the inproc:// `endpoint` of the
+ * broker's ZeroMQ context, for a ZMQ_PAIR socket of the caller's to read
+ * (mdp-broker counts connected peers this way).  NULL stops it.  0,
+ * MDP_EINVAL, MDP_ECLOSING or MDP_EZMQ. */
+MDP_EXTERN int mdp_broker_monitor(mdp_broker_t *broker, const char *endpoint,
+                                  int events);
+
 /* Clients with requests waiting in a queue now, counted once per service
  * they wait for (a ROUTER knows no more of its clients: one that is
  * connected but has nothing queued is not seen). */
