@@ -309,9 +309,22 @@ static void reload(app_t *app) {
     broker_notify_reloaded(&app->notify, status);
     return;
   }
-  /* The log sink first (it can fail, and then nothing changed yet); a
-   * file of the same name is opened again, which is what logrotate needs
-   * of a SIGHUP. */
+  /* Everything that can fail, in an order that leaves nothing to undo
+   * but the log sink: the access list and the allow-list's names (read
+   * only), the log sink (a file of the same name is opened again, which
+   * is what logrotate needs of a SIGHUP), then the allow-list, whose
+   * reload is all or nothing in the library. */
+  int curve = app->run.broker.curve_allow != NULL;       /* CURVE runs */
+  int curve_next = curve && next.broker.curve_allow != NULL;
+  broker_names_t *names = NULL;
+  broker_acl_t *acl = NULL;
+  if (curve_next && load_access(&next, &names, &acl, why, sizeof why) < 0) {
+    broker_logf(MDP_LOG_ERROR, "reload refused: %s; still running with the "
+                "previous configuration", why);
+    broker_cli_free(&next);
+    broker_notify_reloaded(&app->notify, status);
+    return;
+  }
   broker_log_format_t old_format = broker_log_format();
   const char *old_path = app->cli.log_file;
   int err = broker_log_open(next.log_format, next.log_file);
@@ -319,11 +332,13 @@ static void reload(app_t *app) {
     broker_logf(MDP_LOG_ERROR, "reload refused: cannot open the log file "
                 "%s: %s; still running with the previous configuration",
                 next.log_file, strerror(-err));
+    broker_names_free(names);
+    broker_acl_free(acl);
     broker_cli_free(&next);
     broker_notify_reloaded(&app->notify, status);
     return;
   }
-  if (next.broker.curve_allow != NULL && app->run.broker.curve_allow != NULL) {
+  if (curve_next) {
     err = mdp_broker_reload_curve_allow(app->broker, &next.broker);
     if (err < 0) {
       broker_log_open(old_format, old_path); /* undo: all or nothing */
@@ -331,33 +346,20 @@ static void reload(app_t *app) {
                   "not load (%s; the line above says where); still running "
                   "with the previous configuration",
                   next.broker.curve_allow, mdp_strerror(err));
+      broker_names_free(names);
+      broker_acl_free(acl);
       broker_cli_free(&next);
       broker_notify_reloaded(&app->notify, status);
       return;
     }
-  }
-  broker_names_t *names = NULL;
-  broker_acl_t *acl = NULL;
-  if (load_access(&next, &names, &acl, why, sizeof why) < 0) {
-    broker_log_open(old_format, old_path);
-    broker_logf(MDP_LOG_ERROR, "reload refused: %s; still running with the "
-                "previous configuration", why);
-    if (next.broker.curve_allow != NULL && app->run.broker.curve_allow != NULL)
-      mdp_broker_reload_curve_allow(app->broker, &app->cli.broker);
-    broker_cli_free(&next);
-    broker_notify_reloaded(&app->notify, status);
-    return;
-  }
-  if (app->run.broker.curve_allow != NULL) { /* CURVE runs: swap them */
     broker_names_free(app->names);
     broker_acl_free(app->acl);
     app->names = names;
     app->acl = acl;
     broker_acl_unknown_names(acl, names, warn_unknown_name, NULL);
-  } else {
-    broker_names_free(names);
-    broker_acl_free(acl);
   }
+  /* (CURVE turned off in the file: a restart-only change, logged below;
+   * the allow-list and access list in force stay.) */
   broker_log_set_level(next.level); /* first: the lines below are in it */
   warn_restart_only(&app->run, &next);
   mdp_broker_set_limits(app->broker, &next.broker);
