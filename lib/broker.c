@@ -312,8 +312,12 @@ static const char *bind_hint(const char *endpoint, int err) {
 int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
   if (b->closing)
     return MDP_ECLOSING;
-  if (endpoint == NULL)
+  if (mdp_endpoint_check(endpoint, 1) < 0) {
+    BROKER_LOG(b, MDP_LOG_ERROR, "cannot bind to %s: not a valid endpoint "
+               "(a tcp:// port is 1..65535, 0 or *)",
+               endpoint ? endpoint : "(null)");
     return MDP_EINVAL;
+  }
   /* Handshakes start with the first bind: CURVE's must find the handler
    * watched. */
   int rc = b->zap ? mdp__zap_watch(b->zap) : 0;
@@ -413,3 +417,28 @@ int mdp_broker_is_closing(const mdp_broker_t *b) { return b->closing != 0; }
 void mdp_broker_set_data(mdp_broker_t *b, void *data) { b->data = data; }
 void *mdp_broker_get_data(const mdp_broker_t *b) { return b->data; }
 uv_loop_t *mdp_broker_loop(const mdp_broker_t *b) { return b->loop; }
+
+int mdp__broker_log_rate(mdp_broker_t *b, mdp__log_rate_t *rate,
+                         uint64_t *suppressed) {
+  uint64_t now = uv_now(b->loop);
+  if (now - rate->window >= 1000) {
+    rate->window = now;
+    rate->lines = 0;
+  }
+  if (rate->lines >= MDP__BROKER_LOG_LINES_PER_S) {
+    rate->suppressed++;
+    return 0;
+  }
+  rate->lines++;
+  *suppressed = rate->suppressed;
+  rate->suppressed = 0;
+  return 1;
+}
+
+const char *mdp__broker_suppressed_text(uint64_t n, char *buf, size_t size) {
+  if (n == 0)
+    return "";
+  snprintf(buf, size, " (%llu similar lines suppressed)",
+           (unsigned long long)n);
+  return buf;
+}

@@ -104,6 +104,12 @@ struct broker_worker {
   uint8_t id[];             /* routing identity: the map key */
 };
 
+typedef struct {
+  uint64_t window;     /* loop time the current second began */
+  unsigned lines;      /* logged in it */
+  uint64_t suppressed; /* since the last line logged */
+} mdp__log_rate_t;
+
 struct mdp_broker_s {
   uv_loop_t *loop;
   mdp_broker_options_t opts;
@@ -136,6 +142,9 @@ struct mdp_broker_s {
   uv_timer_t trim_timer;    /* runs malloc_trim outside message handling */
   uint64_t trims;           /* times it ran (tests) */
   uint64_t protocol_errors; /* for sampling their log lines */
+  /* Per-peer life-cycle lines, rate-bounded (mdp__broker_log_rate): a
+   * peer cycling READY/DISCONNECT must not flood the log. */
+  mdp__log_rate_t log_ready, log_leaves, log_lost;
   broker_request_t *free_requests; /* recycled request structs */
   size_t n_free_requests;           /* queues were long: give memory back when empty */
   broker_client_queue_t *free_queues; /* recycled client queues (all of
@@ -165,6 +174,21 @@ int mdp__broker_access(mdp_broker_t *b, const zmq_msg_t *id,
   mdp__log_emit_fields((b)->opts.log_cb, (b)->opts.log_data,                   \
                        (b)->opts.log_level, (level), (fields),                 \
                        sizeof(fields) / sizeof((fields)[0]), __VA_ARGS__)
+/* Lines of one kind of per-peer event the broker logs in a second; past
+ * that they are counted, and the next line logged says how many were
+ * suppressed. */
+#define MDP__BROKER_LOG_LINES_PER_S 20
+
+/* 1 if a line of the kind `rate` counts may be logged now (the caller
+ * checked the log level first), with `*suppressed` set to the lines of the
+ * kind suppressed since the last one logged; 0 (counted) if over the
+ * rate. */
+int mdp__broker_log_rate(mdp_broker_t *b, mdp__log_rate_t *rate,
+                         uint64_t *suppressed);
+
+/* " (N similar lines suppressed)" in `buf`, or "" for 0. */
+const char *mdp__broker_suppressed_text(uint64_t n, char *buf, size_t size);
+
 /* 1 for the counts of a repeated event worth a log line: 1, 1000, 2000 ... */
 static inline int mdp__broker_log_sampled(uint64_t count) {
   return count == 1 || count % 1000 == 0;

@@ -52,16 +52,19 @@ void mdp__broker_on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   b->stats.workers_registered++;
   if (s->stats == &b->other_stats) /* created by a client's request */
     s->stats = mdp__broker_svc_stats_for(b, s, 1);
-  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO) {
-    char buf[64], svc[MDP__BROKER_NAME_TEXT];
+  uint64_t quiet;
+  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO &&
+      mdp__broker_log_rate(b, &b->log_ready, &quiet)) {
+    char buf[64], svc[MDP__BROKER_NAME_TEXT], more[64];
     mdp_log_field_t fields[] = {
         {"service", mdp__broker_printable(s->name, s->name_size, svc,
                                           sizeof svc)},
         {"worker", mdp__broker_printable(w->id, id_size, buf, sizeof buf)},
         {"dialect", mdp_dialect_name(w->dialect)}};
     BROKER_LOG_FIELDS(b, MDP_LOG_INFO, fields,
-                      "worker %s ready for service '%s' (%s)",
-                      fields[1].value, fields[0].value, fields[2].value);
+                      "worker %s ready for service '%s' (%s)%s",
+                      fields[1].value, fields[0].value, fields[2].value,
+                      mdp__broker_suppressed_text(quiet, more, sizeof more));
   }
   mdp__broker_worker_idle(b, w);
 }
@@ -84,16 +87,19 @@ void mdp__broker_worker_idle(mdp_broker_t *b, broker_worker_t *w) {
 broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b, broker_worker_t *w,
                                        int disconnect, const char *why) {
   broker_service_t *s = w->service;
-  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO) {
-    char id[64], svc[MDP__BROKER_NAME_TEXT];
+  uint64_t quiet;
+  if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_INFO &&
+      mdp__broker_log_rate(b, &b->log_leaves, &quiet)) {
+    char id[64], svc[MDP__BROKER_NAME_TEXT], more[64];
     mdp_log_field_t fields[] = {
         {"service", mdp__broker_printable(s->name, s->name_size, svc,
                                           sizeof svc)},
         {"worker", mdp__broker_printable(w->id, w->id_size, id, sizeof id)},
         {"reason", why}};
     BROKER_LOG_FIELDS(b, MDP_LOG_INFO, fields,
-                      "worker %s of service '%s' leaves: %s", fields[1].value,
-                      fields[0].value, why);
+                      "worker %s of service '%s' leaves: %s%s",
+                      fields[1].value, fields[0].value, why,
+                      mdp__broker_suppressed_text(quiet, more, sizeof more));
   }
   if (disconnect && !b->closing) {
     if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
@@ -120,11 +126,17 @@ static void redispatch_or_drop(mdp_broker_t *b, broker_request_t *r) {
       r->dispatches > b->opts.max_redispatch ||
       mdp__broker_request_restore(r) != 0) {
     b->stats.dropped_worker_lost++;
-    BROKER_LOG(b, MDP_LOG_WARN,
-               "request for '%.*s' lost with its worker (%s)",
-               (int)r->service->name_size, (const char *)r->service->name,
-               r->partial_sent ? "a partial reply was already sent"
-                               : "no re-dispatch left");
+    uint64_t quiet;
+    if (b->opts.log_cb != NULL && b->opts.log_level >= MDP_LOG_WARN &&
+        mdp__broker_log_rate(b, &b->log_lost, &quiet)) {
+      char more[64];
+      BROKER_LOG(b, MDP_LOG_WARN,
+                 "request for '%.*s' lost with its worker (%s)%s",
+                 (int)r->service->name_size, (const char *)r->service->name,
+                 r->partial_sent ? "a partial reply was already sent"
+                                 : "no re-dispatch left",
+                 mdp__broker_suppressed_text(quiet, more, sizeof more));
+    }
     mdp__broker_request_free(b, r);
     return;
   }

@@ -42,6 +42,10 @@ typedef struct pooled_socket_s pooled_socket_t;
 
 #define NOT_IN_HEAP SIZE_MAX
 
+/* The smallest reply envelope (header, command, service; Majortomo's and
+ * 0.1's leading empty frame instead of a service) and one body frame. */
+#define MIN_FRAMES 4
+
 struct client_request_s {
   mdp__list_t link;     /* in the client's queue, parked or in_flight list */
   size_t heap_index;   /* in the client's deadline heap, or NOT_IN_HEAP */
@@ -114,6 +118,7 @@ struct mdp_client_s {
   int timer_closed;
   mdp__peer_config_t peer; /* socket options, CURVE keys */
   mdp_client_stats_t stats;
+  uint64_t dropped_frames; /* by the reactors of sockets discarded */
   /* Finished request records kept for reuse (linked through `link.next`),
    * so the steady state allocates none per request. */
   client_request_t *free_requests;
@@ -308,6 +313,12 @@ static void socket_closed_cb(mdp_reactor_t *reactor) {
     client_dispatch(c); /* a socket slot is free again */
 }
 
+static uint64_t reactor_dropped(mdp_reactor_t *reactor) {
+  mdp_reactor_stats_t rs;
+  mdp_reactor_get_stats(reactor, &rs);
+  return rs.msgs_dropped;
+}
+
 /* Closes a socket for good, so that nothing it receives later is seen. */
 static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
   if (sock->discarded)
@@ -321,6 +332,7 @@ static void socket_discard(mdp_client_t *c, pooled_socket_t *sock) {
     c->spread.eps[sock->endpoint].probe = NULL;
   }
   sock->discarded = 1;
+  c->dropped_frames += reactor_dropped(sock->reactor);
   c->spread.eps[sock->endpoint].sockets--;
   sock->req = NULL;
   c->stats.sockets_discarded++;
@@ -666,7 +678,8 @@ static int socket_open(mdp_client_t *c, size_t endpoint,
   if (sock == NULL)
     return MDP_ENOMEM;
   int rc = mdp__peer_open(&c->peer, c->loop, c->spread.eps[endpoint].url,
-                          socket_recv_cb, sock, 0, &sock->reactor);
+                          socket_recv_cb, sock, c->opts.max_frames,
+                          &sock->reactor);
   if (rc < 0) {
     free(sock);
     return rc;
@@ -811,6 +824,7 @@ void mdp_client_options_init(mdp_client_options_t *opts) {
   opts->probe = 1;
   opts->backoff_ms = 1000;
   opts->backoff_max_ms = 30000;
+  opts->max_frames = 1024;
 }
 
 int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
@@ -825,14 +839,15 @@ int mdp_client_new(uv_loop_t *loop, const char *const *endpoints, size_t n,
   if (o.timeout_ms == 0 || o.max_sockets == 0 ||
       (o.spread != MDP_SPREAD_ROUND_ROBIN && o.spread != MDP_SPREAD_FEWEST &&
        o.spread != MDP_SPREAD_FAILOVER) ||
-      (o.backoff_ms != 0 && o.backoff_max_ms < o.backoff_ms))
+      (o.backoff_ms != 0 && o.backoff_max_ms < o.backoff_ms) ||
+      (o.max_frames > 0 && o.max_frames < MIN_FRAMES))
     return MDP_EINVAL;
   mdp__peer_config_t peer;
   int rc = mdp__peer_config_from_options(&peer, &o);
   if (rc < 0)
     return rc;
   for (size_t i = 0; i < n; i++)
-    if (endpoints[i] == NULL || endpoints[i][0] == '\0')
+    if (mdp_endpoint_check(endpoints[i], 0) < 0)
       return MDP_EINVAL;
   mdp_client_t *c = calloc(1, sizeof *c);
   if (c == NULL)
@@ -1011,6 +1026,13 @@ void mdp_client_get_stats(const mdp_client_t *c, mdp_client_stats_t *out) {
   out->queued_bytes = c->queued_bytes;
   out->sockets = c->sockets;
   out->endpoints_live = c->spread.live;
+  out->dropped_frames = c->dropped_frames;
+  for (mdp__list_t *link = c->open_sockets.next; link != &c->open_sockets;
+       link = link->next) {
+    pooled_socket_t *sock = mdp__container_of(link, pooled_socket_t, all_link);
+    if (!sock->discarded)
+      out->dropped_frames += reactor_dropped(sock->reactor);
+  }
 }
 
 int mdp_client_get_endpoint_stats(const mdp_client_t *c, size_t index,

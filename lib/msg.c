@@ -182,7 +182,13 @@ int mdp__msg_grow(mdp_msg_t *msg, size_t front, size_t back) {
     return 0;
   /* Re-centre with generous room on the side that ran out, so a run of
    * prepends (or appends) costs O(1) amortised. */
-  size_t want_front = front ? front + msg->count + FRONT_ROOM : msg->head;
+  /* With no front room asked for, keep the head only while it is small:
+   * a message whose front frames are dropped again and again (a receive
+   * buffer reused after each drop) would otherwise carry its ever larger
+   * head into every new array. */
+  size_t want_front = front ? front + msg->count + FRONT_ROOM
+                      : msg->head < FRONT_ROOM ? msg->head
+                                               : FRONT_ROOM;
   size_t want_back = back ? back + msg->count : tail_free;
   size_t need = want_front + msg->count + want_back;
   zmq_msg_t *frames = msg->frames;

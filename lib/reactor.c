@@ -427,6 +427,9 @@ static int recv_whole(mdp_reactor_t *reactor) {
         reactor->flags |= F_RX_DROP;
         reactor->stats.msgs_dropped++;
         mdp_msg_drop_front(rx, (size_t)-1);
+        /* Empty again: start the next message where a new buffer would,
+         * not after the dropped frames (the buffer is reused). */
+        rx->head = MDP_MSG_RX_FRONT_ROOM;
       }
       if (!more)
         reactor->flags &= ~F_RX_DROP;

@@ -20,6 +20,7 @@
 #include "mdp/reactor.h"
 #include "mdp/worker.h"
 #include "peer.h"
+#include "worker_internal.h"
 
 /* Wait after DISCONNECT before the socket is closed, when nothing is held
  * back by the reactor. */
@@ -69,6 +70,9 @@ struct mdp_worker_s {
   int closing;
   int wait_for_request;     /* close waits for the FINAL */
   int tearing_down;         /* handles are being closed */
+  int owned;                /* freed by mdp__worker_free(), not at close */
+  int hold;                 /* do not reconnect (mdp__worker_hold) */
+  int connect_due;          /* a reconnect came due while held */
   mdp_worker_stats_t stats;
 };
 
@@ -173,11 +177,31 @@ static int reply_held(const mdp_worker_t *w) {
 static void worker_maybe_free(mdp_worker_t *w) {
   if (!w->tearing_down || w->handles_open > 0 || w->reactors_closing > 0)
     return;
+  if (w->owned) {
+    w->handles_open = 1; /* never again: the owner frees it */
+    if (w->close_cb)
+      w->close_cb(w); /* may free it: touch nothing after */
+    return;
+  }
   if (w->close_cb)
     w->close_cb(w);
+  mdp__worker_free(w);
+}
+
+void mdp__worker_free(mdp_worker_t *w) {
   free(w->endpoint);
   free(w->service);
   free(w);
+}
+
+void mdp__worker_set_owned(mdp_worker_t *w) { w->owned = 1; }
+
+void mdp__worker_hold(mdp_worker_t *w, int hold) {
+  w->hold = hold;
+  if (!hold && w->connect_due && !w->closing && w->reactor == NULL) {
+    w->connect_due = 0;
+    worker_connect(w);
+  }
 }
 
 static void reactor_closed_cb(mdp_reactor_t *reactor) {
@@ -223,8 +247,13 @@ static void worker_event(mdp_worker_t *w, mdp_worker_event_t event, int err) {
 
 static void retry_cb(uv_timer_t *timer) {
   mdp_worker_t *w = timer->data;
-  if (!w->closing)
-    worker_connect(w);
+  if (w->closing)
+    return;
+  if (w->hold) {
+    w->connect_due = 1;
+    return;
+  }
+  worker_connect(w);
 }
 
 /* The broker is gone (silence, DISCONNECT, or no socket could be opened:
@@ -427,7 +456,8 @@ int mdp_worker_new(uv_loop_t *loop, const char *endpoint, const char *service,
                    const mdp_worker_options_t *opts,
                    mdp_worker_request_cb request_cb, mdp_worker_t **out) {
   if (loop == NULL || endpoint == NULL || service == NULL ||
-      request_cb == NULL || out == NULL)
+      request_cb == NULL || out == NULL ||
+      mdp_endpoint_check(endpoint, 0) < 0)
     return MDP_EINVAL;
   size_t slen = strlen(service);
   if (slen == 0 || slen > MDP_SERVICE_MAX || mdp_is_mmi(service, slen))

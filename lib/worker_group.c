@@ -21,6 +21,7 @@
 #include "mdp/error.h"
 #include "mdp/worker.h"
 #include "mdp/worker_group.h"
+#include "worker_internal.h"
 
 /* The worker's request callback takes its handle by value. */
 #define MDP__WG_REQ_PARAM mdp_request_t req_in_
@@ -44,6 +45,11 @@ typedef struct {
                             request is done once the application sent its
                             FINAL anyway (refused as stale) */
   uint64_t heard_mark;   /* heartbeats_received + requests, last look */
+  int held;              /* its worker may not reconnect: the request it
+                            abandoned is still the application's */
+  mdp_worker_t *retired; /* closed while the group closes: freed with the
+                            group, so handles the application holds stay
+                            safe until the group's close callback */
 } slot_t;
 
 typedef struct {
@@ -102,6 +108,9 @@ void mdp_worker_group_options_init(mdp_worker_group_options_t *opts) {
 /* --- freeing ---------------------------------------------------------------*/
 
 static void group_free(mdp_worker_group_t *g) {
+  for (size_t i = 0; i < g->c; i++)
+    if (g->slots[i].retired != NULL)
+      mdp__worker_free(g->slots[i].retired);
   for (size_t i = 0; i < g->n; i++)
     free(g->brokers[i].endpoint);
   for (int i = 0; i < 3; i++)
@@ -152,6 +161,8 @@ static int slot_start(mdp_worker_group_t *g, slot_t *s) {
     return rc;
   }
   mdp_worker_set_data(w, s);
+  mdp__worker_set_owned(w);
+  s->held = 0;
   s->worker = w;
   s->state = SLOT_ACTIVE;
   g->open_workers++;
@@ -225,10 +236,13 @@ static void slot_worker_closed(mdp_worker_t *w) {
   s->has_last = 0;
   g->open_workers--;
   if (g->closing) {
+    s->retired = w;
     s->state = SLOT_EMPTY;
     maybe_finish(g);
     return;
   }
+  /* Moved: slot_move() takes only a slot with no unanswered handle. */
+  mdp__worker_free(w);
   if (s->state == SLOT_MOVING && slot_start(g, s) < 0)
     LOG(g, MDP_LOG_WARN, "cannot make a worker for %s; retrying",
         g->brokers[s->broker].endpoint);
@@ -266,6 +280,16 @@ static void slot_event(mdp_worker_t *w, mdp_worker_event_t event, int err,
   if (!g->closing && s->state == SLOT_ACTIVE && s->worker == w) {
     broker_t *b = &g->brokers[s->broker];
     uint64_t now = uv_now(g->loop);
+    if (event == MDP_WORKER_BROKER_LOST && !s->held && slot_unanswered(s)) {
+      /* Its request was abandoned with the connection, and the application
+       * may still be working on it: the slot takes no other until it is
+       * answered (it still counts against C), so its worker must not
+       * register again meanwhile (on_check releases it). */
+      s->held = 1;
+      mdp__worker_hold(w, 1);
+      LOG(g, MDP_LOG_INFO, "slot on %s waits for its abandoned request's "
+          "FINAL before it reconnects", b->endpoint);
+    }
     if (event == MDP_WORKER_REGISTERED) {
       b->last_heard = now;
     } else if (event == MDP_WORKER_BROKER_LOST && err == MDP_ETIMEDOUT &&
@@ -416,6 +440,15 @@ static void on_check(uv_timer_t *t) {
       break; /* no live broker: stay, the workers reconnect by themselves */
     slot_move(g, s, to);
     moved++;
+  }
+  /* Slots whose abandoned request is answered now and that stay: their
+   * workers may connect again. */
+  for (size_t i = 0; i < g->c; i++) {
+    slot_t *s = &g->slots[i];
+    if (s->state == SLOT_ACTIVE && s->held && !slot_unanswered(s)) {
+      s->held = 0;
+      mdp__worker_hold(s->worker, 0);
+    }
   }
   if (moved > 0)
     return;

@@ -159,19 +159,30 @@ static inline void proc_cleanup(proc_t *p) {
 }
 
 /* Resident set size of a process in KiB, or 0. */
-static inline long proc_rss_kb(pid_t pid) {
+/* A "Vm...:" figure of /proc/PID/status in KiB (0 if unreadable). */
+static inline long proc_status_kb(pid_t pid, const char *field) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
   FILE *f = fopen(path, "r");
   if (f == NULL)
     return 0;
-  char line[256];
+  char line[256], fmt[64];
+  snprintf(fmt, sizeof fmt, "%s: %%ld kB", field);
   long kb = 0;
   while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+    if (sscanf(line, fmt, &kb) == 1)
       break;
   fclose(f);
   return kb;
+}
+
+static inline long proc_rss_kb(pid_t pid) {
+  return proc_status_kb(pid, "VmRSS");
+}
+
+/* Address space (untouched pages too, which RSS does not show). */
+static inline long proc_vsz_kb(pid_t pid) {
+  return proc_status_kb(pid, "VmSize");
 }
 
 /* A free TCP endpoint on loopback (bound by ZeroMQ and released). */

@@ -1548,6 +1548,82 @@ static void message_logs_sampled(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+
+/* Per-peer life-cycle lines are rate-bounded: one connection cycling READY
+ * and DISCONNECT 5,000 times gave 10,006 INFO lines; now at most
+ * MDP__BROKER_LOG_LINES_PER_S (20) per second of each kind, and the next
+ * line logged says how many were suppressed.  Likewise the WARN for
+ * requests lost with their workers. */
+static int ready_lines, leave_lines, lost_lines;
+static char last_ready[512];
+static void count_peer_lines(void *data, mdp_log_level_t level,
+                             const char *line) {
+  (void)data;
+  (void)level;
+  if (strstr(line, "ready for service")) {
+    ready_lines++;
+    size_t n = strlen(line);
+    n = n < sizeof last_ready ? n : sizeof last_ready - 1;
+    memcpy(last_ready, line, n);
+    last_ready[n] = '\0';
+  }
+  leave_lines += strstr(line, "leaves:") != NULL;
+  lost_lines += strstr(line, "lost with its worker") != NULL;
+}
+
+static void peer_lines_rate_bounded(void) {
+  mdp_broker_options_t o;
+  test_opts(&o);
+  o.log_cb = count_peer_lines;
+  o.log_level = MDP_LOG_INFO;
+  o.max_redispatch = 0;
+  ready_lines = leave_lines = lost_lines = 0;
+  CHECK(env_open(&o, NULL) == 0);
+  void *w = peer();
+  uint64_t t0 = uv_hrtime();
+  int n = 5000;
+  for (int i = 0; i < n; i++) {
+    peer_send(w, "MDPW02", "\x01", "svc", NULL);
+    peer_send(w, "MDPW02", "\x06", NULL);
+    if (i % 200 == 199)
+      settle_until(stats().workers_registered >= (uint64_t)i + 1);
+  }
+  settle_until(stats().workers_registered >= (uint64_t)n &&
+               stats().workers == 0);
+  CHECK_EQ(stats().workers_registered, (uint64_t)n);
+  double secs = (uv_hrtime() - t0) / 1e9;
+  int bound = 20 * ((int)secs + 2);
+  printf("# %d READY/DISCONNECT pairs in %.2f s: %d ready and %d leave "
+         "lines (bound %d each)\n", n, secs, ready_lines, leave_lines, bound);
+  CHECK(ready_lines >= 1 && ready_lines <= bound);
+  CHECK(leave_lines >= 1 && leave_lines <= bound);
+  /* Requests lost with their workers (no re-dispatch). */
+  void *c = peer();
+  for (int i = 0; i < 100; i++) {
+    void *wk = peer();
+    peer_send(wk, "MDPW02", "\x01", "lost", NULL);
+    peer_send(c, "MDPC02", "\x01", "lost", "x", NULL);
+    zmq_msg_t a;
+    mdp_msg_t *r = expect_request(wk, &a);
+    CHECK(r != NULL);
+    mdp_msg_destroy(r);
+    zmq_msg_close(&a);
+    peer_send(wk, "MDPW02", "\x06", NULL);
+    settle_until(stats().dropped_worker_lost >= (uint64_t)i + 1);
+    zmq_close(wk);
+    E.n_peers--; /* closed here */
+  }
+  CHECK_EQ(stats().dropped_worker_lost, 100);
+  CHECK(lost_lines >= 1 && lost_lines <= 20 * ((int)((uv_hrtime() - t0) / 1e9) + 2));
+  /* A second later the next line carries the count of those suppressed. */
+  settle(1100);
+  peer_send(w, "MDPW02", "\x01", "svc", NULL);
+  settle_until(stats().workers == 1);
+  printf("# then: %s\n", last_ready);
+  CHECK(strstr(last_ready, "similar lines suppressed") != NULL);
+  CHECK_EQ(env_close(), 0);
+}
+
 /* After a flood, memory is handed back from a timer, never inside the
  * message handling that empties the queue. */
 static void trim_after_flood_from_timer(void) {
@@ -1777,6 +1853,7 @@ int main(void) {
   RUN(log_fields);
   RUN(bind_at_run_time_loses_no_wakeup);
   RUN(message_logs_sampled);
+  RUN(peer_lines_rate_bounded);
   RUN(trim_after_flood_from_timer);
   RUN(mmi_services_bounded);
   RUN(socket_setup_hook_and_options);

@@ -61,6 +61,26 @@ static void version(void) {
   proc_cleanup(&p);
 }
 
+
+/* An out-of-range port is refused with exit 2 and says which endpoint;
+ * libzmq alone would wrap it (99999 bound 34463, -1 bound 65535). */
+static void out_of_range_port_refused(void) {
+  const char *ports[] = {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:70000",
+                         "tcp://127.0.0.1:-1"};
+  for (size_t i = 0; i < sizeof ports / sizeof *ports; i++) {
+    proc_t p;
+    const char *args[] = {"-b", ports[i], NULL};
+    int rc = run_broker(&p, args);
+    const char *err = proc_stderr(&p);
+    if (rc != 2)
+      printf("# %s -> exit %d: %s\n", ports[i], rc, err);
+    CHECK_EQ(rc, 2);
+    CHECK(strstr(err, ports[i]) != NULL);
+    CHECK(strstr(err, "listening") == NULL);
+    proc_cleanup(&p);
+  }
+}
+
 static void bad_options_exit_2(void) {
   const char *cases[][3] = {
       {"--bogus", NULL, NULL},
@@ -416,6 +436,7 @@ int main(void) {
   RUN(help_lists_every_option);
   RUN(version);
   RUN(bad_options_exit_2);
+  RUN(out_of_range_port_refused);
   RUN(inconsistent_heartbeat_options_exit_2);
   RUN(majortomo_command_line);
   RUN(config_file);

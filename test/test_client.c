@@ -1322,6 +1322,59 @@ static void max_msg_size_bound(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+
+/* Bounded memory, 1b: a reply of more than max_frames frames (default
+ * 1024) is discarded whole and counted, so the request times out; one
+ * within the bound is delivered.  Without the bound a broker answering one
+ * FINAL of millions of empty frames made the client hold them all. */
+static void max_frames_bound(void) {
+  mdp_client_options_t o;
+  mdp_client_options_init(&o);
+  CHECK_EQ(o.max_frames, 1024);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fake_t f;
+  CHECK(fake_open(&f, "tcp://127.0.0.1:*") == 0);
+  const char *eps[] = {f.endpoint};
+  mdp_client_t *c = NULL;
+  o.max_frames = 3;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), MDP_EINVAL);
+  o.max_frames = 0; /* unlimited is allowed */
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  CHECK(client_stop(&loop, c));
+  mdp_client_options_init(&o);
+  o.timeout_ms = t_slow(300);
+  o.retries = 0;
+  CHECK_EQ(mdp_client_new(&loop, eps, 1, &o, &c), 0);
+  /* 3 envelope frames + this many body frames: 1 over, then exactly 1024. */
+  size_t bodies[] = {1022, 1021};
+  for (int i = 0; i < 2; i++) {
+    rep_t r = {0};
+    CHECK_EQ(mdp_client_request(c, "echo", body_of("q"), NULL, on_reply, &r,
+                                NULL), 0);
+    CHECK(fake_wait(&loop, &f, 1, 2000));
+    mdp_msg_t *m = fake_take(&f);
+    zmq_send(f.sock, mdp_msg_data(m, 0), mdp_msg_frame_size(m, 0),
+             ZMQ_SNDMORE);
+    zmq_send(f.sock, "MDPC02", 6, ZMQ_SNDMORE);
+    zmq_send(f.sock, "\x03", 1, ZMQ_SNDMORE);
+    zmq_send(f.sock, "echo", 4, ZMQ_SNDMORE);
+    for (size_t k = 0; k < bodies[i]; k++)
+      zmq_send(f.sock, "", 0, k + 1 < bodies[i] ? ZMQ_SNDMORE : 0);
+    mdp_msg_destroy(m);
+    CHECK(t_run_until(&loop, rep_done, &r, 3000));
+    CHECK_EQ(r.status, i == 0 ? MDP_ETIMEDOUT : 0);
+    CHECK_EQ(r.nparts, i == 0 ? 0 : 1);
+    rep_clear(&r);
+    mdp_client_stats_t st;
+    mdp_client_get_stats(c, &st);
+    CHECK_EQ(st.dropped_frames, 1); /* counted, also once the socket went */
+  }
+  CHECK(client_stop(&loop, c));
+  fake_close(&f);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 static int queued_bytes_are(void *arg) {
   mdp_client_stats_t st;
   mdp_client_get_stats(arg, &st);
@@ -1416,10 +1469,45 @@ static void queue_bounds(void) {
 
 /* A malformed endpoint is found when the first socket to it is opened: the
  * request fails with MDP_EINVAL, from the loop, not from the call. */
+/* A port out of range (which libzmq would take modulo 65536) or missing is
+ * refused at once by mdp_client_new() and mdp_worker_new(), and by
+ * mdp_endpoint_check() for every tool. */
+static void endpoint_port_checked(void) {
+  const char *bad_connect[] = {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:70000",
+                               "tcp://127.0.0.1:-1", "tcp://127.0.0.1:0",
+                               "tcp://127.0.0.1:*", "tcp://127.0.0.1:",
+                               "tcp://no-port-here", "tcp://[::1]",
+                               "tcp://127.0.0.1:5555x", "tcp://127.0.0.1:000001",
+                               "tcp://10.0.0.1:1;127.0.0.1:65536", "", NULL};
+  for (size_t i = 0; i < sizeof bad_connect / sizeof *bad_connect; i++)
+    CHECK_EQ(mdp_endpoint_check(bad_connect[i], 0), MDP_EINVAL);
+  const char *good[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:65535",
+                        "tcp://[::1]:1", "tcp://localhost:5555",
+                        "tcp://127.0.0.1:0;127.0.0.1:5555", "ipc:///tmp/x",
+                        "inproc://x"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    CHECK_EQ(mdp_endpoint_check(good[i], 0), 0);
+    CHECK_EQ(mdp_endpoint_check(good[i], 1), 0);
+  }
+  CHECK_EQ(mdp_endpoint_check("tcp://*:*", 1), 0);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:0", 1), 0);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:65536", 1), MDP_EINVAL);
+  CHECK_EQ(mdp_endpoint_check("tcp://127.0.0.1:99999", 1), MDP_EINVAL);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mdp_client_t *c = NULL;
+  const char *eps[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:99999"};
+  CHECK_EQ(mdp_client_new(&loop, eps, 2, NULL, &c), MDP_EINVAL);
+  CHECK(c == NULL);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 static void malformed_endpoint_reported(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  const char *eps[] = {"tcp://no-port-here"};
+  /* Passes mdp_endpoint_check (not tcp://); libzmq refuses the transport
+   * when the socket is opened, from the loop. */
+  const char *eps[] = {"nosuch://transport"};
   mdp_client_t *c = client_start(&loop, eps, 1, 5000, 0, 0);
   CHECK(c != NULL);
   rep_t r = {0};
@@ -1665,7 +1753,9 @@ int main(void) {
   RUN(time_edges);
   RUN(many_time_out_together);
   RUN(max_msg_size_bound);
+  RUN(max_frames_bound);
   RUN(queue_bounds);
+  RUN(endpoint_port_checked);
   RUN(malformed_endpoint_reported);
   RUN(socket_options_each_pooled_socket);
   RUN(socket_setup_failure_reported);

@@ -235,6 +235,60 @@ static void worker_tool_sigterm_finishes(void) {
   farm_close(&f);
 }
 
+
+/* Promise: --timeout holds until the reply is sent and kills everything the
+ * command started (its process group), not only the direct child.  Before,
+ * `sh -c "sleep 6 & echo hi"` was answered after 6 s as a success (the
+ * shell had exited, the sleep held the output open), and `--shell` with
+ * `sleep 3; echo done` timed out only after 3 s (the shell was killed, not
+ * its sleep). */
+static void worker_tool_timeout_kills_group(void) {
+  farm_t f;
+  CHECK(farm_open(&f, 1) == 0);
+  char pidfile[64];
+  int fd = temp_file(pidfile, sizeof pidfile);
+  CHECK(fd >= 0);
+  close(fd);
+  char bg_cmd[200];
+  snprintf(bg_cmd, sizeof bg_cmd, "sleep 6 & echo $! > %s; echo hi", pidfile);
+  proc_t w[2], r;
+  const char *bg[] = {"-t", "0.3", "bg", "--", "sh", "-c", bg_cmd, NULL};
+  const char *sh[] = {"-t", "0.3", "--shell", "sh", "--", "sleep 5; echo done",
+                      NULL};
+  CHECK(worker_start(&w[0], &f, 1, bg) == 0);
+  CHECK(worker_start(&w[1], &f, 1, sh) == 0);
+  CHECK(wait_workers(f.ep[0], "bg", 1, -1, 5000));
+  CHECK(wait_workers(f.ep[0], "sh", 1, -1, 5000));
+  const char *svcs[] = {"bg", "sh"};
+  for (int i = 0; i < 2; i++) {
+    uint64_t t0 = uv_hrtime();
+    const char *a[] = {"-j", svcs[i], "x", NULL};
+    request_run(&r, &f, 1, a, 20000);
+    double ms = (uv_hrtime() - t0) / 1e6;
+    printf("# %s: answered after %.0f ms: %s", svcs[i], ms, proc_stdout(&r));
+    CHECK(strstr(proc_stdout(&r), "error: timed out after 0.3 s"));
+    CHECK(ms < 4000); /* not the 5 or 6 s of the sleeps */
+    proc_cleanup(&r);
+  }
+  /* The background sleep went with its group. */
+  FILE *pf = fopen(pidfile, "r");
+  long bgpid = 0;
+  CHECK(pf != NULL && fscanf(pf, "%ld", &bgpid) == 1 && bgpid > 0);
+  if (pf)
+    fclose(pf);
+  unlink(pidfile);
+  uint64_t deadline = uv_hrtime() + 3000000000ull;
+  while (bgpid > 0 && kill((pid_t)bgpid, 0) == 0 && uv_hrtime() < deadline)
+    usleep(20000);
+  CHECK(bgpid > 0 && kill((pid_t)bgpid, 0) != 0);
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ(worker_stop(&w[i]), 0);
+    CHECK(strstr(proc_stdout(&w[i]), "1 requests, 1 errors"));
+    proc_cleanup(&w[i]);
+  }
+  farm_close(&f);
+}
+
 /* --- mdp-request -n --------------------------------------------------- */
 
 /* Promise: the load mode's summary line, --json, exit codes, and new
@@ -368,6 +422,7 @@ int main(void) {
   RUN(worker_tool_usage);
   RUN(worker_tool_modes);
   RUN(worker_tool_sigterm_finishes);
+  RUN(worker_tool_timeout_kills_group);
   RUN(request_load_summary);
   RUN(farm_broker_killed_mid_run);
   zmq_ctx_term(ctx);

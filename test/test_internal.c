@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include "../lib/map.h"
+#include "../lib/msg_internal.h"
 #include "../lib/tlist.h"
 #include <mdp.h>
 
@@ -211,8 +212,29 @@ static void tlist_on_loop(void) {
   CHECK_EQ(t_loop_close(&loop), 0);
 }
 
+
+/* A message emptied from the front again and again and refilled at the back
+ * (a receive buffer reused after each dropped message) keeps a bounded
+ * array: growing it does not carry the dropped frames' slots along. */
+static void msg_reused_after_drop_stays_bounded(void) {
+  mdp_msg_t *m = mdp__msg_new_at(MDP_MSG_RX_FRONT_ROOM);
+  CHECK(m != NULL);
+  size_t most = 0;
+  for (int round = 0; round < 2000; round++) {
+    for (int i = 0; i < 40; i++)
+      CHECK_EQ(mdp_msg_append_mem(m, "f", 1), 0);
+    mdp_msg_drop_front(m, (size_t)-1);
+    CHECK_EQ(mdp_msg_size(m), 0);
+    most = m->cap > most ? m->cap : most;
+  }
+  /* 40 frames and the front room, with the re-centring's slack. */
+  CHECK(most <= 4 * (40 + MDP_MSG_FRONT_ROOM));
+  mdp_msg_destroy(m);
+}
+
 int main(void) {
   RUN(map_matches_shadow);
+  RUN(msg_reused_after_drop_stays_bounded);
   RUN(tlist_order_and_touch);
   RUN(tlist_coalesces);
   RUN(tlist_on_loop);

@@ -127,6 +127,9 @@ typedef struct svc_s {
   int keep;          /* keep the request unanswered */
   mdp_request_t kept;
   mdp_msg_t *kept_body;
+  mdp_request_t kept_all[4]; /* every kept request, in order */
+  mdp_msg_t *kept_bodies[4];
+  int nkept;
   int close_in_cb;
   int closed;
 } svc_t;
@@ -163,6 +166,10 @@ static void on_request(mdp_worker_group_t *g, mdp_request_t req,
   if (s->keep) {
     s->kept = req;
     s->kept_body = body;
+    if (s->nkept < 4) {
+      s->kept_all[s->nkept] = req;
+      s->kept_bodies[s->nkept++] = body;
+    }
     return;
   }
   if (s->delay_ms == 0) {
@@ -666,6 +673,148 @@ static void close_from_request_callback(void) {
   CHECK(farm_close(&f));
 }
 
+
+
+/* Re-creates broker i on `ep` once the old one has closed; ZeroMQ frees a
+ * closed socket's port from its I/O thread, so a bind may need retries. */
+static int broker_reopen(farm_t *f, int i, const char *ep, int closed_before) {
+  uint64_t deadline = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (f->closed_brokers <= closed_before && uv_hrtime() < deadline)
+    t_run_until(&f->loop, NULL, NULL, 10);
+  while (uv_hrtime() < deadline) {
+    if (broker_open(f, i, ep) == 0)
+      return 0;
+    if (f->b[i] != NULL) {
+      int closed = f->closed_brokers;
+      mdp_broker_close(f->b[i], broker_closed);
+      f->b[i] = NULL;
+      while (f->closed_brokers == closed && uv_hrtime() < deadline)
+        t_run_until(&f->loop, NULL, NULL, 10);
+    }
+    t_run_until(&f->loop, NULL, NULL, 20);
+  }
+  return -1;
+}
+
+static int abandoned(void *arg) {
+  return !mdp_worker_request_active(*(mdp_request_t *)arg);
+}
+
+static mdp_client_t *request_at(farm_t *f, int i, load_t *l) {
+  mdp_client_t *c = NULL;
+  if (mdp_client_new(&f->loop, &f->eps[i], 1, NULL, &c) != 0)
+    return NULL;
+  mdp_msg_t *m = mdp_msg_new();
+  mdp_msg_append_str(m, "x");
+  if (mdp_client_request(c, "svc", m, NULL, on_reply, l, NULL) != 0)
+    return NULL;
+  l->sent++;
+  return c;
+}
+
+static int nkept_is(svc_t *s, uv_loop_t *loop, int n) {
+  uint64_t deadline = uv_hrtime() + t_slow(3000) * 1000000ull;
+  while (s->nkept < n && uv_hrtime() < deadline)
+    t_run_until(loop, NULL, NULL, 10);
+  return s->nkept == n;
+}
+
+/* Promise (worker_group.h): a request abandoned with its connection still
+ * counts against C until the application answers it.  So the slot's
+ * worker does not register again while the request is unanswered, even
+ * when its broker comes back at once and requests wait at every broker
+ * (it did: `mdp-worker -c 1` ran two commands at once); once the late
+ * FINAL is sent, the slot serves again, one request at a time. */
+static void abandoned_request_holds_its_slot(void) {
+  farm_t f;
+  CHECK(farm_open(&f, liveness_short()) == 0);
+  svc_t s = {0};
+  s.keep = 1;
+  mdp_worker_group_t *g = group_start(&f, &s, 1);
+  CHECK(g != NULL);
+  spread_t sp = {&f, {1, 0, 0}};
+  CHECK(t_run_until(&f.loop, spread_is, &sp, 3000));
+  load_t l = {0};
+  mdp_client_t *cl[NB + 1] = {0};
+  CHECK((cl[NB] = request_at(&f, 0, &l)) != NULL);
+  CHECK(nkept_is(&s, &f.loop, 1));
+  /* Broker 0 goes away and comes back on the same endpoint. */
+  char ep0[256];
+  snprintf(ep0, sizeof ep0, "%s", f.ep[0]);
+  int closed = f.closed_brokers;
+  mdp_broker_close(f.b[0], broker_closed);
+  f.b[0] = NULL;
+  CHECK(t_run_until(&f.loop, abandoned, &s.kept_all[0], 3000));
+  CHECK(broker_reopen(&f, 0, ep0, closed) == 0);
+  for (int i = 0; i < NB; i++)
+    CHECK((cl[i] = request_at(&f, i, &l)) != NULL);
+  /* Many reconnect back-offs (at most 100 ms) and check intervals: the
+   * slot takes nothing while its request is the application's. */
+  t_run_until(&f.loop, NULL, NULL, 20 * HB_MS);
+  CHECK_EQ(s.requests, 1);
+  CHECK_EQ(s.max_in_progress, 1);
+  mdp_worker_group_stats_t st;
+  mdp_worker_group_get_stats(g, &st);
+  CHECK_EQ(st.busy, 1);
+  /* Answered late: refused as stale, and the slot is free again. */
+  CHECK_EQ(mdp_worker_final(s.kept_all[0], s.kept_bodies[0]), MDP_ESTATE);
+  mdp_msg_destroy(s.kept_bodies[0]);
+  s.kept_body = NULL;
+  s.in_progress--;
+  s.keep = 0;
+  uint64_t deadline = uv_hrtime() + t_slow(5000) * 1000000ull;
+  while (s.requests < 2 && uv_hrtime() < deadline)
+    t_run_until(&f.loop, NULL, NULL, 10);
+  CHECK(s.requests >= 2);
+  CHECK_EQ(s.max_in_progress, 1);
+  for (int i = 0; i <= NB; i++)
+    if (cl[i] != NULL)
+      mdp_client_close(cl[i], NULL);
+  CHECK(group_stop(&f, g, &s));
+  CHECK(farm_close(&f));
+}
+
+/* Promise (worker_group.h): a handle stays valid while it is unanswered
+ * and the group exists.  A slot whose request was abandoned is closed at
+ * once when the group closes, while the group waits for another slot's
+ * FINAL; the application's late FINAL through the abandoned handle then
+ * is refused as stale (it wrote into the freed worker: ASan's
+ * heap-use-after-free in mdp-worker at SIGTERM). */
+static void close_keeps_abandoned_handle_valid(void) {
+  farm_t f;
+  CHECK(farm_open(&f, liveness_short()) == 0);
+  svc_t s = {0};
+  s.keep = 1;
+  mdp_worker_group_t *g = group_start(&f, &s, NB);
+  CHECK(g != NULL);
+  spread_t sp = {&f, {1, 1, 1}};
+  CHECK(t_run_until(&f.loop, spread_is, &sp, 3000));
+  load_t l = {0};
+  mdp_client_t *c0 = request_at(&f, 0, &l);
+  CHECK(c0 != NULL);
+  CHECK(nkept_is(&s, &f.loop, 1));
+  mdp_client_t *c1 = request_at(&f, 1, &l);
+  CHECK(c1 != NULL);
+  CHECK(nkept_is(&s, &f.loop, 2));
+  mdp_broker_close(f.b[0], broker_closed);
+  f.b[0] = NULL;
+  CHECK(t_run_until(&f.loop, abandoned, &s.kept_all[0], 3000));
+  CHECK(mdp_worker_request_active(s.kept_all[1]));
+  mdp_worker_group_close(g, 1, group_closed);
+  /* The abandoned slot's worker closes at once (its grace is at most one
+   * heartbeat, HB_MS); the group waits for the other's FINAL. */
+  CHECK(mdp_worker_is_closing(s.kept_all[0].worker));
+  t_run_until(&f.loop, NULL, NULL, 10 * HB_MS);
+  CHECK(!s.closed);
+  CHECK_EQ(mdp_worker_final(s.kept_all[0], s.kept_bodies[0]), MDP_ESTATE);
+  mdp_msg_destroy(s.kept_bodies[0]);
+  CHECK_EQ(mdp_worker_final(s.kept_all[1], s.kept_bodies[1]), 0);
+  CHECK(t_run_until(&f.loop, is_closed, &s, 3000));
+  mdp_client_close(c0, NULL);
+  mdp_client_close(c1, NULL);
+  CHECK(farm_close(&f));
+}
+
 int main(void) {
   RUN(slots_spread_and_limit);
   RUN(fewer_slots_than_brokers);
@@ -674,6 +823,8 @@ int main(void) {
   RUN(lost_connection_moves_at_once);
   RUN(errors_call_no_callback);
   RUN(close_from_request_callback);
+  RUN(abandoned_request_holds_its_slot);
+  RUN(close_keeps_abandoned_handle_valid);
   t_context_term();
   return t_done();
 }

@@ -601,6 +601,15 @@ int main(int argc, char **argv) {
       broker_metrics_set_connections(app.metrics, &app.connections);
   }
   for (size_t i = 0; status == 0 && i < cli->n_binds; i++) {
+    /* An endpoint libmdp refuses outright (no port, a port out of range:
+     * libzmq would wrap it) is a usage error, as a bad option is. */
+    if (mdp_endpoint_check(cli->binds[i], 1) < 0) {
+      broker_logf(MDP_LOG_ERROR, "cannot bind to %s: not a valid endpoint "
+                  "(a tcp:// port is 1..65535, 0 or *); see --help",
+                  cli->binds[i]);
+      status = 2;
+      break;
+    }
     err = mdp_broker_bind(app.broker, cli->binds[i]);
     if (err < 0) {
       /* The library's error line said why (and what a bind accepts). */

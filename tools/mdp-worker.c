@@ -62,6 +62,7 @@ struct job_s {
   uv_buf_t *bufs;
   int handles;         /* open libuv handles */
   int spawned, exited, out_eof, timed_out, too_big, answered;
+  int pgid;            /* the command's process group (its pid), 0: none */
   int64_t exit_status;
   int term_signal;
   int spawn_error;
@@ -85,8 +86,9 @@ static void usage(FILE *out) {
     "                       deprecated: it is --config in mdp-broker)\n"
     "  -e, --echo           reply with the request's frames\n"
     "      --delay SECS     with --echo: reply after SECS (for tests and demos)\n"
-    "  -t, --timeout SECS   COMMAND: kill it (SIGKILL) after SECS and reply\n"
-    "                       with an error (default: no limit)\n"
+    "  -t, --timeout SECS   COMMAND: kill it and every process it started\n"
+    "                       (its process group, SIGKILL) after SECS and\n"
+    "                       reply with an error (default: no limit)\n"
     "      --shell          COMMAND: run it with /bin/sh -c (the words after\n"
     "                       -- joined by spaces); without it, no shell: the\n"
     "                       words are the program and its arguments\n"
@@ -198,9 +200,22 @@ static void job_finish(job_t *j) {
   job_close_handle(j, (uv_handle_t *)&j->in);
 }
 
+/* Each command runs in a process group of its own (a new session), so
+ * what it started in the background goes with it: the group is killed,
+ * not only the direct child, whose exit may leave the output pipe held
+ * open by its children. */
 static void job_kill(job_t *j) {
-  if (j->spawned && !j->exited)
-    uv_process_kill(&j->proc, SIGKILL);
+  if (j->pgid > 0)
+    kill(-j->pgid, SIGKILL);
+}
+
+/* The reply no longer waits for the end of the output: after a timeout, a
+ * process that left the group (its own setsid) may hold the pipe open. */
+static void job_stop_reading(job_t *j) {
+  if (j->out_eof)
+    return;
+  uv_read_stop((uv_stream_t *)&j->out);
+  j->out_eof = 1;
 }
 
 static void on_exit_(uv_process_t *p, int64_t status, int sig) {
@@ -208,7 +223,10 @@ static void on_exit_(uv_process_t *p, int64_t status, int sig) {
   j->exited = 1;
   j->exit_status = status;
   j->term_signal = sig;
-  uv_timer_stop(&j->timer);
+  /* The deadline stays until the reply is sent: a background process may
+   * hold the output open after the command itself exited. */
+  if (j->timed_out)
+    job_stop_reading(j);
   job_finish(j);
 }
 
@@ -216,6 +234,10 @@ static void on_timeout(uv_timer_t *t) {
   job_t *j = t->data;
   j->timed_out = 1;
   job_kill(j);
+  if (j->exited) {
+    job_stop_reading(j);
+    job_finish(j);
+  }
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -299,6 +321,7 @@ static void run_command(app_t *a, job_t *j) {
   po.exit_cb = on_exit_;
   po.stdio = stdio;
   po.stdio_count = 3;
+  po.flags = UV_PROCESS_DETACHED; /* setsid(): its own process group */
   int rc = uv_spawn(a->loop, &j->proc, &po);
   j->handles++; /* the process handle is closed in either case */
   if (rc < 0) {
@@ -308,6 +331,7 @@ static void run_command(app_t *a, job_t *j) {
     return;
   }
   j->spawned = 1;
+  j->pgid = j->proc.pid;
   if (a->timeout_ms)
     uv_timer_start(&j->timer, on_timeout, a->timeout_ms, 0);
   uv_read_start((uv_stream_t *)&j->out, on_alloc, on_read);

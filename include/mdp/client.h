@@ -170,8 +170,17 @@ typedef struct {
    * (requests are still spread, and a retry still goes elsewhere). */
   uint64_t backoff_ms;
   uint64_t backoff_max_ms;
+  /* Frames in one reply message, its envelope (header, command, service)
+   * included: a broker (or an impostor on a plaintext path) sending more is
+   * not believed; the message is discarded whole unread and counted in
+   * dropped_frames, so the request shows silence (a timeout, then a retry).
+   * ZMQ_MAXMSGSIZE (max_msg_size) bounds a frame's size, this their count:
+   * together they bound what one reply can make the client hold.  Default
+   * 1024, as the broker's and the worker's; 0 = unlimited; 1..3:
+   * MDP_EINVAL (no reply would fit). */
+  size_t max_frames;
   /* Room for options to come (docs/abi.md): 512 bytes in all. */
-  unsigned char reserved_[320];
+  unsigned char reserved_[312];
 } mdp_client_options_t;
 
 /* Per-request settings; mdp_client_request_options_init() fills them with
@@ -212,8 +221,10 @@ typedef struct {
   uint64_t probes;         /* MMI probes sent to endpoints put aside */
   uint64_t probes_failed;  /* of them, unanswered within timeout_ms */
   size_t endpoints_live;   /* now: endpoints not put aside */
+  uint64_t dropped_frames; /* reply messages over max_frames (or that found
+                              no memory), discarded whole unread */
   /* Room for figures to come (docs/abi.md): 512 bytes in all. */
-  unsigned char reserved_[352];
+  unsigned char reserved_[344];
 } mdp_client_stats_t;
 
 /* One broker endpoint of a client, as mdp_client_get_endpoint_stats()

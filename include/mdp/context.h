@@ -61,6 +61,14 @@ typedef struct {
   void *setup_data;
 } mdp_socket_options_t;
 
+/* Checks an endpoint before it reaches libzmq, which takes a tcp:// port
+ * modulo 65536 (tcp://127.0.0.1:99999 would bind 34463).  Returns 0, or
+ * MDP_EINVAL for an empty endpoint, or a tcp:// one whose port is not a
+ * decimal number 1..65535 (when `bind` is non-zero, also 0 or `*`: any free
+ * port).  Other transports (ipc://, inproc://) are left to libzmq.
+ * mdp_broker_bind(), mdp_worker_new() and mdp_client_new() call it. */
+MDP_EXTERN int mdp_endpoint_check(const char *endpoint, int bind);
+
 #ifdef __cplusplus
 }
 #endif

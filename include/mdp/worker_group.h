@@ -22,12 +22,14 @@
  * and mdp_worker_final(), now or later, exactly as for a single worker.  A
  * slot is only ever moved while it has no unanswered request (every
  * request it passed on has had its FINAL sent), so a handle stays valid as
- * long as it is unanswered and the group exists.  A request abandoned
- * because its connection was lost still counts against C (the application
- * may still be working on it) and keeps its slot where it is until the
- * application sends its FINAL anyway (refused with MDP_ESTATE: counted in
- * the worker's late_finals), the broker comes back, or the group is
- * closed; then the slot moves like any other.
+ * long as it is unanswered and the group exists (until the group's close
+ * callback: the slots' workers are freed with the group).  A request
+ * abandoned because its connection was lost still counts against C (the
+ * application may still be working on it): its slot stays where it is and
+ * its worker does not connect again (so it takes no other request) until
+ * the application sends its FINAL anyway (refused with MDP_ESTATE: counted
+ * in the worker's late_finals) or the group is closed; within a check
+ * interval after that FINAL the slot reconnects, or moves like any other.
  *
  * opts.worker.event_cb, if set, is called for every slot's worker (after
  * the group has looked at the event itself).
