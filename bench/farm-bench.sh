@@ -23,7 +23,7 @@ for i in $(seq 1 "$n"); do
   args+=(-b "$ep")
 done
 sleep 0.3
-"$tools/mdp-worker" "${args[@]}" -c 4 --echo svc >/dev/null 2>&1 &
+"$tools/mdp-worker" "${args[@]}" -C 4 --echo svc >/dev/null 2>&1 &
 pids+=($!)
 sleep 1
-"$tools/mdp-request" "${args[@]}" -n "$count" -c "$conc" svc x
+"$tools/mdp-request" "${args[@]}" -n "$count" -C "$conc" svc x

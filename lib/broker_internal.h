@@ -153,7 +153,18 @@ struct mdp_broker_s {
   int pending_closes;       /* handles still closing */
   mdp_broker_close_cb close_cb;
   char last_endpoint[256];
+  /* The access hook (broker_ops.c), or NULL; what it denied. */
+  mdp_broker_access_cb access_cb;
+  void *access_data;
+  uint64_t denied_requests, denied_serves;
 };
+
+/* 1 if the access hook lets the sender of the message whose identity
+ * frame is `id` act as `role` on `service` (always 1 without a hook);
+ * else 0, the denial counted and (sampled) logged when `count`. */
+int mdp__broker_access(mdp_broker_t *b, const zmq_msg_t *id,
+                       mdp_broker_access_t role, const uint8_t *service,
+                       size_t service_size, int count);
 
 #define BROKER_LOG(b, level, ...)                                              \
   mdp__log_emit((b)->opts.log_cb, (b)->opts.log_data, (b)->opts.log_level,      \

@@ -59,6 +59,13 @@ void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
   if (mdp_msg_size(body) > 0)
     s = mdp__broker_service_get(b, mdp_msg_data(body, 0),
                            mdp_msg_frame_size(body, 0), 0);
+  /* A service the asker may not request is not there for it (no denial
+   * counted: a question is not a request). */
+  if (s != NULL && is(service, service_size, "mmi.service") &&
+      !mdp__broker_access(b, client, MDP_BROKER_ACCESS_REQUEST,
+                          mdp_msg_data(body, 0), mdp_msg_frame_size(body, 0),
+                          0))
+    s = NULL;
   mdp_msg_drop_front(body, mdp_msg_size(body));
   int rc;
   if (is(service, service_size, "mmi.service")) {

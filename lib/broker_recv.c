@@ -121,6 +121,23 @@ void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
   if (w != NULL && cmd.command != MDP_WORKER_DISCONNECT &&
       mdp__tlist_linked(&w->liveness))
     mdp__tlist_touch(&b->liveness, &w->liveness);
+  /* The operator's access list (mdp_broker_set_access_cb): a REQUEST the
+   * sender's key may not make is dropped; a READY for a service it may
+   * not serve gets DISCONNECT.  MMI stays open to every key. */
+  if (b->access_cb != NULL &&
+      ((cmd.command == MDP_CLIENT_REQUEST &&
+        !mdp_is_mmi(cmd.service, cmd.service_size) &&
+        !mdp__broker_access(b, &id, MDP_BROKER_ACCESS_REQUEST, cmd.service,
+                            cmd.service_size, 1)) ||
+       (cmd.command == MDP_WORKER_READY && w == NULL &&
+        !mdp__broker_access(b, &id, MDP_BROKER_ACCESS_SERVE, cmd.service,
+                            cmd.service_size, 1)))) {
+    if (cmd.command == MDP_WORKER_READY)
+      mdp__broker_send_disconnect(b, &id, cmd.dialect);
+    zmq_msg_close(&id);
+    mdp_msg_destroy(msg);
+    return;
+  }
   switch (cmd.command) {
   case MDP_CLIENT_REQUEST:
     on_client_request(b, &id, &cmd, msg);

@@ -148,15 +148,28 @@ int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
 
 static int write_file(const char *path, mode_t mode, int overwrite,
                       const char *text) {
-  int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  /* Never through a link: O_NOFOLLOW refuses a symbolic link planted at
+   * `path` (ELOOP), and an existing file is truncated only once it is
+   * known to be a regular file with no other name (a hard link would
+   * have its target's contents and mode changed). */
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
   if (!overwrite)
     flags |= O_EXCL;
   int fd = open(path, flags, mode);
   if (fd < 0)
     return -errno;
-  /* An existing file keeps its mode through O_TRUNC: set it again. */
-  if (fchmod(fd, mode) != 0) {
-    int err = -errno;
+  struct stat st;
+  int err = 0;
+  if (fstat(fd, &st) != 0)
+    err = -errno;
+  else if (!S_ISREG(st.st_mode))
+    err = -EINVAL;
+  else if (st.st_nlink > 1)
+    err = -EMLINK;
+  /* An existing file keeps its mode through the truncation: set it again. */
+  else if (ftruncate(fd, 0) != 0 || fchmod(fd, mode) != 0)
+    err = -errno;
+  if (err < 0) {
     close(fd);
     return err;
   }
@@ -166,7 +179,7 @@ static int write_file(const char *path, mode_t mode, int overwrite,
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
-      int err = -errno;
+      err = -errno;
       close(fd);
       return err;
     }
@@ -218,7 +231,8 @@ int mdp_curve_save(const char *base, const mdp_curve_keypair_t *kp,
 
 /* --- key sets ------------------------------------------------------------ */
 
-int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85) {
+int mdp__keyset_add_named(mdp__keyset_t *set, const char *z85,
+                          const char *name) {
   if (!mdp_curve_key_valid(z85))
     return MDP_EINVAL;
   if (set->n == set->cap) {
@@ -229,19 +243,38 @@ int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85) {
     set->keys = keys;
     set->cap = cap;
   }
-  zmq_z85_decode(set->keys[set->n++], z85);
+  /* Without a name of its own a key is named by itself (Z85). */
+  char *copy = strdup(name != NULL ? name : z85);
+  if (copy == NULL)
+    return MDP_ENOMEM;
+  mdp__keyentry_t *e = &set->keys[set->n++];
+  zmq_z85_decode(e->key, z85);
+  e->name = copy;
   return 0;
 }
 
-static int allow_line(void *arg, int kind, const char *z85) {
-  if (kind != KEY_PUBLIC)
-    return MDP_EINVAL; /* a secret key has no place in an allow-list */
-  return mdp__keyset_add_z85(arg, z85);
+int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85) {
+  return mdp__keyset_add_named(set, z85, NULL);
 }
 
-static int load_one(mdp__keyset_t *set, const char *path, char *err_path,
-                    size_t err_path_size, size_t *err_line) {
-  int rc = parse_key_file(path, allow_line, set, err_line);
+typedef struct {
+  mdp__keyset_t *set;
+  const char *name;
+} allow_arg_t;
+
+static int allow_line(void *arg, int kind, const char *z85) {
+  allow_arg_t *a = arg;
+  if (kind != KEY_PUBLIC)
+    return MDP_EINVAL; /* a secret key has no place in an allow-list */
+  return mdp__keyset_add_named(a->set, z85, a->name);
+}
+
+/* `name`: the key's name (a directory's NAME.pub), or NULL (a file of
+ * keys: each is named by itself). */
+static int load_one(mdp__keyset_t *set, const char *path, const char *name,
+                    char *err_path, size_t err_path_size, size_t *err_line) {
+  allow_arg_t a = {set, name};
+  int rc = parse_key_file(path, allow_line, &a, err_line);
   if (rc < 0 && err_path_size > 0)
     snprintf(err_path, err_path_size, "%s", path);
   return rc;
@@ -264,7 +297,7 @@ int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
   if (stat(path, &st) != 0)
     return -errno;
   if (!S_ISDIR(st.st_mode))
-    return load_one(set, path, err_path, err_path_size, err_line);
+    return load_one(set, path, NULL, err_path, err_path_size, err_line);
   DIR *dir = opendir(path);
   if (dir == NULL)
     return -errno;
@@ -275,38 +308,66 @@ int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
       continue;
     size_t len = strlen(path) + strlen(e->d_name) + 2;
     char *file = malloc(len);
-    if (file == NULL) {
+    char *name = strdup(e->d_name);
+    if (file == NULL || name == NULL) {
+      free(file);
+      free(name);
       rc = MDP_ENOMEM;
       break;
     }
+    name[strlen(name) - 4] = '\0'; /* NAME.pub -> NAME */
     snprintf(file, len, "%s/%s", path, e->d_name);
     if (stat(file, &st) == 0 && S_ISREG(st.st_mode))
-      rc = load_one(set, file, err_path, err_path_size, err_line);
+      rc = load_one(set, file, name, err_path, err_path_size, err_line);
     free(file);
+    free(name);
   }
   closedir(dir);
   return rc;
 }
 
-static int key_cmp(const void *a, const void *b) { return memcmp(a, b, 32); }
+static int key_cmp(const void *a, const void *b) {
+  const mdp__keyentry_t *x = a, *y = b;
+  int c = memcmp(x->key, y->key, 32);
+  /* Equal keys: by name, so that which name a duplicate keeps does not
+   * depend on the order readdir() gave. */
+  return c != 0 ? c : strcmp(x->name, y->name);
+}
 
 void mdp__keyset_finish(mdp__keyset_t *set) {
   if (set->n == 0)
     return;
   qsort(set->keys, set->n, sizeof *set->keys, key_cmp);
   size_t out = 1;
-  for (size_t i = 1; i < set->n; i++)
-    if (memcmp(set->keys[i], set->keys[out - 1], 32) != 0)
-      memcpy(set->keys[out++], set->keys[i], 32);
+  for (size_t i = 1; i < set->n; i++) {
+    if (memcmp(set->keys[i].key, set->keys[out - 1].key, 32) != 0)
+      set->keys[out++] = set->keys[i];
+    else
+      free(set->keys[i].name);
+  }
   set->n = out;
 }
 
+static int key_only_cmp(const void *key, const void *entry) {
+  return memcmp(key, ((const mdp__keyentry_t *)entry)->key, 32);
+}
+
+const char *mdp__keyset_find(const mdp__keyset_t *set,
+                             const uint8_t key[32]) {
+  if (set->n == 0)
+    return NULL;
+  const mdp__keyentry_t *e =
+      bsearch(key, set->keys, set->n, sizeof *set->keys, key_only_cmp);
+  return e != NULL ? e->name : NULL;
+}
+
 int mdp__keyset_has(const mdp__keyset_t *set, const uint8_t key[32]) {
-  return set->n > 0 &&
-         bsearch(key, set->keys, set->n, sizeof *set->keys, key_cmp) != NULL;
+  return mdp__keyset_find(set, key) != NULL;
 }
 
 void mdp__keyset_free(mdp__keyset_t *set) {
+  for (size_t i = 0; i < set->n; i++)
+    free(set->keys[i].name);
   free(set->keys);
   memset(set, 0, sizeof *set);
 }

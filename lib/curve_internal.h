@@ -9,14 +9,26 @@
 
 #include "mdp/curve.h"
 
-/* A set of 32-byte public keys, sorted for binary search once loaded. */
+/* A key and its name: the NAME of an allow-list directory's NAME.pub,
+ * else the key in Z85. */
 typedef struct {
-  uint8_t (*keys)[32];
+  uint8_t key[32];
+  char *name; /* owned */
+} mdp__keyentry_t;
+
+/* A set of 32-byte public keys with names, sorted for binary search once
+ * loaded. */
+typedef struct {
+  mdp__keyentry_t *keys;
   size_t n, cap;
 } mdp__keyset_t;
 
-/* Adds one key given as Z85 text.  0, MDP_EINVAL, MDP_ENOMEM. */
+/* Adds one key given as Z85 text, named by itself.  0, MDP_EINVAL,
+ * MDP_ENOMEM. */
 int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85);
+/* The same with a name (NULL: the key itself). */
+int mdp__keyset_add_named(mdp__keyset_t *set, const char *z85,
+                          const char *name);
 
 /* Adds the public keys of an allow-list: a file (public-key lines only; a
  * secret-key line is an error) or a directory, whose regular files named
@@ -25,9 +37,13 @@ int mdp__keyset_add_z85(mdp__keyset_t *set, const char *z85);
 int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
                     size_t err_path_size, size_t *err_line);
 
-/* Sorts and removes duplicates; call before mdp__keyset_has(). */
+/* Sorts and removes duplicates (a key in two files keeps the smaller
+ * name); call before mdp__keyset_has() and mdp__keyset_find(). */
 void mdp__keyset_finish(mdp__keyset_t *set);
 int mdp__keyset_has(const mdp__keyset_t *set, const uint8_t key[32]);
+/* The key's name, or NULL if the key is not in the set. */
+const char *mdp__keyset_find(const mdp__keyset_t *set,
+                             const uint8_t key[32]);
 void mdp__keyset_free(mdp__keyset_t *set);
 
 /* Client side (worker and client objects): checks the three options (all

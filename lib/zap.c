@@ -6,7 +6,10 @@
  * (libzmq's side is a REQ-like pipe, hence the empty delimiter) and are
  * answered with
  *   [routing id | "" | "1.0" | request id | status | text | user id | ""]
- * where the user id is the client's public key in Z85 when accepted.
+ * where the user id is the key's NAME when accepted: the base name of its
+ * NAME.pub in an allow-list directory, else the key in Z85.  The broker
+ * reads it back from each message (ZMQ_MSG_PROPERTY "User-Id") for its
+ * access list (mdp_broker_set_access_cb).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +65,7 @@ static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
     return;
   }
   const char *status = "400", *text = "not allowed";
-  char user[MDP_CURVE_KEY_LEN + 1] = "";
+  char user[256] = "";
   char addr[64], mech[16];
   frame_text(req, 5, addr, sizeof addr);
   frame_text(req, 7, mech, sizeof mech);
@@ -76,10 +79,13 @@ static void zap_recv(mdp_reactor_t *reactor, mdp_msg_t *req) {
   } else {
     const uint8_t *key = mdp_msg_data(req, 8);
     zmq_z85_encode(user, key, 32);
-    if (mdp__keyset_has(&z->allowed, key)) {
+    const char *name = mdp__keyset_find(&z->allowed, key);
+    if (name != NULL) {
       status = "200";
       text = "OK";
-      ZLOG(z, MDP_LOG_DEBUG, "accepted CURVE key %s from %s", user, addr);
+      ZLOG(z, MDP_LOG_DEBUG, "accepted CURVE key %s (%s) from %s", user,
+           name, addr);
+      snprintf(user, sizeof user, "%s", name);
     } else {
       /* A refused peer reconnects every ZMQ_RECONNECT_IVL: warn about the
        * first refusal and every 1000th, the rest at debug level. */
@@ -210,6 +216,21 @@ int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   ZLOG(z, MDP_LOG_INFO, "CURVE on: %zu public key(s) allowed",
        z->allowed.n);
   *out = z;
+  return 0;
+}
+
+int mdp__zap_reload(mdp__zap_t *z, const mdp_broker_options_t *opts) {
+  mdp__keyset_t old = z->allowed;
+  memset(&z->allowed, 0, sizeof z->allowed);
+  int rc = load_allowed(z, opts);
+  if (rc < 0) { /* all or nothing: the old list stays */
+    mdp__keyset_free(&z->allowed);
+    z->allowed = old;
+    return rc;
+  }
+  mdp__keyset_free(&old);
+  ZLOG(z, MDP_LOG_INFO, "allow-list reloaded: %zu public key(s) allowed",
+       z->allowed.n);
   return 0;
 }
 

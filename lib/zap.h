@@ -44,6 +44,12 @@ int mdp__zap_watch(mdp__zap_t *zap);
  * (or `zap` is NULL): it is freed now and `cb` is not called. */
 int mdp__zap_close(mdp__zap_t *zap, void (*cb)(void *data), void *data);
 
+/* Loads the allow-list of `opts` again (curve_allow, curve_allow_keys)
+ * and, if it loads whole, uses it for the handshakes from now on; else the
+ * old one stays and the error is logged.  0, MDP_EINVAL, MDP_ENOMEM or a
+ * negated errno value. */
+int mdp__zap_reload(mdp__zap_t *zap, const mdp_broker_options_t *opts);
+
 /* Handshakes accepted and refused so far; the keys allowed. */
 void mdp__zap_counts(const mdp__zap_t *zap, uint64_t *accepted,
                     uint64_t *refused);

@@ -140,7 +140,7 @@ static void worker_tool_usage(void) {
   proc_cleanup(&p);
   const char *bad[][6] = {
       {"--bogus", "--echo", "svc", NULL},
-      {"-c", "0", "--echo", "svc", NULL},
+      {"-C", "0", "--echo", "svc", NULL},
       {"-d", "nope", "--echo", "svc", NULL},
       {"svc", NULL},                             /* neither mode */
       {"--echo", "svc", "--", "cat", NULL},       /* both */
@@ -190,12 +190,12 @@ static void worker_tool_modes(void) {
   CHECK(strcmp(proc_stdout(&r), "HELLO WORLD\n") == 0);
   proc_cleanup(&r);
   const char *a3[] = {"-j", "ex", "x", NULL};
-  CHECK_EQ(request_run(&r, &f, 1, a3, 10000), 0);
+  CHECK_EQ(request_run(&r, &f, 1, a3, 10000), 69); /* an error reply: non-zero */
   CHECK(strstr(proc_stdout(&r), "\"frames\":[\"error: exit status 3\",\"\"]"));
   proc_cleanup(&r);
   uint64_t t0 = uv_hrtime();
   const char *a4[] = {"-j", "slp", "x", NULL};
-  CHECK_EQ(request_run(&r, &f, 1, a4, 10000), 0);
+  CHECK_EQ(request_run(&r, &f, 1, a4, 10000), 69);
   double ms = (uv_hrtime() - t0) / 1e6;
   CHECK(strstr(proc_stdout(&r), "error: timed out after 0.3 s"));
   CHECK(ms < 300 + t_slow(5000)); /* not the 30 s of the command */
@@ -298,11 +298,11 @@ static void request_load_summary(void) {
   farm_t f;
   CHECK(farm_open(&f, 2) == 0);
   proc_t w, r;
-  const char *args[] = {"-c", "3", "--echo", "--delay", "0.01", "svc", NULL};
+  const char *args[] = {"-C", "3", "--echo", "--delay", "0.01", "svc", NULL};
   CHECK(worker_start(&w, &f, 2, args) == 0);
   CHECK(wait_workers(f.ep[0], "svc", 2, -1, 5000));
   CHECK(wait_workers(f.ep[1], "svc", 1, -1, 5000));
-  const char *a[] = {"-n", "300", "-c", "12", "svc", "x", NULL};
+  const char *a[] = {"-n", "300", "-C", "12", "svc", "x", NULL};
   CHECK_EQ(request_run(&r, &f, 2, a, 30000), 0);
   const char *out = proc_stdout(&r);
   long n = -1, ok = -1, failed = -1;
@@ -312,7 +312,7 @@ static void request_load_summary(void) {
   CHECK(n == 300 && ok == 300 && failed == 0 && rate > 0 && p50 > 0 &&
         p99 >= p50);
   proc_cleanup(&r);
-  const char *j[] = {"-n", "100", "-c", "4", "--json", "svc", "x", NULL};
+  const char *j[] = {"-n", "100", "-C", "4", "--json", "svc", "x", NULL};
   CHECK_EQ(request_run(&r, &f, 2, j, 30000), 0);
   char cmd[512];
   snprintf(cmd, sizeof cmd,
@@ -326,10 +326,10 @@ static void request_load_summary(void) {
   CHECK_EQ(system(cmd), 0);
   proc_cleanup(&r);
   const char *bad[] = {"-n", "2", "--spread", "nope", "svc", NULL};
-  CHECK_EQ(request_run(&r, &f, 2, bad, 30000), 64);
+  CHECK_EQ(request_run(&r, &f, 2, bad, 30000), 2);
   proc_cleanup(&r);
   /* --spread failover: everything to the first broker while it is up. */
-  const char *fo[] = {"-n", "20", "-c", "2", "--json", "--spread", "failover",
+  const char *fo[] = {"-n", "20", "-C", "2", "--json", "--spread", "failover",
                       "svc", "x", NULL};
   CHECK_EQ(request_run(&r, &f, 2, fo, 30000), 0);
   snprintf(cmd, sizeof cmd,
@@ -340,7 +340,7 @@ static void request_load_summary(void) {
   CHECK_EQ(system(cmd), 0);
   proc_cleanup(&r);
   /* No worker for the service: every request fails; exit 69. */
-  const char *none[] = {"-n", "4", "-c", "2", "-t", "0.2", "-r", "1",
+  const char *none[] = {"-n", "4", "-C", "2", "-t", "0.2", "-r", "1",
                         "nosvc", NULL};
   CHECK_EQ(request_run(&r, &f, 2, none, 30000), 69);
   CHECK(strstr(proc_stdout(&r), "4 requests: 0 ok, 4 failed"));
@@ -370,13 +370,13 @@ static void farm_broker_killed_mid_run(void) {
   farm_t f;
   CHECK(farm_open(&f, NB) == 0);
   proc_t w, r;
-  const char *wargs[] = {"-c", "4", "--echo", "svc", NULL};
+  const char *wargs[] = {"-C", "4", "--echo", "svc", NULL};
   CHECK(worker_start(&w, &f, NB, wargs) == 0);
   for (int i = 0; i < NB; i++)
     CHECK(wait_workers(f.ep[i], "svc", 1, -1, 5000));
   char count[16];
   snprintf(count, sizeof count, "%d", t_scale(20000));
-  const char *rargs[] = {"-n", count, "-c", "32", "-t", "1", "-r", "3",
+  const char *rargs[] = {"-n", count, "-C", "32", "-t", "1", "-r", "3",
                          "svc", "x", NULL};
   uint64_t t0 = uv_hrtime();
   CHECK(request_run(&r, &f, NB, rargs, 0) == 0);

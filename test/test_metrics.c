@@ -286,6 +286,33 @@ static long read_to_eof(int fd, char *buf, size_t size, uint64_t ms) {
 
 /* An HTTP/1.1 exchange on 127.0.0.1:port; the whole response in `buf`.
  * Returns the status code, or -1. */
+/* A chunked body (Prometheus' API answers so) joined in place, so that a
+ * search in it cannot miss a string cut by a chunk boundary. */
+static void dechunk(char *buf) {
+  char *body = strstr(buf, "\r\n\r\n");
+  if (body == NULL || strstr(buf, "Transfer-Encoding: chunked") == NULL ||
+      strstr(buf, "Transfer-Encoding: chunked") > body)
+    return;
+  body += 4;
+  char *in = body, *out = body;
+  for (;;) {
+    char *end;
+    unsigned long n = strtoul(in, &end, 16);
+    char *data = strstr(end, "\r\n");
+    if (data == NULL || n == 0)
+      break;
+    data += 2;
+    if (strlen(data) < n)
+      n = strlen(data); /* cut short: keep what came */
+    memmove(out, data, n);
+    out += n;
+    in = data + n;
+    if (strncmp(in, "\r\n", 2) == 0)
+      in += 2;
+  }
+  *out = '\0';
+}
+
 static int http(int port, const char *method, const char *path,
                 const char *headers, char *buf, size_t size) {
   int fd = tcp_connect(port);
@@ -305,6 +332,8 @@ static int http(int port, const char *method, const char *path,
   int status = -1;
   if (got > 0 && sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
     status = -1;
+  if (got > 0)
+    dechunk(buf);
   return status;
 }
 
@@ -441,7 +470,7 @@ static void openmetrics_when_asked(void) {
 static void wrong_path_and_method(void) {
   broker_t b;
   CHECK_EQ(broker_start(&b, NULL), 0);
-  CHECK_EQ(http(b.http_port, "GET", "/", NULL, page, sizeof page), 404);
+  CHECK_EQ(http(b.http_port, "GET", "/nope", NULL, page, sizeof page), 404);
   CHECK_EQ(http(b.http_port, "GET", "/metricsx", NULL, page, sizeof page),
            404);
   CHECK_EQ(http(b.http_port, "POST", "/metrics", "Content-Length: 0\r\n",
@@ -673,6 +702,10 @@ static void bad_metrics_options(void) {
   const char *cases[][3] = {
       {"--metrics", "nohostport", NULL},
       {"--metrics", "127.0.0.1:99999", NULL},
+      {"--metrics", "127.0.0.1:70000", NULL},
+      {"--metrics", "127.0.0.1:-1", NULL},
+      {"--metrics", "127.0.0.1:+80", NULL},
+      {"--metrics-min-interval", "-1", NULL},
       {"--metrics", "no.such.host.invalid:9100", NULL}, /* names: no DNS */
       {"--metrics", "[::1:9100", NULL},
       {"--metrics-timeout", "0", NULL},
@@ -690,6 +723,13 @@ static void bad_metrics_options(void) {
       printf("# %s %s -> exit %d: %s\n", cases[i][0], cases[i][1], rc,
              proc_stderr(&p));
     CHECK_EQ(rc, want);
+    /* An out-of-range port is named as such (issue 19, item 6). */
+    if (strstr(cases[i][1], ":99999") || strstr(cases[i][1], ":70000") ||
+        strstr(cases[i][1], ":-1")) {
+      if (strstr(proc_stderr(&p), "port is out of range") == NULL)
+        printf("# %s: %s", cases[i][1], proc_stderr(&p));
+      CHECK(strstr(proc_stderr(&p), "port is out of range") != NULL);
+    }
     proc_cleanup(&p);
   }
 #ifdef MDP_TEST_HAVE_METRICS
@@ -714,6 +754,30 @@ static void bad_metrics_options(void) {
   CHECK_EQ(rc, 1);
   CHECK(strstr(proc_stderr(&p), "cannot serve metrics on") != NULL);
   proc_cleanup(&p);
+  /* The same error under --log-format json: a JSON line like every other
+   * (issue 19, item 8: it was a plain line). */
+  const char *argv_json[] = {build_path("tools/mdp-broker"), "-b", ep,
+                             "--metrics", addr, "--log-format", "json",
+                             NULL};
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  a.sin_port = htons((uint16_t)atoi(strchr(addr, ':') + 1));
+  CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0);
+  rc = run_tool(&p, argv_json, 5000);
+  close(fd);
+  CHECK_EQ(rc, 1);
+  const char *err = proc_stderr(&p);
+  CHECK(strstr(err, "\"level\":\"error\"") != NULL &&
+        strstr(err, "cannot serve metrics on") != NULL);
+  for (const char *line = err; *line; ) {
+    const char *nl = strchr(line, '\n');
+    size_t ln = nl ? (size_t)(nl - line) : strlen(line);
+    int json = ln >= 2 && line[0] == '{' && line[ln - 1] == '}';
+    if (!json)
+      printf("# not a JSON line: %.*s\n", (int)ln, line);
+    CHECK(json);
+    line += ln + (nl != NULL);
+  }
+  proc_cleanup(&p);
 #else
   proc_t p;
   const char *argv[] = {build_path("tools/mdp-broker"), "--metrics",
@@ -722,6 +786,161 @@ static void bad_metrics_options(void) {
   CHECK(strstr(proc_stderr(&p), "built without metrics support") != NULL);
   proc_cleanup(&p);
 #endif
+}
+
+
+/* The figure of a sample line "NAME VALUE" in `body`, or -1. */
+static double sample(const char *body, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (strncmp(p, name, n) == 0 && p[n] == ' ')
+      return atof(p + n + 1);
+  return -1;
+}
+
+/* GET /healthz and /readyz: 200 from a serving broker, text/plain; the
+ * page at / is HTML and self-contained (no http(s):// reference). */
+static void health_ready_and_page(void) {
+  broker_t b;
+  CHECK_EQ(broker_start(&b, NULL), 0);
+  /* Ready once "metrics on" is logged?  Not necessarily: the endpoints
+   * are bound after the listener starts.  Wait for 200. */
+  int rc = 0;
+  for (int i = 0; i < 400 && rc != 200; i++) {
+    rc = http(b.http_port, "GET", "/readyz", NULL, page, sizeof page);
+    if (rc != 200)
+      usleep(5000);
+  }
+  CHECK_EQ(rc, 200);
+  CHECK(strstr(page, "\r\n\r\nready\n") != NULL);
+  CHECK_EQ(http(b.http_port, "GET", "/healthz", NULL, page, sizeof page), 200);
+  CHECK(strstr(page, "\r\n\r\nok\n") != NULL);
+  CHECK_EQ(http(b.http_port, "HEAD", "/healthz", NULL, page, sizeof page),
+           200);
+  CHECK_EQ(http(b.http_port, "GET", "/", NULL, page, sizeof page), 200);
+  CHECK(strstr(page, "Content-Type: text/html; charset=utf-8") != NULL);
+  CHECK(strstr(page, "<title>mdp-broker</title>") != NULL);
+  /* Nothing fetched from elsewhere: operators run brokers on closed
+   * networks. */
+  const char *html = strstr(page, "\r\n\r\n");
+  CHECK(html != NULL && strstr(html, "src=\"http") == NULL &&
+        strstr(html, "href=\"http") == NULL && strstr(html, "@import") == NULL);
+  CHECK(strstr(page, "Content-Security-Policy: default-src 'none'") != NULL);
+  CHECK_EQ(broker_stop(&b), 0);
+}
+
+/* GET /status: JSON with the service, its workers and the queue figures;
+ * the oldest queued request's age grows while it waits. */
+static void status_json(void) {
+  broker_t b;
+  CHECK_EQ(broker_start(&b, NULL), 0);
+  b.worker = worker_for(&b, "echo");
+  CHECK(b.worker != NULL);
+  /* A request for a service with no worker (it has a READY-less name,
+   * so it is queued under its own entry once a worker appeared: use a
+   * second service whose only worker is busy). */
+  void *w2 = worker_for(&b, "slow");
+  CHECK(w2 != NULL);
+  peer_send(b.client, "MDPC02", "\x01", "slow", "one", NULL);
+  mdp_msg_t *got = peer_recv(NULL, w2, 2000); /* w2 now busy */
+  CHECK(got != NULL);
+  mdp_msg_destroy(got);
+  peer_send(b.client, "MDPC02", "\x01", "slow", "two", NULL); /* queued */
+  usleep(300000);
+  const char *body = NULL;
+  int ok = 0;
+  for (int i = 0; i < 100 && !ok; i++) {
+    int rc = http(b.http_port, "GET", "/status", NULL, page, sizeof page);
+    body = rc == 200 ? strstr(page, "\r\n\r\n") : NULL;
+    ok = body && strstr(body, "\"name\":\"slow\",\"workers\":1,\"idle\":0,"
+                              "\"busy\":1,\"queued\":1") != NULL &&
+         strstr(body, "\"clients\":1,") != NULL; /* 3 peers, 2 workers */
+    if (!ok)
+      usleep(20000);
+  }
+  if (!ok)
+    printf("# /status: %s\n", page);
+  CHECK(ok);
+  CHECK(strstr(page, "Content-Type: application/json") != NULL);
+  CHECK(body && strstr(body, "{\"name\":\"echo\",\"workers\":1,\"idle\":1,"
+                             "\"busy\":0,\"queued\":0,") != NULL);
+  CHECK(body && strstr(body, "\"version\":\"" MDP_VERSION_STRING "\"") != NULL);
+  const char *old = body ? strstr(body, "\"name\":\"slow\"") : NULL;
+  old = old ? strstr(old, "\"oldest_queued_seconds\":") : NULL;
+  double age = old ? atof(old + strlen("\"oldest_queued_seconds\":")) : -1;
+  if (age < 0.2)
+    printf("# oldest_queued_seconds %.3f, expected >= 0.2\n", age);
+  CHECK(age >= 0.2);
+  CHECK(body && strstr(body, "\"workers\":2,") != NULL);
+  CHECK(body && strstr(body, "\"clients\":1,\"waiting_clients\":1,") != NULL);
+  /* The same from the monitor in the metrics: 3 connections. */
+  CHECK_EQ(http(b.http_port, "GET", "/metrics", NULL, page, sizeof page), 200);
+  CHECK(sample(page, "mdp_broker_connected_peers") == 3);
+  CHECK(sample(page, "mdp_broker_connected_clients") == 1);
+  zmq_close(w2);
+  CHECK_EQ(broker_stop(&b), 0);
+}
+
+/* The rate bound (issue 19, item 11): requests within
+ * --metrics-min-interval get the page built last; with 0, each is built. */
+static void rate_bound(void) {
+  broker_t b;
+  const char *extra[] = {"--metrics-min-interval", "30", NULL};
+  CHECK_EQ(broker_start(&b, extra), 0);
+  int built = -1, same = 1;
+  for (int i = 0; i < 20; i++) {
+    CHECK_EQ(http(b.http_port, "GET", "/metrics", NULL, page, sizeof page),
+             200);
+    int n = (int)sample(page, "mdp_broker_metrics_pages_built_total");
+    if (built >= 0 && n != built)
+      same = 0;
+    built = n;
+  }
+  CHECK(same);
+  CHECK_EQ(built, 1);
+  /* /status is a page of its own kind, built once as well. */
+  for (int i = 0; i < 5; i++)
+    CHECK_EQ(http(b.http_port, "GET", "/status", NULL, page, sizeof page),
+             200);
+  CHECK_EQ(broker_stop(&b), 0);
+  const char *none[] = {"--metrics-min-interval", "0", NULL};
+  CHECK_EQ(broker_start(&b, none), 0);
+  int first = -1, last = -1;
+  for (int i = 0; i < 10; i++) {
+    CHECK_EQ(http(b.http_port, "GET", "/metrics", NULL, page, sizeof page),
+             200);
+    last = (int)sample(page, "mdp_broker_metrics_pages_built_total");
+    if (first < 0)
+      first = last;
+  }
+  CHECK_EQ(last - first, 9);
+  CHECK_EQ(broker_stop(&b), 0);
+}
+
+/* The Prometheus client conventions' process_* families. */
+static void process_metrics_present(void) {
+  broker_t b;
+  CHECK_EQ(broker_start(&b, NULL), 0);
+  CHECK_EQ(http(b.http_port, "GET", "/metrics", NULL, page, sizeof page), 200);
+  double rss = sample(page, "process_resident_memory_bytes");
+  double fds = sample(page, "process_open_fds");
+  double max_fds = sample(page, "process_max_fds");
+  double cpu = sample(page, "process_cpu_seconds_total");
+  double start = sample(page, "process_start_time_seconds");
+  double now = (double)time(NULL);
+  printf("# rss %.0f fds %.0f max %.0f cpu %.2f start %.0f (now %.0f)\n", rss,
+         fds, max_fds, cpu, start, now);
+  CHECK(rss > 1e6 && rss < 1e10);
+  CHECK(fds >= 3 && fds < 1000);
+  CHECK(max_fds >= fds);
+  CHECK(cpu >= 0);
+  CHECK(start > now - 120 && start < now + 5);
+  CHECK_LINE(page, "# TYPE process_cpu_seconds_total counter");
+  CHECK_LINE(page, "# TYPE process_resident_memory_bytes gauge");
+  CHECK(sample(page, "mdp_broker_waiting_clients") == 0);
+  CHECK(sample(page, "mdp_broker_connected_clients") == 0);
+  CHECK(sample(page, "mdp_broker_connected_peers") == 0);
+  CHECK_EQ(broker_stop(&b), 0);
 }
 
 static void help_mentions_metrics(void) {
@@ -918,6 +1137,8 @@ static void prometheus_scrapes_inner(broker_t *b) {
   CHECK(strstr(resp, "\"health\":\"up\"") != NULL);
   /* The shipped rules loaded into a real server. */
   CHECK_EQ(http(port, "GET", "/api/v1/rules", NULL, resp, sizeof resp), 200);
+  if (strstr(resp, "MdpBrokerNoWorkers") == NULL)
+    printf("# /api/v1/rules: %.1500s\n", resp);
   CHECK(strstr(resp, "MdpBrokerNoWorkers") != NULL);
 }
 
@@ -938,6 +1159,10 @@ int main(void) {
   RUN_METRICS(wrong_path_and_method);
   RUN_METRICS(service_label_bounded);
   RUN_METRICS(abuse_does_not_disturb_traffic);
+  RUN_METRICS(health_ready_and_page);
+  RUN_METRICS(status_json);
+  RUN_METRICS(rate_bound);
+  RUN_METRICS(process_metrics_present);
   RUN(bad_metrics_options);
   RUN(help_mentions_metrics);
   RUN_TOOL(promtool_check_rules, "promtool");

@@ -1,8 +1,12 @@
 /* mdp-broker's log formats; see mdp-broker-log.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mdp-broker-log.h"
 
@@ -108,4 +112,91 @@ void broker_log_write(FILE *out, broker_log_format_t format,
     fprintf(out, ",\"%s\":\"%s\"", fields[i].key, value);
   }
   fputs("}\n", out);
+}
+
+/* ---- the sink ------------------------------------------------------------ */
+
+static struct {
+  broker_log_format_t format;
+  FILE *file;  /* NULL: stderr */
+  char *path;
+  mdp_log_level_t level;
+} sink = {BROKER_LOG_TEXT, NULL, NULL, MDP_LOG_INFO};
+
+static FILE *open_log(const char *path, int *err) {
+  /* O_APPEND: lines of this process and of anyone else appending stay
+   * whole; not O_TRUNC, a restart keeps what was logged before. */
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY,
+                0640);
+  if (fd < 0) {
+    *err = -errno;
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "a");
+  if (f == NULL) {
+    *err = -errno;
+    close(fd);
+    return NULL;
+  }
+  setvbuf(f, NULL, _IOLBF, 0); /* each line out as it is written */
+  return f;
+}
+
+int broker_log_open(broker_log_format_t format, const char *path) {
+  FILE *f = NULL;
+  char *copy = NULL;
+  if (path != NULL) {
+    int err = 0;
+    if ((copy = strdup(path)) == NULL)
+      return -ENOMEM;
+    if ((f = open_log(path, &err)) == NULL) {
+      free(copy);
+      return err;
+    }
+  }
+  broker_log_close();
+  sink.file = f;
+  sink.path = copy;
+  sink.format = format;
+  return 0;
+}
+
+int broker_log_reopen(void) {
+  if (sink.path == NULL)
+    return 0;
+  int err = 0;
+  FILE *f = open_log(sink.path, &err);
+  if (f == NULL)
+    return err;
+  fclose(sink.file);
+  sink.file = f;
+  return 0;
+}
+
+void broker_log_set_format(broker_log_format_t format) { sink.format = format; }
+broker_log_format_t broker_log_format(void) { return sink.format; }
+const char *broker_log_path(void) { return sink.path; }
+void broker_log_set_level(mdp_log_level_t level) { sink.level = level; }
+
+void broker_log_line(mdp_log_level_t level, const char *line) {
+  broker_log_write(sink.file ? sink.file : stderr, sink.format, level, line);
+}
+
+void broker_logf(mdp_log_level_t level, const char *fmt, ...) {
+  if (level > sink.level)
+    return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  broker_log_line(level, line);
+}
+
+void broker_log_close(void) {
+  if (sink.file != NULL)
+    fclose(sink.file);
+  free(sink.path);
+  sink.file = NULL;
+  sink.path = NULL;
 }

@@ -16,11 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "mdp-broker-log.h"
 #include "mdp-broker-metrics.h"
+#include "mdp-broker-page.h"
 
 /* "HOST:PORT" or "[V6]:PORT" -> a socket address; HOST is a numeric
  * address or "localhost" (no name lookup: no DNS wait at start). */
@@ -43,10 +47,18 @@ static int parse_address(const char *text, struct sockaddr_storage *ss,
     return -1;
   memcpy(host, text, n);
   host[n] = '\0';
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end != '\0' || port < 0 || port > 65535)
+  /* Digits only (no sign, no space), at most 5 of them, no more than
+   * 65535: strtol alone would take "-1", and a wider type wrapped later
+   * would turn 99999 into another port. */
+  const char *digits = colon + 1;
+  int neg = *digits == '-';
+  size_t nd = strspn(digits + neg, "0123456789");
+  if (nd == 0 || digits[neg + nd] != '\0')
     return -1;
+  if (neg)
+    return -2;
+  if (nd > 5 || strtol(digits, NULL, 10) > 65535)
+    return -2;
   if (strcmp(host, "localhost") == 0)
     snprintf(host, sizeof host, "127.0.0.1");
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
@@ -75,11 +87,20 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
                          const broker_metrics_conf_t *conf,
                          broker_metrics_t **out, char *bound, size_t size) {
   (void)loop, (void)broker, (void)conf, (void)out, (void)bound, (void)size;
-  fprintf(stderr, "mdp-broker: --metrics: built without metrics support\n");
+  broker_logf(MDP_LOG_ERROR, "--metrics: built without metrics support");
   return -1;
 }
 
 void broker_metrics_stop(broker_metrics_t *m) { (void)m; }
+
+void broker_metrics_set_ready(broker_metrics_t *m, int ready) {
+  (void)m, (void)ready;
+}
+
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections) {
+  (void)m, (void)connections;
+}
 
 #else /* MDP_HAVE_METRICS */
 
@@ -116,7 +137,40 @@ struct broker_metrics_s {
   uint64_t cut; /* connections shut down by the sweep */
   int pending_closes;
   double start_time; /* seconds since the epoch */
+  int ready;         /* /readyz: every endpoint bound, not stopping */
+  /* The request-rate bound: each page kind is built at most once per
+   * min_interval_ms of loop time, and the last one served in between (an
+   * MHD response is reference-counted: queued to any number of
+   * connections, freed when the last is done with it). */
+  uint64_t min_interval_ms;
+  struct {
+    struct MHD_Response *response;
+    uint64_t built_ms;
+  } cache[3];
+  uint64_t pages_built, pages_reused;
+  const uint64_t *connections; /* connected peers, or NULL */
 };
+
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections) {
+  if (m != NULL)
+    m->connections = connections;
+}
+
+/* Connected peers that are not registered workers, or -1 if unknown. */
+static long long connected_clients(const broker_metrics_t *m, size_t workers) {
+  if (m->connections == NULL)
+    return -1;
+  return *m->connections > workers ? (long long)(*m->connections - workers)
+                                   : 0;
+}
+
+enum { PAGE_PROMETHEUS, PAGE_OPENMETRICS, PAGE_STATUS };
+
+void broker_metrics_set_ready(broker_metrics_t *m, int ready) {
+  if (m != NULL)
+    m->ready = ready;
+}
 
 int broker_metrics_supported(void) { return 1; }
 
@@ -242,8 +296,21 @@ static void histogram(page_t *p, const char *name, const char *labels,
       (unsigned long long)cum);
 }
 
+/* A service's figures, with its name as a label value (`name`) and as
+ * bytes (`raw_name`), both owned. */
 typedef struct {
-  mdp_broker_service_info_t *v;
+  const uint8_t *name;
+  size_t name_size;
+  int other;
+  uint64_t requests, replies, partials;
+  mdp_broker_histogram_t request_duration;
+  size_t workers_idle, workers_busy, queued;
+  const uint8_t *raw_name;
+  size_t raw_size;
+} info_t;
+
+typedef struct {
+  info_t *v;
   size_t n, cap;
 } infos_t;
 
@@ -251,13 +318,23 @@ static int copy_info(const mdp_broker_service_info_t *info, void *data) {
   infos_t *l = data;
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 16;
-    mdp_broker_service_info_t *v = realloc(l->v, cap * sizeof *v);
+    info_t *v = realloc(l->v, cap * sizeof *v);
     if (v == NULL)
       return 1;
     l->v = v;
     l->cap = cap;
   }
-  l->v[l->n] = *info;
+  info_t *c = &l->v[l->n];
+  memset(c, 0, sizeof *c);
+  c->name_size = info->name_size;
+  c->other = info->other;
+  c->requests = info->requests;
+  c->replies = info->replies;
+  c->partials = info->partials;
+  c->request_duration = info->request_duration;
+  c->workers_idle = info->workers_idle;
+  c->workers_busy = info->workers_busy;
+  c->queued = info->queued;
   /* The name is valid during the call only: keep a copy after the array's
    * structs, in the label form. */
   char *label = malloc(2 * info->name_size + 8);
@@ -265,11 +342,87 @@ static int copy_info(const mdp_broker_service_info_t *info, void *data) {
     return 1;
   label_value(label, 2 * info->name_size + 8, info->name, info->name_size);
   l->v[l->n].name = (const uint8_t *)label;
+  /* The name's bytes as well, to look the service up (/status). */
+  uint8_t *raw = malloc(info->name_size + 1);
+  if (raw == NULL) {
+    free(label);
+    return 1;
+  }
+  memcpy(raw, info->name, info->name_size);
+  l->v[l->n].raw_name = raw;
+  l->v[l->n].raw_size = info->name_size;
   l->n++;
   return 0;
 }
 
 #define C(x) ((unsigned long long)(x))
+
+/* The Prometheus client libraries' process_* families, from /proc. */
+static void process_metrics(page_t *p) {
+  long page = sysconf(_SC_PAGESIZE), ticks = sysconf(_SC_CLK_TCK);
+  unsigned long long vsize = 0, rss = 0, ut = 0, st = 0, start = 0;
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (f != NULL) {
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    /* After the command name's closing parenthesis: field 3 on. */
+    const char *q = strrchr(buf, ')');
+    if (q != NULL &&
+        sscanf(q + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
+               "%*d %*d %*d %*d %*d %*d %llu %llu %llu",
+               &ut, &st, &start, &vsize, &rss) != 5)
+      ut = st = start = vsize = rss = 0;
+  }
+  double btime = 0;
+  if ((f = fopen("/proc/stat", "r")) != NULL) {
+    char line[256];
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "btime %lf", &btime) == 1)
+        break;
+    fclose(f);
+  }
+  size_t fds = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d != NULL) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+      if (e->d_name[0] != '.')
+        fds++;
+    closedir(d);
+    fds--; /* the directory's own descriptor */
+  }
+  struct rlimit rl;
+  double max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0
+                       ? (rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur)
+                       : -1;
+  family(p, "process_cpu_seconds", "counter",
+         "Total user and system CPU time spent in seconds.");
+  put(p, "process_cpu_seconds_total %.2f\n",
+      ticks > 0 ? (double)(ut + st) / (double)ticks : 0.0);
+  family(p, "process_resident_memory_bytes", "gauge",
+         "Resident memory size in bytes.");
+  put(p, "process_resident_memory_bytes %llu\n",
+      rss * (unsigned long long)page);
+  family(p, "process_virtual_memory_bytes", "gauge",
+         "Virtual memory size in bytes.");
+  put(p, "process_virtual_memory_bytes %llu\n", vsize);
+  family(p, "process_open_fds", "gauge", "Number of open file descriptors.");
+  put(p, "process_open_fds %zu\n", fds);
+  if (max_fds >= 0) {
+    family(p, "process_max_fds", "gauge",
+           "Maximum number of open file descriptors.");
+    put(p, "process_max_fds %.0f\n", max_fds);
+  }
+  if (btime > 0 && ticks > 0) {
+    family(p, "process_start_time_seconds", "gauge",
+           "Start time of the process since unix epoch in seconds.");
+    put(p, "process_start_time_seconds %.2f\n",
+        btime + (double)start / (double)ticks);
+  }
+}
 
 static void build_page(broker_metrics_t *m, page_t *p) {
   mdp_broker_stats_t s;
@@ -280,7 +433,7 @@ static void build_page(broker_metrics_t *m, page_t *p) {
   char lab[600];
 #define EACH_SERVICE(stmt)                                                     \
   for (size_t i = 0; i < l.n; i++) {                                           \
-    const mdp_broker_service_info_t *e = &l.v[i];                              \
+    const info_t *e = &l.v[i];                                                 \
     const char *svc = (const char *)e->name;                                   \
     (void)svc;                                                                 \
     stmt;                                                                      \
@@ -358,6 +511,13 @@ static void build_page(broker_metrics_t *m, page_t *p) {
   put(p, "mdp_broker_curve_handshakes_total{result=\"refused\"} %llu\n",
       C(s.curve_refused));
 
+  family(p, "mdp_broker_denied", "counter",
+         "REQUESTs dropped and READYs refused by the access list "
+         "(--curve-acl) or for a key no longer in the allow-list.");
+  uint64_t denied_req = 0, denied_serve = 0;
+  mdp_broker_get_denied(m->broker, &denied_req, &denied_serve);
+  put(p, "mdp_broker_denied_total{role=\"request\"} %llu\n", C(denied_req));
+  put(p, "mdp_broker_denied_total{role=\"serve\"} %llu\n", C(denied_serve));
   family(p, "mdp_broker_workers", "gauge",
          "Registered workers, by service and state (idle or busy).");
   EACH_SERVICE({
@@ -402,6 +562,30 @@ static void build_page(broker_metrics_t *m, page_t *p) {
          "--metrics-max-connections.");
   put(p, "mdp_broker_metrics_connections_refused_total %llu\n",
       C(m->refused));
+  family(p, "mdp_broker_metrics_pages_built", "counter",
+         "Pages (/metrics, /status) built; requests within "
+         "the rate bound get the last one built instead.");
+  put(p, "mdp_broker_metrics_pages_built_total %llu\n",
+      C(m->pages_built + 1));
+  family(p, "mdp_broker_metrics_pages_reused", "counter",
+         "Requests answered with the last page built (rate bound).");
+  put(p, "mdp_broker_metrics_pages_reused_total %llu\n", C(m->pages_reused));
+  family(p, "mdp_broker_waiting_clients", "gauge",
+         "Clients with requests waiting in a queue, once per service.");
+  put(p, "mdp_broker_waiting_clients %zu\n",
+      mdp_broker_waiting_clients(m->broker));
+  if (m->connections != NULL) {
+    family(p, "mdp_broker_connected_peers", "gauge",
+           "Connections to the broker's endpoints now (clients and "
+           "workers).");
+    put(p, "mdp_broker_connected_peers %llu\n", C(*m->connections));
+    family(p, "mdp_broker_connected_clients", "gauge",
+           "Connections that are not registered workers: clients (and "
+           "workers that have not sent READY yet).");
+    put(p, "mdp_broker_connected_clients %lld\n",
+        connected_clients(m, s.workers));
+  }
+  process_metrics(p);
   family(p, "mdp_broker_start_time_seconds", "gauge",
          "When the broker started, in seconds since the Unix epoch.");
   put(p, "mdp_broker_start_time_seconds %.3f\n", m->start_time);
@@ -409,10 +593,97 @@ static void build_page(broker_metrics_t *m, page_t *p) {
   put(p, "mdp_broker_build_info{version=\"%s\"} 1\n", MDP_VERSION_STRING);
   if (p->om)
     put(p, "# EOF\n");
-  for (size_t i = 0; i < l.n; i++)
+  for (size_t i = 0; i < l.n; i++) {
     free((void *)l.v[i].name);
+    free((void *)l.v[i].raw_name);
+  }
   free(l.v);
 #undef EACH_SERVICE
+}
+
+/* ---- /status: JSON ------------------------------------------------------- */
+
+/* Services in /status: the busiest (busy + queued, then requests) of the
+ * named entries, at most this many; the rest summed as "_other". */
+#define STATUS_MAX_SERVICES 50
+
+static int busier(const void *a, const void *b) {
+  const info_t *x = a, *y = b;
+  size_t lx = x->workers_busy + x->queued, ly = y->workers_busy + y->queued;
+  if (lx != ly)
+    return lx < ly ? 1 : -1;
+  return x->requests < y->requests ? 1 : x->requests > y->requests ? -1 : 0;
+}
+
+/* A JSON string's inside: the label form (printable ASCII, or 0x + hex)
+ * needs only its backslashes and quotes kept escaped, which the label
+ * form already does. */
+static void status_service(page_t *p, broker_metrics_t *m,
+                           const info_t *e,
+                           const char *name, int first) {
+  double oldest = 0;
+  if (!e->other && e->raw_name != NULL) {
+    uint64_t age = 0;
+    if (mdp_broker_oldest_queued_ms(m->broker, e->raw_name, e->raw_size,
+                                    &age) == 0)
+      oldest = age / 1000.0;
+  }
+  put(p,
+      "%s{\"name\":\"%s\",\"workers\":%zu,\"idle\":%zu,\"busy\":%zu,"
+      "\"queued\":%zu,\"oldest_queued_seconds\":%.3f,\"requests_total\":"
+      "%llu}",
+      first ? "" : ",", name, e->workers_idle + e->workers_busy,
+      e->workers_idle, e->workers_busy, e->queued, oldest,
+      C(e->requests));
+}
+
+static void build_status(broker_metrics_t *m, page_t *p) {
+  mdp_broker_stats_t s;
+  mdp_broker_get_stats(m->broker, &s);
+  infos_t l = {0};
+  if (mdp_broker_foreach_service(m->broker, copy_info, &l) != 0)
+    p->failed = 1;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  put(p, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,\"services\":[",
+      MDP_VERSION_STRING, now - m->start_time);
+  /* The named entries come first, the "_other" sum last. */
+  size_t named = l.n > 0 ? l.n - 1 : 0;
+  qsort(l.v, named, sizeof *l.v, busier);
+  info_t rest;
+  memset(&rest, 0, sizeof rest);
+  if (l.n > 0)
+    rest = l.v[l.n - 1];
+  int first = 1;
+  for (size_t i = 0; i < named; i++) {
+    const info_t *e = &l.v[i];
+    if (i < STATUS_MAX_SERVICES) {
+      status_service(p, m, e, (const char *)e->name, first);
+      first = 0;
+    } else {
+      rest.workers_idle += e->workers_idle;
+      rest.workers_busy += e->workers_busy;
+      rest.queued += e->queued;
+      rest.requests += e->requests;
+    }
+  }
+  if (rest.workers_idle + rest.workers_busy + rest.queued + rest.requests > 0) {
+    rest.other = 1;
+    status_service(p, m, &rest, MDP_BROKER_OTHER_SERVICE, first);
+  }
+  long long clients = connected_clients(m, s.workers);
+  put(p, "],\"workers\":%zu,\"idle\":%zu,\"queued\":%zu,\"clients\":%lld,"
+         "\"waiting_clients\":%zu,\"requests_total\":%llu,"
+         "\"replies_total\":%llu}\n",
+      s.workers, s.workers_idle, s.queued,
+      clients >= 0 ? clients : (long long)mdp_broker_waiting_clients(m->broker),
+      mdp_broker_waiting_clients(m->broker), C(s.requests), C(s.replies));
+  for (size_t i = 0; i < l.n; i++) {
+    free((void *)l.v[i].name);
+    free((void *)l.v[i].raw_name);
+  }
+  free(l.v);
 }
 
 /* ---- HTTP ---------------------------------------------------------------- */
@@ -426,11 +697,56 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn,
     return MHD_NO;
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                           "text/plain; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   if (allow != NULL)
     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
   enum MHD_Result rc = MHD_queue_response(conn, status, r);
   MHD_destroy_response(r);
   return rc;
+}
+
+/* The page of `kind`: the cached one if it is younger than the rate
+ * bound, else a new one (which replaces it). */
+static struct MHD_Response *page(broker_metrics_t *m, int kind) {
+  uint64_t now = uv_now(m->loop);
+  if (m->cache[kind].response != NULL &&
+      now - m->cache[kind].built_ms < m->min_interval_ms) {
+    m->pages_reused++;
+    return m->cache[kind].response;
+  }
+  page_t p = {.om = kind == PAGE_OPENMETRICS};
+  p.cap = 16384;
+  p.data = malloc(p.cap);
+  p.failed = p.data == NULL;
+  if (!p.failed) {
+    if (kind == PAGE_STATUS)
+      build_status(m, &p);
+    else
+      build_page(m, &p);
+  }
+  if (p.failed) {
+    free(p.data);
+    return NULL;
+  }
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(p.len, p.data, MHD_RESPMEM_MUST_FREE);
+  if (r == NULL) {
+    free(p.data);
+    return NULL;
+  }
+  MHD_add_response_header(
+      r, MHD_HTTP_HEADER_CONTENT_TYPE,
+      kind == PAGE_STATUS ? "application/json"
+      : p.om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+             : "text/plain; version=0.0.4; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (m->cache[kind].response != NULL)
+    MHD_destroy_response(m->cache[kind].response); /* connections keep
+                                                      their references */
+  m->cache[kind].response = r;
+  m->cache[kind].built_ms = now;
+  m->pages_built++;
+  return r;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -439,40 +755,63 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   size_t *upload_size, void **req_cls) {
   broker_metrics_t *m = cls;
   (void)version, (void)upload, (void)upload_size, (void)req_cls;
-  if (strcmp(url, "/metrics") != 0)
-    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n",
+  int kind;
+  if (strcmp(url, "/metrics") == 0)
+    kind = 0;
+  else if (strcmp(url, "/status") == 0)
+    kind = PAGE_STATUS;
+  else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+           strcmp(url, "/") == 0)
+    kind = -1;
+  else
+    return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                      "not found: try /metrics, /status, /healthz, /readyz "
+                      "or /\n",
                       NULL);
   if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
       strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                       "method not allowed: GET or HEAD\n", "GET, HEAD");
-  const char *accept =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
-  page_t p = {.om = accept != NULL &&
-                    strstr(accept, "application/openmetrics-text") != NULL};
-  p.cap = 16384;
-  p.data = malloc(p.cap);
-  p.failed = p.data == NULL;
-  if (!p.failed)
-    build_page(m, &p);
-  if (p.failed) {
-    free(p.data);
+  if (strcmp(url, "/healthz") == 0) /* answered from the loop: a stuck
+                                       loop answers nothing */
+    return reply_text(conn, MHD_HTTP_OK, "ok\n", NULL);
+  if (strcmp(url, "/readyz") == 0)
+    return m->ready ? reply_text(conn, MHD_HTTP_OK, "ready\n", NULL)
+                    : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 mdp_broker_is_closing(m->broker)
+                                     ? "stopping\n"
+                                     : "not ready: starting\n",
+                                 NULL);
+  if (strcmp(url, "/") == 0) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        strlen(broker_status_page), (void *)broker_status_page,
+        MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+      return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/html; charset=utf-8");
+    /* Self-contained: nothing but this origin, inline script and style. */
+    MHD_add_response_header(
+        r, "Content-Security-Policy",
+        "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; img-src data:");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+  }
+  if (kind == 0) {
+    const char *accept =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+    kind = accept != NULL &&
+                   strstr(accept, "application/openmetrics-text") != NULL
+               ? PAGE_OPENMETRICS
+               : PAGE_PROMETHEUS;
+  }
+  struct MHD_Response *r = page(m, kind);
+  if (r == NULL)
     return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
                       "out of memory\n", NULL);
-  }
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(p.len, p.data, MHD_RESPMEM_MUST_FREE);
-  if (r == NULL) {
-    free(p.data);
-    return MHD_NO;
-  }
-  MHD_add_response_header(
-      r, MHD_HTTP_HEADER_CONTENT_TYPE,
-      p.om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
-           : "text/plain; version=0.0.4; charset=utf-8");
-  enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
-  MHD_destroy_response(r);
-  return rc;
+  return MHD_queue_response(conn, MHD_HTTP_OK, r);
 }
 
 /* ---- on the loop --------------------------------------------------------- */
@@ -571,6 +910,9 @@ static void on_closed(uv_handle_t *h) {
   if (--m->pending_closes > 0)
     return;
   MHD_stop_daemon(m->daemon); /* CLOSED notifications free the conns */
+  for (int i = 0; i < 3; i++)
+    if (m->cache[i].response != NULL)
+      MHD_destroy_response(m->cache[i].response);
   close(m->listen_fd);
   free(m);
 }
@@ -591,18 +933,20 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
   struct sockaddr_storage ss;
   socklen_t len = 0;
   if (parse_address(conf->address, &ss, &len) < 0) {
-    fprintf(stderr, "mdp-broker: --metrics %s: expected HOST:PORT (an "
-            "address of this machine, or [IPV6]:PORT)\n", conf->address);
+    broker_logf(MDP_LOG_ERROR, "--metrics %s: expected HOST:PORT (an "
+                "address of this machine, or [IPV6]:PORT; PORT 0 to 65535)",
+                conf->address);
     return -1;
   }
   broker_metrics_t *m = calloc(1, sizeof *m);
   if (m == NULL) {
-    fprintf(stderr, "mdp-broker: --metrics: out of memory\n");
+    broker_logf(MDP_LOG_ERROR, "--metrics: out of memory");
     return -1;
   }
   m->loop = loop;
   m->broker = broker;
   m->timeout_ms = (uint64_t)conf->timeout_s * 1000;
+  m->min_interval_ms = conf->min_interval_ms;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   m->start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
@@ -613,8 +957,8 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
       setsockopt(m->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
       bind(m->listen_fd, (struct sockaddr *)&ss, len) ||
       listen(m->listen_fd, 64)) {
-    fprintf(stderr, "mdp-broker: cannot serve metrics on %s: %s\n",
-            conf->address, strerror(errno));
+    broker_logf(MDP_LOG_ERROR, "cannot serve metrics on %s: %s",
+                conf->address, strerror(errno));
     if (m->listen_fd >= 0)
       close(m->listen_fd);
     free(m);
@@ -636,7 +980,7 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
                 : NULL;
   int polled = fd != NULL && uv_poll_init(loop, &m->poll, fd->epoll_fd) == 0;
   if (!polled || uv_poll_init(loop, &m->listen_poll, m->listen_fd) != 0) {
-    fprintf(stderr, "mdp-broker: --metrics: cannot start libmicrohttpd\n");
+    broker_logf(MDP_LOG_ERROR, "--metrics: cannot start libmicrohttpd");
     if (polled) { /* a handle of the loop now: freed once closed */
       m->poll.data = m;
       m->pending_closes = 1;

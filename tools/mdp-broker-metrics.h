@@ -14,10 +14,14 @@ typedef struct {
   unsigned timeout_s;         /* an idle or slow connection is closed after
                                  this long */
   unsigned max_connections;   /* open at once; more are refused */
+  unsigned min_interval_ms;   /* a page (/metrics, /status) is built at
+                                 most once per this; requests in between
+                                 get the last one */
 } broker_metrics_conf_t;
 
 #define BROKER_METRICS_TIMEOUT_S 10
 #define BROKER_METRICS_MAX_CONNECTIONS 16
+#define BROKER_METRICS_MIN_INTERVAL_MS 200
 /* Bytes MHD may use per connection (request line and headers included): a
  * larger request header is answered 431 and closed. */
 #define BROKER_METRICS_MEMORY_LIMIT (32 * 1024)
@@ -26,7 +30,8 @@ typedef struct {
 int broker_metrics_supported(void);
 
 /* 0 if `text` is a valid --metrics address (HOST:PORT, HOST a numeric
- * IPv4 or [IPv6] address or localhost, PORT 0 to 65535), else -1. */
+ * IPv4 or [IPv6] address or localhost, PORT 0 to 65535); -2 if only
+ * the port is out of that range; else -1. */
 int broker_metrics_check_address(const char *text);
 
 /* Starts serving on `loop`, reading `broker` (which must outlive it, until
@@ -37,6 +42,15 @@ int broker_metrics_check_address(const char *text);
 int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
                          const broker_metrics_conf_t *conf,
                          broker_metrics_t **out, char *bound, size_t size);
+
+/* /readyz answers 200 once `ready` is set (every endpoint bound), 503
+ * before and once cleared (stopping).  NULL is a no-op. */
+void broker_metrics_set_ready(broker_metrics_t *m, int ready);
+
+/* Where the count of connected peers is (the broker's monitor), for the
+ * connected-clients gauge; NULL: unknown (the gauge is left out). */
+void broker_metrics_set_connections(broker_metrics_t *m,
+                                    const uint64_t *connections);
 
 /* Closes the listening socket and every connection, and frees `m` once its
  * handles are closed (the loop must run on).  NULL is a no-op. */

@@ -1,6 +1,7 @@
 /* mdp-broker's sd_notify messages; see mdp-broker-notify.h. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "mdp-broker-notify.h"
 
@@ -34,6 +35,26 @@ void broker_notify_ready(broker_notify_t *n, uv_loop_t *loop,
   }
 }
 
+void broker_notify_reloading(broker_notify_t *n) {
+  if (n->stopped)
+    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  char msg[128];
+  snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+           (unsigned long long)ts.tv_sec * 1000000ULL +
+               (unsigned long long)ts.tv_nsec / 1000);
+  sd_notify(0, msg);
+}
+
+void broker_notify_reloaded(broker_notify_t *n, const char *status) {
+  if (n->stopped)
+    return;
+  char msg[512];
+  snprintf(msg, sizeof msg, "READY=1\nSTATUS=%s", status);
+  sd_notify(0, msg);
+}
+
 void broker_notify_stopping(broker_notify_t *n) {
   if (!n->stopped)
     sd_notify(0, "STOPPING=1");
@@ -50,6 +71,12 @@ int broker_notify_available(void) { return 0; }
 void broker_notify_ready(broker_notify_t *n, uv_loop_t *loop,
                          const char *status) {
   (void)n, (void)loop, (void)status;
+}
+
+void broker_notify_reloading(broker_notify_t *n) { (void)n; }
+
+void broker_notify_reloaded(broker_notify_t *n, const char *status) {
+  (void)n, (void)status;
 }
 
 void broker_notify_stopping(broker_notify_t *n) { (void)n; }

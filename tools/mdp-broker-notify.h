@@ -26,6 +26,12 @@ int broker_notify_available(void);
 void broker_notify_ready(broker_notify_t *n, uv_loop_t *loop,
                          const char *status);
 
+/* RELOADING=1 (with MONOTONIC_USEC, as systemd's notify-reload wants);
+ * follow it with broker_notify_reloaded() once the reload is done. */
+void broker_notify_reloading(broker_notify_t *n);
+/* READY=1 and a STATUS= line after a reload. */
+void broker_notify_reloaded(broker_notify_t *n, const char *status);
+
 /* STOPPING=1; closes the watchdog timer.  Safe to call more than once and
  * without broker_notify_ready(). */
 void broker_notify_stopping(broker_notify_t *n);

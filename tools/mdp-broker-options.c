@@ -19,6 +19,7 @@ const char broker_usage_text[] =
     "Majortomo's command line works unchanged: -b URL -i SEC -t SEC -B SEC\n"
     "-V -D mean what they mean to `python -m majortomo.broker`.\n"
     "\n"
+    "Options:\n"
     "  -b, --bind URL, --bind-url URL\n"
     "                              endpoint to bind (repeatable; tcp://, ipc://),\n"
     "                              default " MDP_DEFAULT_ENDPOINT "; a tcp://\n"
@@ -91,6 +92,12 @@ const char broker_usage_text[] =
     "      --curve-allow DIR|FILE  public keys of the clients and workers let in:\n"
     "                              the *.pub files of DIR, or the public-key\n"
     "                              lines of FILE; everyone else is refused\n"
+    "      --curve-acl FILE        which keys may request or serve which\n"
+    "                              services: 'SERVICE ROLE NAME...' lines,\n"
+    "                              ROLE request or serve, NAME an allow-list\n"
+    "                              key's name (client-1 for client-1.pub) or\n"
+    "                              *; a service no line names stays open\n"
+    "                              (docs/security.md); reloaded on SIGHUP\n"
     "      --stats-interval S      log a one-line stats summary every S seconds;\n"
     "                              0 = never (default 0)\n"
     "      --metrics HOST:PORT     serve Prometheus metrics at\n"
@@ -105,6 +112,11 @@ const char broker_usage_text[] =
     "      --metrics-max-connections N\n"
     "                              metrics connections at once; more are\n"
     "                              refused (default 16)\n"
+    "      --metrics-min-interval S\n"
+    "                              build a page (/metrics, /status) at most once\n"
+    "                              per S seconds; requests in between get the\n"
+    "                              last one, so scrapers cannot keep the\n"
+    "                              broker's loop busy (default 0.2)\n"
     "  -c, --config FILE           read options from FILE first: 'key = value'\n"
     "                              lines, a key being a long option's name\n"
     "                              (bind may repeat; verbose = true), '#' starts\n"
@@ -117,6 +129,12 @@ const char broker_usage_text[] =
     "                              lines; json: one JSON object per line with\n"
     "                              time (RFC 3339, UTC, ms), level, program\n"
     "                              and message, for a log shipper\n"
+    "      --log-file PATH         log to PATH (appended to) instead of stderr;\n"
+    "                              reopened on SIGHUP, for logrotate\n"
+    "      --check-config          check the options, the config file, the key\n"
+    "                              files and the allow-list, print\n"
+    "                              'configuration ok' and exit 0, or the first\n"
+    "                              error and exit 2; binds nothing\n"
     "  -h, --help                  show this help and exit\n"
     "      --version               show the version and exit (-V is --verbose,\n"
     "                              as in Majortomo)\n"
@@ -130,6 +148,10 @@ const char broker_usage_text[] =
     "Durations are in seconds and may have fractions (-i 0.5); none may be\n"
     "over 4294967 s (49.7 days).\n"
     "SIGINT or SIGTERM stops the broker cleanly (workers get DISCONNECT).\n"
+    "SIGHUP reloads the config file: log level and format, the log file\n"
+    "(reopened), the CURVE allow-list and the queue and size limits change;\n"
+    "what needs a restart (endpoints, heartbeats...) is logged and kept; a\n"
+    "config with an error is refused whole and the old one kept.\n"
     "Under systemd (Type=notify) it sends READY=1 once every endpoint is bound,\n"
     "STOPPING=1 when it stops and WATCHDOG=1 at half of WatchdogSec, if it was\n"
     "built with libsystemd (this one: %s).\n"
@@ -173,7 +195,11 @@ enum {
   OPT_METRICS,
   OPT_METRICS_MAX_SERVICES,
   OPT_METRICS_TIMEOUT,
-  OPT_METRICS_MAX_CONNECTIONS
+  OPT_METRICS_MAX_CONNECTIONS,
+  OPT_LOG_FILE,
+  OPT_CURVE_ACL,
+  OPT_METRICS_MIN_INTERVAL,
+  OPT_CHECK_CONFIG
 };
 
 static const struct option longopts[] = {
@@ -204,17 +230,22 @@ static const struct option longopts[] = {
     {"dialects", required_argument, NULL, OPT_DIALECTS},
     {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
     {"curve-allow", required_argument, NULL, OPT_CURVE_ALLOW},
+    {"curve-acl", required_argument, NULL, OPT_CURVE_ACL},
     {"stats-interval", required_argument, NULL, OPT_STATS},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"metrics-max-services", required_argument, NULL, OPT_METRICS_MAX_SERVICES},
     {"metrics-timeout", required_argument, NULL, OPT_METRICS_TIMEOUT},
     {"metrics-max-connections", required_argument, NULL,
      OPT_METRICS_MAX_CONNECTIONS},
+    {"metrics-min-interval", required_argument, NULL,
+     OPT_METRICS_MIN_INTERVAL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"debug", no_argument, NULL, OPT_DEBUG},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -230,9 +261,35 @@ typedef struct {
   size_t line;
 } origin_t;
 
+/* Where usage errors go while a running broker reloads (NULL: stderr). */
+static char *error_buf;
+static size_t error_size;
+
+void broker_cli_capture_errors(char *buf, size_t size) {
+  error_buf = buf;
+  error_size = size;
+  if (buf != NULL && size > 0)
+    buf[0] = '\0';
+}
+
 static int usage_error(const origin_t *at, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int usage_error(const origin_t *at, const char *fmt, ...) {
+  if (error_buf != NULL) {
+    if (error_buf[0] != '\0') /* the first error is the one to report */
+      return EXIT_USAGE;
+    size_t n = 0;
+    if (at != NULL && at->file != NULL)
+      n = (size_t)snprintf(error_buf, error_size, "%s:%zu: ", at->file,
+                           at->line);
+    if (n < error_size) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(error_buf + n, error_size - n, fmt, ap);
+      va_end(ap);
+    }
+    return EXIT_USAGE;
+  }
   fprintf(stderr, "mdp-broker: ");
   if (at != NULL && at->file != NULL)
     fprintf(stderr, "%s:%zu: ", at->file, at->line);
@@ -336,6 +393,12 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   }
   switch (id) {
   case OPT_BIND:
+    if (broker_check_endpoint(value, NULL, 0) < 0) {
+      char why[200];
+      broker_check_endpoint(value, why, sizeof why);
+      return usage_error(at, "invalid %s%s '%s': %s", at->file ? "" : "--",
+                         name, value, why);
+    }
     if (at->file == NULL && !cli->binds_from_cli) {
       cli->binds_from_cli = 1; /* the command line's replace the file's */
       cli->n_binds = 0;
@@ -443,6 +506,9 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   case OPT_CURVE_ALLOW:
     o->curve_allow = value;
     return 0;
+  case OPT_CURVE_ACL:
+    cli->curve_acl = value;
+    return 0;
   case OPT_STATS:
     if (parse_seconds(value, &cli->stats_ms) < 0)
       return bad_value(at, name, value, "seconds expected");
@@ -459,9 +525,17 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     if (!broker_metrics_supported())
       return usage_error(at, "--metrics: built without metrics support "
                              "(libmicrohttpd; meson -Dmetrics=enabled)");
-    if (broker_metrics_check_address(value) < 0)
+    switch (broker_metrics_check_address(value)) {
+    case 0:
+      break;
+    case -2:
+      return bad_value(at, name, value, "the port is out of range (0 to "
+                                        "65535)");
+    default:
       return bad_value(at, name, value, "HOST:PORT expected, HOST an IP "
-                       "address ([...] for IPv6) or localhost");
+                       "address ([...] for IPv6) or localhost, PORT 0 to "
+                       "65535");
+    }
     cli->metrics = value;
     return 0;
   case OPT_METRICS_MAX_SERVICES:
@@ -469,6 +543,18 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
       return bad_value(at, name, value, "a whole number from 0 expected");
     o->metrics_max_services = (size_t)n;
     return 0;
+  case OPT_LOG_FILE:
+    if (*value == '\0')
+      return bad_value(at, name, value, "a file name expected");
+    cli->log_file = value;
+    return 0;
+  case OPT_METRICS_MIN_INTERVAL: {
+    uint64_t ms;
+    if (parse_seconds(value, &ms) < 0 || ms > 60000)
+      return bad_value(at, name, value, "seconds from 0 to 60 expected");
+    cli->metrics_min_interval_ms = (unsigned)ms;
+    return 0;
+  }
   case OPT_METRICS_TIMEOUT:
     if (parse_count(value, 1, 3600, &n) < 0)
       return bad_value(at, name, value, "whole seconds from 1 to 3600 "
@@ -494,6 +580,26 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
   default:
     return usage_error(at, "%s cannot be set here", name);
   }
+}
+
+int broker_check_endpoint(const char *ep, char *why, size_t size) {
+  /* Only a numeric port out of range is refused here (libzmq would wrap
+   * it into another port: 99999 binds 34463, -1 binds 65535); anything
+   * else malformed is left to the bind, whose error names the endpoint. */
+  const char *msg = NULL;
+  const char *colon = strncmp(ep, "tcp://", 6) == 0 ? strrchr(ep + 6, ':')
+                                                    : NULL;
+  if (colon != NULL) {
+    const char *d = colon + 1;
+    int neg = *d == '-';
+    size_t nd = strspn(d + neg, "0123456789");
+    if (nd > 0 && d[neg + nd] == '\0' &&
+        (neg || nd > 5 || strtol(d, NULL, 10) > 65535))
+      msg = "the port is out of range (1 to 65535, or * for any free one)";
+  }
+  if (msg != NULL && why != NULL && size > 0)
+    snprintf(why, size, "%s", msg);
+  return msg != NULL ? -1 : 0;
 }
 
 /* ---- the config file -------------------------------------------------- */
@@ -589,7 +695,7 @@ static int apply_config_file(broker_cli_t *cli, const char *path,
     while (o->name && strcmp(o->name, key) != 0)
       o++;
     if (o->name == NULL || o->val == OPT_CONFIG || o->val == OPT_HELP ||
-        o->val == OPT_VERSION)
+        o->val == OPT_VERSION || o->val == OPT_CHECK_CONFIG)
       return usage_error(&at, "unknown key '%s' (keys are the long options "
                               "of --help, without the dashes)", key);
     if (*value == '\0')
@@ -642,10 +748,12 @@ static int resolve_heartbeat_timeout(broker_cli_t *cli) {
 
 int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
   memset(cli, 0, sizeof *cli);
+  optind = 0; /* GNU getopt: start afresh (a reload parses argv again) */
   mdp_broker_options_init(&cli->broker);
   cli->level = MDP_LOG_INFO;
   cli->metrics_timeout_s = BROKER_METRICS_TIMEOUT_S;
   cli->metrics_max_connections = BROKER_METRICS_MAX_CONNECTIONS;
+  cli->metrics_min_interval_ms = BROKER_METRICS_MIN_INTERVAL_MS;
   /* The command line is read whole before anything is applied: the config
    * file it names goes first, so that the command line overrides it. */
   typedef struct {
@@ -662,7 +770,7 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
   size_t n_args = 0;
   int c, index, rc = -1;
   origin_t cmdline = {NULL, 0};
-  opterr = 1;
+  opterr = error_buf == NULL;
   while (rc < 0 &&
          (c = getopt_long(argc, argv, shortopts, longopts, &index)) != -1) {
     if (c == 'v')
@@ -685,8 +793,14 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
     case OPT_CONFIG:
       cli->config_file = optarg;
       break;
+    case OPT_CHECK_CONFIG:
+      cli->check_config = 1;
+      break;
     case '?':
-      fprintf(stderr, "Try 'mdp-broker --help' for more information.\n");
+      if (error_buf == NULL)
+        fprintf(stderr, "Try 'mdp-broker --help' for more information.\n");
+      else
+        usage_error(NULL, "the command line has become invalid");
       rc = EXIT_USAGE; /* getopt said why */
       break;
     default: {
@@ -718,6 +832,10 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
                            "together",
                      cli->curve_secret_file ? "--curve-secret-key"
                                             : "--curve-allow");
+  if (rc < 0 && cli->curve_acl != NULL && cli->curve_secret_file == NULL)
+    rc = usage_error(NULL, "--curve-acl %s: needs CURVE (--curve-secret-key "
+                           "and --curve-allow): keys are what it names",
+                     cli->curve_acl);
   if (rc < 0 && cli->n_binds == 0)
     cli->binds[cli->n_binds++] = MDP_DEFAULT_ENDPOINT;
   return rc;

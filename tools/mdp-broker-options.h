@@ -23,6 +23,7 @@ typedef struct {
   int verbose;
   broker_log_format_t log_format; /* --log-format text|json */
   const char *curve_secret_file;
+  const char *curve_acl;     /* --curve-acl FILE, or NULL */
   const char *config_file;
   /* What was given explicitly, for the consistency checks at the end. */
   int interval_set, liveness_set;
@@ -31,6 +32,9 @@ typedef struct {
   const char *metrics;       /* --metrics HOST:PORT, or NULL */
   unsigned metrics_timeout_s;
   unsigned metrics_max_connections;
+  unsigned metrics_min_interval_ms;
+  const char *log_file;      /* --log-file PATH, or NULL: stderr */
+  int check_config;          /* --check-config: check, print, exit */
 } broker_cli_t;
 
 /* Parses argv, then the config file if -c named one, into `cli` (which it
@@ -39,6 +43,16 @@ typedef struct {
  * (explained on stderr).  broker_cli_free() releases `cli` either way. */
 int broker_cli_parse(broker_cli_t *cli, int argc, char **argv);
 void broker_cli_free(broker_cli_t *cli);
+
+/* While `buf` is set (not NULL), usage errors are not printed: the first
+ * one is written to `buf` (with its file:line), for a reload to log.
+ * Setting it clears it. */
+void broker_cli_capture_errors(char *buf, size_t size);
+
+/* -1 if `ep` is a tcp:// endpoint whose port is a number out of 0 to
+ * 65535 (why in `why`, `size` bytes; may be NULL), else 0: the bind
+ * itself judges the rest. */
+int broker_check_endpoint(const char *ep, char *why, size_t size);
 
 extern const char broker_usage_text[];
 

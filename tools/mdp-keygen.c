@@ -3,9 +3,9 @@
  *
  *   mdp-keygen NAME    writes NAME.pub (mode 0644) and NAME.secret (0600)
  *
- * The files use the text format of include/mdp/curve.h.  Exit codes
- * (sysexits.h): 0 success, 64 usage, 69 no CURVE in libzmq, 73 a file
- * cannot be created (or exists, without --force).
+ * The files use the text format of include/mdp/curve.h.  Exit codes: 0
+ * success, 2 usage (as every libmdp tool), 69 no CURVE in libzmq, 73 a
+ * file cannot be created (or exists, without --force, or is a link).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,7 +14,7 @@
 
 #include "mdp.h"
 
-#define EXIT_USAGE 64
+#define EXIT_USAGE 2 /* the same in every libmdp tool */
 #define EXIT_UNAVAILABLE 69
 #define EXIT_CANTCREAT 73
 
@@ -31,24 +31,27 @@ static const char usage_text[] =
     "  secret-key = <40 Z85 characters>   (NAME.secret only)\n"
     "with '#' comment lines.\n"
     "\n"
+    "Options:\n"
     "  -f, --force     overwrite existing files\n"
     "  -p, --print     print the pair in the same format to standard output\n"
     "                  instead of writing files (NAME not needed)\n"
     "  -h, --help      this text\n"
-    "  -V, --version   the version\n"
+    "      --version   the version\n"
     "\n"
-    "Exit status: 0 success, 64 usage error, 69 libzmq has no CURVE,\n"
-    "73 a file cannot be created (or exists, without --force).\n";
+    "Exit status: 0 success, 2 usage error, 69 libzmq has no CURVE,\n"
+    "73 a file cannot be created (or exists, without --force, or is a\n"
+    "symbolic or hard link: never written through).\n";
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"force", no_argument, NULL, 'f'},
       {"print", no_argument, NULL, 'p'},
       {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
+      {"version", no_argument, NULL, 'W'}, /* long only: -V is --verbose
+                                               in mdp-broker */
       {NULL, 0, NULL, 0}};
   int force = 0, print = 0, opt;
-  while ((opt = getopt_long(argc, argv, "fphV", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "fph", longopts, NULL)) != -1) {
     switch (opt) {
     case 'f':
       force = 1;
@@ -59,7 +62,7 @@ int main(int argc, char **argv) {
     case 'h':
       fputs(usage_text, stdout);
       return 0;
-    case 'V':
+    case 'W':
       printf("mdp-keygen (libmdp) %s\n", MDP_VERSION_STRING);
       return 0;
     default:
@@ -89,8 +92,14 @@ int main(int argc, char **argv) {
   rc = mdp_curve_save(argv[optind], &kp, force);
   if (rc < 0) {
     fprintf(stderr, "mdp-keygen: cannot write %s.pub / %s.secret: %s%s\n",
-            argv[optind], argv[optind], mdp_strerror(rc),
-            rc == -EEXIST ? " (use --force to overwrite)" : "");
+            argv[optind], argv[optind],
+            rc == -ELOOP    ? "one is a symbolic link"
+            : rc == -EMLINK ? "one has other hard links"
+                            : mdp_strerror(rc),
+            rc == -EEXIST ? " (use --force to overwrite)"
+            : rc == -ELOOP || rc == -EMLINK
+                ? "; refusing to write through a link (remove it first)"
+                : "");
     memset(&kp, 0, sizeof kp);
     return EXIT_CANTCREAT;
   }

@@ -1,7 +1,7 @@
 /* mdp-request: a command-line Majordomo client, as curl is for HTTP.
  *
  *   mdp-request -b URL SERVICE [FRAME...]
- *   mdp-request -b URL [-b URL...] -n COUNT [-c CONCURRENCY] SERVICE [FRAME...]
+ *   mdp-request -b URL [-b URL...] -n COUNT [-C CONCURRENCY] SERVICE [FRAME...]
  *
  * The second form is a load tool: COUNT requests, CONCURRENCY in flight,
  * on one client that spreads them over the brokers (mdp_spread_t, --spread;
@@ -12,9 +12,11 @@
  * read from standard input) and prints every reply part as it arrives.
  * Built on mdp_client_t, so timeouts, retries and failover across several
  * -b brokers behave as in the library.  Exit codes (sysexits.h):
- *   0 success; 64 usage; 75 timeout; 76 protocol error (the request timed
- *   out after malformed replies were received, or MMI said 501); 1 MMI said
- *   404; 69 other failure.
+ *   0 success; 2 usage (as every libmdp tool); 75 timeout; 76 protocol
+ *   error (the request timed out after malformed replies were received, or
+ *   MMI said 501); 1 MMI said 404; 69 other failure, an error reply of a
+ *   command service included (mdp-worker's two frames: "error: ...", the
+ *   output).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +29,7 @@
 #include "mdp.h"
 #include "tool-options.h"
 
-#define EXIT_USAGE 64
+#define EXIT_USAGE 2 /* the same in every libmdp tool */
 #define EXIT_UNAVAILABLE 69
 #define EXIT_TIMEOUT 75
 #define EXIT_PROTOCOL 76
@@ -42,21 +44,22 @@ typedef struct {
   int parts;
   int status;     /* of the reply callback's last call */
   int malformed;  /* malformed replies were dropped before the request ended */
+  int error_reply; /* the FINAL was a command service's error reply */
   int done;
   char mmi_code[4];
 } app_t;
 
 static void usage(FILE *out) {
   fprintf(out,
-          "Usage: mdp-request -b URL [options] SERVICE [FRAME...]\n"
-          "       mdp-request -b URL [options] --mmi NAME [FRAME...]\n"
-          "       mdp-request -b URL [-b URL...] -n COUNT [-c N] [options] SERVICE\n"
-          "                   [FRAME...]\n"
+          "Usage: mdp-request [-b URL]... [OPTION]... SERVICE [FRAME]...\n"
+          "  or:  mdp-request [-b URL]... [OPTION]... --mmi NAME [FRAME]...\n"
+          "  or:  mdp-request [-b URL]... -n COUNT [-C N] [OPTION]... SERVICE [FRAME]...\n"
           "Sends one Majordomo (MDP/0.2) request and prints each reply part as it\n"
           "arrives.  Each FRAME is one body frame; \"-\" reads a frame from standard\n"
           "input; no FRAME sends one empty frame.  Use -- before frames that\n"
           "start with '-'.\n"
           "\n"
+          "Options:\n"
           "  -b, --broker URL     broker endpoint; repeat for several: requests\n"
           "                       are spread over them (--spread), a broker on\n"
           "                       which a request timed out is avoided for a\n"
@@ -77,7 +80,7 @@ static void usage(FILE *out) {
           "                       largest reply frame accepted (default 67108864);\n"
           "                       a larger one drops the connection, so it shows as\n"
           "                       a timeout; -1 = unlimited\n"
-          "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
+          "      --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
           "                       or mdp01 (an MDP/0.1 broker)\n"
           "  -S, --curve-server-key FILE\n"
           "                       CURVE: the broker's public key file\n"
@@ -94,17 +97,22 @@ static void usage(FILE *out) {
           "                       p50 X ms, p99 Y ms (latency of the ok ones;\n"
           "                       --json: one JSON object instead, with each\n"
           "                       broker's share); exit 0 if none failed, else 69\n"
-          "  -c, --concurrency N  load mode: requests in flight at once (default 1)\n"
+          "  -C, --concurrency N  load mode: requests in flight at once (default 1;\n"
+          "                       -c still works but is deprecated: it is\n"
+          "                       --config in mdp-broker)\n"
           "  -x, --hex            print frames in hexadecimal\n"
           "  -j, --json           print each part as a JSON object on one line\n"
           "  -m, --mmi NAME       ask the broker's mmi.NAME service, e.g.\n"
           "                       --mmi service echo\n"
-          "  -v, --verbose        log to standard error\n"
+          "  -v, -V, --verbose    log to standard error\n"
           "  -h, --help           this text\n"
-          "  -V, --version        the version\n"
+          "      --version        the version\n"
           "\n"
           "Raw output writes each frame followed by a newline.\n"
-          "Exit status: 0 success, 1 MMI \"404\" (not found), 64 usage error,\n"
+          "A reply of two frames whose first starts with \"error: \" (a command\n"
+          "service's failure, as mdp-worker sends it) is printed, and the exit\n"
+          "status is 69.\n"
+          "Exit status: 0 success, 1 MMI \"404\" (not found), 2 usage error,\n"
           "69 other failure, 75 timeout, 76 protocol error (the request timed\n"
           "out after malformed replies were received, or MMI \"501\").\n",
           MDP_DEFAULT_ENDPOINT, MDP_DEFAULT_TIMEOUT_MS / 1000.0);
@@ -166,6 +174,11 @@ static void on_reply(mdp_client_t *c, uint64_t id, int status, int final,
   } else {
     if (a->mmi && final && mdp_msg_frame_size(body, 0) == 3)
       memcpy(a->mmi_code, mdp_msg_data(body, 0), 3);
+    /* mdp-worker's failure reply: ["error: ...", the output so far]. */
+    if (!a->mmi && final && mdp_msg_size(body) == 2 &&
+        mdp_msg_frame_size(body, 0) >= 7 &&
+        memcmp(mdp_msg_data(body, 0), "error: ", 7) == 0)
+      a->error_reply = 1;
     print_part(a, body, final);
     a->parts++;
     mdp_msg_destroy(body);
@@ -389,7 +402,7 @@ static int run_load(const char *const *brokers, size_t nbrokers,
   return l.failed == 0 ? 0 : EXIT_UNAVAILABLE;
 }
 
-enum { OPT_SPREAD = 256, OPT_NO_PROBE };
+enum { OPT_SPREAD = 256, OPT_NO_PROBE, OPT_DIALECT, OPT_VERSION };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -397,11 +410,11 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 't'},
       {"retries", required_argument, NULL, 'r'},
       {"max-msg-size", required_argument, NULL, 'M'},
-      {"dialect", required_argument, NULL, 'd'},
+      {"dialect", required_argument, NULL, OPT_DIALECT},
       {"curve-server-key", required_argument, NULL, 'S'},
       {"curve-key", required_argument, NULL, 'K'},
       {"count", required_argument, NULL, 'n'},
-      {"concurrency", required_argument, NULL, 'c'},
+      {"concurrency", required_argument, NULL, 'C'},
       {"hex", no_argument, NULL, 'x'},
       {"json", no_argument, NULL, 'j'},
       {"spread", required_argument, NULL, OPT_SPREAD},
@@ -409,7 +422,7 @@ int main(int argc, char **argv) {
       {"mmi", required_argument, NULL, 'm'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
+      {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char *brokers[16];
   size_t nbrokers = 0;
@@ -425,7 +438,7 @@ int main(int argc, char **argv) {
   app_t a;
   memset(&a, 0, sizeof a);
   int opt;
-  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:n:c:xjm:vhV", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "b:t:r:M:d:S:K:n:C:c:xjm:vVh", longopts, NULL)) !=
          -1) {
     char *end;
     switch (opt) {
@@ -434,6 +447,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mdp-request: too many brokers\n");
         return EXIT_USAGE;
       }
+      if (tool_check_endpoint("mdp-request", optarg) < 0)
+        return EXIT_USAGE;
       brokers[nbrokers++] = optarg;
       break;
     case 't':
@@ -460,7 +475,11 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
       }
       break;
-    case 'd':
+    case 'd': /* deprecated: -d is --debug in mdp-broker */
+      fprintf(stderr, "mdp-request: -d is deprecated, use --dialect (-d is "
+                      "--debug in mdp-broker)\n");
+      /* fall through */
+    case OPT_DIALECT:
       if (tool_dialect("mdp-request", optarg, &dialect) < 0)
         return EXIT_USAGE;
       break;
@@ -486,8 +505,13 @@ int main(int argc, char **argv) {
     case 'K':
       key_file = optarg;
       break;
+    case 'c': /* deprecated: -c is --config in mdp-broker */
+      fprintf(stderr, "mdp-request: -c is deprecated, use -C (--concurrency;"
+                      " -c is --config in mdp-broker)\n");
+      opt = 'C';
+      /* fall through */
     case 'n':
-    case 'c':
+    case 'C':
       errno = 0;
       {
         long v = strtol(optarg, &end, 10);
@@ -512,12 +536,13 @@ int main(int argc, char **argv) {
       mmi = optarg;
       break;
     case 'v':
+    case 'V': /* as in mdp-broker (Majortomo's -V) */
       a.verbose = 1;
       break;
     case 'h':
       usage(stdout);
       return 0;
-    case 'V':
+    case OPT_VERSION:
       printf("mdp-request (libmdp) %s\n", MDP_VERSION_STRING);
       return 0;
     default:
@@ -617,7 +642,11 @@ int main(int argc, char **argv) {
   }
   if (rc < 0) {
     mdp_msg_destroy(body);
-    fprintf(stderr, "mdp-request: %s\n", mdp_strerror(rc));
+    /* The endpoints are what the library judged, most often. */
+    fprintf(stderr, "mdp-request: %s", mdp_strerror(rc));
+    for (size_t i = 0; i < nbrokers; i++)
+      fprintf(stderr, "%s%s", i ? ", " : " (broker endpoint ", brokers[i]);
+    fprintf(stderr, ")\n");
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return rc == MDP_EINVAL || rc == MDP_ESERVICE ? EXIT_USAGE
@@ -635,12 +664,18 @@ int main(int argc, char **argv) {
     return a.malformed ? EXIT_PROTOCOL : EXIT_TIMEOUT;
   }
   if (a.status < 0) {
-    fprintf(stderr, "mdp-request: %s\n", mdp_strerror(a.status));
+    fprintf(stderr, "mdp-request: %s", mdp_strerror(a.status));
+    if (a.status == MDP_EINVAL) /* an endpoint the library refused */
+      for (size_t i = 0; i < nbrokers; i++)
+        fprintf(stderr, "%s%s", i ? ", " : " (broker endpoint ", brokers[i]);
+    fprintf(stderr, "%s\n", a.status == MDP_EINVAL ? ")" : "");
     return EXIT_UNAVAILABLE;
   }
   if (a.mmi && strcmp(a.mmi_code, MDP_MMI_NOT_FOUND) == 0)
     return EXIT_NOT_FOUND;
   if (a.mmi && strcmp(a.mmi_code, MDP_MMI_NOT_IMPLEMENTED) == 0)
     return EXIT_PROTOCOL;
+  if (a.error_reply)
+    return EXIT_UNAVAILABLE;
   return 0;
 }

@@ -73,15 +73,17 @@ struct job_s {
 
 static void usage(FILE *out) {
   fprintf(out,
-    "Usage: mdp-worker -b URL [-b URL...] [options] --echo SERVICE\n"
-    "       mdp-worker -b URL [-b URL...] [options] SERVICE -- COMMAND [ARG...]\n"
+    "Usage: mdp-worker [-b URL]... [OPTION]... --echo SERVICE\n"
+    "  or:  mdp-worker [-b URL]... [OPTION]... SERVICE -- COMMAND [ARG]...\n"
     "Serves a Majordomo (MDP/0.2) service through one or more brokers, with\n"
     "up to N requests in progress at once (N worker connections spread over\n"
     "the brokers that are alive; docs/farm.md).\n"
     "\n"
+    "Options:\n"
     "  -b, --broker URL     broker endpoint; repeat for a farm (default %s)\n"
-    "  -c, --concurrency N  requests in progress at once, all brokers together\n"
-    "                       (default: one per broker)\n"
+    "  -C, --concurrency N  requests in progress at once, all brokers together\n"
+    "                       (default: one per broker; -c still works but is\n"
+    "                       deprecated: it is --config in mdp-broker)\n"
     "  -e, --echo           reply with the request's frames\n"
     "      --delay SECS     with --echo: reply after SECS (for tests and demos)\n"
     "  -t, --timeout SECS   COMMAND: kill it and every process it started\n"
@@ -94,7 +96,7 @@ static void usage(FILE *out) {
     "                       heartbeat interval (default %g)\n"
     "  -l, --heartbeat-liveness N\n"
     "                       broker lost after N silent intervals (default %d)\n"
-    "  -d, --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
+    "      --dialect NAME   rfc18 (default), majortomo (a Majortomo broker)\n"
     "                       or mdp01 (an MDP/0.1 broker)\n"
     "  -S, --curve-server-key FILE\n"
     "                       CURVE: the brokers' public key file\n"
@@ -102,9 +104,9 @@ static void usage(FILE *out) {
     "  -K, --curve-key FILE this worker's key pair (mdp-keygen\n"
     "                       NAME.secret), listed in the brokers'\n"
     "                       --curve-allow\n"
-    "  -v, --verbose        log to standard error\n"
+    "  -v, -V, --verbose    log to standard error\n"
     "  -h, --help           this text\n"
-    "  -V, --version        the version\n"
+    "      --version        the version\n"
     "\n"
     "COMMAND runs once per request: the request's frames, concatenated, on its\n"
     "standard input; its standard output (up to 64 MiB) is the reply, one\n"
@@ -446,24 +448,24 @@ static uint64_t secs_ms(double s) {
   return ms ? ms : 1;
 }
 
-enum { OPT_DELAY = 256, OPT_SHELL };
+enum { OPT_DELAY = 256, OPT_SHELL, OPT_DIALECT, OPT_VERSION };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"broker", required_argument, NULL, 'b'},
-      {"concurrency", required_argument, NULL, 'c'},
+      {"concurrency", required_argument, NULL, 'C'},
       {"echo", no_argument, NULL, 'e'},
       {"delay", required_argument, NULL, OPT_DELAY},
       {"timeout", required_argument, NULL, 't'},
       {"shell", no_argument, NULL, OPT_SHELL},
       {"heartbeat-interval", required_argument, NULL, 'i'},
       {"heartbeat-liveness", required_argument, NULL, 'l'},
-      {"dialect", required_argument, NULL, 'd'},
+      {"dialect", required_argument, NULL, OPT_DIALECT},
       {"curve-server-key", required_argument, NULL, 'S'},
       {"curve-key", required_argument, NULL, 'K'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
+      {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char *brokers[MAX_BROKERS];
   size_t nbrokers = 0;
@@ -477,7 +479,7 @@ int main(int argc, char **argv) {
   double v;
   /* "+": stop at the first non-option (the service), so COMMAND's own
    * options after -- are never ours. */
-  while ((opt = getopt_long(argc, argv, "+b:c:et:i:l:d:S:K:vhV", longopts,
+  while ((opt = getopt_long(argc, argv, "+b:C:c:et:i:l:d:S:K:vVh", longopts,
                             NULL)) != -1) {
     char *end;
     long n;
@@ -487,9 +489,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mdp-worker: too many brokers (%d)\n", MAX_BROKERS);
         return EXIT_BAD_USAGE;
       }
+      if (tool_check_endpoint("mdp-worker", optarg) < 0)
+        return EXIT_BAD_USAGE;
       brokers[nbrokers++] = optarg;
       break;
-    case 'c':
+    case 'c': /* deprecated: -c is --config in mdp-broker */
+      fprintf(stderr, "mdp-worker: -c is deprecated, use -C (--concurrency;"
+                      " -c is --config in mdp-broker)\n");
+      /* fall through */
+    case 'C':
       errno = 0;
       n = strtol(optarg, &end, 10);
       if (errno || *end || n < 1 || n > (long)MDP_WORKER_GROUP_MAX_CONCURRENCY) {
@@ -535,7 +543,11 @@ int main(int argc, char **argv) {
       }
       o.worker.heartbeat_liveness = (unsigned)n;
       break;
-    case 'd':
+    case 'd': /* deprecated: -d is --debug in mdp-broker */
+      fprintf(stderr, "mdp-worker: -d is deprecated, use --dialect (-d is "
+                      "--debug in mdp-broker)\n");
+      /* fall through */
+    case OPT_DIALECT:
       if (tool_dialect("mdp-worker", optarg, &o.worker.dialect) < 0)
         return EXIT_BAD_USAGE;
       break;
@@ -546,12 +558,13 @@ int main(int argc, char **argv) {
       key_file = optarg;
       break;
     case 'v':
+    case 'V': /* as in mdp-broker (Majortomo's -V) */
       a.verbose = 1;
       break;
     case 'h':
       usage(stdout);
       return 0;
-    case 'V':
+    case OPT_VERSION:
       printf("mdp-worker (libmdp) %s\n", MDP_VERSION_STRING);
       return 0;
     default:
@@ -630,7 +643,11 @@ int main(int argc, char **argv) {
                                 &o, &a.group);
   memset(&own_pair, 0, sizeof own_pair); /* the group holds its own copy */
   if (rc < 0) {
-    fprintf(stderr, "mdp-worker: %s\n", mdp_strerror(rc));
+    /* The endpoints are what the library judged, most often. */
+    fprintf(stderr, "mdp-worker: %s", mdp_strerror(rc));
+    for (size_t i = 0; i < nbrokers; i++)
+      fprintf(stderr, "%s%s", i ? ", " : " (broker endpoint ", brokers[i]);
+    fprintf(stderr, ")\n");
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     free(joined);

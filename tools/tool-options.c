@@ -50,3 +50,15 @@ int tool_dialect(const char *prog, const char *name, mdp_dialect_t *out) {
           name);
   return -1;
 }
+
+int tool_check_endpoint(const char *prog, const char *endpoint) {
+  /* The library's own check (mdp_endpoint_check), at once and with the
+   * endpoint named: libzmq would wrap a port out of range (99999 is
+   * 34463). */
+  if (mdp_endpoint_check(endpoint, 0) == 0)
+    return 0;
+  fprintf(stderr, "%s: invalid broker endpoint '%s': a tcp:// endpoint "
+          "needs a port from 1 to 65535 (out of range or missing)\n", prog,
+          endpoint);
+  return -1;
+}

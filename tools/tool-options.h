@@ -20,4 +20,9 @@ int tool_curve_load(const char *prog, const char *server_file,
  * prefixed with `prog`. */
 int tool_dialect(const char *prog, const char *name, mdp_dialect_t *out);
 
+/* 0, or -1 after a message naming `endpoint` on standard error (prefixed
+ * with `prog`) when mdp_endpoint_check() refuses it as a connect endpoint
+ * (a tcp:// port missing or out of 1 to 65535). */
+int tool_check_endpoint(const char *prog, const char *endpoint);
+
 #endif

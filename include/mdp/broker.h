@@ -345,6 +345,81 @@ MDP_EXTERN void *mdp_broker_get_data(const mdp_broker_t *broker);
 /* The loop the broker was created on. */
 MDP_EXTERN uv_loop_t *mdp_broker_loop(const mdp_broker_t *broker);
 
+/* Run-time changes (an operator's reload; mdp-broker does them on SIGHUP).
+ * Loop thread only.  What they do not cover (endpoints, heartbeats,
+ * expiry, dialects, socket options, the secret key) needs a new broker. */
+
+/* Takes these limits of `opts` from the next message on: max_queue,
+ * max_queued_total, max_queue_per_client, max_queued_bytes, max_services,
+ * max_workers_per_service, max_frames, max_redispatch,
+ * max_mmi_reply_bytes, disconnect_expired.  What the broker holds already
+ * stays (a lowered max_queue drops nothing queued).  0, MDP_EINVAL or
+ * MDP_ECLOSING. */
+MDP_EXTERN int mdp_broker_set_limits(mdp_broker_t *broker,
+                                     const mdp_broker_options_t *opts);
+
+/* The most verbose level passed to the log hook from now on. */
+MDP_EXTERN void mdp_broker_set_log_level(mdp_broker_t *broker,
+                                         mdp_log_level_t level);
+
+/* Reads the CURVE allow-list of `opts` again (curve_allow, and
+ * curve_allow_keys/curve_allow_count) and uses it for every handshake from
+ * now on; peers already connected keep their connection.  All or nothing:
+ * if the list does not load whole, the old one stays and the error is
+ * logged.  0; MDP_ENOTSUP if the broker has no CURVE; MDP_EINVAL (a
+ * malformed file: the log line names it and the line), MDP_ENOMEM,
+ * MDP_ECLOSING or a negated errno value. */
+MDP_EXTERN int mdp_broker_reload_curve_allow(mdp_broker_t *broker,
+                                             const mdp_broker_options_t *opts);
+
+/* How long the oldest request queued for the service `name` (`size`
+ * bytes) has waited, in ms of loop time, into `*age_ms` (0 if none is
+ * queued).  Cost: the number of clients with requests queued for it.  0,
+ * or MDP_EINVAL if the broker knows no such service. */
+MDP_EXTERN int mdp_broker_oldest_queued_ms(const mdp_broker_t *broker,
+                                           const void *name, size_t size,
+                                           uint64_t *age_ms);
+
+/* ---- access control (an operator's access list; docs/security.md) ---- */
+
+typedef enum {
+  MDP_BROKER_ACCESS_REQUEST = 1, /* a client's REQUEST (and mmi.service) */
+  MDP_BROKER_ACCESS_SERVE = 2    /* a worker's READY */
+} mdp_broker_access_t;
+
+/* Asked for each REQUEST for a service (not mmi.*), each READY, and each
+ * mmi.service question, before the broker acts on it.  `user_id` is the
+ * peer's ZAP user id (with CURVE: the NAME of its key, see
+ * docs/security.md), or NULL on a connection without one.  Return 1 to
+ * allow, 0 to deny: a denied REQUEST is dropped and counted, a denied READY
+ * gets DISCONNECT, and mmi.service answers "404" for a service the asker
+ * may not request.  Runs on the loop, in the message's handling: it must
+ * not block, nor call the broker's functions. */
+typedef int (*mdp_broker_access_cb)(void *data, mdp_broker_access_t role,
+                                    const uint8_t *service,
+                                    size_t service_size, const char *user_id);
+
+/* Sets (or, with NULL, removes) the access hook.  Loop thread only. */
+MDP_EXTERN void mdp_broker_set_access_cb(mdp_broker_t *broker,
+                                         mdp_broker_access_cb cb, void *data);
+
+/* What the access hook denied so far: REQUESTs dropped, READYs refused. */
+MDP_EXTERN void mdp_broker_get_denied(const mdp_broker_t *broker,
+                                      uint64_t *requests, uint64_t *serves);
+
+/* zmq_socket_monitor() on the broker's ROUTER: its events (`events`, a
+ * mask of ZMQ_EVENT_*) are published on the inproc:// `endpoint` of the
+ * broker's ZeroMQ context, for a ZMQ_PAIR socket of the caller's to read
+ * (mdp-broker counts connected peers this way).  NULL stops it.  0,
+ * MDP_EINVAL, MDP_ECLOSING or MDP_EZMQ. */
+MDP_EXTERN int mdp_broker_monitor(mdp_broker_t *broker, const char *endpoint,
+                                  int events);
+
+/* Clients with requests waiting in a queue now, counted once per service
+ * they wait for (a ROUTER knows no more of its clients: one that is
+ * connected but has nothing queued is not seen). */
+MDP_EXTERN size_t mdp_broker_waiting_clients(const mdp_broker_t *broker);
+
 #ifdef __cplusplus
 }
 #endif

@@ -60,8 +60,11 @@ MDP_EXTERN int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
 /* Writes `kp` as `base`.pub (the public key, mode 0644) and, if it has a
  * secret key, `base`.secret (both keys, mode 0600, created so: never
  * readable by others, not even briefly).  Without `overwrite` an existing
- * file is an error (-EEXIST) and nothing is written.  0 or a negated errno
- * value; MDP_EINVAL for an invalid pair. */
+ * file is an error (-EEXIST) and nothing is written.  Never writes
+ * through a link: a symbolic link at either path is -ELOOP, a file with
+ * other hard links -EMLINK, anything but a regular file -EINVAL (with
+ * `overwrite`, what was already written of the pair is left).  0 or a
+ * negated errno value; MDP_EINVAL for an invalid pair. */
 MDP_EXTERN int mdp_curve_save(const char *base, const mdp_curve_keypair_t *kp,
                    int overwrite);
 
