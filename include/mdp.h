@@ -26,5 +26,6 @@
 #include "mdp/client.h"
 #include "mdp/worker_group.h"
 #include "mdp/curve.h"
+#include "mdp/malloc.h"
 
 #endif /* MDP_H */

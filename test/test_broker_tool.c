@@ -42,7 +42,7 @@ static void help_lists_every_option(void) {
                            "-c, --config", "-V, -v, --verbose",
                            "-D, -d, --debug", "YAML",
                            "--disconnect-expired", "--max-mmi-reply-bytes",
-                           "--ipv6", "--sndhwm", "--rcvhwm", "--tcp-keepalive",
+                           "--ipv6", "--sndhwm", "--rcvhwm", "--tcp-keepalive", "--malloc-keep",
                            "--log-format",
                            "json", "READY=1", "WATCHDOG=1", "STOPPING=1",
                            "tcp://127.0.0.1:5555"};

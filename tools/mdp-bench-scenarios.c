@@ -98,8 +98,10 @@ static int spawn_broker(const bench_env_t *env, const run_cfg_t *c,
     av_add(&a, "-b");
     av_add(&a, "%s", ep);
     av_add(&a, "-q");
+    if (c->broker_arg)
+      av_add(&a, "%s", c->broker_arg);
   }
-  return bench_spawn(p, a.v, 0);
+  return bench_spawn(p, a.v, 0, c->tunables ? BENCH_GLIBC_TUNABLES : NULL);
 }
 
 static int spawn_workers(const bench_env_t *env, const run_cfg_t *c,
@@ -111,7 +113,7 @@ static int spawn_workers(const bench_env_t *env, const run_cfg_t *c,
   av_add(&a, "endpoint=%s", ep);
   av_add(&a, "workers=%d", c->workers);
   av_add(&a, "partials=%d", c->partials);
-  return bench_spawn(p, a.v, 0);
+  return bench_spawn(p, a.v, 0, NULL);
 }
 
 static int spawn_client(const bench_env_t *env, const run_cfg_t *c,
@@ -130,7 +132,7 @@ static int spawn_client(const bench_env_t *env, const run_cfg_t *c,
   av_add(&a, "duration_ms=%d", c->duration_ms);
   av_add(&a, "timeout_ms=%d", slow ? 120000 : 10000);
   av_add(&a, "warm_ms=%d", slow ? 300000 : 30000);
-  return bench_spawn(p, a.v, 1);
+  return bench_spawn(p, a.v, 1, NULL);
 }
 
 static int spawn_idle(const bench_env_t *env, const char *ep, int n,
@@ -143,7 +145,7 @@ static int spawn_idle(const bench_env_t *env, const char *ep, int n,
   av_add(&a, "workers=%d", n);
   av_add(&a, "services=%d", services);
   av_add(&a, "offset=%d", offset);
-  return bench_spawn(p, a.v, 1);
+  return bench_spawn(p, a.v, 1, NULL);
 }
 
 /* perf stat attached to a running process (all its threads). */
@@ -159,7 +161,7 @@ static int spawn_perf(const bench_env_t *env, pid_t pid, const char *out,
   av_add(&a, "raw_syscalls:sys_enter,task-clock");
   av_add(&a, "-p");
   av_add(&a, "%d", (int)pid);
-  return bench_spawn(p, a.v, 0);
+  return bench_spawn(p, a.v, 0, NULL);
 }
 
 static void parse_perf(const char *file, double *syscalls, double *task_ms) {
@@ -291,6 +293,7 @@ static int measure(const bench_env_t *env, const run_cfg_t *c, session_t *s,
     if (spawn_perf(env, s->broker.pid, perf_file, &perf) == 0)
       bench_sleep_ms(500); /* let perf attach */
   }
+  double faults0 = bench_proc_faults(s->broker.pid);
   cpu3_t before = cpu_now(s);
   int timeout = (c->duration_ms > 0 ? c->duration_ms : 0) +
                 (s->slow ? 600000 : 60000);
@@ -299,6 +302,7 @@ static int measure(const bench_env_t *env, const run_cfg_t *c, session_t *s,
   r->cpu_broker = after.b - before.b;
   r->cpu_workers = after.w - before.w;
   r->cpu_client = after.c - before.c;
+  r->faults = bench_proc_faults(s->broker.pid) - faults0;
   r->rss_kib = bench_proc_rss_kib(s->broker.pid);
   if (perf.pid > 0) {
     bench_stop(&perf, SIGINT, 10000);

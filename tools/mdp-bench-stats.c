@@ -96,7 +96,22 @@ void bench_on_term(volatile int *flag) {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int bench_spawn(bench_proc_t *p, char *const argv[], int pipes) {
+int bench_spawn(bench_proc_t *p, char *const argv[], int pipes,
+                const char *env_extra) {
+  /* The environment, with env_extra ("NAME=value") added or replacing. */
+  size_t n_env = 0;
+  while (environ[n_env])
+    n_env++;
+  char **envp = calloc(n_env + 2, sizeof *envp);
+  if (envp == NULL)
+    return -1;
+  size_t k = 0, name_len = env_extra ? strcspn(env_extra, "=") + 1 : 0;
+  for (size_t i = 0; i < n_env; i++)
+    if (!env_extra || strncmp(environ[i], env_extra, name_len) != 0)
+      envp[k++] = environ[i];
+  if (env_extra)
+    envp[k++] = (char *)env_extra;
+  envp[k] = NULL;
   int in[2] = {-1, -1}, out[2] = {-1, -1};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -104,6 +119,7 @@ int bench_spawn(bench_proc_t *p, char *const argv[], int pipes) {
   if (pipes) {
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
       posix_spawn_file_actions_destroy(&fa);
+      free(envp);
       return -1;
     }
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
@@ -111,8 +127,9 @@ int bench_spawn(bench_proc_t *p, char *const argv[], int pipes) {
   } else {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   }
-  int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ);
+  int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, envp);
   posix_spawn_file_actions_destroy(&fa);
+  free(envp);
   if (pipes) {
     close(in[0]);
     close(out[1]);
@@ -211,6 +228,26 @@ double bench_proc_cpu(pid_t pid) {
              &utime, &stime) != 2)
     return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double bench_proc_faults(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  if (p == NULL)
+    return -1;
+  unsigned long minflt = 0, majflt = 0;
+  /* minflt is field 10, majflt 12 (cminflt, the children's, between). */
+  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %lu", &minflt,
+             &majflt) != 2)
+    return -1;
+  return (double)minflt + (double)majflt;
 }
 
 long bench_proc_rss_kib(pid_t pid) {

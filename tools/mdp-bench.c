@@ -11,9 +11,15 @@
  *      against the baseline and the baseline answering each HEARTBEAT
  *      (hb_echo=1); RSS per idle worker
  *   f  10 PARTIALs and a FINAL per request (streaming), 8 x 8
+ *   g  large bodies (--bodies, default 64 KiB, 1 MiB, 16 MiB), 4 x 4: broker
+ *      CPU and page faults per round trip and RSS, for the baseline with
+ *      glibc's default thresholds, the baseline with them raised
+ *      (BENCH_GLIBC_TUNABLES: the reference), mdp-broker as it starts
+ *      (mdp_malloc_tune) and mdp-broker --malloc-keep 0
  * Cost per round trip (--cost): broker system calls and task-clock
- * (perf stat -e raw_syscalls:sys_enter,task-clock) and instructions
- * (valgrind --tool=callgrind, fixed workloads N1 and N2, difference).
+ * (perf stat -e raw_syscalls:sys_enter,task-clock), page faults (/proc) and
+ * instructions (valgrind --tool=callgrind, fixed workloads N1 and N2,
+ * difference); (c) also runs the baseline with raised glibc thresholds.
  *
  * Every load loop is bounded in count and time; loopback only.
  */
@@ -36,7 +42,8 @@ static const char usage_text[] =
     "baseline), with client load, worker load and broker as separate\n"
     "processes over tcp://127.0.0.1 and ipc://.\n"
     "\n"
-    "  -s, --scenarios LIST   scenarios to run, from abcdef (default all)\n"
+    "  -s, --scenarios LIST   scenarios to run, from abcdefg (default\n"
+    "                         abcdef; g: large bodies, page faults)\n"
     "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
     "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
     "  -d, --duration S       seconds per measured phase (default 2)\n"
@@ -44,6 +51,8 @@ static const char usage_text[] =
     "                         (syscalls, task-clock) and callgrind\n"
     "                         (instructions), scenarios a b c f\n"
     "      --no-callgrind     with --cost: skip the callgrind runs\n"
+    "      --bodies LIST      body sizes in bytes for (g), comma-separated\n"
+    "                         (default 65536,1048576,16777216)\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -76,8 +85,24 @@ typedef struct {
   char transport[4];
   const char *impl;
   double syscalls_rt, task_us_rt, ir_rt; /* -1: not measured */
-  double r_sys, r_task, r_ir;            /* against the baseline */
+  double faults_rt;                      /* -1: not measured */
+  double r_sys, r_task, r_ir, r_faults;  /* against the reference */
 } cost_t;
+
+/* (g): one body size on one transport, four implementations. */
+enum { BIG_BASE, BIG_BASE_TUN, BIG_MDP, BIG_MDP_KEEP0, BIG_IMPLS };
+static const char *const big_names[BIG_IMPLS] = {
+    "baseline", "baseline+tun", "mdp-broker", "mdp --malloc-keep 0"};
+typedef struct {
+  size_t body;
+  char transport[4];
+  int reps[BIG_IMPLS];
+  double rt[BIG_IMPLS], cpu_us_rt[BIG_IMPLS], faults_rt[BIG_IMPLS];
+  double rss_mib[BIG_IMPLS];
+} big_t;
+#define MAX_BIG 16
+static big_t bigs[MAX_BIG];
+static int n_bigs;
 
 #define MAX_ROWS 64
 static row_t rows[MAX_ROWS];
@@ -94,6 +119,7 @@ typedef struct {
   int smoke, json, cost, callgrind;
   int idle, idle_services, idle_ms;
   int lib_inflight;
+  const char *bodies; /* (g) */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -267,6 +293,82 @@ static void run_scale(const bench_env_t *env, const opts_t *o) {
   have_scale = 1;
 }
 
+/* (g) large bodies: per round trip, the broker process's CPU (from /proc)
+ * and page faults, for four implementations run interleaved (the order
+ * rotates each repetition), medians of the repetitions. */
+static void run_big(const bench_env_t *env, const opts_t *o, size_t body,
+                    const char *tr) {
+  if (n_bigs >= MAX_BIG)
+    return;
+  big_t *g = &bigs[n_bigs++];
+  memset(g, 0, sizeof *g);
+  g->body = body;
+  snprintf(g->transport, sizeof g->transport, "%s", tr);
+  run_cfg_t cfg[BIG_IMPLS];
+  for (int i = 0; i < BIG_IMPLS; i++) {
+    set_load(&cfg[i], 'c', o);
+    cfg[i].transport = tr;
+    cfg[i].body = body;
+    /* 16 MiB bodies run at tens of round trips a second. */
+    cfg[i].warmup = body >= (8u << 20) ? 8 : 20;
+  }
+  cfg[BIG_BASE].baseline = cfg[BIG_BASE_TUN].baseline = 1;
+  cfg[BIG_BASE_TUN].tunables = 1;
+  cfg[BIG_MDP_KEEP0].broker_arg = "--malloc-keep=0";
+  double rt[BIG_IMPLS][64], cpu[BIG_IMPLS][64], flt[BIG_IMPLS][64],
+      rss[BIG_IMPLS][64];
+  int reps = o->reps < 64 ? o->reps : 64;
+  for (int i = 0; i < reps; i++) {
+    for (int j = 0; j < BIG_IMPLS; j++) {
+      int k = (i + j) % BIG_IMPLS;
+      run_res_t r;
+      if (bench_run(env, &cfg[k], &r) < 0 || r.count == 0) {
+        failures++;
+        continue;
+      }
+      int n = g->reps[k]++;
+      rt[k][n] = r.rt_per_s;
+      cpu[k][n] = r.cpu_broker * 1e6 / (double)r.count;
+      flt[k][n] = r.faults / (double)r.count;
+      rss[k][n] = (double)r.rss_kib / 1024.0;
+    }
+    progress(o, "(g) %zu B %s rep %d: faults/rt %.1f %.1f %.1f %.1f", body,
+             tr, i + 1, g->reps[0] ? flt[0][g->reps[0] - 1] : -1,
+             g->reps[1] ? flt[1][g->reps[1] - 1] : -1,
+             g->reps[2] ? flt[2][g->reps[2] - 1] : -1,
+             g->reps[3] ? flt[3][g->reps[3] - 1] : -1);
+  }
+  for (int k = 0; k < BIG_IMPLS; k++) {
+    size_t n = (size_t)g->reps[k];
+    g->rt[k] = n ? bench_median(rt[k], n) : 0;
+    g->cpu_us_rt[k] = n ? bench_median(cpu[k], n) : 0;
+    g->faults_rt[k] = n ? bench_median(flt[k], n) : -1;
+    g->rss_mib[k] = n ? bench_median(rss[k], n) : 0;
+  }
+}
+
+static void run_bigs(const bench_env_t *env, const opts_t *o,
+                     const char *transports) {
+  for (const char *b = o->bodies; *b;) {
+    size_t body = (size_t)strtoull(b, NULL, 10);
+    b += strcspn(b, ",");
+    if (*b == ',')
+      b++;
+    if (body == 0)
+      continue;
+    for (const char *t = transports; *t;) {
+      size_t len = strcspn(t, ",");
+      char tr[8];
+      snprintf(tr, sizeof tr, "%.*s", (int)len, t);
+      if (strcmp(tr, "tcp") == 0 || strcmp(tr, "ipc") == 0)
+        run_big(env, o, body, tr);
+      t += len;
+      if (*t == ',')
+        t++;
+    }
+  }
+}
+
 /* Cost per round trip of the broker and of the baseline (tcp). */
 static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
   run_cfg_t c;
@@ -274,16 +376,21 @@ static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
   c.transport = "tcp";
   long n = sc == 'c' ? 2000 : sc == 'f' ? 5000 : 20000;
   long n1 = sc == 'c' ? 50 : 1000, n2 = sc == 'c' ? 150 : 5000;
-  cost_t cs[2];
-  for (int base = 1; base >= 0; base--) {
-    cost_t *k = &cs[1 - base];
+  /* Large bodies: also the baseline with glibc's thresholds raised, which
+   * is then the reference (its default thresholds make it fault). */
+  cost_t cs[3];
+  int n_impl = sc == 'c' ? 3 : 2;
+  for (int i = 0; i < n_impl; i++) {
+    int base = i < n_impl - 1, tun = n_impl == 3 && i == 1;
+    cost_t *k = &cs[i];
     char name[2] = {sc, 0};
     memset(k, 0, sizeof *k);
     snprintf(k->scenario, sizeof k->scenario, "%s", name);
     snprintf(k->transport, sizeof k->transport, "tcp");
-    k->impl = base ? "baseline" : "mdp-broker";
-    k->syscalls_rt = k->task_us_rt = k->ir_rt = -1;
+    k->impl = tun ? "baseline+tun" : base ? "baseline" : "mdp-broker";
+    k->syscalls_rt = k->task_us_rt = k->ir_rt = k->faults_rt = -1;
     c.baseline = base;
+    c.tunables = tun;
     run_res_t r;
     if (env->perf) {
       c.count = n;
@@ -291,12 +398,13 @@ static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
       if (bench_run(env, &c, &r) == 0 && r.syscalls >= 0) {
         k->syscalls_rt = r.syscalls / (double)r.count;
         k->task_us_rt = r.task_ms * 1e3 / (double)r.count;
+        k->faults_rt = r.faults / (double)r.count;
       } else {
         failures++;
       }
       c.perf = 0;
     }
-    if (env->valgrind && o->callgrind && sc != 'f') {
+    if (env->valgrind && o->callgrind && sc != 'f' && !tun) {
       run_res_t r1, r2;
       c.callgrind = 1;
       c.count = n1;
@@ -315,18 +423,25 @@ static void run_cost(const bench_env_t *env, const opts_t *o, char sc) {
       }
     }
     progress(o, "(%s) cost %s: %.1f syscalls/rt, %.1f us task-clock/rt, "
-             "%.0f instructions/rt", name, k->impl, k->syscalls_rt,
-             k->task_us_rt, k->ir_rt);
+             "%.2f page faults/rt, %.0f instructions/rt", name, k->impl,
+             k->syscalls_rt, k->task_us_rt, k->faults_rt, k->ir_rt);
   }
-  cs[1].r_sys = cs[0].syscalls_rt > 0 ? cs[1].syscalls_rt / cs[0].syscalls_rt
-                                      : 0;
-  cs[1].r_task = cs[0].task_us_rt > 0 ? cs[1].task_us_rt / cs[0].task_us_rt
-                                      : 0;
-  cs[1].r_ir = cs[0].ir_rt > 0 ? cs[1].ir_rt / cs[0].ir_rt : 0;
-  if (n_costs + 2 <= MAX_ROWS) {
-    costs[n_costs++] = cs[0];
-    costs[n_costs++] = cs[1];
+  c.tunables = 0;
+  /* Ratios against the reference: the tuned baseline where it ran (for
+   * faults and task-clock; instructions against the plain baseline, the
+   * only one run under callgrind, where glibc's malloc is not used). */
+  const cost_t *ref = &cs[n_impl - 2], *plain = &cs[0];
+  for (int i = 0; i < n_impl; i++) {
+    cost_t *k = &cs[i];
+    if (k == ref)
+      continue;
+    k->r_sys = ref->syscalls_rt > 0 ? k->syscalls_rt / ref->syscalls_rt : 0;
+    k->r_task = ref->task_us_rt > 0 ? k->task_us_rt / ref->task_us_rt : 0;
+    k->r_faults = ref->faults_rt > 0 ? k->faults_rt / ref->faults_rt : 0;
+    k->r_ir = k != plain && plain->ir_rt > 0 ? k->ir_rt / plain->ir_rt : 0;
   }
+  for (int i = 0; i < n_impl && n_costs < MAX_ROWS; i++)
+    costs[n_costs++] = cs[i];
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -360,7 +475,8 @@ static void ratio_str(double r, char *buf, size_t n) {
 
 static void print_table(const char *date, const char *mach, const opts_t *o) {
   printf("mdp-bench %s on %s\n\n", date, mach);
-  printf("%-3s %-4s %-11s %4s %10s %8s %8s %8s %8s %8s %8s %9s %7s %7s\n",
+  if (n_rows)
+    printf("%-3s %-4s %-11s %4s %10s %8s %8s %8s %8s %8s %8s %9s %7s %7s\n",
          "sc", "tr", "impl", "reps", "rt/s", "p50us", "p99us", "p999us",
          "brkCPUs", "wrkCPUs", "cliCPUs", "brk us/rt", "RSS MiB", "ratio");
   for (int i = 0; i < n_rows; i++) {
@@ -379,17 +495,45 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
   }
   if (n_costs) {
     printf("\ncost per round trip (broker process, all threads, tcp)\n");
-    printf("%-3s %-11s %12s %7s %12s %7s %14s %7s\n", "sc", "impl",
-           "syscalls", "ratio", "task-clk us", "ratio", "instructions",
-           "ratio");
+    printf("(ratios against the baseline above; in (c) against baseline+tun,"
+           " the baseline\n with glibc's thresholds raised, except "
+           "instructions)\n");
+    printf("%-3s %-12s %10s %7s %12s %7s %9s %7s %14s %7s\n", "sc", "impl",
+           "syscalls", "ratio", "task-clk us", "ratio", "faults", "ratio",
+           "instructions", "ratio");
     for (int i = 0; i < n_costs; i++) {
       cost_t *k = &costs[i];
-      char a[16], b[16], c[16];
+      char a[16], b[16], c[16], d[16];
       ratio_str(k->r_sys, a, sizeof a);
       ratio_str(k->r_task, b, sizeof b);
       ratio_str(k->r_ir, c, sizeof c);
-      printf("%-3s %-11s %12.2f %7s %12.2f %7s %14.0f %7s\n", k->scenario,
-             k->impl, k->syscalls_rt, a, k->task_us_rt, b, k->ir_rt, c);
+      ratio_str(k->r_faults, d, sizeof d);
+      printf("%-3s %-12s %10.2f %7s %12.2f %7s %9.2f %7s %14.0f %7s\n",
+             k->scenario, k->impl, k->syscalls_rt, a, k->task_us_rt, b,
+             k->faults_rt, d, k->ir_rt, c);
+    }
+  }
+  if (n_bigs) {
+    printf("\n(g) large bodies, 4x4 (broker process, all threads; ratios "
+           "against baseline+tun)\n");
+    printf("%-9s %-3s %-20s %4s %8s %7s %10s %7s %9s %8s\n", "body", "tr",
+           "impl", "reps", "rt/s", "ratio", "CPU us/rt", "ratio",
+           "faults/rt", "RSS MiB");
+    for (int i = 0; i < n_bigs; i++) {
+      const big_t *g = &bigs[i];
+      for (int k = 0; k < BIG_IMPLS; k++) {
+        char a[16] = "", b[16] = "";
+        if (k != BIG_BASE_TUN) {
+          ratio_str(g->rt[BIG_BASE_TUN] > 0 ? g->rt[k] / g->rt[BIG_BASE_TUN]
+                                            : 0, a, sizeof a);
+          ratio_str(g->cpu_us_rt[BIG_BASE_TUN] > 0
+                        ? g->cpu_us_rt[k] / g->cpu_us_rt[BIG_BASE_TUN]
+                        : 0, b, sizeof b);
+        }
+        printf("%-9zu %-3s %-20s %4d %8.0f %7s %10.1f %7s %9.2f %8.1f\n",
+               g->body, g->transport, big_names[k], g->reps[k], g->rt[k], a,
+               g->cpu_us_rt[k], b, g->faults_rt[k], g->rss_mib[k]);
+      }
     }
   }
   if (have_scale) {
@@ -453,11 +597,22 @@ static void print_json(const char *date, const char *mach, const opts_t *o) {
     cost_t *k = &costs[i];
     printf("%s{\"scenario\":\"%s\",\"transport\":\"%s\",\"impl\":\"%s\","
            "\"syscalls_per_rt\":%.3f,\"task_clock_us_per_rt\":%.3f,"
-           "\"instructions_per_rt\":%.1f,\"ratio_syscalls\":%.3f,"
-           "\"ratio_task_clock\":%.3f,\"ratio_instructions\":%.3f}",
+           "\"instructions_per_rt\":%.1f,\"page_faults_per_rt\":%.3f,"
+           "\"ratio_syscalls\":%.3f,\"ratio_task_clock\":%.3f,"
+           "\"ratio_instructions\":%.3f,\"ratio_page_faults\":%.3f}",
            i ? "," : "", k->scenario, k->transport, k->impl, k->syscalls_rt,
-           k->task_us_rt, k->ir_rt, k->r_sys, k->r_task, k->r_ir);
+           k->task_us_rt, k->ir_rt, k->faults_rt, k->r_sys, k->r_task,
+           k->r_ir, k->r_faults);
   }
+  printf("],\"large_bodies\":[");
+  for (int i = 0, first = 1; i < n_bigs; i++)
+    for (int k = 0; k < BIG_IMPLS; k++, first = 0)
+      printf("%s{\"body\":%zu,\"transport\":\"%s\",\"impl\":\"%s\","
+             "\"reps\":%d,\"rt_per_s\":%.1f,\"cpu_us_per_rt\":%.2f,"
+             "\"page_faults_per_rt\":%.3f,\"rss_mib\":%.2f}",
+             first ? "" : ",", bigs[i].body, bigs[i].transport, big_names[k],
+             bigs[i].reps[k], bigs[i].rt[k], bigs[i].cpu_us_rt[k],
+             bigs[i].faults_rt[k], bigs[i].rss_mib[k]);
   printf("]");
   if (have_scale) {
     const scale_res_t *s[3] = {&scale_mdp, &scale_base, &scale_echo};
@@ -503,7 +658,7 @@ int main(int argc, char **argv) {
     return bench_role_main(argv[2], argc - 3, argv + 3);
   opts_t o = {.reps = 5, .duration_ms = 2000, .callgrind = 1,
               .idle = 10000, .idle_services = 1000, .idle_ms = 10000,
-              .lib_inflight = 1000};
+              .lib_inflight = 1000, .bodies = "65536,1048576,16777216"};
   const char *scen = "abcdef", *transports = "tcp,ipc", *broker = NULL;
   static const struct option longopts[] = {
       {"scenarios", required_argument, NULL, 's'},
@@ -514,6 +669,7 @@ int main(int argc, char **argv) {
       {"no-callgrind", no_argument, NULL, 'G'},
       {"idle", required_argument, NULL, 'I'},
       {"lib-inflight", required_argument, NULL, 'L'},
+      {"bodies", required_argument, NULL, 'Z'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -532,6 +688,7 @@ int main(int argc, char **argv) {
     case 'G': o.callgrind = 0; break;
     case 'I': o.idle = atoi(optarg); break;
     case 'L': o.lib_inflight = atoi(optarg); break;
+    case 'Z': o.bodies = optarg; break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
@@ -593,8 +750,12 @@ int main(int argc, char **argv) {
   machine(mach, sizeof mach);
 
   for (const char *s = scen; *s; s++) {
-    if (!strchr("abcdef", *s))
+    if (!strchr("abcdefg", *s))
       continue;
+    if (*s == 'g') {
+      run_bigs(&env, &o, transports);
+      continue;
+    }
     if (*s == 'e') {
       run_scale(&env, &o);
       continue;

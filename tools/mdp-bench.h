@@ -63,8 +63,10 @@ typedef struct {
   int out_fd; /* read end of the child's stdout, or -1 */
 } bench_proc_t;
 /* posix_spawn()s argv (argv[0] a path); pipes for stdin/stdout if `pipes`.
- * The child's stderr is inherited.  0 or -1. */
-int bench_spawn(bench_proc_t *p, char *const argv[], int pipes);
+ * The child's stderr is inherited; its environment is ours, plus
+ * `env_extra` ("NAME=value", or NULL).  0 or -1. */
+int bench_spawn(bench_proc_t *p, char *const argv[], int pipes,
+                const char *env_extra);
 /* Reads one line from the child within timeout_ms; 0, or -1 (timeout/EOF). */
 int bench_read_line(bench_proc_t *p, char *buf, size_t size, int timeout_ms);
 /* SIGTERM (sig) and reap within timeout_ms, then SIGKILL.  Returns the wait
@@ -72,6 +74,8 @@ int bench_read_line(bench_proc_t *p, char *buf, size_t size, int timeout_ms);
 int bench_stop(bench_proc_t *p, int sig, int timeout_ms);
 /* CPU seconds (user + system, all threads) of a live process; -1 if gone. */
 double bench_proc_cpu(pid_t pid);
+/* Page faults (minor + major, all threads) of a live process; -1 if gone. */
+double bench_proc_faults(pid_t pid);
 /* VmRSS in KiB; -1 if gone. */
 long bench_proc_rss_kib(pid_t pid);
 /* Raises RLIMIT_NOFILE to its hard limit. */
@@ -88,6 +92,8 @@ typedef struct {
 typedef struct {
   int baseline;          /* the raw-libzmq forwarder instead of mdp-broker */
   int hb_echo;           /* baseline: answer each worker HEARTBEAT with one */
+  int tunables;          /* the broker runs with BENCH_GLIBC_TUNABLES */
+  const char *broker_arg; /* mdp-broker: one more argument, or NULL */
   const char *transport; /* "tcp" or "ipc" */
   int workers, lib_workers, partials;
   int clients, inflight, lib_client, max_sockets;
@@ -106,9 +112,16 @@ typedef struct {
   double elapsed_s, rt_per_s, p50_us, p99_us, p999_us;
   double cpu_broker, cpu_workers, cpu_client; /* seconds, measured phase */
   long rss_kib;                               /* broker, after the phase */
+  double faults;                              /* broker page faults, phase */
   double syscalls, task_ms;                   /* perf; -1 if not measured */
   double ir;                                  /* callgrind total; -1 */
 } run_res_t;
+
+/* glibc's trim and mmap thresholds raised, as an operator would set them
+ * without mdp_malloc_tune(): the large-body baseline (docs/performance.md). */
+#define BENCH_GLIBC_TUNABLES                                                   \
+  "GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:"                      \
+  "glibc.malloc.mmap_threshold=33554432"
 
 /* The heartbeat interval of the load's workers (and mdp-broker's
  * default): (e)'s idle workers each send one per interval. */

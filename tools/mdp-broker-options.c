@@ -72,6 +72,10 @@ const char broker_usage_text[] =
     "                              its worker dies before replying (default 1)\n"
     "      --max-mmi-reply-bytes N bytes of names in one mmi.services reply, each\n"
     "                              charged 64 more; 0 = unlimited (default 65536)\n"
+    "      --malloc-keep MIB       free memory the allocator keeps for reuse, per\n"
+    "                              heap, so large messages do not fault fresh\n"
+    "                              pages in (mdp_malloc_tune, docs/performance.md);\n"
+    "                              0 = the C library's defaults (default 256)\n"
     "      --ipv6                  IPv6 too: tcp://* binds both IPv4 and IPv6 (an\n"
     "                              IPv6 literal such as tcp://[::1]:5555 works\n"
     "                              without it)\n"
@@ -199,7 +203,8 @@ enum {
   OPT_LOG_FILE,
   OPT_CURVE_ACL,
   OPT_METRICS_MIN_INTERVAL,
-  OPT_CHECK_CONFIG
+  OPT_CHECK_CONFIG,
+  OPT_MALLOC_KEEP
 };
 
 static const struct option longopts[] = {
@@ -222,6 +227,7 @@ static const struct option longopts[] = {
     {"max-msg-size", required_argument, NULL, OPT_MAX_MSG},
     {"max-redispatch", required_argument, NULL, OPT_MAX_REDISPATCH},
     {"max-mmi-reply-bytes", required_argument, NULL, OPT_MAX_MMI_REPLY},
+    {"malloc-keep", required_argument, NULL, OPT_MALLOC_KEEP},
     {"disconnect-expired", no_argument, NULL, OPT_DISCONNECT_EXPIRED},
     {"ipv6", no_argument, NULL, OPT_IPV6},
     {"sndhwm", required_argument, NULL, OPT_SNDHWM},
@@ -555,6 +561,11 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     cli->metrics_min_interval_ms = (unsigned)ms;
     return 0;
   }
+  case OPT_MALLOC_KEEP:
+    if (parse_count(value, 0, 2047, &n) < 0)
+      return bad_value(at, name, value, "MiB from 0 to 2047 expected");
+    cli->malloc_keep = (size_t)n << 20;
+    return 0;
   case OPT_METRICS_TIMEOUT:
     if (parse_count(value, 1, 3600, &n) < 0)
       return bad_value(at, name, value, "whole seconds from 1 to 3600 "
@@ -752,6 +763,7 @@ int broker_cli_parse(broker_cli_t *cli, int argc, char **argv) {
   mdp_broker_options_init(&cli->broker);
   cli->level = MDP_LOG_INFO;
   cli->metrics_timeout_s = BROKER_METRICS_TIMEOUT_S;
+  cli->malloc_keep = MDP_MALLOC_KEEP_DEFAULT;
   cli->metrics_max_connections = BROKER_METRICS_MAX_CONNECTIONS;
   cli->metrics_min_interval_ms = BROKER_METRICS_MIN_INTERVAL_MS;
   /* The command line is read whole before anything is applied: the config

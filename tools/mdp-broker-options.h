@@ -35,6 +35,7 @@ typedef struct {
   unsigned metrics_min_interval_ms;
   const char *log_file;      /* --log-file PATH, or NULL: stderr */
   int check_config;          /* --check-config: check, print, exit */
+  size_t malloc_keep;         /* --malloc-keep, bytes; 0: glibc's defaults */
 } broker_cli_t;
 
 /* Parses argv, then the config file if -c named one, into `cli` (which it

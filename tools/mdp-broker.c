@@ -278,6 +278,8 @@ static void warn_restart_only(const broker_cli_t *old,
            a->metrics_max_services != b->metrics_max_services,
        "metrics/metrics-timeout/metrics-max-connections/"
        "metrics-max-services"},
+      /* The allocator is set once, before any thread (mdp_malloc_tune). */
+      {old->malloc_keep != new->malloc_keep, "malloc-keep"},
   };
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
     if (checks[i].changed)
@@ -509,6 +511,11 @@ int main(int argc, char **argv) {
     broker_cli_free(cli);
     return rc;
   }
+  /* Before any thread: large bodies reuse freed buffers instead of
+   * faulting fresh pages in (include/mdp/malloc.h). */
+  if (cli->malloc_keep > 0 && mdp_malloc_tune(cli->malloc_keep) < 0)
+    fprintf(stderr, "mdp-broker: --malloc-keep: the C library's allocator "
+            "cannot be tuned here; using its defaults\n");
   broker_log_set_level(cli->level);
   opts.log_cb = log_line;
   opts.log_level = library_level(cli);

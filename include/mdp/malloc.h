@@ -1,0 +1,55 @@
+/* libmdp: the C allocator and large messages (docs/performance.md, "Large
+ * bodies and the allocator").
+ *
+ * Every frame ZeroMQ receives is a malloc'd buffer that is freed once the
+ * frame is sent on.  With glibc's default (dynamic) thresholds, a process
+ * that moves large bodies (64 KiB and up) hands freed buffers back to the
+ * kernel (munmap, or trimming the heap) and faults fresh pages in for the
+ * next message: measured in mdp-broker, 40-110 page faults and 2.2x the CPU
+ * of a raw-libzmq forwarder per 1 MiB round trip.  Keeping the freed memory
+ * removes that cost (0.5 page faults, 1.01x).
+ *
+ * The library never changes the process's allocator by itself: the
+ * allocator belongs to the program, which may have its own reasons (memory
+ * limits, another allocator).  A program that moves large messages through
+ * libmdp (a broker, a client or worker sending files or frames) calls
+ * mdp_malloc_tune() once at start, before it creates threads or contexts.
+ * mdp-broker does, by default (--malloc-keep).
+ */
+#ifndef MDP_MALLOC_H
+#define MDP_MALLOC_H
+
+#include "mdp/export.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* mdp-broker's default for mdp_malloc_tune(): 256 MiB. */
+#define MDP_MALLOC_KEEP_DEFAULT ((size_t)256 << 20)
+
+/* Sets glibc's allocator so that freed message buffers are reused rather
+ * than returned to the kernel, keeping at most about `keep_bytes` of free
+ * memory at the top of each heap (glibc's M_TRIM_THRESHOLD: an arena whose
+ * free top grows beyond it is trimmed back).  Blocks up to `keep_bytes`, or
+ * up to glibc's largest mmap threshold (32 MiB on 64-bit systems) if that
+ * is smaller, come from the heap instead of their own mmap (M_MMAP_THRESHOLD);
+ * larger ones are still mapped and unmapped each time.  This turns off
+ * glibc's dynamic thresholds for the whole process.
+ *
+ * The cost is resident memory: what the process held at its busiest stays
+ * mapped, up to `keep_bytes` per arena (libzmq's I/O thread and the loop
+ * thread each have one), for reuse by the next messages.
+ *
+ * Call it once, early (before threads); it is process-wide and not tied to
+ * any libmdp object.  Returns 0, MDP_EINVAL if keep_bytes is 0 (to keep
+ * glibc's defaults, do not call it), or MDP_ENOTSUP where the C library is
+ * not glibc (nothing is changed). */
+MDP_EXTERN int mdp_malloc_tune(size_t keep_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDP_MALLOC_H */
