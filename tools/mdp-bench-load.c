@@ -426,12 +426,62 @@ out:
  * services named "idle-N"; they heartbeat every 2.5 s, spread evenly, and
  * never read (the broker's HEARTBEATs wait in their pipes).  Prints "ready"
  * once every READY is queued. */
+/* (h)'s idle clients: each asks mmi.service once and reads the answer, so
+ * the broker has seen every one; then they stay connected, silent. */
+static int idle_client_once(void *s) {
+  static const unsigned char request = 0x01;
+  if (zmq_send_const(s, "MDPC02", 6, ZMQ_SNDMORE) < 0 ||
+      zmq_send_const(s, &request, 1, ZMQ_SNDMORE) < 0 ||
+      zmq_send_const(s, "mmi.service", 11, ZMQ_SNDMORE) < 0 ||
+      zmq_send_const(s, BENCH_SERVICE, strlen(BENCH_SERVICE), 0) < 0)
+    return -1;
+  return 0;
+}
+
+static int idle_client_answer(void *s) {
+  int more = 1;
+  while (more) {
+    char buf[64];
+    if (zmq_recv(s, buf, sizeof buf, 0) < 0)
+      return -1;
+    size_t sz = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &sz);
+  }
+  return 0;
+}
+
+/* (h)'s queued requests: `per` requests for BENCH_PARKED (a service no
+ * worker offers), never answered. */
+static int park_requests(void *s, int per) {
+  static const unsigned char request = 0x01;
+  unsigned char body[16] = {0};
+  for (int i = 0; i < per; i++)
+    if (zmq_send_const(s, "MDPC02", 6, ZMQ_SNDMORE) < 0 ||
+        zmq_send_const(s, &request, 1, ZMQ_SNDMORE) < 0 ||
+        zmq_send_const(s, BENCH_PARKED, strlen(BENCH_PARKED), ZMQ_SNDMORE) <
+            0 ||
+        zmq_send(s, body, sizeof body, 0) < 0)
+      return -1;
+  return 0;
+}
+
+/* Idle peers: kind=worker (READY for idle-K, then heartbeats unless
+ * hb=0), kind=client (idle_client_once), kind=parked (`requests` requests
+ * spread over the `workers` sockets).  Prints "ready" once all is sent (and,
+ * for clients, answered). */
 int bench_idle_main(const bench_args_t *a) {
   const char *endpoint = bench_arg_str(a, "endpoint", NULL);
+  const char *kind = bench_arg_str(a, "kind", "worker");
   int n = (int)bench_arg_int(a, "workers", 100);
   int services = (int)bench_arg_int(a, "services", 10);
   int offset = (int)bench_arg_int(a, "offset", 0);
-  if (endpoint == NULL || n < 1 || services < 1)
+  int hb = (int)bench_arg_int(a, "hb", 1);
+  long requests = bench_arg_int(a, "requests", 0);
+  int is_worker = strcmp(kind, "worker") == 0;
+  int is_client = strcmp(kind, "client") == 0;
+  int is_parked = strcmp(kind, "parked") == 0;
+  if (endpoint == NULL || n < 1 || services < 1 ||
+      !(is_worker || is_client || is_parked))
     return 2;
   volatile int stop = 0;
   bench_on_term(&stop);
@@ -453,11 +503,33 @@ int bench_idle_main(const bench_args_t *a) {
     zmq_setsockopt(socks[i], ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(socks[i], endpoint) != 0)
       goto out;
-    snprintf(name, sizeof name, "idle-%d", (offset + i) % services);
-    send_ready(socks[i], name);
+    if (is_worker) {
+      snprintf(name, sizeof name, "idle-%d", (offset + i) % services);
+      send_ready(socks[i], name);
+    } else if (is_client) {
+      int timeout = 120000;
+      zmq_setsockopt(socks[i], ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+      if (idle_client_once(socks[i]) < 0)
+        goto out;
+    } else {
+      long per = requests / n + (i < requests % n);
+      if (park_requests(socks[i], (int)per) < 0)
+        goto out;
+    }
   }
+  for (int i = 0; is_client && i < n && !stop; i++)
+    if (idle_client_answer(socks[i]) < 0) {
+      fprintf(stderr, "idle: client %d got no answer\n", i);
+      goto out;
+    }
   printf("ready\n");
   fflush(stdout);
+  if (!is_worker || !hb) {
+    while (!stop)
+      bench_sleep_ms(50);
+    rc = 0;
+    goto out;
+  }
   /* Every 10 ms, the heartbeats due by then at exactly n per interval
    * (from the clock, so that neither rounding nor the sleep's drift moves
    * the rate that (e)'s cost per heartbeat is divided by). */

@@ -98,8 +98,8 @@ static int spawn_broker(const bench_env_t *env, const run_cfg_t *c,
     av_add(&a, "-b");
     av_add(&a, "%s", ep);
     av_add(&a, "-q");
-    if (c->broker_arg)
-      av_add(&a, "%s", c->broker_arg);
+    for (int i = 0; c->broker_args && c->broker_args[i]; i++)
+      av_add(&a, "%s", c->broker_args[i]);
   }
   return bench_spawn(p, a.v, 0, c->tunables ? BENCH_GLIBC_TUNABLES : NULL);
 }
@@ -135,17 +135,26 @@ static int spawn_client(const bench_env_t *env, const run_cfg_t *c,
   return bench_spawn(p, a.v, 1, NULL);
 }
 
-static int spawn_idle(const bench_env_t *env, const char *ep, int n,
-                      int services, int offset, bench_proc_t *p) {
+static int spawn_pop(const bench_env_t *env, const char *ep,
+                     const char *kind, int n, int services, int offset,
+                     int hb, long requests, bench_proc_t *p) {
   argv_t a = {.n = 0};
   av_add(&a, "%s", env->self);
   av_add(&a, "--role");
   av_add(&a, "idle");
+  av_add(&a, "kind=%s", kind);
   av_add(&a, "endpoint=%s", ep);
   av_add(&a, "workers=%d", n);
   av_add(&a, "services=%d", services);
   av_add(&a, "offset=%d", offset);
+  av_add(&a, "hb=%d", hb);
+  av_add(&a, "requests=%ld", requests);
   return bench_spawn(p, a.v, 1, NULL);
+}
+
+static int spawn_idle(const bench_env_t *env, const char *ep, int n,
+                      int services, int offset, bench_proc_t *p) {
+  return spawn_pop(env, ep, "worker", n, services, offset, 1, 0, p);
 }
 
 /* perf stat attached to a running process (all its threads). */
@@ -348,14 +357,32 @@ static void wait_rss_settle(pid_t pid, int quiet_ms, int max_ms) {
   }
 }
 
+/* One figure of mdp-broker's mmi.workers reply for `name`:
+ * [hdr | 0x03 | mmi.workers | "200" | idle | busy | queued], `frame` 4
+ * (idle) to 6 (queued); -1 on error. */
+static long mmi_workers_figure(void *sock, const char *name, int frame_wanted);
+
 /* Idle workers registered with mdp-broker, summed over the services'
- * mmi.workers replies ["200", idle, busy, queued]; -1 on error. */
+ * mmi.workers replies; -1 on error. */
 static long mmi_idle_workers(void *sock, int services) {
-  static const unsigned char request = 0x01;
   long total = 0;
   for (int i = 0; i < services; i++) {
     char name[32];
-    int len = snprintf(name, sizeof name, "idle-%d", i);
+    snprintf(name, sizeof name, "idle-%d", i);
+    long n = mmi_workers_figure(sock, name, 4);
+    if (n < 0)
+      return -1;
+    total += n;
+  }
+  return total;
+}
+
+static long mmi_workers_figure(void *sock, const char *name,
+                               int frame_wanted) {
+  static const unsigned char request = 0x01;
+  long total = 0;
+  {
+    int len = (int)strlen(name);
     zmq_send_const(sock, "MDPC02", 6, ZMQ_SNDMORE);
     zmq_send_const(sock, &request, 1, ZMQ_SNDMORE);
     zmq_send_const(sock, "mmi.workers", 11, ZMQ_SNDMORE);
@@ -368,7 +395,7 @@ static long mmi_idle_workers(void *sock, int services) {
       if (n < 0)
         return -1;
       buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
-      if (frame == 4)
+      if (frame == frame_wanted)
         total += atol(buf);
       frame++;
       size_t sz = sizeof more;
@@ -376,6 +403,34 @@ static long mmi_idle_workers(void *sock, int services) {
     }
   }
   return total;
+}
+
+/* Waits until mmi.workers for `name` reports at least `want` in `frame`
+ * (4 idle, 6 queued), at most max_ms.  One request per poll, so that the
+ * wait adds almost nothing to a broker under callgrind.  0, or -1. */
+static int wait_mmi(const char *ep, const char *name, int frame, long want,
+                    int max_ms) {
+  void *ctx = zmq_ctx_new();
+  void *sock = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, timeout = 60000, rc = -1;
+  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+  uint64_t deadline = bench_now_ns() + (uint64_t)max_ms * 1000000ull;
+  if (zmq_connect(sock, ep) == 0) {
+    while (bench_now_ns() < deadline) {
+      long n = mmi_workers_figure(sock, name, frame);
+      if (n < 0)
+        break;
+      if (n >= want) {
+        rc = 0;
+        break;
+      }
+      bench_sleep_ms(500);
+    }
+  }
+  zmq_close(sock);
+  zmq_ctx_term(ctx);
+  return rc;
 }
 
 /* Waits until mdp-broker has registered `idle` idle workers (at most
@@ -475,6 +530,133 @@ int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
     bench_stop(&procs[i], SIGTERM, 10000);
   session_stop(&s);
   free(tp);
+  out->ok = rc == 0;
+  return rc;
+}
+
+/* ---- (h): scaling curves ------------------------------------------------ */
+
+/* Heartbeats off (an hour) and no queue bounds, so that the population
+ * costs nothing per unit of time and every queued request stays: what is
+ * left is its effect on the busy load's cost per round trip. */
+static const char *const curve_broker_args[] = {
+    "--heartbeat-interval", "3600", "--request-expiry", "3600",
+    "--max-queue", "0", "--max-queue-per-client", "0",
+    "--max-queued-total", "0", "--max-queued-bytes", "0",
+    "--max-services", "0", "--max-workers-per-service", "0", NULL};
+
+enum { POP_PER_PROC = 2500, POP_MAX_PROCS = 16 };
+
+/* Adds the population to a running session and waits until the broker has
+ * taken all of it.  `cheap`: under callgrind, one MMI request per poll.
+ * 0, or -1; the processes are left in procs[0..*nprocs). */
+static int add_population(const bench_env_t *env, session_t *s,
+                          curve_kind_t kind, int n, int cheap,
+                          bench_proc_t *procs, int *nprocs) {
+  *nprocs = 0;
+  if (n <= 0)
+    return 0;
+  int rc = 0;
+  if (kind == CURVE_QUEUED) {
+    int socks = n < 100 ? n : 100;
+    if (spawn_pop(env, s->ep, "parked", socks, 1, 0, 0, n, &procs[0]) < 0)
+      return -1;
+    *nprocs = 1;
+  } else {
+    const char *what = kind == CURVE_CLIENTS ? "client" : "worker";
+    int services = kind == CURVE_SERVICES ? n : 1;
+    for (int off = 0; off < n && *nprocs < POP_MAX_PROCS;
+         off += POP_PER_PROC) {
+      int k = n - off < POP_PER_PROC ? n - off : POP_PER_PROC;
+      if (spawn_pop(env, s->ep, what, k, services, off, 0, 0,
+                    &procs[*nprocs]) < 0)
+        return -1;
+      (*nprocs)++;
+    }
+  }
+  int wait_ms = s->slow ? 600000 : 120000;
+  for (int i = 0; rc == 0 && i < *nprocs; i++) {
+    char line[32];
+    if (bench_read_line(&procs[i], line, sizeof line, wait_ms) < 0) {
+      fprintf(stderr, "mdp-bench: the population did not start\n");
+      rc = -1;
+    }
+  }
+  if (rc == 0 && kind == CURVE_QUEUED)
+    rc = wait_mmi(s->ep, BENCH_PARKED, 6, n, wait_ms);
+  else if (rc == 0 && kind == CURVE_WORKERS)
+    rc = wait_mmi(s->ep, "idle-0", 4, n, wait_ms);
+  else if (rc == 0 && kind == CURVE_SERVICES) {
+    if (cheap) {
+      /* The last service of each process's range. */
+      for (int off = 0; rc == 0 && off < n; off += POP_PER_PROC) {
+        int last = (off + POP_PER_PROC < n ? off + POP_PER_PROC : n) - 1;
+        char name[32];
+        snprintf(name, sizeof name, "idle-%d", last);
+        rc = wait_mmi(s->ep, name, 4, 1, wait_ms);
+      }
+    } else {
+      rc = wait_registered(s->ep, n, n, wait_ms);
+    }
+  }
+  if (rc < 0)
+    fprintf(stderr, "mdp-bench: the broker did not take the population\n");
+  return rc;
+}
+
+static int curve_session(const bench_env_t *env, const run_cfg_t *c0,
+                         curve_kind_t kind, int n, int callgrind, long count,
+                         curve_res_t *out, double *ir, uint64_t *done) {
+  run_cfg_t c = *c0;
+  c.broker_args = curve_broker_args;
+  c.callgrind = callgrind;
+  c.count = callgrind ? count : 0;
+  session_t s;
+  if (session_start(env, &c, &s) < 0)
+    return -1;
+  long rss0 = bench_proc_rss_kib(s.broker.pid);
+  bench_proc_t procs[POP_MAX_PROCS];
+  int nprocs = 0;
+  int rc = add_population(env, &s, kind, n, callgrind, procs, &nprocs);
+  run_res_t r;
+  memset(&r, 0, sizeof r);
+  if (rc == 0) {
+    long rss1 = bench_proc_rss_kib(s.broker.pid);
+    rc = measure(env, &c, &s, &r);
+    if (!callgrind) {
+      out->rss_before_kib = rss0;
+      out->rss_after_kib = rss1;
+      out->rt_per_s = r.rt_per_s;
+      out->cpu_us_rt = r.count ? r.cpu_broker * 1e6 / (double)r.count : 0;
+    }
+  }
+  for (int i = 0; i < nprocs; i++)
+    bench_stop(&procs[i], SIGTERM, 10000);
+  session_stop(&s);
+  if (callgrind) {
+    *ir = parse_callgrind(s.cg_file);
+    *done = r.count;
+    unlink(s.cg_file);
+    if (*ir < 0)
+      rc = -1;
+  }
+  return rc;
+}
+
+int bench_curve(const bench_env_t *env, const run_cfg_t *c, curve_kind_t kind,
+                int n, long n1, long n2, curve_res_t *out) {
+  memset(out, 0, sizeof *out);
+  out->ir_rt = -1;
+  double ir1 = -1, ir2 = -1;
+  uint64_t d1 = 0, d2 = 0;
+  int rc = curve_session(env, c, kind, n, 0, 0, out, NULL, NULL);
+  if (rc == 0 && env->valgrind) {
+    rc = curve_session(env, c, kind, n, 1, n1, out, &ir1, &d1);
+    if (rc == 0)
+      rc = curve_session(env, c, kind, n, 1, n2, out, &ir2, &d2);
+    if (rc == 0 && d2 > d1)
+      out->ir_rt = (ir2 - ir1) / (double)(d2 - d1);
+  }
   out->ok = rc == 0;
   return rc;
 }

@@ -16,6 +16,10 @@
  *      glibc's default thresholds, the baseline with them raised
  *      (BENCH_GLIBC_TUNABLES: the reference), mdp-broker as it starts
  *      (mdp_malloc_tune) and mdp-broker --malloc-keep 0
+ *   h  scaling curves: the (b) load's cost per round trip (instructions
+ *      from callgrind, CPU) next to 1/100/10,000 services, 1/100/10,000
+ *      idle workers, 1/1,000/20,000 connected clients and 0/10,000/100,000
+ *      queued requests; RSS per unit of each (--curve-max caps the sizes)
  * Cost per round trip (--cost): broker system calls and task-clock
  * (perf stat -e raw_syscalls:sys_enter,task-clock), page faults (/proc) and
  * instructions (valgrind --tool=callgrind, fixed workloads N1 and N2,
@@ -42,8 +46,9 @@ static const char usage_text[] =
     "baseline), with client load, worker load and broker as separate\n"
     "processes over tcp://127.0.0.1 and ipc://.\n"
     "\n"
-    "  -s, --scenarios LIST   scenarios to run, from abcdefg (default\n"
-    "                         abcdef; g: large bodies, page faults)\n"
+    "  -s, --scenarios LIST   scenarios to run, from abcdefgh (default\n"
+    "                         abcdef; g: large bodies, page faults;\n"
+    "                         h: scaling curves)\n"
     "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
     "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
     "  -d, --duration S       seconds per measured phase (default 2)\n"
@@ -53,6 +58,8 @@ static const char usage_text[] =
     "      --no-callgrind     with --cost: skip the callgrind runs\n"
     "      --bodies LIST      body sizes in bytes for (g), comma-separated\n"
     "                         (default 65536,1048576,16777216)\n"
+    "      --curve-max N      (h): largest population size run (default\n"
+    "                         100000)\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -101,6 +108,17 @@ typedef struct {
   double rss_mib[BIG_IMPLS];
 } big_t;
 #define MAX_BIG 16
+
+typedef struct {
+  curve_kind_t kind;
+  int n;
+  curve_res_t r;
+} curve_pt_t;
+#define MAX_CURVE 16
+static curve_pt_t curve_pts[MAX_CURVE];
+static int n_curve;
+static const char *const curve_names[] = {"services", "idle workers",
+                                          "clients", "queued requests"};
 static big_t bigs[MAX_BIG];
 static int n_bigs;
 
@@ -120,6 +138,7 @@ typedef struct {
   int idle, idle_services, idle_ms;
   int lib_inflight;
   const char *bodies; /* (g) */
+  int curve_max;      /* (h) */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -309,12 +328,15 @@ static void run_big(const bench_env_t *env, const opts_t *o, size_t body,
     set_load(&cfg[i], 'c', o);
     cfg[i].transport = tr;
     cfg[i].body = body;
-    /* 16 MiB bodies run at tens of round trips a second. */
-    cfg[i].warmup = body >= (8u << 20) ? 8 : 20;
+    /* Enough round trips before measuring that the heap has grown to what
+     * the load holds at its busiest (16 MiB bodies: about 150 MiB, at tens
+     * of round trips a second); the faults of that growth are start-up. */
+    cfg[i].warmup = body >= (8u << 20) ? 40 : 20;
   }
   cfg[BIG_BASE].baseline = cfg[BIG_BASE_TUN].baseline = 1;
   cfg[BIG_BASE_TUN].tunables = 1;
-  cfg[BIG_MDP_KEEP0].broker_arg = "--malloc-keep=0";
+  static const char *const keep0[] = {"--malloc-keep=0", NULL};
+  cfg[BIG_MDP_KEEP0].broker_args = keep0;
   double rt[BIG_IMPLS][64], cpu[BIG_IMPLS][64], flt[BIG_IMPLS][64],
       rss[BIG_IMPLS][64];
   int reps = o->reps < 64 ? o->reps : 64;
@@ -367,6 +389,35 @@ static void run_bigs(const bench_env_t *env, const opts_t *o,
         t++;
     }
   }
+}
+
+/* (h): each curve's points, the (b) load over tcp. */
+static void run_curves(const bench_env_t *env, const opts_t *o) {
+  static const struct {
+    curve_kind_t kind;
+    int n[3];
+  } curves[] = {{CURVE_SERVICES, {1, 100, 10000}},
+                {CURVE_WORKERS, {1, 100, 10000}},
+                {CURVE_CLIENTS, {1, 1000, 20000}},
+                {CURVE_QUEUED, {0, 10000, 100000}}};
+  run_cfg_t c;
+  set_load(&c, 'b', o);
+  c.transport = "tcp";
+  for (size_t i = 0; i < sizeof curves / sizeof *curves; i++)
+    for (int j = 0; j < 3 && n_curve < MAX_CURVE; j++) {
+      if (curves[i].n[j] > o->curve_max)
+        continue;
+      curve_pt_t *pt = &curve_pts[n_curve++];
+      pt->kind = curves[i].kind;
+      pt->n = curves[i].n[j];
+      progress(o, "(h) %s: %d", curve_names[pt->kind], pt->n);
+      if (bench_curve(env, &c, pt->kind, pt->n, 1000, 5000, &pt->r) < 0)
+        failures++;
+      progress(o, "(h) %s %d: %.0f rt/s, %.1f us CPU/rt, %.0f "
+               "instructions/rt, RSS %ld -> %ld KiB", curve_names[pt->kind],
+               pt->n, pt->r.rt_per_s, pt->r.cpu_us_rt, pt->r.ir_rt,
+               pt->r.rss_before_kib, pt->r.rss_after_kib);
+    }
 }
 
 /* Cost per round trip of the broker and of the baseline (tcp). */
@@ -536,6 +587,33 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
       }
     }
   }
+  if (n_curve) {
+    printf("\n(h) scaling curves: (b) 8x8 16 B tcp next to a population "
+           "(ratios against each curve's first point)\n");
+    printf("%-16s %7s %8s %10s %7s %13s %7s %12s\n", "population", "n",
+           "rt/s", "CPU us/rt", "ratio", "instr/rt", "ratio",
+           "RSS B/unit");
+    const curve_pt_t *first = NULL;
+    for (int i = 0; i < n_curve; i++) {
+      const curve_pt_t *pt = &curve_pts[i];
+      if (first == NULL || first->kind != pt->kind)
+        first = pt;
+      char a[16] = "", b[16] = "";
+      if (pt != first) {
+        ratio_str(first->r.cpu_us_rt > 0
+                      ? pt->r.cpu_us_rt / first->r.cpu_us_rt : 0, a, sizeof a);
+        ratio_str(first->r.ir_rt > 0 ? pt->r.ir_rt / first->r.ir_rt : 0, b,
+                  sizeof b);
+      }
+      double per = pt->n > 0 ? (double)(pt->r.rss_after_kib -
+                                        pt->r.rss_before_kib) * 1024.0 /
+                                   pt->n
+                             : 0;
+      printf("%-16s %7d %8.0f %10.1f %7s %13.0f %7s %12.0f%s\n",
+             curve_names[pt->kind], pt->n, pt->r.rt_per_s, pt->r.cpu_us_rt,
+             a, pt->r.ir_rt, b, per, pt->r.ok ? "" : " (failed)");
+    }
+  }
   if (have_scale) {
     const scale_res_t *sc[3] = {&scale_mdp, &scale_base, &scale_echo};
     printf("\n(e) scale (tcp)           %14s %14s %14s\n", "mdp-broker",
@@ -604,6 +682,17 @@ static void print_json(const char *date, const char *mach, const opts_t *o) {
            k->task_us_rt, k->ir_rt, k->faults_rt, k->r_sys, k->r_task,
            k->r_ir, k->r_faults);
   }
+  printf("],\"curves\":[");
+  for (int i = 0; i < n_curve; i++) {
+    const curve_pt_t *pt = &curve_pts[i];
+    printf("%s{\"population\":\"%s\",\"n\":%d,\"ok\":%s,"
+           "\"rt_per_s\":%.1f,\"cpu_us_per_rt\":%.2f,"
+           "\"instructions_per_rt\":%.1f,\"rss_before_kib\":%ld,"
+           "\"rss_after_kib\":%ld}", i ? "," : "", curve_names[pt->kind],
+           pt->n, pt->r.ok ? "true" : "false", pt->r.rt_per_s,
+           pt->r.cpu_us_rt, pt->r.ir_rt, pt->r.rss_before_kib,
+           pt->r.rss_after_kib);
+  }
   printf("],\"large_bodies\":[");
   for (int i = 0, first = 1; i < n_bigs; i++)
     for (int k = 0; k < BIG_IMPLS; k++, first = 0)
@@ -658,7 +747,8 @@ int main(int argc, char **argv) {
     return bench_role_main(argv[2], argc - 3, argv + 3);
   opts_t o = {.reps = 5, .duration_ms = 2000, .callgrind = 1,
               .idle = 10000, .idle_services = 1000, .idle_ms = 10000,
-              .lib_inflight = 1000, .bodies = "65536,1048576,16777216"};
+              .lib_inflight = 1000, .bodies = "65536,1048576,16777216",
+              .curve_max = 100000};
   const char *scen = "abcdef", *transports = "tcp,ipc", *broker = NULL;
   static const struct option longopts[] = {
       {"scenarios", required_argument, NULL, 's'},
@@ -670,6 +760,7 @@ int main(int argc, char **argv) {
       {"idle", required_argument, NULL, 'I'},
       {"lib-inflight", required_argument, NULL, 'L'},
       {"bodies", required_argument, NULL, 'Z'},
+      {"curve-max", required_argument, NULL, 'M'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -689,6 +780,7 @@ int main(int argc, char **argv) {
     case 'I': o.idle = atoi(optarg); break;
     case 'L': o.lib_inflight = atoi(optarg); break;
     case 'Z': o.bodies = optarg; break;
+    case 'M': o.curve_max = atoi(optarg); break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
@@ -733,7 +825,7 @@ int main(int argc, char **argv) {
   }
   bench_env_t env = {self, broker, NULL, NULL};
   char *valgrind = NULL, *perf = NULL;
-  if (o.cost) {
+  if (o.cost || (strchr(scen, 'h') && o.callgrind)) {
     valgrind = find_tool("valgrind");
     perf = find_tool("perf");
     env.valgrind = valgrind;
@@ -750,8 +842,12 @@ int main(int argc, char **argv) {
   machine(mach, sizeof mach);
 
   for (const char *s = scen; *s; s++) {
-    if (!strchr("abcdefg", *s))
+    if (!strchr("abcdefgh", *s))
       continue;
+    if (*s == 'h') {
+      run_curves(&env, &o);
+      continue;
+    }
     if (*s == 'g') {
       run_bigs(&env, &o, transports);
       continue;

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #define BENCH_SERVICE "echo"
+#define BENCH_PARKED "parked" /* (h): a service without workers */
 
 /* ---- key=value arguments of a child role ------------------------------- */
 typedef struct {
@@ -93,7 +94,8 @@ typedef struct {
   int baseline;          /* the raw-libzmq forwarder instead of mdp-broker */
   int hb_echo;           /* baseline: answer each worker HEARTBEAT with one */
   int tunables;          /* the broker runs with BENCH_GLIBC_TUNABLES */
-  const char *broker_arg; /* mdp-broker: one more argument, or NULL */
+  const char *const *broker_args; /* mdp-broker: more arguments (NULL-
+                                   * terminated), or NULL */
   const char *transport; /* "tcp" or "ipc" */
   int workers, lib_workers, partials;
   int clients, inflight, lib_client, max_sockets;
@@ -134,6 +136,25 @@ typedef struct {
   double bytes_per_idle;      /* broker RSS growth / idle workers */
   double idle_cpu_pct;        /* broker CPU, % of one core, idle fleet */
 } scale_res_t;
+
+/* (h) scaling curves: the busy load's cost per round trip next to a
+ * population of one kind. */
+typedef enum {
+  CURVE_SERVICES, /* n services, one idle worker each */
+  CURVE_WORKERS,  /* n idle workers of one other service */
+  CURVE_CLIENTS,  /* n connected clients, each served once (mmi.service) */
+  CURVE_QUEUED    /* n requests queued for a service without workers */
+} curve_kind_t;
+typedef struct {
+  int ok;
+  double rt_per_s, cpu_us_rt; /* plain run */
+  long rss_before_kib, rss_after_kib;
+  double ir_rt;               /* callgrind: instructions per round trip */
+} curve_res_t;
+/* c: the busy load (its count is ignored: n1/n2 round trips under
+ * callgrind, duration_ms in the plain run). */
+int bench_curve(const bench_env_t *env, const run_cfg_t *c, curve_kind_t kind,
+                int n, long n1, long n2, curve_res_t *out);
 
 /* One session with a fresh broker, worker load and client load, and one
  * measured phase.  0, or -1 (the result says what it could). */

@@ -37,7 +37,13 @@ extern "C" {
  * up to glibc's largest mmap threshold (32 MiB on 64-bit systems) if that
  * is smaller, come from the heap instead of their own mmap (M_MMAP_THRESHOLD);
  * larger ones are still mapped and unmapped each time.  This turns off
- * glibc's dynamic thresholds for the whole process.
+ * glibc's dynamic thresholds for the whole process.  It also puts every
+ * thread on one arena (M_ARENA_MAX 1): a thread's own arena (libzmq's I/O
+ * thread receives every frame) grows in heaps of 64 MiB that glibc unmaps
+ * as soon as one is empty, whatever the trim threshold, so bodies of
+ * several MiB would still be faulted in again; the price is one allocator
+ * lock for all threads, which a program with many allocating threads of
+ * its own should weigh.
  *
  * The cost is resident memory: what the process held at its busiest stays
  * mapped, up to `keep_bytes` per arena (libzmq's I/O thread and the loop
