@@ -151,8 +151,11 @@ typedef struct {
   long rss_before_kib, rss_after_kib;
   double ir_rt;               /* callgrind: instructions per round trip */
 } curve_res_t;
-/* c: the busy load (its count is ignored: n1/n2 round trips under
- * callgrind, duration_ms in the plain run). */
+/* c: the busy load.  A plain run (c->duration_ms: rate, CPU, RSS before
+ * and after the population), then, with env->valgrind, one run under
+ * callgrind of n2 round trips whose counters are zeroed before the measured
+ * phase and dumped after it (callgrind_control), so that neither start-up
+ * nor the population's arrival is counted (n1 is unused). */
 int bench_curve(const bench_env_t *env, const run_cfg_t *c, curve_kind_t kind,
                 int n, long n1, long n2, curve_res_t *out);
 
