@@ -20,6 +20,9 @@
  *      from callgrind, CPU) next to 1/100/10,000 services, 1/100/10,000
  *      idle workers, 1/1,000/20,000 connected clients and 0/10,000/100,000
  *      queued requests; RSS per unit of each (--curve-max caps the sizes)
+ *   i  instructions per heartbeat handled, mdp-broker against the baseline
+ *      answering each HEARTBEAT, with --hb-idle idle workers (default 500,
+ *      a rate valgrind keeps up with), 3 runs each, interleaved
  * Cost per round trip (--cost): broker system calls and task-clock
  * (perf stat -e raw_syscalls:sys_enter,task-clock), page faults (/proc) and
  * instructions (valgrind --tool=callgrind, fixed workloads N1 and N2,
@@ -48,7 +51,8 @@ static const char usage_text[] =
     "\n"
     "  -s, --scenarios LIST   scenarios to run, from abcdefgh (default\n"
     "                         abcdef; g: large bodies, page faults;\n"
-    "                         h: scaling curves)\n"
+    "                         h: scaling curves; i: instructions per\n"
+    "                         heartbeat)\n"
     "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
     "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
     "  -d, --duration S       seconds per measured phase (default 2)\n"
@@ -60,6 +64,9 @@ static const char usage_text[] =
     "                         (default 65536,1048576,16777216)\n"
     "      --curve-max N      (h): largest population size run (default\n"
     "                         100000)\n"
+    "      --curves LIST      (h): which curves, from swcq (services,\n"
+    "                         idle workers, clients, queued; default all)\n"
+    "      --hb-idle N        (i): idle workers (default 500)\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -117,6 +124,8 @@ typedef struct {
 #define MAX_CURVE 16
 static curve_pt_t curve_pts[MAX_CURVE];
 static int n_curve;
+static double hb_ir[2][8]; /* (i): mdp-broker, baseline+echo */
+static int hb_runs;
 static const char *const curve_names[] = {"services", "idle workers",
                                           "clients", "queued requests"};
 static big_t bigs[MAX_BIG];
@@ -139,6 +148,8 @@ typedef struct {
   int lib_inflight;
   const char *bodies; /* (g) */
   int curve_max;      /* (h) */
+  const char *curves; /* (h): which curves, from "swcq" */
+  int hb_idle;        /* (i) */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -405,7 +416,8 @@ static void run_curves(const bench_env_t *env, const opts_t *o) {
   c.transport = "tcp";
   for (size_t i = 0; i < sizeof curves / sizeof *curves; i++)
     for (int j = 0; j < 3 && n_curve < MAX_CURVE; j++) {
-      if (curves[i].n[j] > o->curve_max)
+      if (curves[i].n[j] > o->curve_max ||
+          !strchr(o->curves, "swcq"[curves[i].kind]))
         continue;
       curve_pt_t *pt = &curve_pts[n_curve++];
       pt->kind = curves[i].kind;
@@ -418,6 +430,26 @@ static void run_curves(const bench_env_t *env, const opts_t *o) {
                pt->n, pt->r.rt_per_s, pt->r.cpu_us_rt, pt->r.ir_rt,
                pt->r.rss_before_kib, pt->r.rss_after_kib);
     }
+}
+
+static void run_hb_cost(const bench_env_t *env, const opts_t *o) {
+  run_cfg_t c;
+  set_load(&c, 'e', o);
+  c.transport = "tcp";
+  c.workers = c.clients = 1;
+  for (int i = 0; i < 3 && env->valgrind; i++) {
+    for (int j = 0; j < 2; j++) {
+      int base = (i + j) % 2;
+      c.baseline = c.hb_echo = base;
+      if (bench_hb_cost(env, &c, o->hb_idle, o->hb_idle / 10 + 1, 10,
+                        &hb_ir[base][i]) < 0)
+        failures++;
+    }
+    progress(o, "(i) run %d: instructions per heartbeat handled: mdp-broker "
+             "%.0f, baseline answering each %.0f", i + 1, hb_ir[0][i],
+             hb_ir[1][i]);
+    hb_runs = i + 1;
+  }
 }
 
 /* Cost per round trip of the broker and of the baseline (tcp). */
@@ -587,6 +619,14 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
       }
     }
   }
+  if (hb_runs) {
+    printf("\n(i) instructions per heartbeat handled (%d idle workers, "
+           "all threads)\n", o->hb_idle);
+    for (int i = 0; i < hb_runs; i++)
+      printf("run %d: mdp-broker %.0f, baseline answering each %.0f: "
+             "%.2fx\n", i + 1, hb_ir[0][i], hb_ir[1][i],
+             hb_ir[1][i] > 0 ? hb_ir[0][i] / hb_ir[1][i] : 0);
+  }
   if (n_curve) {
     printf("\n(h) scaling curves: (b) 8x8 16 B tcp next to a population "
            "(ratios against each curve's first point)\n");
@@ -748,7 +788,8 @@ int main(int argc, char **argv) {
   opts_t o = {.reps = 5, .duration_ms = 2000, .callgrind = 1,
               .idle = 10000, .idle_services = 1000, .idle_ms = 10000,
               .lib_inflight = 1000, .bodies = "65536,1048576,16777216",
-              .curve_max = 100000};
+              .curve_max = 100000, .curves = "swcq",
+              .hb_idle = 500};
   const char *scen = "abcdef", *transports = "tcp,ipc", *broker = NULL;
   static const struct option longopts[] = {
       {"scenarios", required_argument, NULL, 's'},
@@ -761,6 +802,8 @@ int main(int argc, char **argv) {
       {"lib-inflight", required_argument, NULL, 'L'},
       {"bodies", required_argument, NULL, 'Z'},
       {"curve-max", required_argument, NULL, 'M'},
+      {"curves", required_argument, NULL, 'V'},
+      {"hb-idle", required_argument, NULL, 'H'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -781,6 +824,8 @@ int main(int argc, char **argv) {
     case 'L': o.lib_inflight = atoi(optarg); break;
     case 'Z': o.bodies = optarg; break;
     case 'M': o.curve_max = atoi(optarg); break;
+    case 'V': o.curves = optarg; break;
+    case 'H': o.hb_idle = atoi(optarg); break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
@@ -825,7 +870,7 @@ int main(int argc, char **argv) {
   }
   bench_env_t env = {self, broker, NULL, NULL};
   char *valgrind = NULL, *perf = NULL;
-  if (o.cost || (strchr(scen, 'h') && o.callgrind)) {
+  if (o.cost || ((strchr(scen, 'h') || strchr(scen, 'i')) && o.callgrind)) {
     valgrind = find_tool("valgrind");
     perf = find_tool("perf");
     env.valgrind = valgrind;
@@ -842,8 +887,12 @@ int main(int argc, char **argv) {
   machine(mach, sizeof mach);
 
   for (const char *s = scen; *s; s++) {
-    if (!strchr("abcdefgh", *s))
+    if (!strchr("abcdefghi", *s))
       continue;
+    if (*s == 'i') {
+      run_hb_cost(&env, &o);
+      continue;
+    }
     if (*s == 'h') {
       run_curves(&env, &o);
       continue;

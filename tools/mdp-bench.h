@@ -159,6 +159,12 @@ typedef struct {
 int bench_curve(const bench_env_t *env, const run_cfg_t *c, curve_kind_t kind,
                 int n, long n1, long n2, curve_res_t *out);
 
+/* (i): instructions per heartbeat handled (one received and one sent per
+ * idle worker per interval), under callgrind over `seconds` of only
+ * heartbeats; c->baseline with c->hb_echo for the protocol's floor. */
+int bench_hb_cost(const bench_env_t *env, const run_cfg_t *c, int idle,
+                  int services, int seconds, double *ir_per_hb);
+
 /* One session with a fresh broker, worker load and client load, and one
  * measured phase.  0, or -1 (the result says what it could). */
 int bench_run(const bench_env_t *env, const run_cfg_t *c, run_res_t *r);
