@@ -200,10 +200,11 @@ static double parse_callgrind(const char *file) {
     return -1;
   while (fgets(line, sizeof line, f)) {
     double v;
-    /* A dump after --zero may say "summary: 0" beside its totals. */
-    if ((sscanf(line, "summary: %lf", &v) == 1 ||
-         sscanf(line, "totals: %lf", &v) == 1) &&
-        v > total)
+    /* "summary" is what was counted since the start, or since the last
+     * --zero for a dump; "totals" (the sum of the cost lines) may hold
+     * more in a dump, costs of contexts the zeroing did not reach. */
+    if (sscanf(line, "summary: %lf", &v) == 1 ||
+        (total < 0 && sscanf(line, "totals: %lf", &v) == 1))
       total = v;
   }
   fclose(f);
@@ -678,7 +679,14 @@ static int curve_session(const bench_env_t *env, const run_cfg_t *c0,
     snprintf(dump, sizeof dump, "%s.1", s.cg_file);
     *ir = parse_callgrind(dump);
     *done = r.count;
-    unlink(dump);
+    /* MDP_BENCH_KEEP_CG=DIR keeps each phase's profile for
+     * callgrind_annotate, named after the population. */
+    const char *keep = getenv("MDP_BENCH_KEEP_CG");
+    char kept[PATH_MAX];
+    snprintf(kept, sizeof kept, "%s/curve-%d-%d.cg", keep ? keep : ".",
+             (int)kind, n);
+    if (keep == NULL || rename(dump, kept) != 0)
+      unlink(dump);
     unlink(s.cg_file);
     if (*ir < 0)
       rc = -1;

@@ -18,7 +18,7 @@
  *      (mdp_malloc_tune) and mdp-broker --malloc-keep 0
  *   h  scaling curves: the (b) load's cost per round trip (instructions
  *      from callgrind, CPU) next to 1/100/10,000 services, 1/100/10,000
- *      idle workers, 1/1,000/20,000 connected clients and 0/10,000/100,000
+ *      idle workers, 1/1,000/10,000 connected clients and 0/10,000/100,000
  *      queued requests; RSS per unit of each (--curve-max caps the sizes)
  *   i  instructions per heartbeat handled, mdp-broker against the baseline
  *      answering each HEARTBEAT, with --hb-idle idle workers (default 500,
@@ -409,7 +409,7 @@ static void run_curves(const bench_env_t *env, const opts_t *o) {
     int n[3];
   } curves[] = {{CURVE_SERVICES, {1, 100, 10000}},
                 {CURVE_WORKERS, {1, 100, 10000}},
-                {CURVE_CLIENTS, {1, 1000, 20000}},
+                {CURVE_CLIENTS, {1, 1000, 10000}},
                 {CURVE_QUEUED, {0, 10000, 100000}}};
   run_cfg_t c;
   set_load(&c, 'b', o);

@@ -15,7 +15,7 @@
  * 64 KiB or more should call mdp_malloc_tune() (mdp/malloc.h) once at
  * start, as mdp-broker does.  With glibc's default thresholds the freed
  * frame buffers go back to the kernel and every message faults fresh pages
- * in: measured, 40-200 page faults and 1.5-1.8x the CPU per 1 MiB round
+ * in: measured, 150-250 page faults and 1.5-2.0x the CPU per 1 MiB round
  * trip.  The library does not do it itself: the allocator is the program's.
  *
  * Life cycle: mdp_broker_options_init() -> mdp_broker_new() ->

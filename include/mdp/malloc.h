@@ -5,9 +5,10 @@
  * frame is sent on.  With glibc's default (dynamic) thresholds, a process
  * that moves large bodies (64 KiB and up) hands freed buffers back to the
  * kernel (munmap, or trimming the heap) and faults fresh pages in for the
- * next message: measured in mdp-broker, 40-110 page faults and 2.2x the CPU
- * of a raw-libzmq forwarder per 1 MiB round trip.  Keeping the freed memory
- * removes that cost (0.5 page faults, 1.01x).
+ * next message: measured in mdp-broker (docs/performance.md, round three),
+ * 150-250 page faults and 1.5-2.0x the CPU of a raw-libzmq forwarder per
+ * 1 MiB round trip, 1,400-1,500 faults at 16 MiB.  Keeping the freed memory
+ * removes that cost (at most 1.1 page faults, 0.9-1.1x the CPU).
  *
  * The library never changes the process's allocator by itself: the
  * allocator belongs to the program, which may have its own reasons (memory
@@ -46,8 +47,9 @@ extern "C" {
  * its own should weigh.
  *
  * The cost is resident memory: what the process held at its busiest stays
- * mapped, up to `keep_bytes` per arena (libzmq's I/O thread and the loop
- * thread each have one), for reuse by the next messages.
+ * mapped, up to `keep_bytes` free, for reuse by the next messages
+ * (measured in mdp-broker with 4 x 4 peers: 19 MiB with 1 MiB bodies
+ * against 13-15 MiB untuned, 138 MiB with 16 MiB bodies against 42-58).
  *
  * Call it once, early (before threads); it is process-wide and not tied to
  * any libmdp object.  Returns 0, MDP_EINVAL if keep_bytes is 0 (to keep
