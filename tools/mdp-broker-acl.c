@@ -262,8 +262,14 @@ int broker_names_load(const char *allow, broker_names_t **out, char *err,
       p++;
       while (isspace((unsigned char)*p))
         p++;
-      size_t len = strcspn(p, " \t\r\n#");
-      if (len == MDP_CURVE_KEY_LEN && names_add(n, p, len) < 0)
+      /* The value is the rest of the line, as the library reads it (a
+       * comment is a whole line): '#' is one of Z85's characters, so a key
+       * may hold one and must not be cut there. */
+      size_t len = strcspn(p, "\r\n");
+      while (len > 0 && isspace((unsigned char)p[len - 1]))
+        len--;
+      p[len] = '\0';
+      if (mdp_curve_key_valid(p) && names_add(n, p, len) < 0)
         rc = fail(err, size, allow, 0, "out of memory", NULL);
     }
     if (f != NULL)
