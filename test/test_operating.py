@@ -353,9 +353,12 @@ def log_format_config(problems):
         wait_for(lambda: b"listening on" in b.stderr(), 10)
         b.proc.send_signal(signal.SIGTERM)
         check(problems, b.wait() == 0, "exit status")
-        first = b.stderr().split(b"\n")[0].decode()
-        check(problems, re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mdp-broker info: libmdp ",
-                                 first), "text line %r" % first)
+        lines = [l for l in b.stderr().decode().split("\n") if l]
+        stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mdp-broker [a-z]+: "
+        for line in lines:
+            check(problems, re.match(stamp, line), "text line %r" % line)
+        check(problems, any(re.match(stamp + "libmdp ", l) for l in lines),
+              "no 'libmdp ...' starting line in %r" % lines)
         for args in (["--log-format", "xml"], ["--log-format", ""]):
             b = Broker(args, tmp=tmp)
             rc = b.wait()

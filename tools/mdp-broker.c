@@ -513,9 +513,7 @@ int main(int argc, char **argv) {
   }
   /* Before any thread: large bodies reuse freed buffers instead of
    * faulting fresh pages in (include/mdp/malloc.h). */
-  if (cli->malloc_keep > 0 && mdp_malloc_tune(cli->malloc_keep) < 0)
-    fprintf(stderr, "mdp-broker: --malloc-keep: the C library's allocator "
-            "cannot be tuned here; using its defaults\n");
+  int untuned = cli->malloc_keep > 0 && mdp_malloc_tune(cli->malloc_keep) < 0;
   broker_log_set_level(cli->level);
   opts.log_cb = log_line;
   opts.log_level = library_level(cli);
@@ -531,6 +529,11 @@ int main(int argc, char **argv) {
     broker_log_close();
     return 1;
   }
+  /* (Said after the library's starting line, in the chosen format.) */
+  if (untuned)
+    broker_logf(MDP_LOG_INFO, "malloc-keep: the C library's allocator "
+                "cannot be tuned here (not glibc's, or a sanitizer's); "
+                "using its defaults");
   mdp_broker_set_data(app.broker, &app);
   /* After the broker: it has judged the allow-list itself (and said what
    * is wrong with it); this reads its names and the access list. */
