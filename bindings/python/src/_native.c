@@ -361,17 +361,26 @@ struct cmd_s {
   sync_t *sync;
 };
 
-static void post(state_t *st, cmd_t *c) {
-  c->next = NULL;
+/* Any thread with the GIL.  Hands the list `head`..`tail` (linked by
+ * `next`) to the loop thread, with one wake-up for the whole list. */
+static unsigned long long g_posts, g_posted; /* GIL-guarded; post_counts() */
+
+static void post_list(state_t *st, cmd_t *head, cmd_t *tail) {
+  tail->next = NULL;
+  g_posts++;
+  for (cmd_t *c = head; c; c = c->next)
+    g_posted++;
   pthread_mutex_lock(&st->mu);
   if (st->tail)
-    st->tail->next = c;
+    st->tail->next = head;
   else
-    st->head = c;
-  st->tail = c;
+    st->head = head;
+  st->tail = tail;
   pthread_mutex_unlock(&st->mu);
   uv_async_send(&st->async);
 }
+
+static void post(state_t *st, cmd_t *c) { post_list(st, c, c); }
 
 /* ---- loop thread ---- */
 
@@ -763,13 +772,40 @@ static PyTypeObject ChannelType = {
 typedef struct {
   PyObject_HEAD nobj_t *o;
   int closed; /* close() was called */
+  /* hold(True) keeps this handle's commands here, in order, until
+   * hold(False) posts them at once: an asyncio loop turn that sends many
+   * requests or replies wakes the loop thread once, not once each. */
+  int held;
+  cmd_t *held_head, *held_tail;
 } HandleObject;
 
 static PyTypeObject HandleType;
 
+/* Posts the held commands (if any); the caller holds the GIL. */
+static void handle_flush(HandleObject *self) {
+  if (self->held_head) {
+    post_list(self->o->st, self->held_head, self->held_tail);
+    self->held_head = self->held_tail = NULL;
+  }
+}
+
+static void handle_post(HandleObject *self, cmd_t *c) {
+  if (!self->held) {
+    post(self->o->st, c);
+    return;
+  }
+  c->next = NULL;
+  if (self->held_tail)
+    self->held_tail->next = c;
+  else
+    self->held_head = c;
+  self->held_tail = c;
+}
+
 static void Handle_dealloc(HandleObject *self) {
   nobj_t *o = self->o;
   if (o && o->st->pid == getpid()) {
+    handle_flush(self);
     if (!self->closed) {
       /* Dropped without close(): close it in the background. */
       cmd_t *c = calloc(1, sizeof *c);
@@ -896,7 +932,7 @@ static PyObject *Handle_request(HandleObject *self, PyObject *args) {
   c->retries = retries;
   c->ch = cho->ch;
   channel_ref(cho->ch);
-  post(self->o->st, c);
+  handle_post(self, c);
   Py_RETURN_NONE;
 }
 
@@ -912,7 +948,7 @@ static PyObject *Handle_cancel(HandleObject *self, PyObject *args) {
   if (!c)
     return NULL;
   c->tag = tag;
-  post(self->o->st, c);
+  handle_post(self, c);
   Py_RETURN_NONE;
 }
 
@@ -946,7 +982,7 @@ static PyObject *Handle_reply(HandleObject *self, PyObject *args) {
   c->req.id = h2;
   c->final = final;
   c->body = body;
-  post(self->o->st, c);
+  handle_post(self, c);
   Py_RETURN_NONE;
 }
 
@@ -961,6 +997,8 @@ static PyObject *Handle_close(HandleObject *self, PyObject *args) {
   if (self->closed)
     Py_RETURN_NONE;
   self->closed = 1;
+  self->held = 0;
+  handle_flush(self); /* what was sent before close() goes first */
   cmd_t *c = cmd_for(self, C_CLOSE);
   if (!c)
     return NULL;
@@ -975,6 +1013,21 @@ static PyObject *Handle_close(HandleObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* hold(flag): True keeps this handle's request/cancel/reply commands until
+ * hold(False), which posts them together (in order).  close() posts them
+ * first.  For one asyncio loop turn; never left on. */
+static PyObject *Handle_hold(HandleObject *self, PyObject *arg) {
+  int flag = PyObject_IsTrue(arg);
+  if (flag < 0)
+    return NULL;
+  if (check_pid(self->o->st->pid) < 0)
+    return NULL;
+  self->held = flag && !self->closed;
+  if (!self->held)
+    handle_flush(self);
+  Py_RETURN_NONE;
+}
+
 static PyObject *Handle_closed(HandleObject *self, void *unused) {
   (void)unused;
   return PyBool_FromLong(self->closed);
@@ -985,6 +1038,7 @@ static PyMethodDef Handle_methods[] = {
     {"cancel", (PyCFunction)Handle_cancel, METH_VARARGS, NULL},
     {"reply", (PyCFunction)Handle_reply, METH_VARARGS, NULL},
     {"close", (PyCFunction)Handle_close, METH_VARARGS, NULL},
+    {"hold", (PyCFunction)Handle_hold, METH_O, NULL},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Handle_getset[] = {
@@ -1097,6 +1151,8 @@ static PyObject *nobj_start(nobj_t *o, const char *what) {
   }
   h->o = o;
   h->closed = 0;
+  h->held = 0;
+  h->held_head = h->held_tail = NULL;
   return (PyObject *)h;
 }
 
@@ -1184,6 +1240,14 @@ static PyObject *py_set_error_factory(PyObject *mod, PyObject *f) {
   Py_RETURN_NONE;
 }
 
+/* post_counts() -> (hand-overs to the loop thread, commands handed over):
+ * for tests that the asyncio API batches a loop turn's commands. */
+static PyObject *py_post_counts(PyObject *mod, PyObject *unused) {
+  (void)mod;
+  (void)unused;
+  return Py_BuildValue("(KK)", g_posts, g_posted);
+}
+
 static PyObject *py_strerror(PyObject *mod, PyObject *args) {
   (void)mod;
   int code;
@@ -1206,6 +1270,7 @@ static PyMethodDef module_methods[] = {
     {"client_new", py_client_new, METH_VARARGS, NULL},
     {"worker_new", py_worker_new, METH_VARARGS, NULL},
     {"set_error_factory", py_set_error_factory, METH_O, NULL},
+    {"post_counts", py_post_counts, METH_NOARGS, NULL},
     {"strerror", py_strerror, METH_VARARGS, NULL},
     {"curve_keypair", py_curve_keypair, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};

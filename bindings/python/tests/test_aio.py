@@ -7,8 +7,9 @@ import time
 import pytest
 
 import libmdp
-from libmdp import aio
+from libmdp import _native, aio
 
+from conftest import tool
 from helpers import EchoWorker
 
 
@@ -154,3 +155,70 @@ def test_aio_slow_handler_not_expelled(broker_url):
         assert calls == 1
 
     run(main())
+
+
+def test_requests_of_one_loop_turn_reach_the_loop_thread_together(broker_url):
+    # 50 requests started in one asyncio turn are handed to libmdp's loop
+    # thread as one list (one wake-up), not one by one.
+    async def main():
+        async with aio.Client(broker_url, timeout=30) as c:
+            posts0, cmds0 = _native.post_counts()
+            tasks = [asyncio.ensure_future(c.request("nobody", b"%d" % i)) for i in range(50)]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            posts1, cmds1 = _native.post_counts()
+            assert cmds1 - cmds0 == 50
+            assert posts1 - posts0 == 1
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    run(main())
+
+
+def test_close_sends_held_requests_first(broker_url):
+    # A request held for the end of the turn is still handed over (and
+    # then cancelled by close()), never left behind unanswered.
+    async def main():
+        c = aio.Client(broker_url, timeout=30)
+        pending = asyncio.ensure_future(c.request("nobody", b"x"))
+        await asyncio.sleep(0)  # its first step ran; the release is still queued
+        assert c._batch.holding
+        await c.close()
+        with pytest.raises(libmdp.Cancelled):
+            await pending
+
+    run(main())
+
+
+def test_replies_of_one_turn_reach_the_loop_thread_together(broker_url):
+    # 20 handlers that finish in the same turn: their FINALs are handed
+    # over together (the client is another process: mdp-request).
+    counts = {}
+
+    async def main():
+        in_progress = 0
+        gate = asyncio.Event()
+
+        async def handler(frames):
+            nonlocal in_progress
+            in_progress += 1
+            if in_progress == 20:
+                counts["before"] = _native.post_counts()
+                gate.set()
+            await gate.wait()
+            return frames
+
+        async with aio.Worker(broker_url, "together", handler, concurrency=20, heartbeat_interval=0.2):
+            proc = await asyncio.create_subprocess_exec(
+                tool("mdp-request"), "-b", broker_url, "-n", "20", "-C", "20", "together", "x",
+                stdout=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            counts["after"] = _native.post_counts()
+            assert proc.returncode == 0, out
+            assert b"20 ok" in out, out
+
+    run(main())
+    (p0, n0), (p1, n1) = counts["before"], counts["after"]
+    assert n1 - n0 == 20  # the 20 FINALs
+    assert p1 - p0 <= 2   # one hand-over (two if the last handler's turn released first)
