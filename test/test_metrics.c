@@ -186,6 +186,16 @@ static int broker_stop(broker_t *b) {
   return rc;
 }
 
+/* As broker_stop, but leaves b->ctx for the caller to terminate (after it
+ * closed sockets of its own). */
+static int broker_stop_keep_ctx(broker_t *b) {
+  void *ctx = b->ctx;
+  b->ctx = NULL;
+  int rc = broker_stop(b);
+  b->ctx = ctx;
+  return rc;
+}
+
 /* A raw RFC 18 worker for `service` on a new socket, registration
  * confirmed through mmi.service from `client`. */
 static void *worker_for(broker_t *b, const char *service) {
@@ -829,6 +839,57 @@ static void health_ready_and_page(void) {
   CHECK_EQ(broker_stop(&b), 0);
 }
 
+/* --stop-grace: after SIGTERM /readyz answers 503 "stopping" while the
+ * broker goes on serving (a request reaches its worker, which is sent no
+ * DISCONNECT); a second SIGTERM stops it at once, well before the grace
+ * (30 s) is over; a short grace ends in a clean stop on its own. */
+static void stop_grace_serves_then_stops(void) {
+  broker_t b;
+  const char *const extra[] = {"--stop-grace", "30", NULL};
+  CHECK_EQ(broker_start(&b, extra), 0);
+  b.worker = worker_for(&b, "echo");
+  CHECK(b.worker != NULL);
+  kill(b.proc.pid, SIGTERM);
+  int rc = 0;
+  for (int i = 0; i < 400 && rc != 503; i++) {
+    rc = http(b.http_port, "GET", "/readyz", NULL, page, sizeof page);
+    if (rc != 503)
+      usleep(5000);
+  }
+  CHECK_EQ(rc, 503);
+  CHECK(strstr(page, "\r\n\r\nstopping\n") != NULL);
+  CHECK_EQ(http(b.http_port, "GET", "/healthz", NULL, page, sizeof page), 200);
+  /* Still serving: the next thing the worker gets is this request. */
+  peer_send(b.client, "MDPC02", "\x01", "echo", "during grace", NULL);
+  mdp_msg_t *req = peer_recv(NULL, b.worker, 5000);
+  CHECK(msg_is(req, "MDPW02", "\x02", ANY, "", "during grace", NULL));
+  mdp_msg_destroy(req);
+  CHECK(strstr(proc_stderr(&b.proc), "stopping in 30 s") != NULL);
+  /* The second signal: a clean stop now (broker_stop sends it and waits
+   * at most 5 s), the worker told to go. */
+  uint64_t t0 = uv_hrtime();
+  void *worker = b.worker;
+  b.worker = NULL;
+  CHECK_EQ(broker_stop_keep_ctx(&b), 0);
+  CHECK((uv_hrtime() - t0) / 1000000 < 10000);
+  mdp_msg_t *bye = peer_recv(NULL, worker, 5000);
+  CHECK(msg_is(bye, "MDPW02", "\x06", NULL));
+  mdp_msg_destroy(bye);
+  zmq_close(worker);
+  zmq_ctx_term(b.ctx);
+
+  /* A short grace: the broker stops by itself once it is over. */
+  const char *const short_grace[] = {"--stop-grace", "0.3", NULL};
+  CHECK_EQ(broker_start(&b, short_grace), 0);
+  forget(b.proc.pid);
+  kill(b.proc.pid, SIGTERM);
+  CHECK_EQ(proc_wait(&b.proc, 10000), 0);
+  CHECK(strstr(proc_stderr(&b.proc), "stop grace over, stopping") != NULL);
+  proc_cleanup(&b.proc);
+  b.proc.pid = 0;
+  zmq_ctx_term(b.ctx);
+}
+
 /* GET /status: JSON with the service, its workers and the queue figures;
  * the oldest queued request's age grows while it waits. */
 static void status_json(void) {
@@ -1160,6 +1221,7 @@ int main(void) {
   RUN_METRICS(service_label_bounded);
   RUN_METRICS(abuse_does_not_disturb_traffic);
   RUN_METRICS(health_ready_and_page);
+  RUN_METRICS(stop_grace_serves_then_stops);
   RUN_METRICS(status_json);
   RUN_METRICS(rate_bound);
   RUN_METRICS(process_metrics_present);

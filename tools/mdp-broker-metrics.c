@@ -137,7 +137,7 @@ struct broker_metrics_s {
   uint64_t cut; /* connections shut down by the sweep */
   int pending_closes;
   double start_time; /* seconds since the epoch */
-  int ready;         /* /readyz: every endpoint bound, not stopping */
+  int ready;         /* /readyz: 1 every endpoint bound; 0 starting; -1 stopping */
   /* The request-rate bound: each page kind is built at most once per
    * min_interval_ms of loop time, and the last one served in between (an
    * MHD response is reference-counted: queued to any number of
@@ -776,12 +776,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                        loop answers nothing */
     return reply_text(conn, MHD_HTTP_OK, "ok\n", NULL);
   if (strcmp(url, "/readyz") == 0)
-    return m->ready ? reply_text(conn, MHD_HTTP_OK, "ready\n", NULL)
-                    : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                 mdp_broker_is_closing(m->broker)
-                                     ? "stopping\n"
-                                     : "not ready: starting\n",
-                                 NULL);
+    return m->ready > 0 ? reply_text(conn, MHD_HTTP_OK, "ready\n", NULL)
+                        : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                     m->ready < 0 ||
+                                             mdp_broker_is_closing(m->broker)
+                                         ? "stopping\n"
+                                         : "not ready: starting\n",
+                                     NULL);
   if (strcmp(url, "/") == 0) {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         strlen(broker_status_page), (void *)broker_status_page,

@@ -43,8 +43,9 @@ int broker_metrics_start(uv_loop_t *loop, mdp_broker_t *broker,
                          const broker_metrics_conf_t *conf,
                          broker_metrics_t **out, char *bound, size_t size);
 
-/* /readyz answers 200 once `ready` is set (every endpoint bound), 503
- * before and once cleared (stopping).  NULL is a no-op. */
+/* /readyz answers 200 while `ready` is 1 (every endpoint bound), 503
+ * "not ready: starting" while 0 (unless the broker is closing) and 503
+ * "stopping" while -1 (a stop has begun).  NULL is a no-op. */
 void broker_metrics_set_ready(broker_metrics_t *m, int ready);
 
 /* Where the count of connected peers is (the broker's monitor), for the

@@ -116,6 +116,11 @@ const char broker_usage_text[] =
     "      --metrics-max-connections N\n"
     "                              metrics connections at once; more are\n"
     "                              refused (default 16)\n"
+    "      --stop-grace S          on SIGTERM or SIGINT, answer /readyz 503 and\n"
+    "                              go on serving for S seconds before the\n"
+    "                              clean stop, so a load balancer can take\n"
+    "                              the broker out first; a second signal\n"
+    "                              stops at once (default 0: stop at once)\n"
     "      --metrics-min-interval S\n"
     "                              build a page (/metrics, /status) at most once\n"
     "                              per S seconds; requests in between get the\n"
@@ -203,6 +208,7 @@ enum {
   OPT_LOG_FILE,
   OPT_CURVE_ACL,
   OPT_METRICS_MIN_INTERVAL,
+  OPT_STOP_GRACE,
   OPT_CHECK_CONFIG,
   OPT_MALLOC_KEEP
 };
@@ -245,6 +251,7 @@ static const struct option longopts[] = {
      OPT_METRICS_MAX_CONNECTIONS},
     {"metrics-min-interval", required_argument, NULL,
      OPT_METRICS_MIN_INTERVAL},
+    {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"debug", no_argument, NULL, OPT_DEBUG},
@@ -559,6 +566,13 @@ static int apply_option(broker_cli_t *cli, int id, const char *name,
     if (parse_seconds(value, &ms) < 0 || ms > 60000)
       return bad_value(at, name, value, "seconds from 0 to 60 expected");
     cli->metrics_min_interval_ms = (unsigned)ms;
+    return 0;
+  }
+  case OPT_STOP_GRACE: {
+    uint64_t ms;
+    if (parse_seconds(value, &ms) < 0 || ms > 3600000)
+      return bad_value(at, name, value, "seconds from 0 to 3600 expected");
+    cli->stop_grace_ms = ms;
     return 0;
   }
   case OPT_MALLOC_KEEP:

@@ -36,6 +36,7 @@ typedef struct {
   const char *log_file;      /* --log-file PATH, or NULL: stderr */
   int check_config;          /* --check-config: check, print, exit */
   size_t malloc_keep;         /* --malloc-keep, bytes; 0: glibc's defaults */
+  uint64_t stop_grace_ms;     /* --stop-grace: serve on this long after SIGTERM */
 } broker_cli_t;
 
 /* Parses argv, then the config file if -c named one, into `cli` (which it

@@ -27,6 +27,7 @@ typedef struct {
   mdp_broker_t *broker;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t stats_timer;
+  uv_timer_t grace_timer; /* --stop-grace: the stop after the first signal */
   broker_notify_t notify;
   broker_metrics_t *metrics; /* --metrics, or NULL */
   broker_cli_t cli;          /* the configuration last read */
@@ -36,6 +37,7 @@ typedef struct {
   int argc;
   char **argv;
   int stopping;
+  int draining; /* a signal came; stopping when grace_timer fires */
   uint64_t reloads;
   /* CURVE: the allow-list's key names now (a key removed by a reload is
    * refused on its next READY or REQUEST), and the access list. */
@@ -162,7 +164,8 @@ static void stop(app_t *app) {
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sighup, NULL);
   uv_close((uv_handle_t *)&app->stats_timer, NULL);
-  broker_metrics_set_ready(app->metrics, 0);
+  uv_close((uv_handle_t *)&app->grace_timer, NULL);
+  broker_metrics_set_ready(app->metrics, -1);
   if (app->monitor != NULL) {
     broker_metrics_set_connections(app->metrics, NULL);
     if (app->broker)
@@ -178,11 +181,32 @@ static void stop(app_t *app) {
   }
 }
 
+static void on_grace_over(uv_timer_t *timer) {
+  app_t *app = timer->data;
+  broker_logf(MDP_LOG_INFO, "stop grace over, stopping");
+  stop(app);
+}
+
+/* The first SIGTERM or SIGINT with --stop-grace: /readyz says "stopping" at
+ * once while everything else goes on, so that a load balancer polling it
+ * takes the broker out before its workers are sent DISCONNECT; the stop
+ * comes when the grace is over, or at a second signal. */
 static void on_signal(uv_signal_t *sig, int signum) {
   app_t *app = sig->data;
-  broker_logf(MDP_LOG_INFO, "%s received, stopping",
-              signum == SIGINT ? "SIGINT" : "SIGTERM");
-  stop(app);
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  uint64_t grace = app->cli.stop_grace_ms;
+  if (app->draining || grace == 0) {
+    broker_logf(MDP_LOG_INFO, "%s received, stopping", name);
+    stop(app);
+    return;
+  }
+  app->draining = 1;
+  broker_metrics_set_ready(app->metrics, -1);
+  broker_notify_stopping(&app->notify);
+  uv_timer_start(&app->grace_timer, on_grace_over, grace, 0);
+  broker_logf(MDP_LOG_INFO, "%s received, stopping in %.3g s (--stop-grace; "
+              "/readyz answers 503 meanwhile, a second signal stops at once)",
+              name, grace / 1000.0);
 }
 
 static void on_stats(uv_timer_t *timer) {
@@ -586,8 +610,9 @@ int main(int argc, char **argv) {
   uv_signal_init(&app.loop, &app.sigterm);
   uv_signal_init(&app.loop, &app.sighup);
   uv_timer_init(&app.loop, &app.stats_timer);
+  uv_timer_init(&app.loop, &app.grace_timer);
   app.sigint.data = app.sigterm.data = app.sighup.data = &app;
-  app.stats_timer.data = &app;
+  app.stats_timer.data = app.grace_timer.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
   uv_signal_start(&app.sighup, on_sighup, SIGHUP);
