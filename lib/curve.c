@@ -326,6 +326,29 @@ int mdp__keyset_load(mdp__keyset_t *set, const char *path, char *err_path,
   return rc;
 }
 
+int mdp_curve_allow_each(const char *path, mdp_curve_allow_cb cb, void *arg,
+                         char *err_path, size_t err_path_size,
+                         size_t *err_line) {
+  if (path == NULL || cb == NULL)
+    return MDP_EINVAL;
+  char unused[1];
+  if (err_path == NULL) {
+    err_path = unused;
+    err_path_size = 0;
+  }
+  /* The broker's own reader, so that what a tool is told is what the
+   * broker's ZAP handler allows, names and all. */
+  mdp__keyset_t set = {0};
+  int rc = mdp__keyset_load(&set, path, err_path, err_path_size, err_line);
+  for (size_t i = 0; rc == 0 && i < set.n; i++) {
+    char z85[41];
+    zmq_z85_encode(z85, set.keys[i].key, 32);
+    rc = cb(arg, z85, set.keys[i].name);
+  }
+  mdp__keyset_free(&set);
+  return rc;
+}
+
 static int key_cmp(const void *a, const void *b) {
   const mdp__keyentry_t *x = a, *y = b;
   int c = memcmp(x->key, y->key, 32);

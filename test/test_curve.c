@@ -435,6 +435,87 @@ static void allow_file_and_keys(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* mdp_curve_allow_each: the keys of an allow-list with the names the
+ * broker's ZAP handler gives (NAME of NAME.pub; a file's keys by
+ * themselves), a malformed file's line, a callback that stops the walk. */
+typedef struct {
+  char z85[4][41];
+  char name[4][64];
+  int n;
+  int stop_at; /* return 7 on this call (1-based), 0: never */
+} seen_t;
+
+static int seen_key(void *arg, const char *z85, const char *name) {
+  seen_t *s = arg;
+  if (s->n < 4) {
+    snprintf(s->z85[s->n], sizeof s->z85[0], "%s", z85);
+    snprintf(s->name[s->n], sizeof s->name[0], "%s", name);
+  }
+  s->n++;
+  return s->n == s->stop_at ? 7 : 0;
+}
+
+static int seen_has(const seen_t *s, const char *z85, const char *name) {
+  for (int i = 0; i < s->n && i < 4; i++)
+    if (strcmp(s->z85[i], z85) == 0 && strcmp(s->name[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static void allow_each_names_keys(void) {
+  mdp_curve_keypair_t a, b;
+  CHECK_EQ(mdp_curve_keypair_new(&a), 0);
+  CHECK_EQ(mdp_curve_keypair_new(&b), 0);
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s", tmp_path("each.d"));
+  CHECK_EQ(mkdir(dir, 0700), 0);
+  char base[400];
+  snprintf(base, sizeof base, "%s/alice", dir);
+  mdp_curve_keypair_t pub_a = a, pub_b = b;
+  pub_a.secret_key[0] = pub_b.secret_key[0] = '\0';
+  CHECK_EQ(mdp_curve_save(base, &pub_a, 0), 0);
+  snprintf(base, sizeof base, "%s/bob", dir);
+  CHECK_EQ(mdp_curve_save(base, &pub_b, 0), 0);
+  seen_t s = {0};
+  CHECK_EQ(mdp_curve_allow_each(dir, seen_key, &s, NULL, 0, NULL), 0);
+  CHECK_EQ(s.n, 2);
+  CHECK(seen_has(&s, a.public_key, "alice"));
+  CHECK(seen_has(&s, b.public_key, "bob"));
+  /* A file of keys: each named by itself. */
+  char text[300];
+  snprintf(text, sizeof text, "# two\npublic-key = %s\npublic-key = %s\n",
+           a.public_key, b.public_key);
+  CHECK_EQ(write_text(tmp_path("each.txt"), text), 0);
+  memset(&s, 0, sizeof s);
+  CHECK_EQ(mdp_curve_allow_each(tmp_path("each.txt"), seen_key, &s, NULL, 0,
+                                NULL), 0);
+  CHECK_EQ(s.n, 2);
+  CHECK(seen_has(&s, a.public_key, a.public_key));
+  CHECK(seen_has(&s, b.public_key, b.public_key));
+  /* The callback's value ends the walk. */
+  memset(&s, 0, sizeof s);
+  s.stop_at = 1;
+  CHECK_EQ(mdp_curve_allow_each(tmp_path("each.txt"), seen_key, &s, NULL, 0,
+                                NULL), 7);
+  CHECK_EQ(s.n, 1);
+  /* A malformed file: where, and no callback at all. */
+  snprintf(text, sizeof text, "public-key = %s\npublic-key = nonsense\n",
+           a.public_key);
+  CHECK_EQ(write_text(tmp_path("each-bad.txt"), text), 0);
+  memset(&s, 0, sizeof s);
+  char where[300] = "";
+  size_t line = 0;
+  CHECK_EQ(mdp_curve_allow_each(tmp_path("each-bad.txt"), seen_key, &s, where,
+                                sizeof where, &line), MDP_EINVAL);
+  CHECK_EQ(s.n, 0);
+  CHECK_EQ(line, 2);
+  CHECK(strcmp(where, tmp_path("each-bad.txt")) == 0);
+  CHECK_EQ(mdp_curve_allow_each(tmp_path("none-such"), seen_key, &s, NULL, 0,
+                                NULL), -ENOENT);
+  CHECK_EQ(mdp_curve_allow_each(NULL, seen_key, &s, NULL, 0, NULL),
+           MDP_EINVAL);
+}
+
 /* One ZAP handler per ZeroMQ context; options checked before anything
  * is created or bound. */
 static int closed_two(void *arg) { return *(int *)arg >= 2; }
@@ -916,6 +997,7 @@ int main(void) {
   RUN(allowed_peers_served);
   RUN(intruders_refused);
   RUN(allow_file_and_keys);
+  RUN(allow_each_names_keys);
   RUN(option_errors);
   RUN(zap_handle_only_from_bind);
   RUN(keygen_tool);

@@ -1,11 +1,8 @@
 /* mdp-broker's access list; see mdp-broker-acl.h. */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "mdp-broker-acl.h"
 
@@ -221,63 +218,28 @@ void broker_names_free(broker_names_t *names) {
   free(names);
 }
 
+static int names_add_cb(void *arg, const char *z85, const char *name) {
+  (void)z85;
+  return names_add(arg, name, strlen(name)) < 0 ? MDP_ENOMEM : 0;
+}
+
 int broker_names_load(const char *allow, broker_names_t **out, char *err,
                       size_t size) {
   broker_names_t *n = calloc(1, sizeof *n);
   if (n == NULL)
     return fail(err, size, allow, 0, "out of memory", NULL);
-  struct stat st;
-  int rc = 0;
-  if (stat(allow, &st) != 0) {
-    rc = fail(err, size, allow, 0, "", strerror(errno));
-  } else if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(allow);
-    struct dirent *e;
-    if (d == NULL)
-      rc = fail(err, size, allow, 0, "", strerror(errno));
-    while (rc == 0 && d != NULL && (e = readdir(d)) != NULL) {
-      size_t len = strlen(e->d_name);
-      if (e->d_name[0] != '.' && len > 4 &&
-          strcmp(e->d_name + len - 4, ".pub") == 0 &&
-          names_add(n, e->d_name, len - 4) < 0)
-        rc = fail(err, size, allow, 0, "out of memory", NULL);
-    }
-    if (d != NULL)
-      closedir(d);
-  } else {
-    /* A file of keys: each key is named by itself (Z85). */
-    FILE *f = fopen(allow, "r");
-    char line[512];
-    if (f == NULL)
-      rc = fail(err, size, allow, 0, "", strerror(errno));
-    while (rc == 0 && f != NULL && fgets(line, sizeof line, f) != NULL) {
-      char *p = line;
-      while (isspace((unsigned char)*p))
-        p++;
-      if (strncmp(p, "public-key", 10) != 0)
-        continue;
-      p = strchr(p, '=');
-      if (p == NULL)
-        continue;
-      p++;
-      while (isspace((unsigned char)*p))
-        p++;
-      /* The value is the rest of the line, as the library reads it (a
-       * comment is a whole line): '#' is one of Z85's characters, so a key
-       * may hold one and must not be cut there. */
-      size_t len = strcspn(p, "\r\n");
-      while (len > 0 && isspace((unsigned char)p[len - 1]))
-        len--;
-      p[len] = '\0';
-      if (mdp_curve_key_valid(p) && names_add(n, p, len) < 0)
-        rc = fail(err, size, allow, 0, "out of memory", NULL);
-    }
-    if (f != NULL)
-      fclose(f);
-  }
+  /* The library's reader: the names are those its ZAP handler gives. */
+  char file[1024];
+  size_t line = 0;
+  int rc = mdp_curve_allow_each(allow, names_add_cb, n, file, sizeof file,
+                                &line);
   if (rc != 0) {
     broker_names_free(n);
-    return -1;
+    if (rc == MDP_EINVAL)
+      return fail(err, size, file, line, "not a valid allow-list file",
+                  NULL);
+    return fail(err, size, rc == MDP_ENOMEM ? allow : file, 0, "",
+                mdp_strerror(rc));
   }
   if (n->n > 0)
     qsort(n->v, n->n, sizeof *n->v, cmp_str);

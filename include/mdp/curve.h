@@ -57,6 +57,27 @@ MDP_EXTERN int mdp_curve_keypair_new(mdp_curve_keypair_t *out);
 MDP_EXTERN int mdp_curve_load(const char *path, mdp_curve_keypair_t *out,
                    size_t *err_line);
 
+/* Called by mdp_curve_allow_each() for each key of an allow-list: `z85`
+ * the key (40 characters), `name` its name as the broker's ZAP handler
+ * gives it for the peer's user id (NAME for a directory's NAME.pub; in a
+ * file of keys, the key itself).  Both are valid for the call only.
+ * Return 0 to go on; any other value ends the walk and is returned. */
+typedef int (*mdp_curve_allow_cb)(void *arg, const char *z85,
+                                  const char *name);
+
+/* Reads the allow-list `path` (what mdp_broker_options_t's curve_allow
+ * names: a file of public-key lines, or a directory of NAME.pub files)
+ * exactly as the broker does, then calls `cb` for each key, in no
+ * particular order.  Returns 0; MDP_EINVAL for a malformed file (then the
+ * file is written to `err_path`, `err_path_size` bytes, if that is not
+ * NULL, and its line at fault to `*err_line`, if that is not NULL, 0 for
+ * the file as a whole); a negated errno value for I/O errors; MDP_ENOMEM;
+ * or the first non-zero value `cb` returned.  Nothing is called if the
+ * list cannot be read whole. */
+MDP_EXTERN int mdp_curve_allow_each(const char *path, mdp_curve_allow_cb cb,
+                                    void *arg, char *err_path,
+                                    size_t err_path_size, size_t *err_line);
+
 /* Writes `kp` as `base`.pub (the public key, mode 0644) and, if it has a
  * secret key, `base`.secret (both keys, mode 0600, created so: never
  * readable by others, not even briefly).  Without `overwrite` an existing
