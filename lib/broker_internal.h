@@ -100,6 +100,9 @@ struct broker_worker {
   broker_service_t *service;
   broker_request_t *request; /* NULL when idle */
   mdp_dialect_t dialect;
+  const char *user;          /* its READY's ZAP user id (in this block,
+                                after id), or NULL: for
+                                mdp_broker_recheck_access */
   size_t id_size;
   uint8_t id[];             /* routing identity: the map key */
 };

@@ -1,6 +1,7 @@
 /* Run-time changes to a running broker, for an operator's reload (SIGHUP
  * in mdp-broker): the limits, the log level, the CURVE allow-list.  Kept
  * apart from the message paths: nothing here runs per message. */
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -132,6 +133,56 @@ int mdp__broker_access(mdp_broker_t *b, const zmq_msg_t *id,
                       role == MDP_BROKER_ACCESS_SERVE ? "READYs" : "requests");
   }
   return 0;
+}
+
+int mdp_broker_recheck_access(mdp_broker_t *b) {
+  if (b == NULL)
+    return MDP_EINVAL;
+  if (b->access_cb == NULL || b->closing || b->workers.count == 0)
+    return 0;
+  /* The denied workers' identities are copied out first: the map must not
+   * change while it is walked, and removing one worker dispatches queued
+   * requests, which may lose others, so each is looked up again. */
+  broker_worker_t **denied = malloc(b->workers.count * sizeof *denied);
+  if (denied == NULL)
+    return MDP_ENOMEM;
+  size_t n = 0, bytes = 0;
+  for (size_t i = 0; i < b->workers.cap && n < b->workers.count; i++) {
+    broker_worker_t *w = b->workers.slots[i].hash ? b->workers.slots[i].value
+                                                  : NULL;
+    if (w != NULL &&
+        !b->access_cb(b->access_data, MDP_BROKER_ACCESS_SERVE,
+                      w->service->name, w->service->name_size, w->user)) {
+      denied[n++] = w;
+      bytes += sizeof(size_t) + w->id_size;
+    }
+  }
+  uint8_t *ids = n > 0 ? malloc(bytes) : NULL;
+  if (n > 0 && ids == NULL) {
+    free(denied);
+    return MDP_ENOMEM;
+  }
+  uint8_t *end = ids;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(end, &denied[i]->id_size, sizeof(size_t));
+    memcpy(end + sizeof(size_t), denied[i]->id, denied[i]->id_size);
+    end += sizeof(size_t) + denied[i]->id_size;
+  }
+  free(denied);
+  int removed = 0;
+  for (uint8_t *q = ids; q < end;) {
+    size_t len;
+    memcpy(&len, q, sizeof len);
+    broker_worker_t *w = mdp__map_get(&b->workers, q + sizeof len, len);
+    q += sizeof len + len;
+    if (w == NULL)
+      continue;
+    b->denied_serves++;
+    removed++;
+    mdp__broker_worker_remove(b, w, 1, "no longer allowed by the access list");
+  }
+  free(ids);
+  return removed;
 }
 
 int mdp_broker_monitor(mdp_broker_t *b, const char *endpoint, int events) {

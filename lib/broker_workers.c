@@ -28,9 +28,16 @@ void mdp__broker_on_ready(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
                      : "too many services");
     return;
   }
-  w = malloc(sizeof *w + id_size);
-  if (w != NULL)
+  /* The ZAP user id (CURVE: the key's name) is kept for the access list's
+   * later changes (mdp_broker_recheck_access): libzmq gives it only with
+   * the connection's messages. */
+  const char *user = zmq_msg_gets(id, "User-Id");
+  size_t user_size = user != NULL ? strlen(user) + 1 : 0;
+  w = malloc(sizeof *w + id_size + user_size);
+  if (w != NULL) {
     memcpy(w->id, zmq_msg_data(id), id_size);
+    w->user = user != NULL ? memcpy(w->id + id_size, user, user_size) : NULL;
+  }
   if (w == NULL || mdp__map_put(&b->workers, w->id, id_size, w) < 0) {
     /* Out of memory: refuse the worker; it will try again. */
     free(w);

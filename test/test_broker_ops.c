@@ -111,6 +111,59 @@ static void access_hook(void) {
   CHECK_EQ(env_close(), 0);
 }
 
+/* mdp_broker_recheck_access: registered workers judged again by the hook
+ * (as after a reload changed the lists): the denied ones, idle or busy, are
+ * sent DISCONNECT and removed, counted as denied serves; the others stay
+ * and serve. */
+static int strict_x(void *data, mdp_broker_access_t role,
+                    const uint8_t *service, size_t size, const char *user) {
+  (void)user;
+  int strict = *(int *)data;
+  return !(strict && role == MDP_BROKER_ACCESS_SERVE && size >= 1 &&
+           service[0] == 'x');
+}
+
+static void recheck_removes_denied_workers(void) {
+  CHECK(env_open(NULL, NULL) == 0);
+  CHECK_EQ(mdp_broker_recheck_access(NULL), MDP_EINVAL);
+  CHECK_EQ(mdp_broker_recheck_access(E.broker), 0); /* no hook */
+  int strict = 0;
+  mdp_broker_set_access_cb(E.broker, strict_x, &strict);
+  void *wx1 = worker_ready("x1");
+  void *wx2 = worker_ready("x2");
+  void *wo = worker_ready("open");
+  void *c = peer();
+  settle_until(stats().workers == 3);
+  CHECK_EQ(stats().workers, 3);
+  peer_send(c, "MDPC02", "\x01", "x2", "busy", NULL);
+  mdp_msg_t *m = recv_skip_hb(wx2, 2000);
+  CHECK(msg_is(m, "MDPW02", "\x02", ANY, "", "busy", NULL));
+  mdp_msg_destroy(m);
+  /* Nothing changed: nobody goes. */
+  CHECK_EQ(mdp_broker_recheck_access(E.broker), 0);
+  CHECK_EQ(stats().workers, 3);
+  /* Serving x* denied now: the idle x1 and the busy x2 go. */
+  strict = 1;
+  CHECK_EQ(mdp_broker_recheck_access(E.broker), 2);
+  CHECK_EQ(stats().workers, 1);
+  m = recv_skip_hb(wx1, 2000);
+  CHECK(msg_is(m, "MDPW02", "\x06", NULL));
+  mdp_msg_destroy(m);
+  m = recv_skip_hb(wx2, 2000);
+  CHECK(msg_is(m, "MDPW02", "\x06", NULL));
+  mdp_msg_destroy(m);
+  uint64_t serve = 0;
+  mdp_broker_get_denied(E.broker, NULL, &serve);
+  CHECK_EQ(serve, 2);
+  /* The allowed worker still serves. */
+  peer_send(c, "MDPC02", "\x01", "open", "still", NULL);
+  m = recv_skip_hb(wo, 2000);
+  CHECK(msg_is(m, "MDPW02", "\x02", ANY, "", "still", NULL));
+  mdp_msg_destroy(m);
+  CHECK_EQ(mdp_broker_recheck_access(E.broker), 0);
+  CHECK_EQ(env_close(), 0);
+}
+
 static void limits_at_run_time(void) {
   mdp_broker_options_t o;
   test_opts(&o);
@@ -186,6 +239,7 @@ static void log_level_at_run_time(void) {
 int main(void) {
   (void)keep_alive_until_expired; /* broker_env.h's, unused here */
   RUN(access_hook);
+  RUN(recheck_removes_denied_workers);
   RUN(limits_at_run_time);
   RUN(log_level_at_run_time);
   return t_done();

@@ -907,6 +907,21 @@ def curve_acl(problems):
                            timeout=bound(30))
         check(problems, r.returncode == 2 and (acl + ":2:").encode() in r.stderr,
               "check-config on a bad list: %d %r" % (r.returncode, r.stderr))
+        # A reload that takes echo from worker-1 (still connected and
+        # registered): it is sent DISCONNECT at once, and its READY again
+        # is refused, so echo has no worker; worker-2's open services stay.
+        write(acl, "echo request client-1 client-2\necho serve client-2\n")
+        check(problems, hup_and_wait(b, b"reloaded in"), "no reload")
+        check(problems, b"reload: 1 worker no longer allowed by the access list or the "
+              b"allow-list sent DISCONNECT" in b.stderr(),
+              "worker-1 not revoked at reload: %s" % b.stderr().decode()[-800:])
+        check(problems, b"leaves: no longer allowed by the access list" in b.stderr(),
+              "no line for the revoked worker")
+        ok = wait_for(lambda: curve_request(ep, keys, "client-2",
+                                            ["--mmi", "service", "echo"])[0] == 1, 20, step=0.2)
+        check(problems, ok, "echo still has a worker after worker-1 was revoked")
+        rc, out = curve_request(ep, keys, "client-2", ["other", "x"])
+        check(problems, rc == 0, "worker-2's open service lost at the reload: %d" % rc)
         b.proc.send_signal(signal.SIGTERM)
         check(problems, b.wait() == 0, "exit status")
         # Without CURVE the list means nothing: refused.

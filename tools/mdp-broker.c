@@ -396,6 +396,19 @@ static void reload(app_t *app) {
       uv_timer_start(&app->stats_timer, on_stats, next.stats_ms,
                      next.stats_ms);
   }
+  if (curve_next) {
+    /* A key taken out of the allow-list, or out of a service's lines in
+     * the access list: its registered workers go now, not at their next
+     * READY (which a connected worker never sends again). */
+    int gone = mdp_broker_recheck_access(app->broker);
+    if (gone > 0)
+      broker_logf(MDP_LOG_WARN, "reload: %d worker%s no longer allowed by "
+                  "the access list or the allow-list sent DISCONNECT", gone,
+                  gone == 1 ? "" : "s");
+    else if (gone < 0)
+      broker_logf(MDP_LOG_ERROR, "reload: registered workers not checked "
+                  "against the new lists: %s", mdp_strerror(gone));
+  }
   broker_cli_free(&app->cli);
   app->cli = next;
   double ms = (uv_hrtime() - t0) / 1e6;

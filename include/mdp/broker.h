@@ -410,7 +410,18 @@ typedef int (*mdp_broker_access_cb)(void *data, mdp_broker_access_t role,
 MDP_EXTERN void mdp_broker_set_access_cb(mdp_broker_t *broker,
                                          mdp_broker_access_cb cb, void *data);
 
-/* What the access hook denied so far: REQUESTs dropped, READYs refused. */
+/* Asks the access hook again about every registered worker (its service,
+ * and the user id its READY came with): each one it now denies is sent
+ * DISCONNECT and removed, and the request it held, if any, is re-dispatched
+ * or dropped as for a worker lost.  For after the hook's answers changed
+ * (mdp-broker calls it when a reload changed the access list or the
+ * allow-list); requests already accepted are not judged again.  Returns
+ * the number of workers removed (each also counted as a READY denied),
+ * MDP_ENOMEM or MDP_EINVAL.  Loop thread only; not from the hook. */
+MDP_EXTERN int mdp_broker_recheck_access(mdp_broker_t *broker);
+
+/* What the access hook denied so far: REQUESTs dropped, READYs refused
+ * (and workers removed by mdp_broker_recheck_access). */
 MDP_EXTERN void mdp_broker_get_denied(const mdp_broker_t *broker,
                                       uint64_t *requests, uint64_t *serves);
 
