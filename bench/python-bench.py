@@ -10,8 +10,17 @@ Scenarios, all in the same run, through the same mdp-broker (this tree's):
   libmdp-4x4     the same with libmdp.majortomo
   aio-100x4      1 libmdp.aio.Client process, 100 requests in flight, against
                  4 worker processes of libmdp.aio.Worker (25 in progress each)
+and, to show where the limit of aio-100x4 is on this machine (no Python in
+the way on one side or both), with this tree's C tools:
+  c-100x100      mdp-request -n -C 100 against 100 C echo workers
+                 (mdp-bench --role libworker): the machine's own ceiling
+                 for 100 requests in flight through this broker
+  aio-100xc      the aio client against those 100 C workers
+  c-100x4aio     mdp-request -C 100 against the 4 aio worker processes
 Each client sends a 1-frame 16-byte body to an echo service; figures are
-round trips per second over the measured window (after a warm-up).
+round trips per second over the measured window (after a warm-up).  Rounds
+run every scenario in turn; the ratios are taken within each round and the
+median of them is reported (the machine is shared: rounds move together).
 
 The baseline: Majortomo's own Client and Worker if `import majortomo` works
 (MAJORTOMO_PATH is added to sys.path); otherwise `mtlike`, a pyzmq client
@@ -252,21 +261,45 @@ def free_port():
     return p
 
 
+def c_load(tools, url, inflight, duration, rate_guess=15000):
+    """mdp-request's load mode: a warm-up, then about `duration` seconds of
+    requests; its own rate line ("N/s") is the figure."""
+    req = os.path.join(tools, "mdp-request")
+    subprocess.run([req, "-b", url, "-n", "2000", "-C", str(inflight), "echo", BODY.decode()],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
+    out = subprocess.run([req, "-b", url, "-n", str(int(rate_guess * duration)), "-C", str(inflight),
+                          "echo", BODY.decode()], capture_output=True, timeout=duration * 20 + 120,
+                         check=True).stdout.decode() + ""
+    # "N requests: N ok, 0 failed, R/s, p50 ..."
+    for field in out.replace(",", " ").split():
+        if field.endswith("/s"):
+            return float(field[:-2])
+    raise RuntimeError("mdp-request printed no rate: %r" % out)
+
+
 def run_scenario(name, py, broker_bin, kind_c, kind_w, n_clients, n_workers, inflight, conc, duration):
     url = "tcp://127.0.0.1:%d" % free_port()
+    tools = os.path.dirname(broker_bin)
     broker = subprocess.Popen([broker_bin, "-b", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     me = os.path.abspath(__file__)
-    workers = [subprocess.Popen([py, me, "--role", "worker", kind_w, url, str(conc)],
-                                stdout=subprocess.DEVNULL) for _ in range(n_workers)]
+    if kind_w == "c":
+        workers = [subprocess.Popen([os.path.join(tools, "mdp-bench"), "--role", "libworker", "endpoint=" + url,
+                                     "workers=%d" % n_workers, "service=echo"], stdout=subprocess.DEVNULL)]
+    else:
+        workers = [subprocess.Popen([py, me, "--role", "worker", kind_w, url, str(conc)],
+                                    stdout=subprocess.DEVNULL) for _ in range(n_workers)]
     time.sleep(1.0)
     warmup = 1.0
-    clients = [subprocess.Popen([py, me, "--role", "client", kind_c, url, str(warmup), str(duration), str(inflight)],
-                                stdout=subprocess.PIPE) for _ in range(n_clients)]
     total = 0.0
-    for c in clients:
-        out, _ = c.communicate(timeout=duration + 120)
-        r = json.loads(out.decode().strip().splitlines()[-1])
-        total += r["count"] / r["elapsed"]
+    if kind_c == "c":
+        total = c_load(tools, url, inflight, duration)
+    else:
+        clients = [subprocess.Popen([py, me, "--role", "client", kind_c, url, str(warmup), str(duration),
+                                     str(inflight)], stdout=subprocess.PIPE) for _ in range(n_clients)]
+        for c in clients:
+            out, _ = c.communicate(timeout=duration + 120)
+            r = json.loads(out.decode().strip().splitlines()[-1])
+            total += r["count"] / r["elapsed"]
     for w in workers:
         w.kill()
         w.wait()
@@ -274,6 +307,12 @@ def run_scenario(name, py, broker_bin, kind_c, kind_w, n_clients, n_workers, inf
     broker.wait()
     print("%-14s %9.0f round trips/s" % (name, total), flush=True)
     return total
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def main():
@@ -306,7 +345,13 @@ def main():
         ("baseline-4x4", "base", "base", 4, 4, 1, 1),
         ("libmdp-4x4", "libmdp", "libmdp", 4, 4, 1, 1),
         ("aio-100x4", "aio", "aio", 1, 4, 100, int(os.environ.get("BENCH_AIO_CONC", "25"))),
+        ("c-100x100", "c", "c", 1, 100, 100, 1),
+        ("aio-100xc", "aio", "c", 1, 100, 100, 1),
+        ("c-100x4aio", "c", "aio", 1, 4, 100, int(os.environ.get("BENCH_AIO_CONC", "25"))),
     ]
+    ratios = [("libmdp-1x1", "baseline-1x1"), ("libmdp-4x4", "baseline-4x4"), ("aio-100x4", "baseline-4x4"),
+              ("c-100x100", "baseline-4x4"), ("aio-100x4", "c-100x100"), ("aio-100xc", "c-100x100"),
+              ("c-100x4aio", "c-100x100")]
     only = set(a.only.split(",")) if a.only else None
     runs = {}
     for rnd in range(a.repeat):
@@ -318,18 +363,21 @@ def main():
                 continue
             runs.setdefault(name, []).append(
                 run_scenario(name, a.python, broker_bin, kc, kw, nc, nw, infl, conc, a.duration))
-    res = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
+    res = {name: median(v) for name, v in runs.items()}
     if a.repeat > 1:
         print("-- medians of %d rounds" % a.repeat)
         for name, v in res.items():
             print("%-14s %9.0f round trips/s" % (name, v))
-    if "baseline-1x1" in res and "libmdp-1x1" in res:
-        print("libmdp-1x1 / baseline-1x1 = %.2f" % (res["libmdp-1x1"] / res["baseline-1x1"]))
-    if "baseline-4x4" in res and "aio-100x4" in res:
-        print("aio-100x4 / baseline-4x4 = %.2f" % (res["aio-100x4"] / res["baseline-4x4"]))
+    rat = {}
+    for num, den in ratios:
+        if num in runs and den in runs:
+            per_round = [x / y for x, y in zip(runs[num], runs[den])]
+            rat["%s / %s" % (num, den)] = per_round
+            print("%-28s = %.2f (median of the rounds' ratios: %s)" % (
+                "%s / %s" % (num, den), median(per_round), ", ".join("%.2f" % r for r in per_round)))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"baseline": impl, "results": res, "runs": runs}, f, indent=1)
+            json.dump({"baseline": impl, "results": res, "runs": runs, "ratios": rat}, f, indent=1)
 
 
 if __name__ == "__main__":
