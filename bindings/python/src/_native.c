@@ -170,10 +170,14 @@ static void channel_push(channel_t *ch, uint64_t tag, int kind, int status,
   else
     ch->head = ev;
   ch->tail = ev;
-  if (ch->waiters)
-    pthread_cond_signal(&ch->cv);
+  int wake = ch->waiters > 0;
   int efd = ch->efd;
   pthread_mutex_unlock(&ch->mu);
+  /* After the unlock: a waiter woken while the lock is still held would
+   * only block again on it.  (It re-checks the queue under the lock, so
+   * nothing is missed.) */
+  if (wake)
+    pthread_cond_signal(&ch->cv);
   /* One wake-up per batch: the reader reads the eventfd before it drains,
    * so an event pushed after its drain finds the queue empty and writes. */
   if (was_empty && efd >= 0) {
