@@ -66,9 +66,8 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     mdp_msg_destroy(msg);
     return;
   }
-  if (r == NULL ||
-      zmq_msg_size(&r->client) != cmd->address_size ||
-      memcmp(zmq_msg_data(&r->client), cmd->address, cmd->address_size)) {
+  if (r == NULL || r->client_id_size != cmd->address_size ||
+      memcmp(r->client_id, cmd->address, cmd->address_size)) {
     mdp__broker_protocol_error(b, id, w, cmd->dialect,
                    "reply for a client the worker does not serve");
     mdp_msg_destroy(msg);
@@ -98,6 +97,7 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
              mdp__broker_send_client(b, &r->client, 1, r->client_dialect,
                                 MDP_CLIENT_FINAL, s->name, s->name_size,
                                 msg) == 0) {
+    r->client_sent = 1;
     b->stats.replies++;
     s->stats->replies++;
     mdp__broker_histogram_add(&s->stats->duration,

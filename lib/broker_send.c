@@ -31,11 +31,13 @@ const char *mdp__broker_printable(const void *data, size_t size, char *buf,
 
 /* Every message the broker sends: the command's header, then the peer's
  * routing identity, in front of `msg` (the body, maybe no frame), sent.
- * The identity is `id_frame`, moved into the message (it is left empty;
- * the caller still closes it), or else a copy of the `id_size` bytes at
- * `id`.  0: `msg` is the reactor's.  On error `msg` holds exactly the
- * frames it came with and is still the caller's, and a moved `id_frame`
- * is back where it was. */
+ * The identity is `id_frame`, moved into the message, or else a copy of
+ * the `id_size` bytes at `id`.  0: `msg` is the reactor's, and a moved
+ * `id_frame` was taken with it: it holds nothing now and is neither closed
+ * nor used again (not even re-initialised: that and the caller's close
+ * were two libzmq calls per reply for an empty frame).  On error `msg`
+ * holds exactly the frames it came with and is still the caller's, and a
+ * moved `id_frame` is back where it was. */
 static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
                    size_t id_size, const mdp_cmd_t *cmd, mdp_msg_t *msg) {
   size_t body_frames = mdp__msg_size(msg);
@@ -49,10 +51,8 @@ static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
       msg->count++;
       *mdp__msg_at(msg, 0) = *id_frame;
       rc = mdp_reactor_send(b->reactor, msg);
-      if (rc == 0) {
-        zmq_msg_init(id_frame);
+      if (rc == 0)
         return 0;
-      }
       /* Not sent: zmq_msg_send left every frame as it was. */
       *id_frame = *mdp__msg_at(msg, 0);
       msg->head++;
@@ -69,16 +69,15 @@ static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
 }
 
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
-                       mdp_command_t command, const zmq_msg_t *client,
-                       mdp_msg_t *body) {
+                            mdp_command_t command, const void *client,
+                            size_t client_size, mdp_msg_t *body) {
   mdp_msg_t *msg = body ? body : mdp_msg_new();
   if (msg == NULL)
     return MDP_ENOMEM;
-  mdp_cmd_t cmd = {.dialect = w->dialect, .command = command};
-  if (client != NULL) {
-    cmd.address = zmq_msg_data((zmq_msg_t *)client);
-    cmd.address_size = zmq_msg_size((zmq_msg_t *)client);
-  }
+  mdp_cmd_t cmd = {.dialect = w->dialect,
+                   .command = command,
+                   .address = client,
+                   .address_size = client_size};
   int rc = send_to(b, NULL, w->id, w->id_size, &cmd, msg);
   if (rc < 0) {
     if (body == NULL)
