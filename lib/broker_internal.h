@@ -71,6 +71,11 @@ struct broker_request {
    * of the worker's reply need no libzmq call each. */
   const uint8_t *client_id;
   size_t client_id_size;
+  /* The REQUEST's service frame, kept (relocated, not copied) for the
+   * FINAL, which carries it back: one frame neither closed nor built per
+   * request.  Gone once the FINAL took it. */
+  zmq_msg_t service_frame;
+  int has_service_frame;
   int client_sent;          /* `client` went out with the FINAL: it holds
                                nothing to close */
   mdp_dialect_t client_dialect;
@@ -222,12 +227,13 @@ enum { MDP__BROKER_CREATE_FOR_WORKER = 1, MDP__BROKER_CREATE_FOR_CLIENT = 2 };
 broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                           size_t size, int create);
 void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
-/* Queues a new request.  On success (0) it takes `body` and the identity
- * frame `client`, which then holds nothing: the caller neither closes nor
- * uses it. */
+/* Queues a new request.  On success (0) it takes `body`, the identity
+ * frame `client` and the REQUEST's service frame `service_frame`, which
+ * then hold nothing: the caller neither closes nor uses them. */
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                                zmq_msg_t *client, size_t client_size,
-                               mdp_dialect_t dialect, mdp_msg_t *body);
+                               zmq_msg_t *service_frame, mdp_dialect_t dialect,
+                               mdp_msg_t *body);
 /* Makes r->body whole again from the frames kept while a worker held the
  * request (before a re-dispatch).  0 (also if r->body is there already),
  * MDP_EINVAL if nothing was kept (max_redispatch 0, or the copy failed),
@@ -288,7 +294,8 @@ int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                             mdp_command_t command, const void *client,
                             size_t client_size, mdp_msg_t *body);
 /* Sends a client command to the identity in `client`, taking `body`
- * either way: failures are counted, the body destroyed, and the error
+ * (and `service_frame`, unless NULL: the request's own service frame, sent
+ * instead of a copy of `service`) either way: failures are counted, the body destroyed, and the error
  * returned (MDP_ENOBUFS: the client is not reading).  With `move`, the
  * identity frame itself goes into the message: if it was sent (0), it was
  * taken, and `client` holds nothing to close or use (a FINAL, after which
@@ -297,7 +304,7 @@ int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
 int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
                             mdp_dialect_t dialect, mdp_command_t command,
                             const uint8_t *service, size_t service_size,
-                            mdp_msg_t *body);
+                            zmq_msg_t *service_frame, mdp_msg_t *body);
 /* DISCONNECT to a peer that is not a registered worker. */
 void mdp__broker_send_disconnect(mdp_broker_t *b, const zmq_msg_t *id,
                                  mdp_dialect_t dialect);

@@ -97,5 +97,5 @@ int mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
   }
   /* Its frame is moved, not copied: taken if the reply went. */
   return mdp__broker_send_client(b, client, 1, dialect, MDP_CLIENT_FINAL,
-                                 service, service_size, body) == 0;
+                                 service, service_size, NULL, body) == 0;
 }

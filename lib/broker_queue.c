@@ -199,6 +199,8 @@ static int kept_copy(broker_request_t *r, mdp_msg_t *body) {
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
   if (!r->client_sent)
     zmq_msg_close(&r->client);
+  if (r->has_service_frame)
+    zmq_msg_close(&r->service_frame);
   mdp_msg_destroy(r->body);
   kept_close(r);
   if (r->collected != NULL || r->collected_bytes != 0)
@@ -232,7 +234,8 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
 
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
                                zmq_msg_t *client, size_t client_size,
-                               mdp_dialect_t dialect, mdp_msg_t *body) {
+                               zmq_msg_t *service_frame, mdp_dialect_t dialect,
+                               mdp_msg_t *body) {
   /* Fast path: nothing waits and a worker is idle, so the request goes
    * straight out with no client queue to create and tear down. */
   int direct = s->queued == 0 && s->n_idle > 0 && !b->closing;
@@ -271,6 +274,8 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->client_sent = 0;
   r->client_id = zmq_msg_data(&r->client);
   r->client_id_size = client_size;
+  r->service_frame = *service_frame;
+  r->has_service_frame = 1;
   r->client_dialect = dialect;
   r->body = body;
   r->n_kept = 0;

@@ -46,11 +46,16 @@ static int on_client_request(mdp_broker_t *b, zmq_msg_t *id, size_t id_size,
   broker_service_t *s =
       mdp__broker_service_get(b, cmd->service, cmd->service_size,
                          MDP__BROKER_CREATE_FOR_CLIENT);
-  mdp__msg_drop_front(msg, cmd->body);
-  int rc = s ? mdp__broker_request_submit(b, s, id, id_size, cmd->dialect,
-                                          msg)
+  /* The service frame, last before the body, goes with the request: its
+   * FINAL sends it back. */
+  zmq_msg_t service_frame;
+  mdp__msg_drop_front(msg, cmd->body - 1);
+  mdp__msg_pop_front(msg, &service_frame);
+  int rc = s ? mdp__broker_request_submit(b, s, id, id_size, &service_frame,
+                                          cmd->dialect, msg)
              : MDP_ENOBUFS;
   if (rc < 0) {
+    zmq_msg_close(&service_frame);
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
     /* A flood must not become a flood of log lines: the first drop and
      * every 1000th.  cmd->service pointed into frames drop_front closed. */

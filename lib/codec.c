@@ -428,6 +428,11 @@ static int name_ok(const uint8_t *name, size_t size, size_t max) {
 #define HEADER_FRAMES_MAX 5
 
 int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
+  return mdp__encode_service(msg, cmd, NULL);
+}
+
+int mdp__encode_service(mdp_msg_t *msg, const mdp_cmd_t *cmd,
+                        zmq_msg_t *service_frame) {
   size_t count, body_frames, i;
   int err = 0;
 
@@ -479,7 +484,9 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
 
   /* Build the header frames in wire order, in place: in the free slots
    * before the body's first frame, which become part of the message only
-   * once every frame is built (so a failure leaves `msg` as it was). */
+   * once every frame is built (so a failure leaves `msg` as it was).  Past
+   * this point nothing fails but the copy of a name, which a service frame
+   * given by the caller replaces. */
   count = recipe->count;
   if (count > HEADER_FRAMES_MAX || mdp_msg_reserve_(msg, count, 0) != 0)
     return MDP_ENOMEM;
@@ -493,6 +500,11 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
   switch ((shape_t)spec->shape) {
   case SHAPE_SERVICE_BODY:
   case SHAPE_SERVICE:
+    if (service_frame != NULL) {
+      /* Relocated, as zmq_msg_move does (msg_internal.h); taken below. */
+      frames[built++] = *service_frame;
+      break;
+    }
     err = frame_copy(&frames[built], cmd->service, cmd->service_size);
     if (err == 0)
       built++;
@@ -513,6 +525,11 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
       zmq_msg_close(&frames[i]);
     return err;
   }
+  /* Taken either way: sent with the message, or not wanted (this command
+   * of this dialect has no service frame, as Majortomo's replies). */
+  if (service_frame != NULL && spec->shape != SHAPE_SERVICE_BODY &&
+      spec->shape != SHAPE_SERVICE)
+    zmq_msg_close(service_frame);
   msg->head -= count;
   msg->count += count;
   return 0;
