@@ -49,10 +49,11 @@ static const char usage_text[] =
     "baseline), with client load, worker load and broker as separate\n"
     "processes over tcp://127.0.0.1 and ipc://.\n"
     "\n"
-    "  -s, --scenarios LIST   scenarios to run, from abcdefgh (default\n"
+    "  -s, --scenarios LIST   scenarios to run, from abcdefghij (default\n"
     "                         abcdef; g: large bodies, page faults;\n"
     "                         h: scaling curves; i: instructions per\n"
-    "                         heartbeat)\n"
+    "                         heartbeat; j: (e) side by side, -r pairs\n"
+    "                         of -d phases alternated)\n"
     "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
     "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
     "  -d, --duration S       seconds per measured phase (default 2)\n"
@@ -138,6 +139,8 @@ static cost_t costs[MAX_ROWS];
 static int n_costs;
 static scale_res_t scale_mdp, scale_base, scale_echo;
 static int have_scale;
+static scale_ab_res_t scale_ab; /* (j) */
+static int have_scale_ab;
 static int failures;
 
 typedef struct {
@@ -321,6 +324,33 @@ static void run_scale(const bench_env_t *env, const opts_t *o) {
                   &scale_echo) < 0)
     failures++;
   have_scale = 1;
+}
+
+/* (j): mdp-broker and the baseline answering each heartbeat, both up with
+ * a fleet each, their busy phases alternated (bench_scale_ab). */
+static void run_scale_ab(const bench_env_t *env, const opts_t *o) {
+  run_cfg_t a, b;
+  set_load(&a, 'e', o);
+  a.transport = "tcp";
+  b = a;
+  b.baseline = 1;
+  b.hb_echo = 1;
+  int rounds = o->smoke ? 1 : o->reps;
+  progress(o, "(j) mdp-broker and the baseline answering each heartbeat, "
+           "%d idle workers over %d services each, %d pairs of %d ms phases",
+           o->idle, o->idle_services, rounds, o->duration_ms);
+  if (bench_scale_ab(env, &a, &b, o->idle, o->idle_services, rounds,
+                     &scale_ab) < 0)
+    failures++;
+  have_scale_ab = 1;
+}
+
+/* The median of the first n of v (a copy is sorted). */
+static double median_of(const double *v, int n) {
+  double tmp[BENCH_AB_MAX_ROUNDS];
+  for (int i = 0; i < n; i++)
+    tmp[i] = v[i];
+  return n > 0 ? bench_median(tmp, (size_t)n) : 0;
 }
 
 /* (g) large bodies: per round trip, the broker process's CPU (from /proc)
@@ -619,6 +649,28 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
       }
     }
   }
+  if (have_scale_ab) {
+    const scale_ab_res_t *x = &scale_ab;
+    double ratio[BENCH_AB_MAX_ROUNDS];
+    int at_least = 0;
+    printf("\n(j) busy rt/s (8x8, 16 B, tcp) beside %d idle workers over %d "
+           "services each, both up, phases alternated%s\n", o->idle,
+           o->idle_services, x->ok ? "" : " (failed)");
+    printf("%-6s %12s %16s %8s\n", "round", "mdp-broker",
+           "baseline+echo", "ratio");
+    for (int i = 0; i < x->rounds; i++) {
+      ratio[i] = x->rt_b[i] > 0 ? x->rt_a[i] / x->rt_b[i] : 0;
+      at_least += ratio[i] >= 0.9;
+      printf("%-6d %12.0f %16.0f %7.2fx\n", i + 1, x->rt_a[i], x->rt_b[i],
+             ratio[i]);
+    }
+    double ma = median_of(x->rt_a, x->rounds);
+    double mb = median_of(x->rt_b, x->rounds);
+    printf("median %12.0f %16.0f %7.2fx (ratio of medians); median of the "
+           "rounds' ratios %.2fx; rounds at or above 0.90x: %d of %d\n",
+           ma, mb, mb > 0 ? ma / mb : 0, median_of(ratio, x->rounds),
+           at_least, x->rounds);
+  }
   if (hb_runs) {
     printf("\n(i) instructions per heartbeat handled (%d idle workers, "
            "all threads)\n", o->hb_idle);
@@ -759,6 +811,15 @@ static void print_json(const char *date, const char *mach, const opts_t *o) {
              heartbeats_per_s(o, i), us_per_heartbeat(o, s[i], i));
     printf("}");
   }
+  if (have_scale_ab) {
+    printf(",\"scale_ab\":{\"idle_workers\":%d,\"services\":%d,\"ok\":%s,"
+           "\"duration_ms\":%d,\"rounds\":[", o->idle, o->idle_services,
+           scale_ab.ok ? "true" : "false", o->duration_ms);
+    for (int i = 0; i < scale_ab.rounds; i++)
+      printf("%s{\"mdp_broker\":%.1f,\"baseline_echo\":%.1f}", i ? "," : "",
+             scale_ab.rt_a[i], scale_ab.rt_b[i]);
+    printf("]}");
+  }
   printf(",\"failures\":%d}\n", failures);
 }
 
@@ -887,8 +948,12 @@ int main(int argc, char **argv) {
   machine(mach, sizeof mach);
 
   for (const char *s = scen; *s; s++) {
-    if (!strchr("abcdefghi", *s))
+    if (!strchr("abcdefghij", *s))
       continue;
+    if (*s == 'j') {
+      run_scale_ab(&env, &o);
+      continue;
+    }
     if (*s == 'i') {
       run_hb_cost(&env, &o);
       continue;
