@@ -293,14 +293,15 @@ void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r);
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
                             mdp_command_t command, const void *client,
                             size_t client_size, mdp_msg_t *body);
-/* Sends a client command to the identity in `client`, taking `body`
- * (and `service_frame`, unless NULL: the request's own service frame, sent
- * instead of a copy of `service`) either way: failures are counted, the body destroyed, and the error
- * returned (MDP_ENOBUFS: the client is not reading).  With `move`, the
- * identity frame itself goes into the message: if it was sent (0), it was
- * taken, and `client` holds nothing to close or use (a FINAL, after which
- * the request is freed); on error it is still the caller's.  Without
- * `move`, it is copied and stays the caller's. */
+/* Sends a client command to the identity in `client`, taking `body` (and
+ * `service_frame`, unless NULL: the request's own service frame, sent
+ * instead of a copy of `service`) either way: failures are counted, the
+ * body destroyed, and the error returned (MDP_ENOBUFS: the client is not
+ * reading).  With `move`, the identity frame itself goes into the
+ * message: if it was sent (0), it was taken, and `client` holds nothing to
+ * close or use (a FINAL, after which the request is freed); on error it is
+ * still the caller's.  Without `move`, it is copied and stays the
+ * caller's. */
 int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
                             mdp_dialect_t dialect, mdp_command_t command,
                             const uint8_t *service, size_t service_size,

@@ -102,7 +102,8 @@ broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b, broker_worker_t *w,
                       mdp__broker_suppressed_text(quiet, more, sizeof more));
   }
   if (disconnect && !b->closing) {
-    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, 0, NULL) == 0)
+    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, 0,
+                                NULL) == 0)
       b->stats.disconnects_sent++;
   }
   mdp__map_del(&b->workers, w->id, w->id_size);

@@ -68,6 +68,8 @@ static const char usage_text[] =
     "      --curves LIST      (h): which curves, from swcq (services,\n"
     "                         idle workers, clients, queued; default all)\n"
     "      --hb-idle N        (i): idle workers (default 500)\n"
+    "      --ab-control       (j): the answering baseline on both sides,\n"
+    "                         for the method's own spread\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -153,6 +155,7 @@ typedef struct {
   int curve_max;      /* (h) */
   const char *curves; /* (h): which curves, from "swcq" */
   int hb_idle;        /* (i) */
+  int ab_control;     /* (j): both sides the answering baseline */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -335,6 +338,8 @@ static void run_scale_ab(const bench_env_t *env, const opts_t *o) {
   b = a;
   b.baseline = 1;
   b.hb_echo = 1;
+  if (o->ab_control)
+    a = b; /* A/A: what the alternation itself measures as a difference */
   int rounds = o->smoke ? 1 : o->reps;
   progress(o, "(j) mdp-broker and the baseline answering each heartbeat, "
            "%d idle workers over %d services each, %d pairs of %d ms phases",
@@ -654,10 +659,14 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
     double ratio[BENCH_AB_MAX_ROUNDS];
     int at_least = 0;
     printf("\n(j) busy rt/s (8x8, 16 B, tcp) beside %d idle workers over %d "
-           "services each, both up, phases alternated%s\n", o->idle,
-           o->idle_services, x->ok ? "" : " (failed)");
-    printf("%-6s %12s %16s %8s\n", "round", "mdp-broker",
-           "baseline+echo", "ratio");
+           "services each, both up, phases alternated%s%s\n", o->idle,
+           o->idle_services,
+           o->ab_control ? " (control: the answering baseline both sides)"
+                         : "",
+           x->ok ? "" : " (failed)");
+    printf("%-6s %12s %16s %8s\n", "round",
+           o->ab_control ? "baseline+echo" : "mdp-broker", "baseline+echo",
+           "ratio");
     for (int i = 0; i < x->rounds; i++) {
       ratio[i] = x->rt_b[i] > 0 ? x->rt_a[i] / x->rt_b[i] : 0;
       at_least += ratio[i] >= 0.9;
@@ -865,6 +874,7 @@ int main(int argc, char **argv) {
       {"curve-max", required_argument, NULL, 'M'},
       {"curves", required_argument, NULL, 'V'},
       {"hb-idle", required_argument, NULL, 'H'},
+      {"ab-control", no_argument, NULL, 'A'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -887,6 +897,7 @@ int main(int argc, char **argv) {
     case 'M': o.curve_max = atoi(optarg); break;
     case 'V': o.curves = optarg; break;
     case 'H': o.hb_idle = atoi(optarg); break;
+    case 'A': o.ab_control = 1; break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
