@@ -70,6 +70,8 @@ static const char usage_text[] =
     "      --hb-idle N        (i): idle workers (default 500)\n"
     "      --ab-control       (j): the answering baseline on both sides,\n"
     "                         for the method's own spread\n"
+    "      --ab-swap          (j): the answering baseline's session started\n"
+    "                         and measured first (mdp-broker's otherwise)\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -156,6 +158,7 @@ typedef struct {
   const char *curves; /* (h): which curves, from "swcq" */
   int hb_idle;        /* (i) */
   int ab_control;     /* (j): both sides the answering baseline */
+  int ab_swap;        /* (j): the answering baseline's side started first */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -344,9 +347,17 @@ static void run_scale_ab(const bench_env_t *env, const opts_t *o) {
   progress(o, "(j) mdp-broker and the baseline answering each heartbeat, "
            "%d idle workers over %d services each, %d pairs of %d ms phases",
            o->idle, o->idle_services, rounds, o->duration_ms);
-  if (bench_scale_ab(env, &a, &b, o->idle, o->idle_services, rounds,
-                     &scale_ab) < 0)
+  /* Swapped, the sides' places (which session starts first, which phase
+   * comes first in odd rounds) are exchanged; the columns stay. */
+  if (bench_scale_ab(env, o->ab_swap ? &b : &a, o->ab_swap ? &a : &b,
+                     o->idle, o->idle_services, rounds, &scale_ab) < 0)
     failures++;
+  if (o->ab_swap)
+    for (int i = 0; i < scale_ab.rounds; i++) {
+      double t = scale_ab.rt_a[i];
+      scale_ab.rt_a[i] = scale_ab.rt_b[i];
+      scale_ab.rt_b[i] = t;
+    }
   have_scale_ab = 1;
 }
 
@@ -662,6 +673,7 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
            "services each, both up, phases alternated%s%s\n", o->idle,
            o->idle_services,
            o->ab_control ? " (control: the answering baseline both sides)"
+           : o->ab_swap  ? " (swapped: the answering baseline's side first)"
                          : "",
            x->ok ? "" : " (failed)");
     printf("%-6s %12s %16s %8s\n", "round",
@@ -875,6 +887,7 @@ int main(int argc, char **argv) {
       {"curves", required_argument, NULL, 'V'},
       {"hb-idle", required_argument, NULL, 'H'},
       {"ab-control", no_argument, NULL, 'A'},
+      {"ab-swap", no_argument, NULL, 'W'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -898,6 +911,7 @@ int main(int argc, char **argv) {
     case 'V': o.curves = optarg; break;
     case 'H': o.hb_idle = atoi(optarg); break;
     case 'A': o.ab_control = 1; break;
+    case 'W': o.ab_swap = 1; break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
