@@ -372,6 +372,12 @@ static int recv_failed(mdp_reactor_t *reactor, zmq_msg_t *frame) {
   return e == EAGAIN ? 0 : MDP_EZMQ;
 }
 
+/* zmq_msg_more(), without its extra call: in libzmq it only returns
+ * zmq_msg_get(frame, ZMQ_MORE), and this runs once per frame received. */
+static inline int frame_more(const zmq_msg_t *frame) {
+  return zmq_msg_get(frame, ZMQ_MORE);
+}
+
 /* Receives a frame into `frame` (initialised here) as frame `index` of the
  * message: 1, or recv_failed's answer.  Its size, zmq_msg_recv's return,
  * is recorded for the parser. */
@@ -438,7 +444,7 @@ static int recv_whole(mdp_reactor_t *reactor) {
         if (index < MDP__REACTOR_RX_SIZES)
           sizes[index] = (uint32_t)size;
         index++;
-        if (!zmq_msg_more(frame)) {
+        if (!frame_more(frame)) {
           rx->count = index;
           return 1;
         }
@@ -458,7 +464,7 @@ static int recv_whole(mdp_reactor_t *reactor) {
       continue;
     if (rc != 1)
       return rc;
-    int more = zmq_msg_more(frame);
+    int more = frame_more(frame);
     if (frame == &local) {
       zmq_msg_close(&local);
       if (!(reactor->flags & F_RX_DROP)) {
