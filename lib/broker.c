@@ -369,7 +369,8 @@ void mdp_broker_close(mdp_broker_t *b, mdp_broker_close_cb close_cb) {
     if (b->workers.slots[i].hash == 0)
       continue;
     broker_worker_t *w = b->workers.slots[i].value;
-    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, 0,
+                                NULL) == 0)
       b->stats.disconnects_sent++;
   }
   b->close_cb = close_cb;

@@ -66,6 +66,18 @@ struct broker_request {
   broker_client_queue_t *client_queue; /* NULL unless in a client queue */
   broker_service_t *service;
   zmq_msg_t client;         /* the client's identity frame */
+  /* Its bytes, read once when the request is made (the frame stays put
+   * until it is sent with the FINAL): the REQUEST's address and the check
+   * of the worker's reply need no libzmq call each. */
+  const uint8_t *client_id;
+  size_t client_id_size;
+  /* The REQUEST's service frame, kept (relocated, not copied) for the
+   * FINAL, which carries it back: one frame neither closed nor built per
+   * request.  Gone once the FINAL took it. */
+  zmq_msg_t service_frame;
+  int has_service_frame;
+  int client_sent;          /* `client` went out with the FINAL: it holds
+                               nothing to close */
   mdp_dialect_t client_dialect;
   size_t cost;              /* bytes charged to queued_bytes while queued */
   /* The body, as received, while queued.  Once a worker holds it, what a
@@ -218,9 +230,12 @@ enum { MDP__BROKER_CREATE_FOR_WORKER = 1, MDP__BROKER_CREATE_FOR_CLIENT = 2 };
 broker_service_t *mdp__broker_service_get(mdp_broker_t *b, const void *name,
                                           size_t size, int create);
 void mdp__broker_service_maybe_free(mdp_broker_t *b, broker_service_t *s);
-/* Queues a new request (takes `client` and `body` on success). */
+/* Queues a new request.  On success (0) it takes `body`, the identity
+ * frame `client` and the REQUEST's service frame `service_frame`, which
+ * then hold nothing: the caller neither closes nor uses them. */
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
-                               zmq_msg_t *client, mdp_dialect_t dialect,
+                               zmq_msg_t *client, size_t client_size,
+                               zmq_msg_t *service_frame, mdp_dialect_t dialect,
                                mdp_msg_t *body);
 /* Makes r->body whole again from the frames kept while a worker held the
  * request (before a re-dispatch).  0 (also if r->body is there already),
@@ -275,21 +290,25 @@ void mdp__broker_collected_release(mdp_broker_t *b, broker_request_t *r);
 
 /* broker_send.c */
 /* Sends a worker command (header built here) to `w`, taking `body` (may be
- * NULL for HEARTBEAT/DISCONNECT).  0, or an error with `body` still the
- * caller's; MDP_EHOSTUNREACH means the worker is gone. */
+ * NULL for HEARTBEAT/DISCONNECT); a REQUEST carries the client address
+ * `client` of `client_size` bytes (else NULL, 0).  0, or an error with
+ * `body` still the caller's; MDP_EHOSTUNREACH means the worker is gone. */
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
-                            mdp_command_t command, const zmq_msg_t *client,
-                            mdp_msg_t *body);
-/* Sends a client command to the identity in `client`, taking `body`
- * either way: failures are counted, the body destroyed, and the error
- * returned (MDP_ENOBUFS: the client is not reading).  With `move`, the
- * identity frame itself goes into the message and `client` is left empty
- * if it was sent (the caller still closes it; a FINAL, after which the
- * request is freed); without, it is copied and stays the caller's. */
+                            mdp_command_t command, const void *client,
+                            size_t client_size, mdp_msg_t *body);
+/* Sends a client command to the identity in `client`, taking `body` (and
+ * `service_frame`, unless NULL: the request's own service frame, sent
+ * instead of a copy of `service`) either way: failures are counted, the
+ * body destroyed, and the error returned (MDP_ENOBUFS: the client is not
+ * reading).  With `move`, the identity frame itself goes into the
+ * message: if it was sent (0), it was taken, and `client` holds nothing to
+ * close or use (a FINAL, after which the request is freed); on error it is
+ * still the caller's.  Without `move`, it is copied and stays the
+ * caller's. */
 int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
                             mdp_dialect_t dialect, mdp_command_t command,
                             const uint8_t *service, size_t service_size,
-                            mdp_msg_t *body);
+                            zmq_msg_t *service_frame, mdp_msg_t *body);
 /* DISCONNECT to a peer that is not a registered worker. */
 void mdp__broker_send_disconnect(mdp_broker_t *b, const zmq_msg_t *id,
                                  mdp_dialect_t dialect);
@@ -301,6 +320,10 @@ void mdp__broker_on_send_failed(mdp_reactor_t *reactor, mdp_msg_t *msg,
 /* One message as the ROUTER delivers it, [identity | frames...] (taken).
  * Also the fuzz target's entry point. */
 void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg);
+/* The same, with the sizes of the first `nsizes` frames as received
+ * (identity first) known: mdp__parse_sized. */
+void mdp__broker_handle_sized(mdp_broker_t *b, mdp_msg_t *msg,
+                              const uint32_t *sizes, size_t nsizes);
 /* The reactor's receive callback. */
 void mdp__broker_on_message(mdp_reactor_t *reactor, mdp_msg_t *msg);
 /* A valid but unexpected command: DISCONNECT to the sender (RFC 18), and a
@@ -334,7 +357,10 @@ static inline void mdp__broker_histogram_add(mdp_broker_histogram_t *h,
 }
 
 /* broker_mmi.c */
-void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
-                const uint8_t *service, size_t service_size, mdp_msg_t *body);
+/* Answers an MMI request (takes `body`).  1 if the reply went and took the
+ * identity frame `client` with it (the caller must not close it), else 0. */
+int mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+                    const uint8_t *service, size_t service_size,
+                    mdp_msg_t *body);
 
 #endif /* MDP_BROKER_INTERNAL_H */

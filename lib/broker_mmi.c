@@ -51,8 +51,9 @@ static int answer_services(mdp_broker_t *b, mdp_msg_t *reply) {
   return rc;
 }
 
-void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
-                const uint8_t *service, size_t service_size, mdp_msg_t *body) {
+int mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
+                    const uint8_t *service, size_t service_size,
+                    mdp_msg_t *body) {
   /* The request body's first frame is the argument; the same message is
    * reused for the reply. */
   broker_service_t *s = NULL;
@@ -92,9 +93,9 @@ void mdp__broker_mmi(mdp_broker_t *b, zmq_msg_t *client, mdp_dialect_t dialect,
   if (rc < 0) {
     b->stats.dropped_unroutable++;
     mdp_msg_destroy(body);
-    return;
+    return 0;
   }
-  /* The caller closes `client` after this: its frame is moved, not copied. */
-  mdp__broker_send_client(b, client, 1, dialect, MDP_CLIENT_FINAL, service,
-                          service_size, body);
+  /* Its frame is moved, not copied: taken if the reply went. */
+  return mdp__broker_send_client(b, client, 1, dialect, MDP_CLIENT_FINAL,
+                                 service, service_size, NULL, body) == 0;
 }

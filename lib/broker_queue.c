@@ -197,7 +197,10 @@ static int kept_copy(broker_request_t *r, mdp_msg_t *body) {
 }
 
 void mdp__broker_request_free(mdp_broker_t *b, broker_request_t *r) {
-  zmq_msg_close(&r->client);
+  if (!r->client_sent)
+    zmq_msg_close(&r->client);
+  if (r->has_service_frame)
+    zmq_msg_close(&r->service_frame);
   mdp_msg_destroy(r->body);
   kept_close(r);
   if (r->collected != NULL || r->collected_bytes != 0)
@@ -230,8 +233,9 @@ static int dispatch_to(mdp_broker_t *b, broker_worker_t *w,
                        broker_request_t *r);
 
 int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
-                          zmq_msg_t *client, mdp_dialect_t dialect,
-                          mdp_msg_t *body) {
+                               zmq_msg_t *client, size_t client_size,
+                               zmq_msg_t *service_frame, mdp_dialect_t dialect,
+                               mdp_msg_t *body) {
   /* Fast path: nothing waits and a worker is idle, so the request goes
    * straight out with no client queue to create and tear down. */
   int direct = s->queued == 0 && s->n_idle > 0 && !b->closing;
@@ -263,10 +267,15 @@ int mdp__broker_request_submit(mdp_broker_t *b, broker_service_t *s,
   r->cost = cost;
   mdp__list_init(&r->queue_link);
   mdp__tnode_init(&r->expiry);
-  /* Moved by relocation, as zmq_msg_move does, minus closing an empty
-   * destination (msg_internal.h). */
+  /* Taken by relocation, as zmq_msg_move does, minus closing an empty
+   * destination (msg_internal.h) and re-initialising the source, which
+   * the caller then leaves alone. */
   r->client = *client;
-  zmq_msg_init(client);
+  r->client_sent = 0;
+  r->client_id = zmq_msg_data(&r->client);
+  r->client_id_size = client_size;
+  r->service_frame = *service_frame;
+  r->has_service_frame = 1;
   r->client_dialect = dialect;
   r->body = body;
   r->n_kept = 0;
@@ -365,7 +374,8 @@ static int send_request(mdp_broker_t *b, broker_worker_t *w,
     body = copy;
   else
     r->body = NULL;
-  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_REQUEST, &r->client, body);
+  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_REQUEST, r->client_id,
+                                   r->client_id_size, body);
   if (rc < 0) {
     if (copy != NULL) {
       mdp_msg_destroy(copy);

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "codec_internal.h"
 #include "msg_internal.h"
+#include "reactor_internal.h"
 
 void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
                            broker_worker_t *w, mdp_dialect_t dialect,
@@ -28,8 +30,10 @@ void mdp__broker_protocol_error(mdp_broker_t *b, const zmq_msg_t *id,
     mdp__broker_send_disconnect(b, id, dialect);
 }
 
-static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
-                              const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+/* Takes `msg`; 1 if it took the identity frame `id` too (the request
+ * holds it, or the MMI reply went with it): the caller must not close it. */
+static int on_client_request(mdp_broker_t *b, zmq_msg_t *id, size_t id_size,
+                             const mdp_cmd_t *cmd, mdp_msg_t *msg) {
   b->stats.requests++;
   if (mdp_is_mmi(cmd->service, cmd->service_size)) {
     uint8_t name[MDP_SERVICE_MAX];
@@ -37,15 +41,21 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     memcpy(name, cmd->service, size);
     mdp__msg_drop_front(msg, cmd->body);
     b->stats.mmi_requests++;
-    mdp__broker_mmi(b, id, cmd->dialect, name, size, msg);
-    return;
+    return mdp__broker_mmi(b, id, cmd->dialect, name, size, msg);
   }
   broker_service_t *s =
       mdp__broker_service_get(b, cmd->service, cmd->service_size,
                          MDP__BROKER_CREATE_FOR_CLIENT);
-  mdp__msg_drop_front(msg, cmd->body);
-  int rc = s ? mdp__broker_request_submit(b, s, id, cmd->dialect, msg) : MDP_ENOBUFS;
+  /* The service frame, last before the body, goes with the request: its
+   * FINAL sends it back. */
+  zmq_msg_t service_frame;
+  mdp__msg_drop_front(msg, cmd->body - 1);
+  mdp__msg_pop_front(msg, &service_frame);
+  int rc = s ? mdp__broker_request_submit(b, s, id, id_size, &service_frame,
+                                          cmd->dialect, msg)
+             : MDP_ENOBUFS;
   if (rc < 0) {
+    zmq_msg_close(&service_frame);
     uint64_t n = rc == MDP_ENOBUFS ? ++b->stats.dropped_queue_full : 1;
     /* A flood must not become a flood of log lines: the first drop and
      * every 1000th.  cmd->service pointed into frames drop_front closed. */
@@ -66,29 +76,49 @@ static void on_client_request(mdp_broker_t *b, zmq_msg_t *id,
     mdp_msg_destroy(msg);
     if (s != NULL)
       mdp__broker_service_maybe_free(b, s);
+    return 0;
   }
+  return 1;
 }
 
 void mdp__broker_on_message(mdp_reactor_t *reactor, mdp_msg_t *msg) {
-  mdp__broker_handle(mdp_reactor_get_data(reactor), msg);
+  mdp__broker_handle_sized(mdp_reactor_get_data(reactor), msg,
+                           mdp__reactor_rx_sizes(reactor),
+                           MDP__REACTOR_RX_SIZES);
 }
 
 void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
+  mdp__broker_handle_sized(b, msg, NULL, 0);
+}
+
+void mdp__broker_handle_sized(mdp_broker_t *b, mdp_msg_t *msg,
+                              const uint32_t *sizes, size_t nsizes) {
   zmq_msg_t id;
   if (mdp__msg_pop_front(msg, &id) < 0 || b->closing) {
     zmq_msg_close(&id);
     mdp_msg_destroy(msg);
     return;
   }
+  /* The sizes are by frame index as received: the identity was frame 0. */
+  size_t id_size;
+  if (sizes != NULL && nsizes > 0) {
+    id_size = sizes[0];
+    sizes++;
+    nsizes--;
+  } else {
+    id_size = zmq_msg_size(&id);
+    nsizes = 0;
+  }
   mdp_cmd_t cmd;
-  int rc = mdp_parse(msg, MDP_ROLE_BROKER, b->dialects, &cmd);
+  int rc = mdp__parse_sized(msg, sizes, nsizes, MDP_ROLE_BROKER, b->dialects,
+                            &cmd);
   /* A client's REQUEST needs no worker: the lookup (a hash of the
    * identity) is for worker commands and for invalid messages, whose
    * sender, if a worker, is forgotten. */
   broker_worker_t *w =
       rc == 0 && cmd.command == MDP_CLIENT_REQUEST
           ? NULL
-          : mdp__map_get(&b->workers, zmq_msg_data(&id), zmq_msg_size(&id));
+          : mdp__map_get(&b->workers, zmq_msg_data(&id), id_size);
   if (rc == 0 && w != NULL && cmd.dialect != w->dialect) {
     /* A worker speaks the dialect of its READY: a switch is a broken or
      * forged peer, and its message is invalid. */
@@ -138,9 +168,10 @@ void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
     mdp_msg_destroy(msg);
     return;
   }
+  int id_taken = 0;
   switch (cmd.command) {
   case MDP_CLIENT_REQUEST:
-    on_client_request(b, &id, &cmd, msg);
+    id_taken = on_client_request(b, &id, id_size, &cmd, msg);
     msg = NULL;
     break;
   case MDP_WORKER_READY:
@@ -164,6 +195,7 @@ void mdp__broker_handle(mdp_broker_t *b, mdp_msg_t *msg) {
     b->stats.dropped_invalid++;
     break;
   }
-  zmq_msg_close(&id);
+  if (!id_taken)
+    zmq_msg_close(&id);
   mdp_msg_destroy(msg);
 }

@@ -58,6 +58,15 @@ static mdp_msg_t *collect_for_mdp01(mdp_broker_t *b, broker_request_t *r,
   return NULL;
 }
 
+/* The request's service frame for its FINAL, which takes it (NULL if it
+ * has none). */
+static zmq_msg_t *final_service(broker_request_t *r) {
+  if (!r->has_service_frame)
+    return NULL;
+  r->has_service_frame = 0;
+  return &r->service_frame;
+}
+
 void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
                      const mdp_cmd_t *cmd, mdp_msg_t *msg) {
   broker_request_t *r = w ? w->request : NULL;
@@ -66,9 +75,8 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
     mdp_msg_destroy(msg);
     return;
   }
-  if (r == NULL ||
-      zmq_msg_size(&r->client) != cmd->address_size ||
-      memcmp(zmq_msg_data(&r->client), cmd->address, cmd->address_size)) {
+  if (r == NULL || r->client_id_size != cmd->address_size ||
+      memcmp(r->client_id, cmd->address, cmd->address_size)) {
     mdp__broker_protocol_error(b, id, w, cmd->dialect,
                    "reply for a client the worker does not serve");
     mdp_msg_destroy(msg);
@@ -88,16 +96,19 @@ void mdp__broker_on_reply(mdp_broker_t *b, zmq_msg_t *id, broker_worker_t *w,
   } else if (cmd->command == MDP_WORKER_PARTIAL) {
     r->partial_sent = 1;
     if (mdp__broker_send_client(b, &r->client, 0, r->client_dialect,
-                           MDP_CLIENT_PARTIAL, s->name, s->name_size, msg) < 0)
+                                MDP_CLIENT_PARTIAL, s->name, s->name_size,
+                                NULL, msg) < 0)
       r->failed = 1;
     else {
       b->stats.partials++;
       s->stats->partials++;
     }
-  } else if (/* the request is freed below: its identity frame is moved */
+  } else if (/* the request is freed below: its identity frame is moved,
+                and its service frame goes back with the reply */
              mdp__broker_send_client(b, &r->client, 1, r->client_dialect,
-                                MDP_CLIENT_FINAL, s->name, s->name_size,
-                                msg) == 0) {
+                                     MDP_CLIENT_FINAL, s->name, s->name_size,
+                                     final_service(r), msg) == 0) {
+    r->client_sent = 1;
     b->stats.replies++;
     s->stats->replies++;
     mdp__broker_histogram_add(&s->stats->duration,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "codec_internal.h"
 #include "msg_internal.h"
 
 const char *mdp__broker_printable(const void *data, size_t size, char *buf,
@@ -31,15 +32,21 @@ const char *mdp__broker_printable(const void *data, size_t size, char *buf,
 
 /* Every message the broker sends: the command's header, then the peer's
  * routing identity, in front of `msg` (the body, maybe no frame), sent.
- * The identity is `id_frame`, moved into the message (it is left empty;
- * the caller still closes it), or else a copy of the `id_size` bytes at
- * `id`.  0: `msg` is the reactor's.  On error `msg` holds exactly the
- * frames it came with and is still the caller's, and a moved `id_frame`
- * is back where it was. */
+ * The identity is `id_frame`, moved into the message, or else a copy of
+ * the `id_size` bytes at `id`.  0: `msg` is the reactor's, and a moved
+ * `id_frame` was taken with it: it holds nothing now and is neither closed
+ * nor used again (not even re-initialised: that and the caller's close
+ * were two libzmq calls per reply for an empty frame).  On error `msg`
+ * holds exactly the frames it came with and is still the caller's, and a
+ * moved `id_frame` is back where it was.  A `service_frame` (else NULL)
+ * is taken either way (mdp__encode_service). */
 static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
-                   size_t id_size, const mdp_cmd_t *cmd, mdp_msg_t *msg) {
+                   size_t id_size, const mdp_cmd_t *cmd,
+                   zmq_msg_t *service_frame, mdp_msg_t *msg) {
   size_t body_frames = mdp__msg_size(msg);
-  int rc = mdp_encode(msg, cmd);
+  int rc = mdp__encode_service(msg, cmd, service_frame);
+  if (rc != 0 && service_frame != NULL)
+    zmq_msg_close(service_frame);
   if (rc == 0 && id_frame != NULL) {
     rc = mdp_msg_reserve_(msg, 1, 0);
     if (rc == 0) {
@@ -49,10 +56,8 @@ static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
       msg->count++;
       *mdp__msg_at(msg, 0) = *id_frame;
       rc = mdp_reactor_send(b->reactor, msg);
-      if (rc == 0) {
-        zmq_msg_init(id_frame);
+      if (rc == 0)
         return 0;
-      }
       /* Not sent: zmq_msg_send left every frame as it was. */
       *id_frame = *mdp__msg_at(msg, 0);
       msg->head++;
@@ -69,17 +74,16 @@ static int send_to(mdp_broker_t *b, zmq_msg_t *id_frame, const void *id,
 }
 
 int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
-                       mdp_command_t command, const zmq_msg_t *client,
-                       mdp_msg_t *body) {
+                            mdp_command_t command, const void *client,
+                            size_t client_size, mdp_msg_t *body) {
   mdp_msg_t *msg = body ? body : mdp_msg_new();
   if (msg == NULL)
     return MDP_ENOMEM;
-  mdp_cmd_t cmd = {.dialect = w->dialect, .command = command};
-  if (client != NULL) {
-    cmd.address = zmq_msg_data((zmq_msg_t *)client);
-    cmd.address_size = zmq_msg_size((zmq_msg_t *)client);
-  }
-  int rc = send_to(b, NULL, w->id, w->id_size, &cmd, msg);
+  mdp_cmd_t cmd = {.dialect = w->dialect,
+                   .command = command,
+                   .address = client,
+                   .address_size = client_size};
+  int rc = send_to(b, NULL, w->id, w->id_size, &cmd, NULL, msg);
   if (rc < 0) {
     if (body == NULL)
       mdp_msg_destroy(msg);
@@ -95,14 +99,14 @@ int mdp__broker_send_worker(mdp_broker_t *b, broker_worker_t *w,
 int mdp__broker_send_client(mdp_broker_t *b, zmq_msg_t *client, int move,
                             mdp_dialect_t dialect, mdp_command_t command,
                             const uint8_t *service, size_t service_size,
-                            mdp_msg_t *body) {
+                            zmq_msg_t *service_frame, mdp_msg_t *body) {
   mdp_cmd_t cmd = {.dialect = dialect,
                    .command = command,
                    .service = service,
                    .service_size = service_size};
-  int rc = move ? send_to(b, client, NULL, 0, &cmd, body)
+  int rc = move ? send_to(b, client, NULL, 0, &cmd, service_frame, body)
                 : send_to(b, NULL, zmq_msg_data(client), zmq_msg_size(client),
-                          &cmd, body);
+                          &cmd, service_frame, body);
   if (rc < 0) {
     /* With no send queue (max_pending 0), a client whose pipe is full gets
      * ENOBUFS: it is not reading, and holding its replies would stall
@@ -128,7 +132,7 @@ void mdp__broker_send_disconnect(mdp_broker_t *b, const zmq_msg_t *id,
   mdp_msg_t *msg = mdp_msg_new();
   mdp_cmd_t cmd = {.dialect = dialect, .command = MDP_WORKER_DISCONNECT};
   int rc = msg ? send_to(b, NULL, zmq_msg_data((zmq_msg_t *)id),
-                         zmq_msg_size((zmq_msg_t *)id), &cmd, msg)
+                         zmq_msg_size((zmq_msg_t *)id), &cmd, NULL, msg)
                : MDP_ENOMEM;
   if (rc < 0)
     mdp_msg_destroy(msg);

@@ -109,7 +109,8 @@ broker_request_t *mdp__broker_worker_detach(mdp_broker_t *b, broker_worker_t *w,
                       mdp__broker_suppressed_text(quiet, more, sizeof more));
   }
   if (disconnect && !b->closing) {
-    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, NULL) == 0)
+    if (mdp__broker_send_worker(b, w, MDP_WORKER_DISCONNECT, NULL, 0,
+                                NULL) == 0)
       b->stats.disconnects_sent++;
   }
   mdp__map_del(&b->workers, w->id, w->id_size);
@@ -177,7 +178,7 @@ void mdp__broker_on_worker_silent(mdp__tlist_t *list, mdp__tnode_t *node) {
 void mdp__broker_on_heartbeat_due(mdp__tlist_t *list, mdp__tnode_t *node) {
   mdp_broker_t *b = mdp__container_of(list, mdp_broker_t, heartbeat);
   broker_worker_t *w = mdp__container_of(node, broker_worker_t, heartbeat);
-  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, NULL);
+  int rc = mdp__broker_send_worker(b, w, MDP_WORKER_HEARTBEAT, NULL, 0, NULL);
   if (rc == MDP_EHOSTUNREACH) {
     b->stats.workers_unreachable++;
     mdp__broker_worker_remove(b, w, 0, "unreachable");

@@ -16,6 +16,7 @@
 
 #include "mdp/codec.h"
 #include "mdp/error.h"
+#include "codec_internal.h"
 #include "mdp/msg.h"
 #include "msg_internal.h"
 
@@ -231,14 +232,23 @@ __attribute__((constructor)) static void tables_init(void) {
     template_init(&byte_templates[i], &command_bytes[i], 1);
 }
 
-/* Frame `i` of `msg`, which the caller has checked exists: direct access,
- * one libzmq call each (the parser runs on every message a broker gets). */
-static inline size_t fsize(mdp_msg_t *msg, size_t i) {
-  return zmq_msg_size(mdp__msg_at(msg, i));
+/* The message being parsed, and the sizes of its first frames when the
+ * caller knows them (mdp__parse_sized). */
+typedef struct {
+  mdp_msg_t *msg;
+  const uint32_t *sizes;
+  size_t nsizes;
+} parse_t;
+
+/* Frame `i` of the message, which the caller has checked exists: direct
+ * access, at most one libzmq call each (the parser runs on every message a
+ * broker gets), none for a size recorded at receive. */
+static inline size_t fsize(const parse_t *p, size_t i) {
+  return i < p->nsizes ? p->sizes[i] : zmq_msg_size(mdp__msg_at(p->msg, i));
 }
 
-static inline const void *fdata(mdp_msg_t *msg, size_t i) {
-  return zmq_msg_data(mdp__msg_at(msg, i));
+static inline const void *fdata(const parse_t *p, size_t i) {
+  return zmq_msg_data(mdp__msg_at(p->msg, i));
 }
 
 /* Finds the dialect whose header the message carries, and which
@@ -248,15 +258,15 @@ static inline const void *fdata(mdp_msg_t *msg, size_t i) {
  * The header is frame 0, or frame 1 after a leading empty frame, and every
  * header is HEADER_SIZE bytes: one size check and one compare per
  * candidate. */
-static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
+static int detect(const parse_t *p, const dialect_spec_t **dp, int *subp,
                   size_t *headerp) {
-  size_t n = msg->count;
-  size_t size0 = fsize(msg, 0);
+  size_t n = p->msg->count;
+  size_t size0 = fsize(p, 0);
   int empty_first = size0 == 0;
   size_t h = empty_first ? 1 : 0;
 
-  if (h < n && (h == 0 ? size0 : fsize(msg, h)) == HEADER_SIZE) {
-    uint64_t key = header_key(fdata(msg, h));
+  if (h < n && (h == 0 ? size0 : fsize(p, h)) == HEADER_SIZE) {
+    uint64_t key = header_key(fdata(p, h));
     for (size_t i = 0; i < DIALECT_COUNT; i++) {
       if ((dialects[i].leading_empty ? 1u : 0u) != h)
         continue;
@@ -275,15 +285,20 @@ static int detect(mdp_msg_t *msg, const dialect_spec_t **dp, int *subp,
 
 /* Service names and addresses are length-checked, never content-checked:
  * RFC 18 allows any bytes, and addresses are binary ROUTER identities. */
-static int check_name(mdp_msg_t *msg, size_t index, size_t max, int err,
+static int check_name(const parse_t *p, size_t index, size_t max, int err,
                       size_t *sizep) {
-  size_t size = fsize(msg, index);
+  size_t size = fsize(p, index);
   *sizep = size;
   return size == 0 || size > max ? err : 0;
 }
 
 int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
               mdp_cmd_t *cmd) {
+  return mdp__parse_sized(msg, NULL, 0, role, dialects_mask, cmd);
+}
+
+int mdp__parse_sized(mdp_msg_t *msg, const uint32_t *sizes, size_t nsizes,
+                     mdp_role_t role, unsigned dialects_mask, mdp_cmd_t *cmd) {
   const dialect_spec_t *d;
   const cmd_spec_t *spec;
   size_t n, i;
@@ -300,8 +315,9 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   n = msg->count;
   if (n == 0)
     return MDP_EFRAMES;
+  const parse_t p = {msg, sizes, sizes != NULL ? nsizes : 0};
 
-  err = detect(msg, &d, &sub, &i);
+  err = detect(&p, &d, &sub, &i);
   if (err != 0)
     return err;
   i++; /* past the header */
@@ -315,9 +331,9 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   if (d->command_frame[sub]) {
     if (i >= n)
       return MDP_EFRAMES;
-    if (fsize(msg, i) != 1)
+    if (fsize(&p, i) != 1)
       return MDP_ECOMMAND;
-    uint8_t byte = *(const uint8_t *)fdata(msg, i);
+    uint8_t byte = *(const uint8_t *)fdata(&p, i);
     if (byte >= BYTE_TEMPLATES ||
         (spec = byte_specs[d - dialects][sub][role][byte]) == NULL)
       return MDP_ECOMMAND;
@@ -342,13 +358,13 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   case SHAPE_SERVICE:
     if (i >= n)
       return MDP_EFRAMES;
-    err = check_name(msg, i, MDP_SERVICE_MAX, MDP_ESERVICE,
+    err = check_name(&p, i, MDP_SERVICE_MAX, MDP_ESERVICE,
                      &cmd->service_size);
     if (err != 0) {
       cmd->service_size = 0;
       return err;
     }
-    cmd->service = fdata(msg, i);
+    cmd->service = fdata(&p, i);
     i++;
     if (spec->shape == SHAPE_SERVICE) {
       if (i < n)
@@ -365,17 +381,17 @@ int mdp_parse(mdp_msg_t *msg, mdp_role_t role, unsigned dialects_mask,
   case SHAPE_ADDRESS_BODY:
     if (i >= n)
       return MDP_EFRAMES;
-    err = check_name(msg, i, MDP_ADDRESS_MAX, MDP_EADDRESS,
+    err = check_name(&p, i, MDP_ADDRESS_MAX, MDP_EADDRESS,
                      &cmd->address_size);
     if (err != 0) {
       cmd->address_size = 0;
       return err;
     }
-    cmd->address = fdata(msg, i);
+    cmd->address = fdata(&p, i);
     i++;
     if (i >= n)
       return MDP_EFRAMES;
-    if (fsize(msg, i) != 0)
+    if (fsize(&p, i) != 0)
       return MDP_EDELIM;
     i++;
     if (i >= n)
@@ -412,6 +428,11 @@ static int name_ok(const uint8_t *name, size_t size, size_t max) {
 #define HEADER_FRAMES_MAX 5
 
 int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
+  return mdp__encode_service(msg, cmd, NULL);
+}
+
+int mdp__encode_service(mdp_msg_t *msg, const mdp_cmd_t *cmd,
+                        zmq_msg_t *service_frame) {
   size_t count, body_frames, i;
   int err = 0;
 
@@ -463,7 +484,9 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
 
   /* Build the header frames in wire order, in place: in the free slots
    * before the body's first frame, which become part of the message only
-   * once every frame is built (so a failure leaves `msg` as it was). */
+   * once every frame is built (so a failure leaves `msg` as it was).  Past
+   * this point nothing fails but the copy of a name, which a service frame
+   * given by the caller replaces. */
   count = recipe->count;
   if (count > HEADER_FRAMES_MAX || mdp_msg_reserve_(msg, count, 0) != 0)
     return MDP_ENOMEM;
@@ -477,6 +500,11 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
   switch ((shape_t)spec->shape) {
   case SHAPE_SERVICE_BODY:
   case SHAPE_SERVICE:
+    if (service_frame != NULL) {
+      /* Relocated, as zmq_msg_move does (msg_internal.h); taken below. */
+      frames[built++] = *service_frame;
+      break;
+    }
     err = frame_copy(&frames[built], cmd->service, cmd->service_size);
     if (err == 0)
       built++;
@@ -497,6 +525,11 @@ int mdp_encode(mdp_msg_t *msg, const mdp_cmd_t *cmd) {
       zmq_msg_close(&frames[i]);
     return err;
   }
+  /* Taken either way: sent with the message, or not wanted (this command
+   * of this dialect has no service frame, as Majortomo's replies). */
+  if (service_frame != NULL && spec->shape != SHAPE_SERVICE_BODY &&
+      spec->shape != SHAPE_SERVICE)
+    zmq_msg_close(service_frame);
   msg->head -= count;
   msg->count += count;
   return 0;

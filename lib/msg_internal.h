@@ -81,8 +81,9 @@ static inline size_t mdp__msg_size(const mdp_msg_t *msg) { return msg->count; }
 static inline void mdp__msg_drop_front(mdp_msg_t *msg, size_t n) {
   if (n > msg->count)
     n = msg->count;
-  for (size_t i = 0; i < n; i++)
-    zmq_msg_close(&msg->frames[msg->head + i]);
+  zmq_msg_t *frame = &msg->frames[msg->head];
+  for (zmq_msg_t *end = frame + n; frame < end; frame++)
+    zmq_msg_close(frame);
   msg->head += n;
   msg->count -= n;
 }

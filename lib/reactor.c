@@ -17,6 +17,7 @@
 #include "mdp/msg.h"
 #include "mdp/reactor.h"
 #include "msg_internal.h"
+#include "reactor_internal.h"
 
 #define DEFAULT_BATCH 64
 #define DEFAULT_MAX_PENDING 100000
@@ -89,6 +90,9 @@ struct mdp_reactor_s {
   size_t max_pending;
   size_t max_pending_bytes;
   size_t max_frames; /* 0: no limit */
+  /* zmq_msg_recv's answer for the first frames of the message in rx
+   * (reactor_internal.h). */
+  uint32_t rx_sizes[MDP__REACTOR_RX_SIZES];
   /* Failed messages for fail_cb, delivered from the idle callback, never
    * from inside the call that found the failure (libuv's rule: a call does
    * not run the caller's callbacks).  Entries before `failed_head` have
@@ -194,17 +198,31 @@ static int zmq_error(int e) {
 
 /* Sends frames `*next`.. of `msg`.  On return `*next` counts the frames that
  * went, so a message cut short by EAGAIN resumes where it stopped. */
-static int send_frames(mdp_reactor_t *reactor, mdp_msg_t *msg, size_t *next) {
-  size_t n = msg->count;
-  while (*next < n) {
-    int flags = ZMQ_DONTWAIT | (*next + 1 < n ? ZMQ_SNDMORE : 0);
-    if (zmq_msg_send(mdp__msg_at(msg, *next), reactor->socket, flags) < 0) {
+static inline __attribute__((always_inline)) int
+send_frames(mdp_reactor_t *reactor, mdp_msg_t *msg, size_t *next) {
+  /* The per-frame loop of every message sent: the slot and the count stay
+   * in locals (the libzmq call cannot see them, so nothing is reloaded
+   * around it), and `*next` is written on the way out.  Inline in its two
+   * callers: a call per message costs more than the loop saves. */
+  if (*next >= msg->count)
+    return 0;
+  void *socket = reactor->socket;
+  zmq_msg_t *first = mdp__msg_at(msg, 0);
+  zmq_msg_t *frame = first + *next;
+  zmq_msg_t *last = first + msg->count - 1;
+  for (;;) {
+    int flags = frame < last ? ZMQ_DONTWAIT | ZMQ_SNDMORE : ZMQ_DONTWAIT;
+    if (zmq_msg_send(frame, socket, flags) < 0) {
       if (errno == EINTR)
         continue;
+      *next = (size_t)(frame - first);
       return zmq_error(errno);
     }
-    (*next)++;
+    if (frame == last)
+      break;
+    frame++;
   }
+  *next = msg->count;
   return 0;
 }
 
@@ -354,14 +372,28 @@ static int recv_failed(mdp_reactor_t *reactor, zmq_msg_t *frame) {
   return e == EAGAIN ? 0 : MDP_EZMQ;
 }
 
-/* Receives a frame into `frame` (initialised here): 1, or recv_failed's
- * answer. */
+/* zmq_msg_more(), without its extra call: in libzmq it only returns
+ * zmq_msg_get(frame, ZMQ_MORE), and this runs once per frame received. */
+static inline int frame_more(const zmq_msg_t *frame) {
+  return zmq_msg_get(frame, ZMQ_MORE);
+}
+
+/* Receives a frame into `frame` (initialised here) as frame `index` of the
+ * message: 1, or recv_failed's answer.  Its size, zmq_msg_recv's return,
+ * is recorded for the parser. */
 static inline int recv_frame(mdp_reactor_t *reactor, void *socket,
-                             zmq_msg_t *frame) {
+                             zmq_msg_t *frame, size_t index) {
   zmq_msg_init(frame);
-  if (zmq_msg_recv(frame, socket, ZMQ_DONTWAIT) >= 0)
-    return 1;
-  return recv_failed(reactor, frame);
+  int size = zmq_msg_recv(frame, socket, ZMQ_DONTWAIT);
+  if (size < 0)
+    return recv_failed(reactor, frame);
+  if (index < MDP__REACTOR_RX_SIZES)
+    reactor->rx_sizes[index] = (uint32_t)size;
+  return 1;
+}
+
+const uint32_t *mdp__reactor_rx_sizes(const mdp_reactor_t *reactor) {
+  return reactor->rx_sizes;
 }
 
 /* Receives one whole message into reactor->rx.  1: a message is ready;
@@ -392,19 +424,33 @@ static int recv_whole(mdp_reactor_t *reactor) {
         if (room > allowed)
           room = allowed;
       }
+      /* The per-frame loop of every message: what it keeps in locals
+       * (the slot, the frame count) is stored back on each way out, not
+       * reloaded and stored around each libzmq call. */
       zmq_msg_t *frame = mdp__msg_at(rx, rx->count);
-      while (room > 0) {
-        int rc = recv_frame(reactor, socket, frame);
-        if (rc == RECV_RETRY)
-          continue;
-        if (rc != 1)
+      zmq_msg_t *end = frame + room;
+      size_t index = rx->count;
+      uint32_t *sizes = reactor->rx_sizes;
+      while (frame < end) {
+        zmq_msg_init(frame);
+        int size = zmq_msg_recv(frame, socket, ZMQ_DONTWAIT);
+        if (size < 0) {
+          rx->count = index;
+          int rc = recv_failed(reactor, frame);
+          if (rc == RECV_RETRY)
+            continue;
           return rc;
-        rx->count++;
-        if (!zmq_msg_more(frame))
+        }
+        if (index < MDP__REACTOR_RX_SIZES)
+          sizes[index] = (uint32_t)size;
+        index++;
+        if (!frame_more(frame)) {
+          rx->count = index;
           return 1;
+        }
         frame++;
-        room--;
       }
+      rx->count = index;
     }
     /* One frame the loop above had no slot for. */
     zmq_msg_t local;
@@ -413,12 +459,12 @@ static int recv_whole(mdp_reactor_t *reactor) {
         !(reactor->max_frames && rx->count >= reactor->max_frames) &&
         mdp_msg_reserve_(rx, 0, 1) == 0)
       frame = mdp__msg_at(rx, rx->count);
-    int rc = recv_frame(reactor, socket, frame);
+    int rc = recv_frame(reactor, socket, frame, rx->count);
     if (rc == RECV_RETRY)
       continue;
     if (rc != 1)
       return rc;
-    int more = zmq_msg_more(frame);
+    int more = frame_more(frame);
     if (frame == &local) {
       zmq_msg_close(&local);
       if (!(reactor->flags & F_RX_DROP)) {

@@ -3,8 +3,10 @@
  * passes if it ran everything and exited 0.  Then the large-body scenario
  * (g) with one small body size, its four implementations (the baseline
  * with and without raised glibc thresholds, mdp-broker with and without
- * --malloc-keep), and the scaling curves (h) at their smallest sizes
- * without callgrind.  And one figure with a bound: mdp-broker, as it starts,
+ * --malloc-keep), the scaling curves (h) at their smallest sizes without
+ * callgrind, and (j), the idle fleet side by side, with its smoke fleet
+ * (200 idle workers each) and one pair of phases.  And one figure with a
+ * bound: mdp-broker, as it starts,
  * takes at most MAX_FAULTS_PER_RT page faults per 1 MiB round trip
  * (measured: 0.2-2.8 in this smoke run; 140-270 with --malloc-keep 0, as it
  * started before mdp_malloc_tune), so the allocator default cannot be lost
@@ -54,7 +56,7 @@ static int run(int n, const char *build, const char *args, const char *what) {
 
 int main(void) {
   const char *build = getenv("MDP_BUILD_DIR");
-  printf("1..4\n");
+  printf("1..5\n");
   fflush(stdout);
   int passed = 0;
   passed += run(1, build, "--smoke", "mdp-bench --smoke");
@@ -62,22 +64,24 @@ int main(void) {
                 "mdp-bench --smoke -s g (large bodies, page faults)");
   passed += run(3, build, "--smoke -s h --curve-max 1 --no-callgrind",
                 "mdp-bench --smoke -s h (scaling curves, smallest)");
+  passed += run(4, build, "--smoke -s j",
+                "mdp-bench --smoke -s j (the idle fleet side by side)");
 #if defined(__SANITIZE_ADDRESS__)
   /* AddressSanitizer's allocator ignores mallopt (and its quarantine
    * hands out fresh memory on purpose): nothing to bound. */
-  printf("ok 4 - mdp-broker keeps large buffers # SKIP AddressSanitizer "
+  printf("ok 5 - mdp-broker keeps large buffers # SKIP AddressSanitizer "
          "owns malloc\n");
   passed++;
-  printf("# %d passed, %d failed\n", passed, 4 - passed);
-  return passed == 4 ? 0 : 1;
+  printf("# %d passed, %d failed\n", passed, 5 - passed);
+  return passed == 5 ? 0 : 1;
 #endif
   double faults = broker_faults(build);
   int ok = faults >= 0 && faults <= MAX_FAULTS_PER_RT;
   printf("# mdp-broker, 1 MiB bodies: %.2f page faults per round trip "
          "(bound %.0f)\n", faults, MAX_FAULTS_PER_RT);
-  printf("%s 4 - mdp-broker keeps large buffers (mdp_malloc_tune at "
+  printf("%s 5 - mdp-broker keeps large buffers (mdp_malloc_tune at "
          "start)\n", ok ? "ok" : "not ok");
   passed += ok;
-  printf("# %d passed, %d failed\n", passed, 4 - passed);
-  return passed == 4 ? 0 : 1;
+  printf("# %d passed, %d failed\n", passed, 5 - passed);
+  return passed == 5 ? 0 : 1;
 }

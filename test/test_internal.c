@@ -1,8 +1,13 @@
-/* Internal building blocks of the broker: the hash map and timeout lists. */
+/* Internal building blocks of the broker: the hash map, timeout lists, and
+ * the receive path's recorded frame sizes. */
 #include "harness.h"
 
+#include <string.h>
+
+#include "../lib/codec_internal.h"
 #include "../lib/map.h"
 #include "../lib/msg_internal.h"
+#include "../lib/reactor_internal.h"
 #include "../lib/tlist.h"
 #include <mdp.h>
 
@@ -232,11 +237,144 @@ static void msg_reused_after_drop_stays_bounded(void) {
   mdp_msg_destroy(m);
 }
 
+
+/* The reactor records each received frame's size (zmq_msg_recv's return)
+ * for the first MDP__REACTOR_RX_SIZES frames, and the broker's parser reads
+ * those instead of asking libzmq.  Messages go through a real reactor
+ * (PAIR over inproc); for each one the recorded sizes must equal the
+ * frames' and mdp__parse_sized() must answer exactly as mdp_parse(): frame
+ * sizes around ZeroMQ's inline-message limit (33 bytes), at and past
+ * MDP_SERVICE_MAX, messages of 7, 8, 9 and 10 frames (past the recorded
+ * ones the parser asks libzmq), and valid and invalid MDP messages of
+ * every dialect, after longer messages (no stale size may leak in). */
+typedef struct {
+  int expected;
+  int received;
+  int bad_size;   /* a recorded size that differs from the frame's */
+  int bad_parse;  /* mdp__parse_sized and mdp_parse disagree */
+  int parsed_ok;  /* messages both parsed as valid */
+} sizes_seen_t;
+
+static void sizes_recv_cb(mdp_reactor_t *reactor, mdp_msg_t *msg) {
+  sizes_seen_t *seen = mdp_reactor_get_data(reactor);
+  const uint32_t *sizes = mdp__reactor_rx_sizes(reactor);
+  size_t n = mdp_msg_size(msg);
+  for (size_t i = 0; i < n && i < MDP__REACTOR_RX_SIZES; i++)
+    if (sizes[i] != mdp_msg_frame_size(msg, i))
+      seen->bad_size++;
+  for (int role = MDP_ROLE_BROKER; role <= MDP_ROLE_WORKER; role++) {
+    mdp_cmd_t a, b;
+    memset(&a, 0x55, sizeof a);
+    memset(&b, 0x55, sizeof b);
+    int ra = mdp_parse(msg, (mdp_role_t)role, MDP_DIALECT_ALL, &a);
+    int rb = mdp__parse_sized(msg, sizes, MDP__REACTOR_RX_SIZES,
+                              (mdp_role_t)role, MDP_DIALECT_ALL, &b);
+    if (ra != rb || (ra == 0 && (a.dialect != b.dialect ||
+                                 a.command != b.command ||
+                                 a.service != b.service ||
+                                 a.service_size != b.service_size ||
+                                 a.address != b.address ||
+                                 a.address_size != b.address_size ||
+                                 a.body != b.body)))
+      seen->bad_parse++;
+    else if (ra == 0)
+      seen->parsed_ok++;
+  }
+  seen->received++;
+  mdp_msg_destroy(msg);
+}
+
+/* Sends the frames of `sizes` (filled with 'x'), or `texts` when given. */
+static int send_frames_of(void *s, const size_t *sizes, const char **texts,
+                          size_t n) {
+  static char fill[70000];
+  memset(fill, 'x', sizeof fill);
+  for (size_t i = 0; i < n; i++) {
+    const char *data = texts && texts[i] ? texts[i] : fill;
+    size_t size = texts && texts[i] ? strlen(texts[i]) : sizes[i];
+    if (zmq_send(s, data, size, i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int sizes_all_received(void *arg) {
+  sizes_seen_t *seen = arg;
+  return seen->received >= seen->expected;
+}
+
+static void reactor_records_frame_sizes(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  void *ctx = mdp_zmq_context();
+  void *in = zmq_socket(ctx, ZMQ_PAIR), *out = zmq_socket(ctx, ZMQ_PAIR);
+  CHECK(in != NULL && out != NULL);
+  int zero = 0;
+  zmq_setsockopt(out, ZMQ_LINGER, &zero, sizeof zero);
+  CHECK_EQ(zmq_bind(in, "inproc://rx-sizes"), 0);
+  CHECK_EQ(zmq_connect(out, "inproc://rx-sizes"), 0);
+  sizes_seen_t seen = {0};
+  mdp_reactor_t *r = NULL;
+  CHECK_EQ(mdp_reactor_new(&loop, in, 1, sizes_recv_cb, &r), 0);
+  mdp_reactor_set_data(r, &seen);
+  CHECK_EQ(mdp_reactor_start(r), 0);
+
+  static const size_t around_inline[] = {0, 1, 6, 32, 33, 34, 255, 256};
+  static const size_t ten[] = {70000, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  static const size_t long_first[] = {256, 6, 1, 3, 16};
+  static const size_t nine[] = {1, 1, 1, 1, 1, 1, 1, 1, 6};
+  char svc255[256], svc256[257];
+  memset(svc255, 's', 255);
+  svc255[255] = '\0';
+  memset(svc256, 's', 256);
+  svc256[256] = '\0';
+  /* NULL text: a frame of the size in sz[] (only the size matters). */
+  struct {
+    const char *t[8];
+    size_t sz[8];
+    size_t n;
+  } mdp[] = {
+      {{MDP_CLIENT_HEADER, "\x01", "echo", "body"}, {0}, 4},
+      {{MDP_CLIENT_HEADER, "\x01", svc255, "body"}, {0}, 4},
+      {{MDP_CLIENT_HEADER, "\x01", svc256, "body"}, {0}, 4},
+      {{MDP_WORKER_HEADER, "\x04", "abcde", "", "body"}, {0}, 5},
+      {{MDP_WORKER_HEADER, "\x04", NULL, "", "body"}, {0, 0, 0}, 5},
+      {{MDP_WORKER_HEADER, "\x04", "addr", "x", "body"}, {0}, 5},
+      {{MDP_WORKER_HEADER, "\x01", "echo"}, {0}, 3},
+      {{MDP_WORKER_HEADER, "\x05"}, {0}, 2},
+      {{"", MDP_CLIENT_HEADER, "\x02", "echo", "body"}, {0}, 5},
+      {{"", MDP_CLIENT_HEADER_01, "echo", "body"}, {0}, 4},
+      {{MDP_CLIENT_HEADER, "\x01\x01", "echo", "body"}, {0}, 4},
+      {{"MDPC021", "\x01", "echo", "body"}, {0}, 4},
+      {{""}, {0}, 1},
+  };
+  CHECK_EQ(send_frames_of(out, around_inline, NULL, 8), 0);
+  CHECK_EQ(send_frames_of(out, ten, NULL, 10), 0);
+  CHECK_EQ(send_frames_of(out, nine, NULL, 9), 0);
+  CHECK_EQ(send_frames_of(out, long_first, NULL, 5), 0);
+  for (size_t i = 0; i < sizeof mdp / sizeof mdp[0]; i++)
+    CHECK_EQ(send_frames_of(out, mdp[i].sz, mdp[i].t, mdp[i].n), 0);
+  seen.expected = 4 + (int)(sizeof mdp / sizeof mdp[0]);
+  CHECK(t_run_until(&loop, sizes_all_received, &seen, 10000));
+  CHECK_EQ(seen.received, seen.expected);
+  CHECK_EQ(seen.bad_size, 0);
+  CHECK_EQ(seen.bad_parse, 0);
+  /* Valid for some role: 2 REQUESTs (echo, a 255-byte service), FINAL,
+   * READY, HEARTBEAT (the broker and the worker both take it), Majortomo's
+   * REQUEST and MDP/0.1's (to a broker, and a REPLY to a client). */
+  CHECK_EQ(seen.parsed_ok, 9);
+  mdp_reactor_close(r, NULL);
+  zmq_close(out);
+  CHECK_EQ(t_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(map_matches_shadow);
   RUN(msg_reused_after_drop_stays_bounded);
   RUN(tlist_order_and_touch);
   RUN(tlist_coalesces);
   RUN(tlist_on_loop);
+  RUN(reactor_records_frame_sizes);
+  t_context_term();
   return t_done();
 }

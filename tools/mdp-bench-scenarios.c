@@ -464,6 +464,43 @@ static int wait_registered(const char *ep, int idle, int services,
   return rc;
 }
 
+/* Starts `idle` idle workers over `services` services against session
+ * `s`, in processes of at most 2,500 sockets each (every socket costs that
+ * process a TCP fd and a mailbox eventfd), and waits until they are all
+ * there: registered, as mdp-broker's MMI says, or, for the baseline,
+ * which keeps nothing per worker, its RSS settled (every connection
+ * accepted).  0 or -1; the processes are in procs[0..*nprocs) either way. */
+static int start_fleet(const bench_env_t *env, const run_cfg_t *c,
+                       session_t *s, int idle, int services,
+                       bench_proc_t *procs, int max_procs, int *nprocs) {
+  enum { PER_PROC = 2500 };
+  int rc = 0;
+  *nprocs = 0;
+  for (int off = 0; off < idle && *nprocs < max_procs; off += PER_PROC) {
+    int n = idle - off < PER_PROC ? idle - off : PER_PROC;
+    if (spawn_idle(env, s->ep, n, services, off, &procs[*nprocs]) < 0) {
+      rc = -1;
+      break;
+    }
+    (*nprocs)++;
+  }
+  for (int i = 0; rc == 0 && i < *nprocs; i++) {
+    char line[32];
+    if (bench_read_line(&procs[i], line, sizeof line, 60000) < 0) {
+      fprintf(stderr, "mdp-bench: idle workers did not start\n");
+      rc = -1;
+    }
+  }
+  if (rc == 0 && !c->baseline &&
+      wait_registered(s->ep, idle, services, 120000) < 0) {
+    fprintf(stderr, "mdp-bench: the idle workers did not all register\n");
+    rc = -1;
+  }
+  if (rc == 0 && c->baseline)
+    wait_rss_settle(s->broker.pid, 1000, 10000);
+  return rc;
+}
+
 int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
                 int services, int idle_ms, scale_res_t *out) {
   memset(out, 0, sizeof *out);
@@ -480,37 +517,12 @@ int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
   }
   out->rt_without = bench_median(tp, (size_t)reps);
   long rss0 = bench_proc_rss_kib(s.broker.pid);
-  /* Idle workers in processes of at most 2,500 sockets each (every
-   * socket costs that process a TCP fd and a mailbox eventfd). */
-  enum { PER_PROC = 2500, MAX_PROCS = 16 };
+  enum { MAX_PROCS = 16 };
   bench_proc_t procs[MAX_PROCS];
   int nprocs = 0;
-  for (int off = 0; rc == 0 && off < idle && nprocs < MAX_PROCS;
-       off += PER_PROC) {
-    int n = idle - off < PER_PROC ? idle - off : PER_PROC;
-    if (spawn_idle(env, s.ep, n, services, off, &procs[nprocs]) < 0) {
-      rc = -1;
-      break;
-    }
-    nprocs++;
-  }
-  for (int i = 0; rc == 0 && i < nprocs; i++) {
-    char line[32];
-    if (bench_read_line(&procs[i], line, sizeof line, 60000) < 0) {
-      fprintf(stderr, "mdp-bench: idle workers did not start\n");
-      rc = -1;
-    }
-  }
-  if (rc == 0 && !c->baseline &&
-      wait_registered(s.ep, idle, services, 120000) < 0) {
-    fprintf(stderr, "mdp-bench: the idle workers did not all register\n");
-    rc = -1;
-  }
+  if (rc == 0)
+    rc = start_fleet(env, c, &s, idle, services, procs, MAX_PROCS, &nprocs);
   if (rc == 0) {
-    /* The baseline keeps nothing per worker: wait for its RSS to settle
-     * (every connection accepted). */
-    if (c->baseline)
-      wait_rss_settle(s.broker.pid, 1000, 10000);
     long rss1 = bench_proc_rss_kib(s.broker.pid);
     out->rss_before_kib = rss0;
     out->rss_after_kib = rss1;
@@ -534,6 +546,49 @@ int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
     bench_stop(&procs[i], SIGTERM, 10000);
   session_stop(&s);
   free(tp);
+  out->ok = rc == 0;
+  return rc;
+}
+
+int bench_scale_ab(const bench_env_t *env, const run_cfg_t *a,
+                   const run_cfg_t *b, int idle, int services, int rounds,
+                   scale_ab_res_t *out) {
+  memset(out, 0, sizeof *out);
+  if (rounds > BENCH_AB_MAX_ROUNDS)
+    rounds = BENCH_AB_MAX_ROUNDS;
+  enum { MAX_PROCS = 16 };
+  const run_cfg_t *cfg[2] = {a, b};
+  session_t s[2];
+  bench_proc_t procs[2][MAX_PROCS];
+  int nprocs[2] = {0, 0}, started[2] = {0, 0};
+  int rc = 0;
+  for (int k = 0; k < 2 && rc == 0; k++) {
+    rc = session_start(env, cfg[k], &s[k]);
+    started[k] = rc == 0;
+    if (rc == 0)
+      rc = start_fleet(env, cfg[k], &s[k], idle, services, procs[k],
+                       MAX_PROCS, &nprocs[k]);
+  }
+  /* Pairs of phases, the order alternating: a machine that slows down or
+   * speeds up during a round affects both members of the next one the
+   * other way round. */
+  run_res_t r;
+  for (int i = 0; i < rounds && rc == 0; i++) {
+    for (int j = 0; j < 2 && rc == 0; j++) {
+      int k = (i % 2 == 0) ? j : 1 - j;
+      rc = measure(env, cfg[k], &s[k], &r);
+      if (rc == 0)
+        (k == 0 ? out->rt_a : out->rt_b)[i] = r.rt_per_s;
+    }
+    if (rc == 0)
+      out->rounds = i + 1;
+  }
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < nprocs[k]; i++)
+      bench_stop(&procs[k][i], SIGTERM, 10000);
+    if (started[k])
+      session_stop(&s[k]);
+  }
   out->ok = rc == 0;
   return rc;
 }

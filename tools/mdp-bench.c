@@ -49,10 +49,11 @@ static const char usage_text[] =
     "baseline), with client load, worker load and broker as separate\n"
     "processes over tcp://127.0.0.1 and ipc://.\n"
     "\n"
-    "  -s, --scenarios LIST   scenarios to run, from abcdefgh (default\n"
+    "  -s, --scenarios LIST   scenarios to run, from abcdefghij (default\n"
     "                         abcdef; g: large bodies, page faults;\n"
     "                         h: scaling curves; i: instructions per\n"
-    "                         heartbeat)\n"
+    "                         heartbeat; j: (e) side by side, -r pairs\n"
+    "                         of -d phases alternated)\n"
     "  -t, --transports LIST  tcp,ipc (default both; (e) runs on tcp)\n"
     "  -r, --reps N           interleaved repetitions per figure (default 5)\n"
     "  -d, --duration S       seconds per measured phase (default 2)\n"
@@ -67,6 +68,10 @@ static const char usage_text[] =
     "      --curves LIST      (h): which curves, from swcq (services,\n"
     "                         idle workers, clients, queued; default all)\n"
     "      --hb-idle N        (i): idle workers (default 500)\n"
+    "      --ab-control       (j): the answering baseline on both sides,\n"
+    "                         for the method's own spread\n"
+    "      --ab-swap          (j): the answering baseline's session started\n"
+    "                         and measured first (mdp-broker's otherwise)\n"
     "      --lib-inflight N   requests in flight on the one mdp_client_t of\n"
     "                         (d) (default 1000)\n"
     "      --idle N           idle workers in (e) (default 10000)\n"
@@ -138,6 +143,8 @@ static cost_t costs[MAX_ROWS];
 static int n_costs;
 static scale_res_t scale_mdp, scale_base, scale_echo;
 static int have_scale;
+static scale_ab_res_t scale_ab; /* (j) */
+static int have_scale_ab;
 static int failures;
 
 typedef struct {
@@ -150,6 +157,8 @@ typedef struct {
   int curve_max;      /* (h) */
   const char *curves; /* (h): which curves, from "swcq" */
   int hb_idle;        /* (i) */
+  int ab_control;     /* (j): both sides the answering baseline */
+  int ab_swap;        /* (j): the answering baseline's side started first */
 } opts_t;
 
 static row_t *summarise(const char *sc, const char *tr, const char *impl,
@@ -321,6 +330,43 @@ static void run_scale(const bench_env_t *env, const opts_t *o) {
                   &scale_echo) < 0)
     failures++;
   have_scale = 1;
+}
+
+/* (j): mdp-broker and the baseline answering each heartbeat, both up with
+ * a fleet each, their busy phases alternated (bench_scale_ab). */
+static void run_scale_ab(const bench_env_t *env, const opts_t *o) {
+  run_cfg_t a, b;
+  set_load(&a, 'e', o);
+  a.transport = "tcp";
+  b = a;
+  b.baseline = 1;
+  b.hb_echo = 1;
+  if (o->ab_control)
+    a = b; /* A/A: what the alternation itself measures as a difference */
+  int rounds = o->smoke ? 1 : o->reps;
+  progress(o, "(j) mdp-broker and the baseline answering each heartbeat, "
+           "%d idle workers over %d services each, %d pairs of %d ms phases",
+           o->idle, o->idle_services, rounds, o->duration_ms);
+  /* Swapped, the sides' places (which session starts first, which phase
+   * comes first in odd rounds) are exchanged; the columns stay. */
+  if (bench_scale_ab(env, o->ab_swap ? &b : &a, o->ab_swap ? &a : &b,
+                     o->idle, o->idle_services, rounds, &scale_ab) < 0)
+    failures++;
+  if (o->ab_swap)
+    for (int i = 0; i < scale_ab.rounds; i++) {
+      double t = scale_ab.rt_a[i];
+      scale_ab.rt_a[i] = scale_ab.rt_b[i];
+      scale_ab.rt_b[i] = t;
+    }
+  have_scale_ab = 1;
+}
+
+/* The median of the first n of v (a copy is sorted). */
+static double median_of(const double *v, int n) {
+  double tmp[BENCH_AB_MAX_ROUNDS];
+  for (int i = 0; i < n; i++)
+    tmp[i] = v[i];
+  return n > 0 ? bench_median(tmp, (size_t)n) : 0;
 }
 
 /* (g) large bodies: per round trip, the broker process's CPU (from /proc)
@@ -619,6 +665,33 @@ static void print_table(const char *date, const char *mach, const opts_t *o) {
       }
     }
   }
+  if (have_scale_ab) {
+    const scale_ab_res_t *x = &scale_ab;
+    double ratio[BENCH_AB_MAX_ROUNDS];
+    int at_least = 0;
+    printf("\n(j) busy rt/s (8x8, 16 B, tcp) beside %d idle workers over %d "
+           "services each, both up, phases alternated%s%s\n", o->idle,
+           o->idle_services,
+           o->ab_control ? " (control: the answering baseline both sides)"
+           : o->ab_swap  ? " (swapped: the answering baseline's side first)"
+                         : "",
+           x->ok ? "" : " (failed)");
+    printf("%-6s %12s %16s %8s\n", "round",
+           o->ab_control ? "baseline+echo" : "mdp-broker", "baseline+echo",
+           "ratio");
+    for (int i = 0; i < x->rounds; i++) {
+      ratio[i] = x->rt_b[i] > 0 ? x->rt_a[i] / x->rt_b[i] : 0;
+      at_least += ratio[i] >= 0.9;
+      printf("%-6d %12.0f %16.0f %7.2fx\n", i + 1, x->rt_a[i], x->rt_b[i],
+             ratio[i]);
+    }
+    double ma = median_of(x->rt_a, x->rounds);
+    double mb = median_of(x->rt_b, x->rounds);
+    printf("median %12.0f %16.0f %7.2fx (ratio of medians); median of the "
+           "rounds' ratios %.2fx; rounds at or above 0.90x: %d of %d\n",
+           ma, mb, mb > 0 ? ma / mb : 0, median_of(ratio, x->rounds),
+           at_least, x->rounds);
+  }
   if (hb_runs) {
     printf("\n(i) instructions per heartbeat handled (%d idle workers, "
            "all threads)\n", o->hb_idle);
@@ -759,6 +832,15 @@ static void print_json(const char *date, const char *mach, const opts_t *o) {
              heartbeats_per_s(o, i), us_per_heartbeat(o, s[i], i));
     printf("}");
   }
+  if (have_scale_ab) {
+    printf(",\"scale_ab\":{\"idle_workers\":%d,\"services\":%d,\"ok\":%s,"
+           "\"duration_ms\":%d,\"rounds\":[", o->idle, o->idle_services,
+           scale_ab.ok ? "true" : "false", o->duration_ms);
+    for (int i = 0; i < scale_ab.rounds; i++)
+      printf("%s{\"mdp_broker\":%.1f,\"baseline_echo\":%.1f}", i ? "," : "",
+             scale_ab.rt_a[i], scale_ab.rt_b[i]);
+    printf("]}");
+  }
   printf(",\"failures\":%d}\n", failures);
 }
 
@@ -804,6 +886,8 @@ int main(int argc, char **argv) {
       {"curve-max", required_argument, NULL, 'M'},
       {"curves", required_argument, NULL, 'V'},
       {"hb-idle", required_argument, NULL, 'H'},
+      {"ab-control", no_argument, NULL, 'A'},
+      {"ab-swap", no_argument, NULL, 'W'},
       {"idle-services", required_argument, NULL, 'S'},
       {"idle-seconds", required_argument, NULL, 'T'},
       {"smoke", no_argument, NULL, 'k'},
@@ -826,6 +910,8 @@ int main(int argc, char **argv) {
     case 'M': o.curve_max = atoi(optarg); break;
     case 'V': o.curves = optarg; break;
     case 'H': o.hb_idle = atoi(optarg); break;
+    case 'A': o.ab_control = 1; break;
+    case 'W': o.ab_swap = 1; break;
     case 'S': o.idle_services = atoi(optarg); break;
     case 'T': o.idle_ms = (int)(atof(optarg) * 1000); break;
     case 'k': o.smoke = 1; break;
@@ -887,8 +973,12 @@ int main(int argc, char **argv) {
   machine(mach, sizeof mach);
 
   for (const char *s = scen; *s; s++) {
-    if (!strchr("abcdefghi", *s))
+    if (!strchr("abcdefghij", *s))
       continue;
+    if (*s == 'j') {
+      run_scale_ab(&env, &o);
+      continue;
+    }
     if (*s == 'i') {
       run_hb_cost(&env, &o);
       continue;

@@ -174,4 +174,21 @@ int bench_run(const bench_env_t *env, const run_cfg_t *c, run_res_t *r);
 int bench_scale(const bench_env_t *env, const run_cfg_t *c, int idle,
                 int services, int idle_ms, scale_res_t *out);
 
+/* Scenario (j): (e)'s comparison made side by side.  Two sessions up at
+ * once, `a` and `b` (mdp-broker and the baseline answering each
+ * heartbeat), each with its own fleet of `idle` idle workers over
+ * `services` services, heartbeating throughout; then `rounds` pairs of
+ * short busy phases (a->duration_ms each), the order alternating, so that
+ * both see the same machine and the same background (both fleets). */
+#define BENCH_AB_MAX_ROUNDS 64
+typedef struct {
+  int ok;
+  int rounds;                          /* pairs measured */
+  double rt_a[BENCH_AB_MAX_ROUNDS];    /* busy rt/s of `a`, per round */
+  double rt_b[BENCH_AB_MAX_ROUNDS];
+} scale_ab_res_t;
+int bench_scale_ab(const bench_env_t *env, const run_cfg_t *a,
+                   const run_cfg_t *b, int idle, int services, int rounds,
+                   scale_ab_res_t *out);
+
 #endif /* MDP_BENCH_H */
