@@ -151,7 +151,7 @@ static int start_and_stop(const char *const *args, char *err, size_t size) {
          uv_hrtime() < deadline)
     usleep(2000);
   kill(p.pid, SIGTERM);
-  int rc = proc_wait(&p, 5000);
+  int rc = proc_wait(&p, 15000);
   /* Copied by length: gcc -O2 -Werror=format-truncation (the sanitizer
    * build) refuses snprintf of the 64 KiB buffer into a smaller one. */
   const char *text = proc_stderr(&p);
@@ -289,7 +289,7 @@ static void ipv6_endpoints(void) {
   CHECK_EQ(spawn_broker(&p, literal), 0);
   CHECK(tool_answers(ctx, v6));
   kill(p.pid, SIGTERM);
-  CHECK_EQ(proc_wait(&p, 5000), 0);
+  CHECK_EQ(proc_wait(&p, 15000), 0);
   proc_cleanup(&p);
   char any[64];
   snprintf(any, sizeof any, "tcp://*:%s", port);
@@ -298,7 +298,7 @@ static void ipv6_endpoints(void) {
   CHECK(tool_answers(ctx, v6));
   CHECK(tool_answers(ctx, v4));
   kill(p.pid, SIGTERM);
-  CHECK_EQ(proc_wait(&p, 5000), 0);
+  CHECK_EQ(proc_wait(&p, 15000), 0);
   proc_cleanup(&p);
   const char *host[] = {"-b", "tcp://localhost:5555", NULL};
   CHECK_EQ(run_broker(&p, host), 1);
@@ -374,7 +374,7 @@ static void serve_then_stop(int signum) {
   mdp_msg_destroy(m);
   usleep(250000); /* at least one stats line */
   CHECK_EQ(kill(p.pid, signum), 0);
-  int rc = proc_wait(&p, 5000);
+  int rc = proc_wait(&p, 15000);
   /* The worker is told the broker is going. */
   int told = 0;
   while ((m = peer_recv(NULL, w, 1000)) != NULL) {
@@ -413,7 +413,7 @@ static void json_log_fields(void) {
          uv_hrtime() < deadline)
     usleep(5000);
   kill(p.pid, SIGTERM);
-  CHECK_EQ(proc_wait(&p, 5000), 0);
+  CHECK_EQ(proc_wait(&p, 15000), 0);
   const char *line = strstr(proc_stderr(&p), "ready for service");
   const char *end = line ? strchr(line, '\n') : NULL;
   char ready[1024] = "";
