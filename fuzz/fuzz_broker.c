@@ -105,7 +105,13 @@ static void fb_peer_open(fb_t *f, unsigned k) {
     zmq_setsockopt(s, ZMQ_RCVHWM, &f->hwm, sizeof f->hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &f->hwm, sizeof f->hwm);
   }
-  FUZZ_ASSERT(zmq_connect(s, fb_endpoint) == 0);
+  /* libFuzzer's SIGALRM (-timeout) may interrupt libzmq's command
+   * processing: EINTR, nothing done. */
+  int rc;
+  do
+    rc = zmq_connect(s, fb_endpoint);
+  while (rc != 0 && zmq_errno() == EINTR);
+  FUZZ_ASSERT(rc == 0);
   f->peers[k] = s;
 }
 

@@ -328,7 +328,11 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
     int one = 1;
     zmq_setsockopt(b->socket, ZMQ_IPV6, &one, sizeof one);
   }
-  rc = zmq_bind(b->socket, endpoint);
+  /* EINTR: a signal came while libzmq processed the socket's commands,
+   * before the bind itself; it did nothing, so try again. */
+  do
+    rc = zmq_bind(b->socket, endpoint);
+  while (rc != 0 && zmq_errno() == EINTR);
   int err = zmq_errno();
   /* zmq_bind processes the socket's commands, as reading ZMQ_EVENTS does:
    * a read activation it consumed must not leave messages waiting, whether

@@ -11,6 +11,7 @@
  * reads it back from each message (ZMQ_MSG_PROPERTY "User-Id") for its
  * access list (mdp_broker_set_access_cb).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,11 @@ int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   }
   int linger = 0, one = 1;
   zmq_setsockopt(z->socket, ZMQ_LINGER, &linger, sizeof linger);
-  if (zmq_bind(z->socket, MDP__ZAP_ENDPOINT) != 0) {
+  int brc;
+  do /* EINTR: interrupted before binding (see mdp_broker_bind) */
+    brc = zmq_bind(z->socket, MDP__ZAP_ENDPOINT);
+  while (brc != 0 && zmq_errno() == EINTR);
+  if (brc != 0) {
     rc = zmq_errno() == EADDRINUSE ? MDP_EADDRINUSE : MDP_EZMQ;
     ZLOG(z, MDP_LOG_ERROR, "cannot bind the ZAP handler (%s): %s",
          MDP__ZAP_ENDPOINT,
