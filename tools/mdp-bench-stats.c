@@ -209,43 +209,41 @@ int bench_stop(bench_proc_t *p, int sig, int timeout_ms) {
   return status;
 }
 
-double bench_proc_cpu(pid_t pid) {
-  char path[64], buf[1024];
+/* /proc/PID/stat read into `buf`: the fields after the command name (which
+ * may hold spaces and parentheses), starting at the state; NULL if the
+ * process is gone or the file is not as expected. */
+static const char *proc_stat_fields(pid_t pid, char *buf, size_t size) {
+  char path[64];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
   if (f == NULL)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
+    return NULL;
+  size_t n = fread(buf, 1, size - 1, f);
   fclose(f);
   buf[n] = '\0';
-  /* Fields after the command name, which may hold spaces: skip past ')'. */
   char *p = strrchr(buf, ')');
-  if (p == NULL)
-    return -1;
+  return p != NULL && p[1] == ' ' ? p + 2 : NULL;
+}
+
+double bench_proc_cpu(pid_t pid) {
+  char buf[1024];
+  const char *p = proc_stat_fields(pid, buf, sizeof buf);
   unsigned long utime = 0, stime = 0;
   /* state(3) ... utime is field 14, stime 15: 11 fields after state. */
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+  if (p == NULL ||
+      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
              &utime, &stime) != 2)
     return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 double bench_proc_faults(pid_t pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  if (p == NULL)
-    return -1;
+  char buf[1024];
+  const char *p = proc_stat_fields(pid, buf, sizeof buf);
   unsigned long minflt = 0, majflt = 0;
   /* minflt is field 10, majflt 12 (cminflt, the children's, between). */
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %lu", &minflt,
-             &majflt) != 2)
+  if (p == NULL || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %lu",
+                          &minflt, &majflt) != 2)
     return -1;
   return (double)minflt + (double)majflt;
 }
