@@ -366,14 +366,14 @@ struct cmd_s {
 };
 
 /* Any thread with the GIL.  Hands the list `head`..`tail` (linked by
- * `next`) to the loop thread, with one wake-up for the whole list. */
+ * `next`, `n` commands) to the loop thread, with one wake-up for the whole
+ * list. */
 static unsigned long long g_posts, g_posted; /* GIL-guarded; post_counts() */
 
-static void post_list(state_t *st, cmd_t *head, cmd_t *tail) {
+static void post_list(state_t *st, cmd_t *head, cmd_t *tail, size_t n) {
   tail->next = NULL;
   g_posts++;
-  for (cmd_t *c = head; c; c = c->next)
-    g_posted++;
+  g_posted += n;
   pthread_mutex_lock(&st->mu);
   if (st->tail)
     st->tail->next = head;
@@ -384,7 +384,7 @@ static void post_list(state_t *st, cmd_t *head, cmd_t *tail) {
   uv_async_send(&st->async);
 }
 
-static void post(state_t *st, cmd_t *c) { post_list(st, c, c); }
+static void post(state_t *st, cmd_t *c) { post_list(st, c, c, 1); }
 
 /* ---- loop thread ---- */
 
@@ -781,6 +781,7 @@ typedef struct {
    * requests or replies wakes the loop thread once, not once each. */
   int held;
   cmd_t *held_head, *held_tail;
+  size_t held_n;
 } HandleObject;
 
 static PyTypeObject HandleType;
@@ -788,8 +789,9 @@ static PyTypeObject HandleType;
 /* Posts the held commands (if any); the caller holds the GIL. */
 static void handle_flush(HandleObject *self) {
   if (self->held_head) {
-    post_list(self->o->st, self->held_head, self->held_tail);
+    post_list(self->o->st, self->held_head, self->held_tail, self->held_n);
     self->held_head = self->held_tail = NULL;
+    self->held_n = 0;
   }
 }
 
@@ -804,6 +806,7 @@ static void handle_post(HandleObject *self, cmd_t *c) {
   else
     self->held_head = c;
   self->held_tail = c;
+  self->held_n++;
 }
 
 static void Handle_dealloc(HandleObject *self) {
@@ -1157,6 +1160,7 @@ static PyObject *nobj_start(nobj_t *o, const char *what) {
   h->closed = 0;
   h->held = 0;
   h->held_head = h->held_tail = NULL;
+  h->held_n = 0;
   return (PyObject *)h;
 }
 
