@@ -269,7 +269,7 @@ def c_load(tools, url, inflight, duration, rate_guess=15000):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
     out = subprocess.run([req, "-b", url, "-n", str(int(rate_guess * duration)), "-C", str(inflight),
                           "echo", BODY.decode()], capture_output=True, timeout=duration * 20 + 120,
-                         check=True).stdout.decode() + ""
+                         check=True).stdout.decode()
     # "N requests: N ok, 0 failed, R/s, p50 ..."
     for field in out.replace(",", " ").split():
         if field.endswith("/s"):
