@@ -19,6 +19,7 @@
 #include "broker_internal.h"
 #include "peer.h"
 #include "zap.h"
+#include "zmq_call.h"
 
 #define BROKER_HANDLES 7 /* reactor + five timeout lists + trim timer */
 #define BROKER_LINGER_MS 200
@@ -328,11 +329,7 @@ int mdp_broker_bind(mdp_broker_t *b, const char *endpoint) {
     int one = 1;
     zmq_setsockopt(b->socket, ZMQ_IPV6, &one, sizeof one);
   }
-  /* EINTR: a signal came while libzmq processed the socket's commands,
-   * before the bind itself; it did nothing, so try again. */
-  do
-    rc = zmq_bind(b->socket, endpoint);
-  while (rc != 0 && zmq_errno() == EINTR);
+  rc = mdp__zmq_bind(b->socket, endpoint);
   int err = zmq_errno();
   /* zmq_bind processes the socket's commands, as reading ZMQ_EVENTS does:
    * a read activation it consumed must not leave messages waiting, whether

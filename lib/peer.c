@@ -6,6 +6,7 @@
 #include "mdp/context.h"
 #include "mdp/error.h"
 #include "curve_internal.h"
+#include "zmq_call.h"
 #include "peer.h"
 
 void mdp__socket_options_default(mdp_socket_options_t *so) {
@@ -133,17 +134,8 @@ int mdp__peer_open(const mdp__peer_config_t *cfg, uv_loop_t *loop,
     return MDP_EZMQ;
   mdp_reactor_t *reactor = NULL;
   int rc = socket_configure(cfg, sock, endpoint);
-  if (rc == 0) {
-    /* A signal (SIGCHLD, a timer's SIGALRM...) during the socket's command
-     * processing, which zmq_connect does first, fails it with EINTR before
-     * it did anything: try again. */
-    int zrc;
-    do
-      zrc = zmq_connect(sock, endpoint);
-    while (zrc != 0 && zmq_errno() == EINTR);
-    if (zrc != 0)
-      rc = connect_error(zmq_errno());
-  }
+  if (rc == 0 && mdp__zmq_connect(sock, endpoint) != 0)
+    rc = connect_error(zmq_errno());
   if (rc == 0)
     rc = mdp_reactor_new(loop, sock, 1, recv_cb, &reactor);
   if (rc < 0) {

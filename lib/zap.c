@@ -19,6 +19,7 @@
 
 #include "log_internal.h"
 #include "curve_internal.h"
+#include "zmq_call.h"
 #include "mdp/error.h"
 #include "mdp/msg.h"
 #include "mdp/reactor.h"
@@ -194,11 +195,7 @@ int mdp__zap_start(uv_loop_t *loop, void *ctx, void *server_socket,
   }
   int linger = 0, one = 1;
   zmq_setsockopt(z->socket, ZMQ_LINGER, &linger, sizeof linger);
-  int brc;
-  do /* EINTR: interrupted before binding (see mdp_broker_bind) */
-    brc = zmq_bind(z->socket, MDP__ZAP_ENDPOINT);
-  while (brc != 0 && zmq_errno() == EINTR);
-  if (brc != 0) {
+  if (mdp__zmq_bind(z->socket, MDP__ZAP_ENDPOINT) != 0) {
     rc = zmq_errno() == EADDRINUSE ? MDP_EADDRINUSE : MDP_EZMQ;
     ZLOG(z, MDP_LOG_ERROR, "cannot bind the ZAP handler (%s): %s",
          MDP__ZAP_ENDPOINT,
