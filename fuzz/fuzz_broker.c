@@ -44,6 +44,7 @@
 #include <zmq.h>
 
 #include "../lib/broker_internal.h"
+#include "../lib/zmq_call.h"
 #include "fuzz_input.h"
 
 #ifdef MDP_FUZZ_NO_MAIN
@@ -105,13 +106,8 @@ static void fb_peer_open(fb_t *f, unsigned k) {
     zmq_setsockopt(s, ZMQ_RCVHWM, &f->hwm, sizeof f->hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &f->hwm, sizeof f->hwm);
   }
-  /* libFuzzer's SIGALRM (-timeout) may interrupt libzmq's command
-   * processing: EINTR, nothing done. */
-  int rc;
-  do
-    rc = zmq_connect(s, fb_endpoint);
-  while (rc != 0 && zmq_errno() == EINTR);
-  FUZZ_ASSERT(rc == 0);
+  /* libFuzzer's SIGALRM (-timeout) may interrupt it: the library's retry. */
+  FUZZ_ASSERT(mdp__zmq_connect(s, fb_endpoint) == 0);
   f->peers[k] = s;
 }
 
