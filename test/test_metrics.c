@@ -721,6 +721,10 @@ static void bad_metrics_options(void) {
       {"--metrics-timeout", "0", NULL},
       {"--metrics-max-connections", "0", NULL},
       {"--metrics-max-services", "-1", NULL},
+      /* /readyz's grace after SIGTERM: seconds from 0 to 3600 */
+      {"--stop-grace", "-1", NULL},
+      {"--stop-grace", "3601", NULL},
+      {"--stop-grace", "soon", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     proc_t p;
